@@ -1,0 +1,120 @@
+"""Files and folders in, one Catalog (or the diagnostics that prevent it) out.
+
+Loading is all or nothing: the engine only ever receives a catalog that checked clean, while
+`nurture check` gets every problem of every file in one run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dsl import model as m
+from dsl.diagnostics import Diagnostic, error, sort_key
+from dsl.parser import FileReader, ParsedFile, parse_text
+from dsl.validate import validate
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    catalog: m.Catalog | None
+    """None when any error was found."""
+    diagnostics: tuple[Diagnostic, ...]
+    files: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.catalog is not None
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.is_error)
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if not d.is_error)
+
+
+def find_flow_files(paths: Iterable[str]) -> tuple[list[str], list[Diagnostic]]:
+    """Expand folders recursively to their `*.flow` files, in a stable order."""
+    files: list[str] = []
+    problems: list[Diagnostic] = []
+    for path in paths:
+        where = m.Span(path, 1, 1)
+        if os.path.isdir(path):
+            found = sorted(str(p) for p in Path(path).rglob("*.flow") if p.is_file())
+            if not found:
+                problems.append(error(where, "no .flow files in this folder"))
+            files.extend(found)
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            problems.append(error(where, "no such file or folder"))
+    unique = list(dict.fromkeys(os.path.normpath(f) for f in files))
+    return unique, problems
+
+
+def load_paths(paths: Sequence[str]) -> LoadResult:
+    files, problems = find_flow_files(paths)
+    parsed: list[ParsedFile] = []
+    for path in files:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as problem:
+            problems.append(error(m.Span(path, 1, 1), f"not UTF-8 text ({problem.reason} at "
+                                                      f"byte {problem.start})"))
+            continue
+        except OSError as problem:
+            problems.append(error(m.Span(path, 1, 1), f"cannot read: {problem.strerror}"))
+            continue
+        parsed.append(parse_text(text, path, _file_reader(path, problems)))
+    return _combine(parsed, problems, tuple(files))
+
+
+def load_text(text: str, path: str = "<text>", base_dir: str | None = None) -> LoadResult:
+    """Load one file's text (tests, tools); `file "…"` bodies resolve against base_dir."""
+    problems: list[Diagnostic] = []
+    reader_path = os.path.join(base_dir, os.path.basename(path)) if base_dir else path
+    parsed = parse_text(text, path, _file_reader(reader_path, problems))
+    return _combine([parsed], problems, (path,))
+
+
+def _file_reader(flow_path: str, problems: list[Diagnostic]) -> FileReader:
+    folder = os.path.dirname(flow_path)
+
+    def read(relative: str, span: m.Span) -> str | None:
+        if os.path.isabs(relative):
+            problems.append(error(span, f"file \"{relative}\" must be a path relative to "
+                                        "the workflow file"))
+            return None
+        path = os.path.normpath(os.path.join(folder, relative))
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            problems.append(error(span, f"file not found: {path}"))
+        except UnicodeDecodeError:
+            problems.append(error(span, f"file is not UTF-8 text: {path}"))
+        except OSError as problem:
+            problems.append(error(span, f"cannot read {path}: {problem.strerror}"))
+        return None
+
+    return read
+
+
+def _combine(parsed: list[ParsedFile], problems: list[Diagnostic],
+             files: tuple[str, ...]) -> LoadResult:
+    diagnostics = list(problems)
+    for item in parsed:
+        diagnostics.extend(item.diagnostics)
+    catalog = m.Catalog(
+        workflows=tuple(w for item in parsed for w in item.workflows),
+        messages=tuple(msg for item in parsed for msg in item.messages),
+        files=files,
+    )
+    complete = not any(item.syntax_error for item in parsed)
+    diagnostics.extend(validate(catalog, complete=complete))
+    diagnostics = sorted(set(diagnostics), key=sort_key)
+    has_errors = any(d.is_error for d in diagnostics)
+    return LoadResult(None if has_errors else catalog, tuple(diagnostics), files)

@@ -1,0 +1,149 @@
+"""Lark's syntax errors in words a marketer understands.
+
+Lark reports terminals (`UNIT`, `RBRACE`, `$END`); users should read "a duration unit such as
+'days'", "'}'" and "end of file", with a "did you mean" when the unexpected word is a typo of
+something that would fit, and a hint about the block left open when a file ends too early.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from dsl.diagnostics import closest, quote_list
+
+KEYWORD_TEXT: dict[str, str] = {"_QUIET": "quiet hours"}
+
+DESCRIPTIONS: dict[str, str] = {
+    "NAME": "a name",
+    "STRING": "a quoted string",
+    "NUMBER": "a number",
+    "POINTS": "points such as '+10' or '-20'",
+    "PERCENT": "a percentage such as '10%'",
+    "CLOCK": "a clock time such as '21:00'",
+    "UNIT": "a duration unit such as 'days'",
+    "PERIOD": "a period: 'hour', 'day' or 'week'",
+    "CHANNEL": "a channel: 'push', 'email' or 'webhook'",
+    "BOOLEAN": "'true' or 'false'",
+    "COMPARE": "a comparison such as '==' or '>='",
+    "CONTAINS": "'contains'",
+    "STARTSWITH": "'startswith'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "COLON": "':'",
+    "COMMA": "','",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "EQUAL": "'='",
+    "DOT": "'.'",
+    "$END": "end of file",
+}
+
+WORDS_OF: dict[str, tuple[str, ...]] = {
+    "UNIT": ("minute", "minutes", "hour", "hours", "day", "days", "week", "weeks"),
+    "PERIOD": ("hour", "day", "week"),
+    "CHANNEL": ("push", "email", "webhook"),
+    "BOOLEAN": ("true", "false"),
+    "CONTAINS": ("contains",),
+    "STARTSWITH": ("startswith",),
+}
+
+VALUE_TERMINALS = frozenset({"STRING", "NUMBER", "POINTS", "BOOLEAN"})
+BLOCK_WORDS = frozenset({"workflow", "message", "stage", "score"})
+
+# Order in which alternatives are listed: statements first, closing brace last.
+_ORDER = [
+    "_STAGE", "_SCORE", "_TAG", "_ENTRY", "_EXIT", "_START", "_TIMEZONE", "_QUIET", "_LIMIT",
+    "_ON", "_AFTER", "_EVERY", "_GO", "_WHEN", "_DECAY", "_WORKFLOW", "_MESSAGE",
+]
+
+
+def describe_terminal(name: str) -> str:
+    if name.startswith("_") and name[1:].isupper():
+        return f"'{KEYWORD_TEXT.get(name, name[1:].lower())}'"
+    return DESCRIPTIONS.get(name, f"'{name.lower()}'")
+
+
+def words_for(name: str) -> tuple[str, ...]:
+    """The words a terminal accepts, for "did you mean" suggestions."""
+    if name.startswith("_") and name[1:].isupper():
+        return (name[1:].lower(),)
+    return WORDS_OF.get(name, ())
+
+
+def describe_expected(expected: Iterable[str]) -> str:
+    names = set(expected)
+    parts: list[str] = []
+    if names >= VALUE_TERMINALS:
+        names -= VALUE_TERMINALS
+        parts.append("a value (a string, a number, true or false)")
+
+    def rank(name: str) -> tuple[int, str]:
+        if name in _ORDER:
+            return (_ORDER.index(name), name)
+        return (len(_ORDER) + (2 if name in ("RBRACE", "$END") else 1), name)
+
+    parts.extend(describe_terminal(name) for name in sorted(names, key=rank))
+    return quote_list(parts)
+
+
+def describe_found(kind: str, text: str) -> str:
+    if kind == "$END" or not text:
+        return "end of file"
+    if kind == "STRING":
+        return f"the string {text}"
+    return f"'{text}'"
+
+
+def unexpected_token_message(kind: str, text: str, expected: Iterable[str], source: str,
+                             line: int) -> str:
+    expected = set(expected)
+    message = f"unexpected {describe_found(kind, text)}; expected {describe_expected(expected)}"
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        candidates = [word for name in expected for word in words_for(name)]
+        match = closest(text.lower(), candidates)
+        if match and match != text:
+            message += f"; did you mean '{match}'?"
+    if kind == "NUMBER" and "POINTS" in expected:
+        message += f" (points carry a sign: write '+{text}')"
+    elif kind == "POINTS" and "NUMBER" in expected and text.startswith("-"):
+        message += " (durations and counts cannot be negative)"
+    if kind == "$END" or (text in BLOCK_WORDS and "RBRACE" in expected):
+        message += unclosed_block_hint(source, line)
+    return message
+
+
+def unexpected_character_message(char: str, source: str, position: int,
+                                 allowed: Iterable[str]) -> str:
+    if char == '"':
+        return "unterminated string: a string must end with '\"' on the same line"
+    word = re.match(r"[A-Za-z_][A-Za-z0-9_]*", source[position:])
+    if word and not word.group().islower():
+        text = word.group()
+        return (f"unexpected '{text}': names and keywords are written in lower case; "
+                f"did you mean '{text.lower()}'?")
+    shown = char if char.isprintable() else repr(char)
+    message = f"unexpected character '{shown}'"
+    names = set(allowed)
+    if names:
+        message += f"; expected {describe_expected(names)}"
+    return message
+
+
+def unclosed_block_hint(source: str, upto_line: int) -> str:
+    """Names the innermost block whose '{' is still open where the error happened."""
+    stack: list[tuple[int, str]] = []
+    for number, text in enumerate(source.splitlines()[:upto_line], start=1):
+        code = re.sub(r'"([^"\\\n]|\\.)*"', '""', text).split("#", 1)[0]
+        for position, char in enumerate(code):
+            if char == "{":
+                words = code[:position].split()
+                stack.append((number, " ".join(words[:2]) if words else "block"))
+            elif char == "}" and stack:
+                stack.pop()
+    if not stack:
+        return ""
+    line, opener = stack[-1]
+    return f" (the '{{' of '{opener}' on line {line} is not closed)"

@@ -1,0 +1,111 @@
+"""Message fields as sandboxed Jinja2 templates: the one place that knows Jinja2.
+
+Templates come from marketers' files, so they run in Jinja2's sandbox, and an undefined name
+is an error (StrictUndefined): a message that would greet "Hi !" is refused rather than sent.
+Compiled templates are cached by source, since the same few fields render millions of times.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import Template as JinjaTemplate
+from jinja2.exceptions import SecurityError
+from jinja2.exceptions import TemplateError as JinjaTemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from dsl.errors import RenderError, TemplateError
+
+STANDARD_NAMES = frozenset({"subscriber", "scores", "stage", "tags", "workflow"})
+"""Variables every message can use (SPEC §1.7); `with` values add to them per send."""
+
+
+def _environment(autoescape: bool) -> SandboxedEnvironment:
+    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=autoescape,
+                                keep_trailing_newline=True)
+
+
+_TEXT = _environment(autoescape=False)
+_HTML = _environment(autoescape=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A compiled template plus what static analysis found in it."""
+
+    template: JinjaTemplate
+    names: frozenset[str]
+    """Top-level variables the template reads."""
+    attributes: frozenset[tuple[str, str, int]]
+    """`(variable, attribute, line)` for every `variable.attribute` it reads (e.g. scores.x)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_template(source: str, html: bool = False) -> Compiled:
+    """Compile once per distinct source; raises TemplateError with the template's line."""
+    environment = _HTML if html else _TEXT
+    try:
+        tree = environment.parse(source)
+        template = environment.from_string(tree)
+    except TemplateSyntaxError as problem:
+        raise TemplateError(problem.message or "syntax error", problem.lineno or 1) from None
+    return Compiled(template, _free_names(tree), _attributes(tree))
+
+
+def render(compiled: Compiled, variables: Mapping[str, Any]) -> str:
+    """Render in the sandbox; any failure becomes a RenderError with Jinja's explanation."""
+    try:
+        return compiled.template.render(variables)
+    except SecurityError as problem:
+        raise RenderError(f"not allowed in a template: {problem}") from None
+    except JinjaTemplateError as problem:
+        raise RenderError(str(problem)) from None
+    except (TypeError, ValueError, ArithmeticError, LookupError) as problem:
+        raise RenderError(f"{type(problem).__name__}: {problem}") from None
+
+
+def _free_names(tree: nodes.Template) -> frozenset[str]:
+    from jinja2 import meta
+
+    return frozenset(meta.find_undeclared_variables(tree))
+
+
+def _attributes(tree: nodes.Template) -> frozenset[tuple[str, str, int]]:
+    found: set[tuple[str, str, int]] = set()
+    for node in tree.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name):
+            found.add((node.node.name, node.attr, node.lineno))
+    for item in tree.find_all(nodes.Getitem):
+        if isinstance(item.node, nodes.Name) and isinstance(item.arg, nodes.Const) and \
+                isinstance(item.arg.value, str):
+            found.add((item.node.name, item.arg.value, item.lineno))
+    return frozenset(found)
+
+
+class SampleSubscriber(dict[str, Any]):
+    """A subscriber for `nurture check`: every attribute exists but is empty.
+
+    A template's `subscriber.*` reads never fail at check time (the attributes a real
+    subscriber will have are unknown then); `| default(…)` still shows its fallback.
+    """
+
+    def __missing__(self, key: str) -> Any:
+        return ChainableUndefined(name=key)
+
+
+def sample_variables(scores: frozenset[str], stage: str, workflow: str,
+                     params: Mapping[str, Any]) -> dict[str, Any]:
+    """The variables a check-time render sees."""
+    variables: dict[str, Any] = {
+        "subscriber": SampleSubscriber(id="sample-subscriber"),
+        "scores": dict.fromkeys(sorted(scores), 0),
+        "stage": stage,
+        "tags": ["sample"],
+        "workflow": workflow,
+    }
+    variables.update(params)
+    return variables

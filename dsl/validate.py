@@ -1,0 +1,291 @@
+"""Semantic checks over everything loaded together (SPEC §1.8).
+
+The parser has already refused what one statement alone gets wrong; here are the problems that
+need the whole picture: names that refer to nothing, duplicates across files, time zones,
+stages nobody can reach, and templates rendered with sample data for each send that uses them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import zoneinfo
+from collections import defaultdict
+from collections.abc import Iterator
+
+from dsl import model as m
+from dsl.conditions import references
+from dsl.diagnostics import Diagnostic, closest, did_you_mean, error, warning
+from dsl.errors import RenderError, TemplateError
+from dsl.templates import STANDARD_NAMES, Compiled, compile_template, render, sample_variables
+
+
+def validate(catalog: m.Catalog, complete: bool = True) -> list[Diagnostic]:
+    """All semantic problems of a catalog.
+
+    `complete` is False when some file of the set did not parse: then a name that refers to
+    nothing may live in that file, so references to messages are not reported.
+    """
+    problems: list[Diagnostic] = []
+    problems += _duplicate_workflows(catalog)
+    problems += _duplicate_messages(catalog)
+    for workflow in catalog.workflows:
+        problems += _check_workflow(workflow, catalog, complete)
+    problems += _check_templates(catalog)
+    if complete:
+        problems += check_send_params(catalog)
+    problems += _check_variants(catalog)
+    return problems
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+def _duplicate_workflows(catalog: m.Catalog) -> Iterator[Diagnostic]:
+    seen: dict[str, m.Span] = {}
+    for workflow in catalog.workflows:
+        first = seen.setdefault(workflow.name, workflow.span)
+        if first is not workflow.span:
+            yield error(workflow.span, f"duplicate workflow '{workflow.name}' (first defined at "
+                                       f"{first})")
+
+
+def _duplicate_messages(catalog: m.Catalog) -> Iterator[Diagnostic]:
+    seen: dict[tuple[str, str, str | None], m.Span] = {}
+    for message in catalog.messages:
+        key = (message.name, message.channel, (message.lang or "").lower() or None)
+        first = seen.setdefault(key, message.span)
+        if first is not message.span:
+            variant = f" lang \"{message.lang}\"" if message.lang else ""
+            yield error(message.span, f"duplicate message '{message.name}' {message.channel}"
+                                      f"{variant} (first defined at {first})")
+
+
+# ---------------------------------------------------------------- workflows
+
+
+@functools.lru_cache(maxsize=1)
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _check_workflow(workflow: m.Workflow, catalog: m.Catalog,
+                    complete: bool) -> Iterator[Diagnostic]:
+    yield from _check_timezone(workflow)
+    stage_names = [stage.name for stage in workflow.stages]
+    if workflow.stages and workflow.start not in stage_names:
+        yield _unknown("stage", workflow.start, workflow.start_span, stage_names)
+    for stage in workflow.stages:
+        for transition in stage.transitions:
+            if transition.target not in stage_names:
+                yield _unknown("stage", transition.target, transition.target_span, stage_names)
+            if isinstance(transition, m.GoWhen):
+                yield from _check_score_names(transition.condition, workflow)
+        for step in stage.steps if complete else ():
+            yield from _check_send(step.action, catalog)
+    yield from _unreachable(workflow)
+    yield from _redundant_caps(workflow)
+
+
+def _check_timezone(workflow: m.Workflow) -> Iterator[Diagnostic]:
+    name = workflow.timezone
+    if name in _time_zones():
+        return
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        yield error(workflow.timezone_span, f"unknown time zone '{name}'"
+                                            f"{did_you_mean(name, _time_zones())}")
+
+
+def _unknown(kind: str, name: str, span: m.Span, known: list[str]) -> Diagnostic:
+    return error(span, f"unknown {kind} '{name}'{did_you_mean(name, known)}")
+
+
+def _check_score_names(condition: m.Condition, workflow: m.Workflow) -> Iterator[Diagnostic]:
+    """A misspelt score in `when` would silently read an attribute and never hold."""
+    scores = [score.name for score in workflow.scores]
+    for reference in references(condition):
+        if reference.scope != "plain" or reference.name in scores:
+            continue
+        match = closest(reference.name, scores)
+        if match:
+            yield error(reference.span, f"unknown score '{reference.name}'; did you mean "
+                                        f"'{match}'? (write subscriber.{reference.name} for "
+                                        "an attribute of that name)")
+
+
+def _check_send(send: m.Send, catalog: m.Catalog) -> Iterator[Diagnostic]:
+    if catalog.variants(send.message, send.channel):
+        return
+    others = sorted({msg.channel for msg in catalog.messages if msg.name == send.message})
+    if others:
+        yield error(send.message_span, f"message '{send.message}' has no {send.channel} "
+                                       f"variant (it is declared for {' and '.join(others)})")
+        return
+    names = [msg.name for msg in catalog.messages if msg.channel == send.channel] or \
+        [msg.name for msg in catalog.messages]
+    yield _unknown("message", send.message, send.message_span, names)
+
+
+def _unreachable(workflow: m.Workflow) -> Iterator[Diagnostic]:
+    edges = {stage.name: [t.target for t in stage.transitions] for stage in workflow.stages}
+    reached = set()
+    frontier = [workflow.start]
+    while frontier:
+        name = frontier.pop()
+        if name in reached or name not in edges:
+            continue
+        reached.add(name)
+        frontier.extend(edges[name])
+    if workflow.start not in edges:
+        return
+    for stage in workflow.stages:
+        if stage.name not in reached:
+            yield warning(stage.span, f"stage '{stage.name}' is unreachable: no transition "
+                                      f"from '{workflow.start}' leads to it")
+
+
+def _redundant_caps(workflow: m.Workflow) -> Iterator[Diagnostic]:
+    for limit in workflow.limits:
+        for cap in limit.caps:
+            for other in limit.caps:
+                if other.window > cap.window and other.count <= cap.count:
+                    yield warning(cap.span, f"'{cap}' never applies: '{other}' on {limit.channel}"
+                                            " is stricter")
+                    break
+
+
+# ---------------------------------------------------------------- messages and templates
+
+
+def _check_variants(catalog: m.Catalog) -> Iterator[Diagnostic]:
+    groups: dict[tuple[str, str], list[m.Message]] = defaultdict(list)
+    for message in catalog.messages:
+        groups[(message.name, message.channel)].append(message)
+    for variants in groups.values():
+        if all(v.lang for v in variants):
+            first = variants[0]
+            yield warning(first.span, f"message '{first.name}' {first.channel} has only "
+                                      "language variants: a subscriber with another locale "
+                                      "gets nothing; add a variant without 'lang'")
+
+
+def _senders(catalog: m.Catalog) -> dict[tuple[str, str], list[tuple[m.Workflow, m.Stage,
+                                                                      m.Send]]]:
+    found: dict[tuple[str, str], list[tuple[m.Workflow, m.Stage, m.Send]]] = defaultdict(list)
+    for workflow in catalog.workflows:
+        for stage, send in workflow.sends():
+            found[(send.message, send.channel)].append((workflow, stage, send))
+    return found
+
+
+def _check_templates(catalog: m.Catalog) -> Iterator[Diagnostic]:
+    senders = _senders(catalog)
+    all_scores = frozenset(s.name for w in catalog.workflows for s in w.scores)
+    for message in catalog.messages:
+        uses = senders.get((message.name, message.channel), [])
+        for field, template in message.templates():
+            yield from _check_template(message, field, template, uses, all_scores)
+
+
+def _template_span(template: m.Template, line: int) -> m.Span:
+    if template.file is not None:
+        return m.Span(template.file, line, 1)
+    return template.span
+
+
+def _check_template(message: m.Message, field: str, template: m.Template,
+                    uses: list[tuple[m.Workflow, m.Stage, m.Send]],
+                    all_scores: frozenset[str]) -> Iterator[Diagnostic]:
+    if template.is_static:
+        if message.channel == "webhook" and field == "body":
+            yield from _check_json(template, template.source)
+        return
+    try:
+        compiled = compile_template(template.source, html=field == "html")
+    except TemplateError as problem:
+        where = _template_span(template, problem.line)
+        yield error(where, f"template of field '{field}' in message '{message.name}' does not "
+                           f"compile: {problem.message}")
+        return
+    given = {key for _, _, send in uses for key, _ in send.params}
+    missing = compiled.names - STANDARD_NAMES
+    problems = list(_unknown_names(message, field, template, missing, given))
+    scores = frozenset(s.name for w, _, _ in uses for s in w.scores) if uses else all_scores
+    problems += _unknown_scores(message, template, compiled, scores)
+    yield from problems
+    if problems:
+        return
+    contexts: list[tuple[str, str, dict[str, m.Value], m.Send | None]] = [
+        (w.name, st.name, dict(send.params), send) for w, st, send in uses
+    ] or [("sample_workflow", "sample_stage", {}, None)]
+    for workflow_name, stage_name, params, send in contexts:
+        if send is not None and not missing <= set(params):
+            continue  # reported at the send by _unknown_names
+        variables = sample_variables(scores, stage_name, workflow_name, params)
+        try:
+            rendered = render(compiled, variables)
+        except RenderError as problem:
+            yield error(template.span, f"field '{field}' of message '{message.name}' does not "
+                                       f"render: {problem.message}")
+            return
+        if message.channel == "webhook" and field == "body":
+            yield from _check_json(template, rendered)
+
+
+def _unknown_names(message: m.Message, field: str, template: m.Template,
+                   missing: frozenset[str], given: set[str]) -> Iterator[Diagnostic]:
+    for name in sorted(missing - given):
+        known = STANDARD_NAMES | given
+        yield error(template.span, f"unknown name '{name}' in field '{field}' of message "
+                                   f"'{message.name}'{did_you_mean(name, known)} (a template "
+                                   f"can use {', '.join(sorted(known))})")
+
+
+def _unknown_scores(message: m.Message, template: m.Template, compiled: Compiled,
+                    scores: frozenset[str]) -> Iterator[Diagnostic]:
+    for variable, attribute, line in sorted(compiled.attributes):
+        if variable == "scores" and attribute not in scores:
+            yield error(_template_span(template, line) if template.file else template.span,
+                        f"unknown score '{attribute}' in message '{message.name}'"
+                        f"{did_you_mean(attribute, scores)}")
+
+
+def _check_json(template: m.Template, text: str) -> Iterator[Diagnostic]:
+    try:
+        json.loads(text)
+    except ValueError as problem:
+        yield error(template.span, f"webhook body is not JSON after rendering: {problem}")
+
+
+def check_send_params(catalog: m.Catalog) -> Iterator[Diagnostic]:
+    """A send that omits a `with` value its message's templates need."""
+    for workflow in catalog.workflows:
+        for _, send in workflow.sends():
+            for message in catalog.variants(send.message, send.channel):
+                needed: set[str] = set()
+                for field, template in message.templates():
+                    if template.is_static:
+                        continue
+                    try:
+                        compiled = compile_template(template.source, html=field == "html")
+                    except TemplateError:
+                        continue
+                    needed |= compiled.names - STANDARD_NAMES
+                lacking = sorted(needed - {key for key, _ in send.params})
+                others = _given_elsewhere(catalog, send, set(lacking))
+                for name in lacking:
+                    if name in others:
+                        yield error(send.span, f"message '{send.message}' uses '{name}', which "
+                                               f"this send does not give; add: with {name} = …")
+                break
+
+
+def _given_elsewhere(catalog: m.Catalog, send: m.Send, names: set[str]) -> set[str]:
+    given: set[str] = set()
+    for workflow in catalog.workflows:
+        for _, other in workflow.sends():
+            if other.message == send.message and other.channel == send.channel:
+                given |= {key for key, _ in other.params} & names
+    return given
