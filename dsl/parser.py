@@ -78,8 +78,10 @@ def _syntax_diagnostic(problem: UnexpectedInput, text: str, path: str) -> Diagno
         message = unexpected_token_message(token.type, str(token), problem.accepts or
                                            problem.expected, text, line)
     elif isinstance(problem, UnexpectedCharacters):
+        interactive = getattr(problem, "interactive_parser", None)
+        allowed = interactive.accepts() if interactive is not None else problem.allowed
         message = unexpected_character_message(problem.char, text, problem.pos_in_stream or 0,
-                                               problem.allowed or ())
+                                               allowed or ())
     else:  # pragma: no cover - LALR raises only the two above
         message = "syntax error"
     return error(m.Span(path, line, column), message)
@@ -540,9 +542,8 @@ class _ModelBuilder(Transformer[Token, tuple[tuple[m.Workflow, ...], tuple[m.Mes
                 self._error(value.span, f"only an email's html and text can come from a file, "
                                         f"not '{item.name}'")
                 return None
-            source = self.read_file(value.relative, value.span) if self.read_file else ""
-            return m.Template(source or "", item.span, value.relative) if source is not None \
-                else None
+            source = self.read_file(value.relative, value.span) if self.read_file else None
+            return m.Template(source or "", item.span, value.relative)
         if isinstance(value, Token) and value.type == "STRING":
             return m.Template(self._string(value), item.span)
         self._error(item.span, f"{item.name} needs a quoted string")

@@ -42,7 +42,7 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 WORDS_OF: dict[str, tuple[str, ...]] = {
-    "UNIT": ("minute", "minutes", "hour", "hours", "day", "days", "week", "weeks"),
+    "UNIT": ("minutes", "hours", "days", "weeks"),
     "PERIOD": ("hour", "day", "week"),
     "CHANNEL": ("push", "email", "webhook"),
     "BOOLEAN": ("true", "false"),

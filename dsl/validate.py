@@ -149,7 +149,7 @@ def _unreachable(workflow: m.Workflow) -> Iterator[Diagnostic]:
 def _redundant_caps(workflow: m.Workflow) -> Iterator[Diagnostic]:
     for limit in workflow.limits:
         for cap in limit.caps:
-            for other in limit.caps:
+            for other in (c for c in limit.caps if c.count > 0):
                 if other.window > cap.window and other.count <= cap.count:
                     yield warning(cap.span, f"'{cap}' never applies: '{other}' on {limit.channel}"
                                             " is stricter")

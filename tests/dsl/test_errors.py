@@ -1,0 +1,371 @@
+"""Every kind of problem of SPEC §1.8, with the exact place and message users see."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+Check = Callable[..., list[str]]
+
+OK_MESSAGE = """
+message hello push {
+  title "Hello"
+}
+"""
+
+
+def flow(body: str, messages: str = OK_MESSAGE) -> str:
+    return f"workflow w {{\n{body}\n}}\n{messages}"
+
+
+# ---------------------------------------------------------------- syntax errors
+
+SYNTAX_CASES = [
+    pytest.param(
+        "workflow w {\n  stge a { }\n}\n",
+        "w.flow:2:3: error: unexpected 'stge'; expected 'stage', 'score', 'tag', 'entry', "
+        "'exit', 'start', 'timezone', 'quiet hours', 'limit' or '}'; did you mean 'stage'?",
+        id="misspelt-keyword",
+    ),
+    pytest.param(
+        "workflow w {\n  stage a {\n    after 10: send push hello\n  }\n}\n",
+        "w.flow:3:13: error: unexpected ':'; expected a duration unit such as 'days'",
+        id="missing-unit",
+    ),
+    pytest.param(
+        "workflow w {\n  stage a {\n    after 10 mins: send push hello\n  }\n}\n",
+        "w.flow:3:14: error: unexpected 'mins'; expected a duration unit such as 'days'; "
+        "did you mean 'minutes'?",
+        id="misspelt-unit",
+    ),
+    pytest.param(
+        "workflow w {\n  quiet hours 9 to 17\n}\n",
+        "w.flow:2:15: error: unexpected '9'; expected a clock time such as '21:00'",
+        id="clock-without-minutes",
+    ),
+    pytest.param(
+        "message m sms {\n  title \"x\"\n}\n",
+        "w.flow:1:11: error: unexpected 'sms'; expected a channel: 'push', 'email' or "
+        "'webhook'",
+        id="unknown-channel",
+    ),
+    pytest.param(
+        "workflow w {\n  score s {\n    on purchase 25\n  }\n}\n",
+        "w.flow:3:17: error: unexpected '25'; expected points such as '+10' or '-20' or "
+        "'where' (points carry a sign: write '+25')",
+        id="points-without-sign",
+    ),
+    pytest.param(
+        "workflow w {\n  timezone \"Europe/Warsaw\n}\n",
+        "w.flow:2:12: error: unterminated string: a string must end with '\"' on the same line",
+        id="unterminated-string",
+    ),
+    pytest.param(
+        "workflow w {\n  stage a {\n    after -5 minutes: send push hello\n  }\n}\n",
+        "w.flow:3:11: error: unexpected '-5'; expected a number (durations and counts cannot "
+        "be negative)",
+        id="negative-duration",
+    ),
+    pytest.param(
+        "workflow w {\n  stage a {\n    on enter: send push hello\n",
+        "w.flow:4:1: error: unexpected end of file; expected 'on', 'after', 'every', 'go', "
+        "'with' or '}' (the '{' of 'stage a' on line 2 is not closed)",
+        id="unclosed-block",
+    ),
+    pytest.param(
+        "Workflow w {\n}\n",
+        "w.flow:1:1: error: unexpected 'Workflow': names and keywords are written in lower "
+        "case; did you mean 'workflow'?",
+        id="capitalised-keyword",
+    ),
+    pytest.param(
+        "workflow w {\n  stage a {\n    go to b whn x > 1\n  }\n  stage b { }\n}\n",
+        "w.flow:3:13: error: unexpected 'whn'; expected 'on', 'after' or 'when'; did you mean "
+        "'when'?",
+        id="misspelt-keyword-in-transition",
+    ),
+    pytest.param(
+        "workflow w {\n  stage a {\n    on enter: send push hello\n  stage b { }\n}\n",
+        "w.flow:4:3: error: unexpected 'stage'; expected 'on', 'after', 'every', 'go', 'with' "
+        "or '}' (the '{' of 'stage a' on line 2 is not closed)",
+        id="missing-closing-brace",
+    ),
+    pytest.param(
+        "workflow w {\n  stage a {\n    go to a when x >= 1 @\n  }\n}\n",
+        "w.flow:3:25: error: unexpected character '@'; expected 'on', 'after', 'every', 'go', "
+        "'and', 'or' or '}'",
+        id="stray-character",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SYNTAX_CASES)
+def test_syntax_error(check_lines: Check, text: str, expected: str) -> None:
+    assert check_lines(text) == [expected]
+
+
+# ---------------------------------------------------------------- errors found while building
+
+
+def test_reserved_word_as_name(check_lines: Check) -> None:
+    text = flow("  stage stage {\n    on enter: send push hello\n  }")
+    assert check_lines(text) == [
+        "w.flow:2:9: error: 'stage' is a reserved word and cannot be used as a name",
+    ]
+
+
+def test_bad_clock_time(check_lines: Check) -> None:
+    text = flow("  quiet hours 21:00 to 24:30\n  stage a { }")
+    assert check_lines(text) == [
+        "w.flow:2:24: error: bad clock time '24:30': use HH:MM from 00:00 to 23:59",
+    ]
+
+
+def test_bad_minutes_in_clock_time(check_lines: Check) -> None:
+    text = flow("  quiet hours 21:75 to 08:00\n  stage a { }")
+    assert check_lines(text) == [
+        "w.flow:2:15: error: bad clock time '21:75': use HH:MM from 00:00 to 23:59",
+    ]
+
+
+def test_zero_duration(check_lines: Check) -> None:
+    text = flow("  stage a {\n    after 0 minutes: send push hello\n  }")
+    assert check_lines(text) == [
+        "w.flow:3:11: error: a duration must be longer than zero, not '0 minutes'",
+    ]
+
+
+def test_zero_decay_period(check_lines: Check) -> None:
+    text = flow("  score s {\n    decay 10% every 0 days\n  }\n  stage a { }")
+    assert check_lines(text) == [
+        "w.flow:3:21: error: a duration must be longer than zero, not '0 days'",
+    ]
+
+
+def test_cap_that_can_never_be_met(check_lines: Check) -> None:
+    text = flow("  limit push to 1 per day, 0 per week\n  stage a { }")
+    assert check_lines(text) == [
+        "w.flow:2:28: error: a cap of 0 per week can never be met: nothing would be sent",
+    ]
+
+
+def test_score_max_that_adds_nothing(check_lines: Check) -> None:
+    text = flow("  score s {\n    on email_open +10 max 0 per week\n  }\n  stage a { }")
+    assert check_lines(text) == [
+        "w.flow:3:27: error: 'max 0 per week' never lets this rule add anything",
+    ]
+
+
+def test_redundant_cap_is_a_warning(check_lines: Check) -> None:
+    text = flow("  limit push to 3 per day, 2 per week\n  stage a { }")
+    assert check_lines(text) == [
+        "w.flow:2:17: warning: '3 per day' never applies: '2 per week' on push is stricter",
+    ]
+
+
+def test_unknown_message_field(check_lines: Check) -> None:
+    text = flow("  stage a { }", 'message hello push {\n  titel "Hello"\n}\n')
+    assert check_lines(text) == [
+        "w.flow:4:1: error: push message 'hello' needs a title",
+        "w.flow:5:3: error: unknown push field 'titel'; did you mean 'title'? (a push message "
+        "has title, body, url, icon, ttl, urgency, topic)",
+    ]
+
+
+def test_workflow_without_stages(check_lines: Check) -> None:
+    assert check_lines("workflow w { }\n") == [
+        "w.flow:1:1: error: workflow 'w' has no stages; add one such as 'stage welcome { }'",
+    ]
+
+
+# ---------------------------------------------------------------- semantic errors
+
+
+def test_unknown_stage(check_lines: Check) -> None:
+    text = flow("  stage awareness {\n    go to intrest when engagement >= 20\n  }\n"
+                "  stage interest { }")
+    assert check_lines(text) == [
+        "w.flow:3:11: error: unknown stage 'intrest'; did you mean 'interest'?",
+        "w.flow:5:3: warning: stage 'interest' is unreachable: no transition from 'awareness' "
+        "leads to it",
+    ]
+
+
+def test_unknown_start_stage(check_lines: Check) -> None:
+    text = flow("  start at welcom\n  stage welcome { }")
+    assert check_lines(text) == [
+        "w.flow:2:12: error: unknown stage 'welcom'; did you mean 'welcome'?",
+    ]
+
+
+def test_unknown_score(check_lines: Check) -> None:
+    text = flow("  score engagement {\n    on page_view +1\n  }\n  stage a {\n"
+                "    go to b when engagment >= 20\n  }\n  stage b { }")
+    assert check_lines(text) == [
+        "w.flow:6:18: error: unknown score 'engagment'; did you mean 'engagement'? (write "
+        "subscriber.engagment for an attribute of that name)",
+    ]
+
+
+def test_unknown_message(check_lines: Check) -> None:
+    text = flow("  stage a {\n    on enter: send push helo\n  }")
+    assert check_lines(text) == [
+        "w.flow:3:25: error: unknown message 'helo'; did you mean 'hello'?",
+    ]
+
+
+def test_send_to_a_channel_without_that_message(check_lines: Check) -> None:
+    text = flow("  stage a {\n    on enter: send email hello\n  }")
+    assert check_lines(text) == [
+        "w.flow:3:26: error: message 'hello' has no email variant (it is declared for push)",
+    ]
+
+
+def test_duplicate_workflow_across_files(check_lines: Check) -> None:
+    other = "workflow w {\n  stage a { }\n}\n"
+    lines = check_lines(flow("  stage a { }"), extra={"z/other.flow": other})
+    assert lines == ["z/other.flow:1:1: error: duplicate workflow 'w' (first defined at "
+                     "w.flow:1:1)"]
+
+
+def test_duplicate_message_variant_across_files(check_lines: Check) -> None:
+    other = 'message hello push {\n  title "Hi"\n}\n'
+    lines = check_lines(flow("  stage a { }"), extra={"z/other.flow": other})
+    assert lines == ["z/other.flow:1:1: error: duplicate message 'hello' push (first defined "
+                     "at w.flow:5:1)"]
+
+
+def test_same_message_name_on_two_channels_is_fine(check_lines: Check) -> None:
+    other = 'message hello email {\n  subject "Hi"\n  text "Hello"\n}\n'
+    assert check_lines(flow("  stage a { }"), extra={"z/other.flow": other}) == []
+
+
+def test_duplicate_stage_and_score(check_lines: Check) -> None:
+    text = flow("  score s {\n  }\n  score s {\n  }\n  stage a { }\n  stage a { }")
+    assert check_lines(text) == [
+        "w.flow:4:3: error: duplicate score 's' in workflow 'w' (first defined on line 2)",
+        "w.flow:7:3: error: duplicate stage 'a' in workflow 'w' (first defined on line 6)",
+    ]
+
+
+def test_unreachable_stage_is_a_warning(check_lines: Check) -> None:
+    text = flow("  stage a { }\n  stage lost { }")
+    assert check_lines(text) == [
+        "w.flow:3:3: warning: stage 'lost' is unreachable: no transition from 'a' leads to it",
+    ]
+
+
+def test_unknown_time_zone(check_lines: Check) -> None:
+    text = flow('  timezone "Europe/Warsw"\n  stage a { }')
+    assert check_lines(text) == [
+        "w.flow:2:12: error: unknown time zone 'Europe/Warsw'; did you mean 'Europe/Warsaw'?",
+    ]
+
+
+def test_template_that_does_not_compile(check_lines: Check) -> None:
+    text = flow("  stage a { }", 'message hello push {\n  title "Hi {{ subscriber.name "\n}\n')
+    assert check_lines(text) == [
+        "w.flow:5:3: error: template of field 'title' in message 'hello' does not compile: "
+        "unexpected end of template, expected 'end of print statement'.",
+    ]
+
+
+def test_template_with_an_unknown_name(check_lines: Check) -> None:
+    text = flow("  stage a { }", 'message hello push {\n  title "Hi {{ subscribr.name }}"\n}\n')
+    assert check_lines(text) == [
+        "w.flow:5:3: error: unknown name 'subscribr' in field 'title' of message 'hello'; did "
+        "you mean 'subscriber'? (a template can use scores, stage, subscriber, tags, workflow)",
+    ]
+
+
+def test_subscriber_attributes_never_fail_with_sample_data(check_lines: Check) -> None:
+    text = flow("  stage a { }", 'message hello push {\n  title "Hi {{ subscriber.nickname }}'
+                '{{ subscriber.city | default(\'\') }}"\n}\n')
+    assert check_lines(text) == []
+
+
+def test_template_that_fails_to_render(check_lines: Check) -> None:
+    text = flow("  stage a { }",
+                'message hello push {\n  title "{{ workflow.no_such_method() }}"\n}\n')
+    assert check_lines(text) == [
+        "w.flow:5:3: error: field 'title' of message 'hello' does not render: 'str object' "
+        "has no attribute 'no_such_method'",
+    ]
+
+
+def test_sandbox_refuses_unsafe_attributes(check_lines: Check) -> None:
+    text = flow("  stage a { }",
+                'message hello push {\n  title "{{ workflow.__class__.__mro__ }}"\n}\n')
+    assert check_lines(text) == [
+        "w.flow:5:3: error: field 'title' of message 'hello' does not render: not allowed in "
+        "a template: access to attribute '__class__' of 'str' object is unsafe.",
+    ]
+
+
+def test_template_using_an_unknown_score(check_lines: Check) -> None:
+    text = flow("  score engagement {\n  }\n  stage a {\n    on enter: send push hello\n  }",
+                'message hello push {\n  title "{{ scores.engagment }}"\n}\n')
+    assert check_lines(text) == [
+        "w.flow:9:3: error: unknown score 'engagment' in message 'hello'; did you mean "
+        "'engagement'?",
+    ]
+
+
+def test_send_that_does_not_give_a_with_value(check_lines: Check) -> None:
+    text = flow("  stage a {\n    on enter: send push hello with code = \"A\"\n"
+                "    after 1 day: send push hello\n  }",
+                'message hello push {\n  title "Use {{ code }}"\n}\n')
+    assert check_lines(text) == [
+        "w.flow:4:18: error: message 'hello' uses 'code', which this send does not give; "
+        "add: with code = …",
+    ]
+
+
+def test_webhook_body_must_be_json(check_lines: Check) -> None:
+    text = flow("  stage a {\n    on enter: send webhook hook\n  }",
+                'message hook webhook {\n  url "https://crm.example/hook"\n'
+                '  body "{\\"lead\\": {{ subscriber.id }}}"\n}\n')
+    assert check_lines(text) == [
+        "w.flow:8:3: error: webhook body is not JSON after rendering: Expecting value: line 1 "
+        "column 10 (char 9)",
+    ]
+
+
+def test_missing_template_file(check_lines: Check) -> None:
+    text = flow("  stage a { }", 'message news email {\n  subject "News"\n'
+                '  html file "templates/news.html"\n}\n')
+    assert check_lines(text) == [
+        "w.flow:6:13: error: file not found: templates/news.html",
+    ]
+
+
+def test_template_file_error_points_into_the_file(check_lines: Check) -> None:
+    text = flow("  stage a { }", 'message news email {\n  subject "News"\n'
+                '  html file "templates/news.html"\n}\n')
+    lines = check_lines(text, extra={"templates/news.html": "<p>\n{% if x %}\n</p>\n"})
+    assert lines == [
+        "templates/news.html:2:1: error: template of field 'html' in message 'news' does not "
+        "compile: Unexpected end of template. Jinja was looking for the following tags: "
+        "'elif' or 'else' or 'endif'. The innermost block that needs to be closed is 'if'.",
+    ]
+
+
+def test_language_only_variants_warn(check_lines: Check) -> None:
+    text = flow("  stage a { }", 'message hello push lang "pl" {\n  title "Cześć"\n}\n')
+    assert check_lines(text) == [
+        "w.flow:4:1: warning: message 'hello' push has only language variants: a subscriber "
+        "with another locale gets nothing; add a variant without 'lang'",
+    ]
+
+
+def test_every_problem_of_every_file_in_one_run(check_lines: Check) -> None:
+    broken = "workflow other {\n  stage a {\n    after 5 dayz: send push hello\n  }\n}\n"
+    text = flow('  timezone "Mars/Olympus"\n  stage a {\n    go to b after 1 day\n  }')
+    lines = check_lines(text, extra={"b.flow": broken})
+    assert lines == [
+        "b.flow:3:13: error: unexpected 'dayz'; expected a duration unit such as 'days'; did "
+        "you mean 'days'?",
+        "w.flow:2:12: error: unknown time zone 'Mars/Olympus'",
+        "w.flow:4:11: error: unknown stage 'b'",
+    ]
