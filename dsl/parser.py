@@ -17,7 +17,8 @@ from decimal import Decimal
 from importlib import resources
 from typing import Any, cast
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
+from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from dsl import model as m
@@ -30,6 +31,8 @@ RESERVED = frozenset({
     "send", "with", "limit", "per", "max", "decay", "quiet", "hours", "timezone", "lang", "file",
     "and", "or", "not", "in", "contains", "startswith", "has",
 })
+
+MAX_CONDITION_DEPTH = 64
 
 FileReader = Callable[[str, m.Span], "str | None"]
 """Reads a `file "…"` body relative to the workflow file; reports its own problems."""
@@ -130,12 +133,14 @@ class _Item:
 
 
 @v_args(meta=True)
-class _ModelBuilder(Transformer[Token, tuple[tuple[m.Workflow, ...], tuple[m.Message, ...]]]):
+class _ModelBuilder(Transformer_NonRecursive[Token, tuple[tuple[m.Workflow, ...], tuple[m.Message, ...]]]):
     def __init__(self, path: str, read_file: FileReader | None) -> None:
         super().__init__()
         self.path = path
         self.read_file = read_file
         self.diagnostics: list[Diagnostic] = []
+        self._depths: dict[int, int] = {}
+        self._too_deep = False
 
     # ------------------------------------------------------------ helpers
 
@@ -434,14 +439,26 @@ class _ModelBuilder(Transformer[Token, tuple[tuple[m.Workflow, ...], tuple[m.Mes
             return str(token) == "true"
         return self._number(token)
 
-    def or_condition(self, meta: Any, children: list[Any]) -> m.Or:
-        return m.Or(tuple(children), self._span(meta))
+    def _nested(self, node: m.Condition, children: list[Any]) -> m.Condition:
+        """Refuses conditions nested deeper than anyone writes, so nothing recurses forever."""
+        depth = 1 + max((self._depths.get(id(child), 0) for child in children), default=0)
+        if depth > MAX_CONDITION_DEPTH:
+            if not self._too_deep:
+                self._error(node.span, f"this condition is nested more than "
+                                       f"{MAX_CONDITION_DEPTH} levels deep; simplify it")
+                self._too_deep = True
+            return cast(m.Condition, children[0])
+        self._depths[id(node)] = depth
+        return node
 
-    def and_condition(self, meta: Any, children: list[Any]) -> m.And:
-        return m.And(tuple(children), self._span(meta))
+    def or_condition(self, meta: Any, children: list[Any]) -> m.Condition:
+        return self._nested(m.Or(tuple(children), self._span(meta)), children)
 
-    def negation(self, meta: Any, children: list[Any]) -> m.Not:
-        return m.Not(children[0], self._span(meta))
+    def and_condition(self, meta: Any, children: list[Any]) -> m.Condition:
+        return self._nested(m.And(tuple(children), self._span(meta)), children)
+
+    def negation(self, meta: Any, children: list[Any]) -> m.Condition:
+        return self._nested(m.Not(children[0], self._span(meta)), children)
 
     def comparison(self, meta: Any, children: list[Any]) -> m.Comparison:
         left, operator, value = children
