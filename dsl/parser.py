@@ -18,8 +18,8 @@ from importlib import resources
 from typing import Any, cast
 
 from lark import Lark, Token, v_args
-from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
 
 from dsl import model as m
 from dsl.diagnostics import Diagnostic, did_you_mean, error
@@ -132,8 +132,11 @@ class _Item:
     span: m.Span
 
 
+_FileModel = tuple[tuple[m.Workflow, ...], tuple[m.Message, ...]]
+
+
 @v_args(meta=True)
-class _ModelBuilder(Transformer_NonRecursive[Token, tuple[tuple[m.Workflow, ...], tuple[m.Message, ...]]]):
+class _ModelBuilder(Transformer_NonRecursive[Token, _FileModel]):
     def __init__(self, path: str, read_file: FileReader | None) -> None:
         super().__init__()
         self.path = path

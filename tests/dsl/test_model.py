@@ -77,7 +77,8 @@ def test_scores(jewelry: m.Catalog) -> None:
     assert isinstance(industry.condition, m.Membership)
     assert industry.condition.options == ("fashion", "retail") and industry.points == 20
     assert isinstance(role.condition, m.Comparison)
-    assert (role.condition.left.name, role.condition.right, role.points) == ("role", "marketing", 10)
+    assert (role.condition.left.name, role.condition.right, role.points) == (
+        "role", "marketing", 10)
 
 
 def test_tags(jewelry: m.Catalog) -> None:

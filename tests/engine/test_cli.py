@@ -1,0 +1,147 @@
+"""`nurture check` and `nurture graph` as users run them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from engine.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SMALL = """
+workflow trial {
+  entry on signup
+  stage welcome {
+    on enter: send email hello
+    go to active when usage >= 3
+    go to lapsed when idle for 14 days
+  }
+  stage active { }
+  stage lapsed {
+    go to active on login
+  }
+}
+message hello email {
+  subject "Welcome"
+  text "Hi"
+}
+"""
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_check_the_example_workflows_folder() -> None:
+    code, out, err = run("check", str(ROOT / "workflows"))
+    assert (code, out) == (0, "")
+    assert "0 error(s), 0 warning(s)" in err
+
+
+def test_check_reports_every_file_and_exits_1(write_flow: Callable[..., str]) -> None:
+    write_flow("flows/a.flow", "workflow a {\n  stage s {\n    go to t after 1 dy\n  }\n}\n")
+    write_flow("flows/deeper/b.flow", 'workflow b {\n  timezone "Nowhere/City"\n'
+                                      "  stage s { }\n}\n")
+    write_flow("flows/notes.txt", "not a workflow")
+    code, out, err = run("check", "flows")
+    assert code == 1
+    assert out.splitlines() == [
+        "flows/a.flow:3:21: error: unexpected 'dy'; expected a duration unit such as 'days'; "
+        "did you mean 'days'?",
+        "flows/deeper/b.flow:2:12: error: unknown time zone 'Nowhere/City'",
+    ]
+    assert "2 file(s) checked: 2 error(s), 0 warning(s)" in err
+    assert "Traceback" not in out + err
+
+
+def test_warnings_alone_exit_0(write_flow: Callable[..., str]) -> None:
+    write_flow("w.flow", "workflow w {\n  stage a { }\n  stage b { }\n}\n")
+    code, out, _ = run("check", "w.flow")
+    assert code == 0
+    assert out == "w.flow:3:3: warning: stage 'b' is unreachable: no transition from 'a' " \
+                  "leads to it\n"
+
+
+def test_missing_path_is_reported(write_flow: Callable[..., str]) -> None:
+    write_flow("w.flow", SMALL)
+    code, out, _ = run("check", "w.flow", "nope.flow", "empty")
+    assert code == 1
+    assert out.splitlines() == ["empty:1:1: error: no such file or folder",
+                                "nope.flow:1:1: error: no such file or folder"]
+
+
+def test_not_utf8_is_reported(write_flow: Callable[..., str], tmp_path: Path) -> None:
+    (tmp_path / "bad.flow").write_bytes(b"workflow \xff {}")
+    code, out, _ = run("check", str(tmp_path / "bad.flow"))
+    assert code == 1
+    assert out.endswith("bad.flow:1:1: error: not UTF-8 text (invalid start byte at byte 9)\n")
+
+
+def test_graph_mermaid(write_flow: Callable[..., str]) -> None:
+    write_flow("t.flow", SMALL)
+    code, out, _ = run("graph", "t.flow")
+    assert code == 0
+    assert out == (
+        "flowchart LR\n"
+        '  entry(("on signup"))\n'
+        '  welcome(["welcome"])\n'
+        '  active["active"]\n'
+        '  lapsed["lapsed"]\n'
+        "  entry --> welcome\n"
+        '  welcome -->|"1. when usage >= 3"| active\n'
+        '  welcome -->|"2. idle for 14 days"| lapsed\n'
+        '  lapsed -->|"on login"| active\n'
+    )
+
+
+def test_graph_dot(write_flow: Callable[..., str]) -> None:
+    write_flow("t.flow", SMALL)
+    code, out, _ = run("graph", "t.flow", "--format", "dot")
+    assert code == 0
+    assert out == (
+        "digraph nurture {\n"
+        "  rankdir=LR;\n"
+        "  node [shape=box, style=rounded];\n"
+        '  subgraph "cluster_trial" {\n'
+        '    label="trial";\n'
+        '    "trial.entry" [shape=circle, label="on signup"];\n'
+        '    "trial.welcome" [label="welcome", penwidth=2];\n'
+        '    "trial.active" [label="active"];\n'
+        '    "trial.lapsed" [label="lapsed"];\n'
+        '    "trial.entry" -> "trial.welcome" [label="start"];\n'
+        '    "trial.welcome" -> "trial.active" [label="1. when usage >= 3"];\n'
+        '    "trial.welcome" -> "trial.lapsed" [label="2. idle for 14 days"];\n'
+        '    "trial.lapsed" -> "trial.active" [label="on login"];\n'
+        "  }\n"
+        "}\n"
+    )
+
+
+def test_graph_of_a_broken_file_shows_its_errors(write_flow: Callable[..., str]) -> None:
+    write_flow("t.flow", "workflow w { stage a { go to b after 1 day } }")
+    code, out, _ = run("graph", "t.flow")
+    assert (code, out) == (1, "t.flow:1:30: error: unknown stage 'b'\n")
+
+
+def test_graph_quotes_labels_for_mermaid(write_flow: Callable[..., str]) -> None:
+    write_flow("t.flow", 'workflow w { stage a { go to b on visit where url contains "/x" } '
+                         "stage b { } }")
+    _, out, _ = run("graph", "t.flow")
+    assert '  a -->|"on visit where url contains #quot;/x#quot;"| b\n' in out
+
+
+def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
+    broken = tmp_path / "x.flow"
+    broken.write_text("workflow {", encoding="utf-8")
+    script = Path(sys.executable).parent / "nurture"
+    completed = subprocess.run([str(script), "check", str(broken)], capture_output=True,
+                               text=True, check=False)
+    assert completed.returncode == 1
+    assert completed.stdout == f"{broken}:1:10: error: unexpected '{{'; expected a name\n"
+    assert "Traceback" not in completed.stderr
