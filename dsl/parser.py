@@ -55,20 +55,91 @@ def _lark() -> Lark:
 
 
 def parse_text(text: str, path: str, read_file: FileReader | None = None) -> ParsedFile:
-    """Parse one file's text. Never raises for anything the text contains."""
+    """Parse one file's text. Never raises for anything the text contains.
+
+    After a syntax error, each top-level block is parsed on its own, so that one broken
+    workflow or message does not hide the problems of the others in the same file.
+    """
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as problem:
-        return ParsedFile(path, (), (), (_syntax_diagnostic(problem, text, path),), True)
+        blocks = top_level_blocks(text)
+        if len(blocks) <= 1:
+            return ParsedFile(path, (), (), (_syntax_diagnostic(problem, text, path),), True)
+        return _parse_blocks(text, blocks, path, read_file)
+    return _build(tree, path, read_file)
+
+
+def _build(tree: Any, path: str, read_file: FileReader | None) -> ParsedFile:
     builder = _ModelBuilder(path, read_file)
     try:
         workflows, messages = builder.transform(tree)
     except VisitError as wrapped:  # pragma: no cover - a bug in the builder, not the user's
         raise wrapped.orig_exc from wrapped
-    except RecursionError:
+    except RecursionError:  # pragma: no cover - the builder does not recurse
         span = m.Span(path, 1, 1)
         return ParsedFile(path, (), (), (error(span, "conditions are nested too deeply"),), True)
     return ParsedFile(path, workflows, messages, tuple(builder.diagnostics))
+
+
+def _parse_blocks(text: str, blocks: list[tuple[int, int]], path: str,
+                  read_file: FileReader | None) -> ParsedFile:
+    workflows: list[m.Workflow] = []
+    messages: list[m.Message] = []
+    diagnostics: list[Diagnostic] = []
+    for start, end in blocks:
+        # Blank out what precedes the block, keeping lines and columns where they were.
+        line_start = text.rfind("\n", 0, start) + 1
+        block = "\n" * text.count("\n", 0, start) + " " * (start - line_start) + text[start:end]
+        try:
+            tree = _lark().parse(block)
+        except UnexpectedInput as problem:
+            diagnostics.append(_syntax_diagnostic(problem, block, path))
+            continue
+        parsed = _build(tree, path, read_file)
+        workflows += parsed.workflows
+        messages += parsed.messages
+        diagnostics += parsed.diagnostics
+    return ParsedFile(path, tuple(workflows), tuple(messages), tuple(diagnostics), True)
+
+
+def top_level_blocks(text: str) -> list[tuple[int, int]]:
+    """(start, end) offsets of each top-level `… { … }` block, skipping strings and comments.
+
+    An unclosed block runs to the end of the text.
+    """
+    blocks: list[tuple[int, int]] = []
+    depth, start, index = 0, -1, 0
+    while index < len(text):
+        char = text[index]
+        if char == "#":
+            newline = text.find("\n", index)
+            index = len(text) if newline < 0 else newline
+            continue
+        if start < 0 and not char.isspace():
+            start = index
+        if char == '"':
+            index = _string_end(text, index)
+            continue
+        if char == "{":
+            depth += 1
+        elif char == "}" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                blocks.append((start, index + 1))
+                start = -1
+        index += 1
+    if start >= 0:
+        blocks.append((start, len(text)))
+    return blocks
+
+
+def _string_end(text: str, index: int) -> int:
+    """Offset just past the string opening at `index` (or at its line's end if unclosed)."""
+    index += 1
+    while index < len(text) and text[index] not in '"\n':
+        index += 2 if text[index] == "\\" else 1
+    return index + 1 if index < len(text) and text[index] == '"' else index
 
 
 def _syntax_diagnostic(problem: UnexpectedInput, text: str, path: str) -> Diagnostic:
@@ -530,9 +601,10 @@ class _ModelBuilder(Transformer_NonRecursive[Token, _FileModel]):
         values: dict[str, Any] = {}
         for item in fields:
             if item.name not in allowed:
+                article = "an" if channel[0] in "aeiou" else "a"
                 self._error(item.span, f"unknown {channel} field '{item.name}'"
-                                       f"{did_you_mean(item.name, allowed)} (a {channel} "
-                                       f"message has {', '.join(allowed)})")
+                                       f"{did_you_mean(item.name, allowed)} ({article} "
+                                       f"{channel} message has {', '.join(allowed)})")
                 continue
             if item.name in values:
                 self._error(item.span, f"field '{item.name}' is given twice in message '{name}'")

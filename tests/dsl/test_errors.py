@@ -369,3 +369,23 @@ def test_every_problem_of_every_file_in_one_run(check_lines: Check) -> None:
         "w.flow:2:12: error: unknown time zone 'Mars/Olympus'",
         "w.flow:4:11: error: unknown stage 'b'",
     ]
+
+
+def test_a_syntax_error_does_not_hide_the_other_blocks_of_the_file(check_lines: Check) -> None:
+    text = (
+        "workflow a {\n  stage s {\n    after 2 dys: send email hello\n  }\n}\n"
+        "message hello email {\n  subjct \"x\"\n  text \"y\"\n}\n"
+        "workflow c {\n  quiet hours 9 to 5\n  stage s { }\n}\n"
+        "# a comment with a \" quote and a { brace\n"
+        "message m push { title \"a}{\" url \"{{ nope }}\" }\n"
+    )
+    assert check_lines(text) == [
+        "w.flow:3:13: error: unexpected 'dys'; expected a duration unit such as 'days'; did you "
+        "mean 'days'?",
+        "w.flow:6:1: error: email message 'hello' needs a subject",
+        "w.flow:7:3: error: unknown email field 'subjct'; did you mean 'subject'? (an email "
+        "message has subject, html, text)",
+        "w.flow:11:15: error: unexpected '9'; expected a clock time such as '21:00'",
+        "w.flow:15:30: error: unknown name 'nope' in field 'url' of message 'm' (a template can "
+        "use scores, stage, subscriber, tags, workflow)",
+    ]
