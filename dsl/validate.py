@@ -260,32 +260,32 @@ def _check_json(template: m.Template, text: str) -> Iterator[Diagnostic]:
 
 
 def check_send_params(catalog: m.Catalog) -> Iterator[Diagnostic]:
-    """A send that omits a `with` value its message's templates need."""
+    """A send that omits a `with` value that its message's templates (any variant) need.
+
+    Names that no send gives at all are reported once at the template instead.
+    """
+    given: dict[tuple[str, str], set[str]] = defaultdict(set)
     for workflow in catalog.workflows:
         for _, send in workflow.sends():
-            for message in catalog.variants(send.message, send.channel):
-                needed: set[str] = set()
-                for field, template in message.templates():
-                    if template.is_static:
-                        continue
-                    try:
-                        compiled = compile_template(template.source, html=field == "html")
-                    except TemplateError:
-                        continue
-                    needed |= compiled.names - STANDARD_NAMES
-                lacking = sorted(needed - {key for key, _ in send.params})
-                others = _given_elsewhere(catalog, send, set(lacking))
-                for name in lacking:
-                    if name in others:
-                        yield error(send.span, f"message '{send.message}' uses '{name}', which "
-                                               f"this send does not give; add: with {name} = …")
-                break
-
-
-def _given_elsewhere(catalog: m.Catalog, send: m.Send, names: set[str]) -> set[str]:
-    given: set[str] = set()
+            given[(send.message, send.channel)] |= {key for key, _ in send.params}
     for workflow in catalog.workflows:
-        for _, other in workflow.sends():
-            if other.message == send.message and other.channel == send.channel:
-                given |= {key for key, _ in other.params} & names
-    return given
+        for _, send in workflow.sends():
+            needed = _template_names(catalog.variants(send.message, send.channel))
+            lacking = needed & given[(send.message, send.channel)]
+            for name in sorted(lacking - {key for key, _ in send.params}):
+                yield error(send.span, f"message '{send.message}' uses '{name}', which this "
+                                       f"send does not give; add: with {name} = …")
+
+
+def _template_names(variants: tuple[m.Message, ...]) -> set[str]:
+    """The non-standard top-level names the templates of these variants read."""
+    names: set[str] = set()
+    for message in variants:
+        for field, template in message.templates():
+            if template.is_static:
+                continue
+            try:
+                names |= compile_template(template.source, html=field == "html").names
+            except TemplateError:
+                continue
+    return names - STANDARD_NAMES
