@@ -1,0 +1,76 @@
+"""Choosing a message's language variant and rendering its fields (SPEC §1.5a, §1.7).
+
+The variant follows the subscriber's `locale`: a variant declared with a region (`pt-BR`) wins
+when it matches exactly; otherwise the language part decides, case-insensitively (`pl-PL`,
+`pl_PL` and `PL` all pick `lang "pl"`); otherwise the variant without `lang`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from channels.base import Rendered
+from dsl import model as m
+from dsl.errors import RenderError, TemplateError
+from dsl.templates import compile_template, render
+
+
+def normalise_locale(locale: str) -> str:
+    return locale.strip().replace("_", "-").lower()
+
+
+def choose_variant(variants: Sequence[m.Message], locale: Any) -> m.Message | None:
+    """The variant for a subscriber's locale, or None when no variant fits it."""
+    default: m.Message | None = None
+    by_lang: dict[str, m.Message] = {}
+    for variant in variants:
+        if variant.lang is None:
+            default = variant
+        else:
+            by_lang[normalise_locale(variant.lang)] = variant
+    if isinstance(locale, str) and locale.strip() and by_lang:
+        wanted = normalise_locale(locale)
+        if wanted in by_lang:
+            return by_lang[wanted]
+        language = wanted.split("-")[0]
+        if language in by_lang:
+            return by_lang[language]
+    return default
+
+
+def render_message(message: m.Message, variables: Mapping[str, Any]) -> Rendered:
+    """Render every field; raises RenderError naming the field that failed."""
+    fields: dict[str, Any] = {}
+    for name, template in message.templates():
+        fields[name] = render_field(name, template, variables)
+    for name in _FIELDS[message.channel]:
+        fields.setdefault(name, None)
+    content = message.content
+    if isinstance(content, m.PushContent):
+        fields["ttl"] = int(content.ttl.seconds)
+        fields["urgency"] = content.urgency
+    if isinstance(content, m.WebhookContent) and fields.get("body") is not None:
+        try:
+            json.loads(fields["body"])
+        except ValueError as problem:
+            raise RenderError(f"body: not JSON after rendering ({problem})") from None
+    return Rendered(message.channel, message.name, message.lang, fields)
+
+
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "push": ("title", "body", "url", "icon", "topic"),
+    "email": ("subject", "html", "text"),
+    "webhook": ("url", "body"),
+}
+
+
+def render_field(name: str, template: m.Template, variables: Mapping[str, Any]) -> str:
+    if template.is_static:
+        return template.source
+    try:
+        compiled = compile_template(template.source, html=name == "html")
+        return render(compiled, variables)
+    except (TemplateError, RenderError) as problem:
+        raise RenderError(f"{name}: {problem.message}") from None

@@ -1,0 +1,150 @@
+"""Events in (SPEC §2): validated into `Event`s, with errors that name the field at fault.
+
+Everything that feeds the engine (the simulator's JSON lines, the HTTP API, the test fixture)
+goes through `parse_event`, so a bad event is refused the same way everywhere, before anything
+is stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
+CONSENT_CHANNELS = ("push", "email")
+FIELDS = ("subscriber", "type", "at", "properties", "id")
+MAX_ID = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    subscriber: str
+    type: str
+    at: datetime
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    key: str | None = None
+    """The idempotency key (the event's `id`)."""
+    seq: int = 0
+    """Arrival order: events at the same instant keep it (SPEC §1.5a)."""
+
+
+class EventError(ValueError):
+    """An event that cannot be accepted; `field` is the dotted path of the offending value."""
+
+    def __init__(self, field_path: str, message: str) -> None:
+        super().__init__(f"{field_path}: {message}")
+        self.field = field_path
+        self.message = message
+
+
+def parse_event(raw: Any, seq: int = 0, default_at: datetime | None = None) -> Event:
+    """Validate one event object. `default_at` stands in for a missing `at` (else required)."""
+    if not isinstance(raw, Mapping):
+        raise EventError("event", f"expected a JSON object, got {_kind(raw)}")
+    unknown = [key for key in raw if key not in FIELDS]
+    if unknown:
+        raise EventError(str(unknown[0]), "unknown field; an event has "
+                                          + ", ".join(repr(f) for f in FIELDS))
+    subscriber = _identifier(raw, "subscriber", required=True)
+    assert subscriber is not None
+    kind = raw.get("type")
+    if not isinstance(kind, str) or not NAME.match(kind) or len(kind) > 100:
+        raise EventError("type", "required: a name such as 'page_view' (lower-case letters, "
+                                 f"digits and '_'), got {_show(kind)}")
+    at = parse_instant(raw.get("at"), "at") if "at" in raw or default_at is None else default_at
+    properties = raw.get("properties", {})
+    if not isinstance(properties, Mapping):
+        raise EventError("properties", f"expected a JSON object, got {_kind(properties)}")
+    _check_reserved(kind, properties)
+    return Event(subscriber, kind, at, dict(properties), _identifier(raw, "id"), seq)
+
+
+def parse_instant(value: Any, field_path: str, *, date_only_ok: bool = False) -> datetime:
+    """An ISO-8601 instant with a time zone (`Z` or an offset), as aware UTC."""
+    if not isinstance(value, str):
+        raise EventError(field_path, "required: an ISO-8601 time such as "
+                                     f"'2026-03-02T09:00:00Z', got {_show(value)}")
+    text = value.strip()
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise EventError(field_path, f"{value!r} is not an ISO-8601 time such as "
+                                     "'2026-03-02T09:00:00Z'") from None
+    if instant.tzinfo is None:
+        if date_only_ok and _is_date(text):
+            return instant.replace(tzinfo=UTC)
+        raise EventError(field_path, f"{value!r} has no time zone; add 'Z' for UTC or an "
+                                     "offset such as '+01:00'")
+    return instant.astimezone(UTC)
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _identifier(raw: Mapping[str, Any], name: str, required: bool = False) -> str | None:
+    value = raw.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        need = "required: " if required else ""
+        raise EventError(name, f"{need}a non-empty string, got {_show(value)}")
+    text = str(value)
+    if not text.strip() or len(text) > MAX_ID:
+        raise EventError(name, f"must be 1 to {MAX_ID} characters, got {_show(value)}")
+    return text
+
+
+def _check_reserved(kind: str, properties: Mapping[str, Any]) -> None:
+    if kind == "subscribed":
+        if "channels" not in properties:
+            raise EventError("properties.channels", "required for 'subscribed': the channels "
+                                                    "consented to, e.g. [\"push\", \"email\"]")
+        _channels(properties["channels"])
+        attributes = properties.get("attributes", {})
+        if not isinstance(attributes, Mapping):
+            raise EventError("properties.attributes", f"expected a JSON object, got "
+                                                      f"{_kind(attributes)}")
+        _email(properties, "properties.email")
+        _email(attributes, "properties.attributes.email")
+    elif kind == "unsubscribed":
+        if "channels" in properties:
+            _channels(properties["channels"])
+    elif kind == "attributes":
+        _email(properties, "properties.email")
+
+
+def _channels(value: Any) -> None:
+    if not isinstance(value, list):
+        raise EventError("properties.channels", f"expected a list such as [\"push\", "
+                                                f"\"email\"], got {_kind(value)}")
+    for index, channel in enumerate(value):
+        if channel not in CONSENT_CHANNELS:
+            raise EventError(f"properties.channels[{index}]",
+                             f"{_show(channel)} is not a channel; expected 'push' or 'email'")
+
+
+def _email(properties: Mapping[str, Any], field_path: str) -> None:
+    value = properties.get("email")
+    if value is not None and (not isinstance(value, str) or "@" not in value):
+        raise EventError(field_path, f"expected an e-mail address, got {_show(value)}")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "null"}.get(type(value),
+                                                                        type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,339 @@
+"""The state machine (SPEC §1.5, §1.5a): events and due work move subscribers through stages.
+
+For each subscriber the journey processes, in time order, the events handed to it and every
+piece of its due work up to `now`; at one instant events come before due work. An event is
+recorded (consent, attributes), scored, tagged, then it may enrol or end enrolments, and then
+the current stage's transitions are tried in written order, the first that holds wins, and a
+move enters the new stage at once: its `on enter` actions, then its timers, then its `when`
+transitions — so one event can carry a subscriber across several stages, each at most once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from dsl import model as m
+from dsl.conditions import evaluate
+from engine.moment import Moment
+from engine.plan import Plan, WorkflowPlan
+from engine.records import DUE_PHASE, EVENT_PHASE
+from engine.scoring import decay, refresh_fit, score_event, when_lookup
+from engine.sending import SendStep, decide_send
+from engine.state import (
+    ConsentRow,
+    Due,
+    Enrolment,
+    StoredEvent,
+    SubscriberState,
+    TagRow,
+    VisitRow,
+)
+
+STAGE_WORK = frozenset({"step", "send", "move", "idle"})
+"""Due work that belongs to a stage visit and is cancelled when the subscriber leaves it."""
+
+
+class Journey:
+    """Runs the workflows of one plan over subscribers' states."""
+
+    def __init__(self, plan: Plan, push_needs_subscription: bool = True) -> None:
+        self.plan = plan
+        self.push_needs_subscription = push_needs_subscription
+
+    # ------------------------------------------------------------ driving time
+
+    def advance(self, state: SubscriberState, events: Sequence[StoredEvent], now: datetime,
+                rank: int) -> None:
+        """Process `events` (sorted by time) and all due work up to `now`, in time order.
+
+        An event is processed at its own instant, but never before what was already processed
+        for this subscriber, nor after `now`.
+        """
+        for stored in events:
+            at = stored.event.at
+            if state.processed_until is not None and at < state.processed_until:
+                at = state.processed_until
+            at = min(at, now)
+            self._run_due(state, at, rank, inclusive=False)
+            self._process_event(Moment(state, at, EVENT_PHASE, stored.event.seq, stored))
+            state.processed_until = at
+            state.subscriber_dirty = True
+        self._run_due(state, now, rank, inclusive=True)
+
+    def _run_due(self, state: SubscriberState, limit: datetime, rank: int,
+                 inclusive: bool) -> None:
+        while True:
+            due = state.next_due()
+            if due is None or due.due_at > limit or (due.due_at == limit and not inclusive):
+                return
+            at = due.due_at
+            if state.processed_until is not None and at < state.processed_until:
+                at = state.processed_until
+            state.due.remove(due)
+            kept = self._process_due(Moment(state, at, DUE_PHASE, rank), due)
+            if not kept and due.id is not None:
+                state.changes.removed_due.append(due.id)
+            state.processed_until = at
+            state.subscriber_dirty = True
+
+    # ------------------------------------------------------------ events
+
+    def _process_event(self, moment: Moment) -> None:
+        state = moment.state
+        assert moment.event is not None
+        event = moment.event.event
+        state.changes.events.append(moment.event)
+        first_event = state.last_event_at is None
+        state.last_event_at = moment.at
+        changed = self._record(moment, event.type, event.properties)
+        for enrolment in state.enrolments.values():
+            if event.type not in enrolment.seen:
+                enrolment.seen.add(event.type)
+                self._touch(state, enrolment)
+        for workflow in self.plan.workflows:
+            if changed or first_event:
+                refresh_fit(workflow, moment)
+            score_event(workflow, moment, event.type)
+        if self._tag(moment, event.type) and self.plan.fit_uses_tags:
+            for workflow in self.plan.workflows:
+                refresh_fit(workflow, moment, only_tag_rules=True)
+        enrolled: set[str] = set()
+        for workflow in self.plan.workflows:
+            if workflow.name not in state.enrolments and self._triggered(
+                    workflow.entries.get(event.type), moment):
+                self._enrol(workflow, moment)
+                enrolled.add(workflow.name)
+        for workflow in self.plan.workflows:
+            if workflow.name in state.enrolments and self._triggered(
+                    workflow.exits.get(event.type), moment):
+                self._exit(workflow, moment, event.type)
+        for workflow in self.plan.workflows:
+            active = state.enrolments.get(workflow.name)
+            if active is not None and workflow.name not in enrolled:
+                self._try_transitions(workflow, active, moment, event.type)
+
+    def _record(self, moment: Moment, kind: str, properties: Any) -> bool:
+        """Consent and attributes carried by reserved events (SPEC §2); True if the
+        subscriber's attributes changed."""
+        state = moment.state
+        updates: dict[str, Any] = {}
+        if kind == "subscribed":
+            for channel in properties.get("channels", ()):
+                self._consent(moment, channel, True)
+            updates.update(properties.get("attributes") or {})
+            if properties.get("email") is not None:
+                updates["email"] = properties["email"]
+        elif kind == "unsubscribed":
+            channels = properties.get("channels")
+            for channel in channels if channels is not None else ("push", "email"):
+                self._consent(moment, channel, False)
+        elif kind == "attributes":
+            updates.update(properties)
+        changed = {k: v for k, v in updates.items() if state.attributes.get(k, ...) != v}
+        if changed:
+            state.attributes.update(changed)
+            state.subscriber_dirty = True
+        return bool(changed)
+
+    @staticmethod
+    def _consent(moment: Moment, channel: str, granted: bool) -> None:
+        state = moment.state
+        stored = moment.event
+        assert stored is not None
+        event = stored.event
+        source = f"{event.type}#{event.key}" if event.key else event.type
+        state.consents[channel] = granted
+        state.changes.consents.append(ConsentRow(channel, granted, moment.at, source, stored))
+
+    def _tag(self, moment: Moment, event_type: str) -> bool:
+        state = moment.state
+        added = False
+        for workflow in self.plan.workflows:
+            for rule in workflow.tag_rules.get(event_type, ()):
+                if rule.tag in state.tags:
+                    continue
+                if rule.where is None or evaluate(rule.where, moment.event_property, state.tags):
+                    state.tags.add(rule.tag)
+                    state.changes.tags.append(TagRow(rule.tag, workflow.name, moment.at,
+                                                     moment.event))
+                    moment.record(workflow.name, "tag", {"tag": rule.tag})
+                    added = True
+        return added
+
+    @staticmethod
+    def _triggered(triggers: list[m.Trigger] | None, moment: Moment) -> bool:
+        if not triggers:
+            return False
+        tags = moment.state.tags
+        return any(t.where is None or evaluate(t.where, moment.event_property, tags)
+                   for t in triggers)
+
+    # ------------------------------------------------------------ enrolment and stages
+
+    def _enrol(self, workflow: WorkflowPlan, moment: Moment) -> None:
+        state = moment.state
+        start = workflow.workflow.start
+        enrolment = Enrolment(workflow.name, start, 0, moment.at, moment.at, set())
+        state.enrolments[workflow.name] = enrolment
+        state.changes.enrolments.append(enrolment)
+        self._enter(workflow, enrolment, start, moment, "entry")
+        self._try_transitions(workflow, enrolment, moment, None)
+
+    def _exit(self, workflow: WorkflowPlan, moment: Moment, reason: str) -> None:
+        state = moment.state
+        enrolment = state.enrolments.pop(workflow.name)
+        self._cancel_stage_work(state, enrolment)
+        enrolment.ended_at = moment.at
+        enrolment.exit_reason = reason
+        self._touch(state, enrolment)
+        moment.record(workflow.name, "exit", {"reason": reason})
+
+    def _enter(self, workflow: WorkflowPlan, enrolment: Enrolment, stage_name: str,
+               moment: Moment, cause: str) -> None:
+        state = moment.state
+        self._cancel_stage_work(state, enrolment)
+        enrolment.stage = stage_name
+        enrolment.stage_seq += 1
+        enrolment.stage_entered_at = moment.at
+        enrolment.seen = set()
+        self._touch(state, enrolment)
+        state.changes.visits.append(VisitRow(enrolment, workflow.name, stage_name,
+                                             enrolment.stage_seq, moment.at, cause))
+        moment.record(workflow.name, "enter", {"stage": stage_name})
+        stage = workflow.stages[stage_name]
+        for index, step in enumerate(stage.steps):
+            if isinstance(step, m.OnEnter):
+                decide_send(self.plan, workflow, moment,
+                            SendStep(enrolment, stage, index, 0, moment.at), None,
+                            self.push_needs_subscription)
+        for index, step in enumerate(stage.steps):
+            if isinstance(step, m.After):
+                self._plan_work(state, "step", moment.at + step.delay.delta, enrolment, index, 0)
+            elif isinstance(step, m.Every):
+                self._plan_work(state, "step", moment.at + step.interval.delta, enrolment,
+                                index, 1)
+        for index, transition in enumerate(stage.transitions):
+            if isinstance(transition, m.GoAfter):
+                self._plan_work(state, "move", moment.at + transition.delay.delta, enrolment,
+                                index, 0)
+            elif isinstance(transition, m.GoIdle):
+                self._plan_work(state, "idle", moment.at + transition.idle.delta, enrolment,
+                                index, 0)
+
+    @staticmethod
+    def _plan_work(state: SubscriberState, kind: str, at: datetime, enrolment: Enrolment,
+                   index: int, occurrence: int) -> None:
+        state.schedule(Due(kind, at, enrolment.workflow, enrolment, enrolment.stage_seq, index,
+                           occurrence, at, state.new_order()))
+
+    @staticmethod
+    def _cancel_stage_work(state: SubscriberState, enrolment: Enrolment) -> None:
+        for due in [d for d in state.due if d.enrolment is enrolment and d.kind in STAGE_WORK]:
+            state.unschedule(due)
+
+    @staticmethod
+    def _touch(state: SubscriberState, enrolment: Enrolment) -> None:
+        if not enrolment.dirty:
+            enrolment.dirty = True
+            if enrolment.id is not None:
+                state.changes.enrolments.append(enrolment)
+
+    # ------------------------------------------------------------ transitions
+
+    def _try_transitions(self, workflow: WorkflowPlan, enrolment: Enrolment, moment: Moment,
+                         event_type: str | None) -> None:
+        """Move while a transition holds; each stage at most once per evaluation."""
+        visited = {enrolment.stage}
+        while True:
+            transition = self._first_holding(workflow, enrolment, moment, event_type)
+            if transition is None or transition.target in visited:
+                return
+            visited.add(transition.target)
+            self._enter(workflow, enrolment, transition.target, moment,
+                        transition.span.rule_ref)
+            event_type = None  # a new stage's `on EVENT` waits for the next event
+
+    def _first_holding(self, workflow: WorkflowPlan, enrolment: Enrolment, moment: Moment,
+                       event_type: str | None) -> m.Transition | None:
+        state = moment.state
+        for transition in workflow.stages[enrolment.stage].transitions:
+            match transition:
+                case m.GoWhen(condition=condition):
+                    if evaluate(condition, when_lookup(workflow, state), state.tags):
+                        return transition
+                case m.GoOn(event=event, where=where):
+                    if event == event_type and (
+                            where is None or evaluate(where, moment.event_property, state.tags)):
+                        return transition
+                case m.GoAfter(delay=delay):
+                    if moment.at >= enrolment.stage_entered_at + delay.delta:
+                        return transition
+                case m.GoIdle(idle=idle):
+                    if moment.at >= self._idle_since(state, enrolment) + idle.delta:
+                        return transition
+        return None
+
+    @staticmethod
+    def _idle_since(state: SubscriberState, enrolment: Enrolment) -> datetime:
+        last = state.last_event_at
+        entered = enrolment.stage_entered_at
+        return entered if last is None or last < entered else last
+
+    # ------------------------------------------------------------ due work
+
+    def _process_due(self, moment: Moment, due: Due) -> bool:
+        """Run one piece of due work; True when `due` itself was put back to wait again."""
+        workflow = self.plan.by_name.get(due.workflow)
+        state = moment.state
+        if workflow is None:
+            return False  # its workflow is no longer loaded
+        if due.kind == "decay":
+            decay(workflow, moment)
+            enrolment = state.enrolments.get(workflow.name)
+            if enrolment is not None:
+                self._try_transitions(workflow, enrolment, moment, None)
+            return False
+        enrolment = due.enrolment
+        if (enrolment is None or state.enrolments.get(workflow.name) is not enrolment
+                or enrolment.stage_seq != due.stage_seq
+                or enrolment.stage not in workflow.stages):
+            return False  # left the stage (or the workflow changed under it)
+        stage = workflow.stages[enrolment.stage]
+        kept = False
+        if due.kind == "step":
+            self._run_step(workflow, stage, enrolment, moment, due)
+        elif due.kind == "send":
+            kept = decide_send(self.plan, workflow, moment,
+                               SendStep(enrolment, stage, due.step, due.occurrence,
+                                        due.nominal_at), due, self.push_needs_subscription)
+        elif due.kind == "idle":
+            transition = stage.transitions[due.step]
+            assert isinstance(transition, m.GoIdle)
+            wake = self._idle_since(state, enrolment) + transition.idle.delta
+            if wake > moment.at:  # an event came since: check again later
+                due.due_at = due.nominal_at = wake
+                due.dirty = True
+                state.schedule(due)
+                return True
+        self._try_transitions(workflow, enrolment, moment, None)
+        return kept
+
+    def _run_step(self, workflow: WorkflowPlan, stage: m.Stage, enrolment: Enrolment,
+                  moment: Moment, due: Due) -> None:
+        step = stage.steps[due.step]
+        if isinstance(step, m.After):
+            if step.unless is not None and step.unless in enrolment.seen:
+                return  # cancelled: the `unless` event arrived since entering the stage
+        elif isinstance(step, m.Every):
+            if step.times is None or due.occurrence < step.times:
+                following = due.occurrence + 1
+                self._plan_work(moment.state, "step",
+                                enrolment.stage_entered_at + following * step.interval.delta,
+                                enrolment, due.step, following)
+        else:
+            return
+        decide_send(self.plan, workflow, moment,
+                    SendStep(enrolment, stage, due.step, due.occurrence, due.due_at), None,
+                    self.push_needs_subscription)

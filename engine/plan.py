@@ -1,0 +1,147 @@
+"""The loaded catalog, indexed for the engine's hot path.
+
+A `Plan` is built once per catalog: rules are looked up by event type instead of scanned, time
+zones, quiet hours and caps are converted once, and the fit rules get stable signatures so that
+the fit rules that hold can be remembered across reloads that move lines around.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from dsl import model as m
+from dsl.conditions import describe
+from engine.timing import CapRule, Window
+
+
+@dataclass(frozen=True, slots=True)
+class EventRulePlan:
+    score: str
+    rule: m.EventRule
+    ref: str
+    """`FILE:LINE`."""
+    max_window: timedelta | None
+    max_points: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class FitRulePlan:
+    score: str
+    rule: m.FitRule
+    ref: str
+    signature: str
+    uses_tags: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DecayPlan:
+    score: str
+    factor: Decimal
+    """1 - P/100."""
+    every: timedelta
+    ref: str
+
+
+@dataclass(slots=True)
+class WorkflowPlan:
+    workflow: m.Workflow
+    zone: ZoneInfo
+    quiet: Window | None
+    caps: dict[str, tuple[CapRule, ...]]
+    score_names: frozenset[str]
+    event_rules: dict[str, list[EventRulePlan]] = field(default_factory=dict)
+    """Event type → the rules it can match, in written order (scores in written order)."""
+    fit_rules: list[FitRulePlan] = field(default_factory=list)
+    decays: dict[str, DecayPlan] = field(default_factory=dict)
+    tag_rules: dict[str, list[m.TagRule]] = field(default_factory=dict)
+    entries: dict[str, list[m.Trigger]] = field(default_factory=dict)
+    exits: dict[str, list[m.Trigger]] = field(default_factory=dict)
+    stages: dict[str, m.Stage] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.workflow.name
+
+
+@dataclass(slots=True)
+class Plan:
+    catalog: m.Catalog
+    workflows: list[WorkflowPlan]
+    by_name: dict[str, WorkflowPlan]
+    variants: dict[tuple[str, str], tuple[m.Message, ...]]
+    capped_rules: frozenset[str]
+    longest_max_window: timedelta
+    longest_cap_window: timedelta
+    fit_uses_tags: bool
+
+
+def build_plan(catalog: m.Catalog) -> Plan:
+    workflows = [_workflow_plan(w) for w in catalog.workflows]
+    variants: dict[tuple[str, str], list[m.Message]] = defaultdict(list)
+    for message in catalog.messages:
+        variants[(message.name, message.channel)].append(message)
+    rules = [r for w in workflows for rs in w.event_rules.values() for r in rs]
+    capped = [r for r in rules if r.max_window is not None]
+    caps = [c.window for w in workflows for cs in w.caps.values() for c in cs]
+    return Plan(
+        catalog=catalog,
+        workflows=workflows,
+        by_name={w.name: w for w in workflows},
+        variants={key: tuple(value) for key, value in variants.items()},
+        capped_rules=frozenset(r.ref for r in capped),
+        longest_max_window=max((r.max_window for r in capped if r.max_window), default=timedelta()),
+        longest_cap_window=max(caps, default=timedelta()),
+        fit_uses_tags=any(f.uses_tags for w in workflows for f in w.fit_rules),
+    )
+
+
+def _workflow_plan(workflow: m.Workflow) -> WorkflowPlan:
+    quiet = workflow.quiet_hours
+    plan = WorkflowPlan(
+        workflow=workflow,
+        zone=ZoneInfo(workflow.timezone),
+        quiet=Window(quiet.start, quiet.end) if quiet else None,
+        caps={limit.channel: tuple(CapRule(int(cap.count), cap.window) for cap in limit.caps)
+              for limit in workflow.limits},
+        score_names=frozenset(score.name for score in workflow.scores),
+        stages={stage.name: stage for stage in workflow.stages},
+    )
+    for score in workflow.scores:
+        for rule in score.event_rules:
+            plan.event_rules.setdefault(rule.event, []).append(EventRulePlan(
+                score.name, rule, rule.span.rule_ref,
+                rule.max.window if rule.max else None,
+                Decimal(rule.max.count) if rule.max else None))
+        seen: dict[str, int] = {}
+        for fit in score.fit_rules:
+            text = f"{score.name}: when {describe(fit.condition)} {fit.points}"
+            seen[text] = seen.get(text, 0) + 1
+            signature = text if seen[text] == 1 else f"{text} #{seen[text]}"
+            plan.fit_rules.append(FitRulePlan(score.name, fit, fit.span.rule_ref, signature,
+                                              _uses_tags(fit.condition)))
+        if score.decay is not None:
+            plan.decays[score.name] = DecayPlan(
+                score.name, 1 - Decimal(score.decay.percent) / 100, score.decay.every.delta,
+                score.decay.span.rule_ref)
+    for tag in workflow.tags:
+        plan.tag_rules.setdefault(tag.event, []).append(tag)
+    for trigger in workflow.entries:
+        plan.entries.setdefault(trigger.event, []).append(trigger)
+    for trigger in workflow.exits:
+        plan.exits.setdefault(trigger.event, []).append(trigger)
+    return plan
+
+
+def _uses_tags(condition: m.Condition) -> bool:
+    match condition:
+        case m.HasTag():
+            return True
+        case m.Not(operand=operand):
+            return _uses_tags(operand)
+        case m.And(operands=operands) | m.Or(operands=operands):
+            return any(_uses_tags(c) for c in operands)
+    return False

@@ -1,0 +1,149 @@
+"""The engine: events in, due work done, decisions stored — one code path for every driver.
+
+The live service, `nurture simulate` and tests drive the same `Engine`; they differ only in the
+clock it reads (system time, which freezegun freezes, or a virtual clock) and the channels it
+hands decided sends to. Work is done in batches of subscribers: their states are loaded with a
+fixed number of queries, advanced in memory, and written back in one transaction, so that a
+decided send and the state change that decided it commit together. Records and sends are handed
+out only after that commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from channels.base import Channel, Outgoing, Rendered
+from dsl import model as m
+from engine.clock import Clock, SystemClock
+from engine.events import Event
+from engine.journey import Journey
+from engine.plan import Plan, build_plan
+from engine.records import Record
+from engine.state import StoredEvent, SubscriberState
+from engine.store import states as store
+from engine.store.database import Database
+
+RecordSink = Callable[[Record], None]
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0
+    duplicates: list[str] = field(default_factory=list)
+    """Idempotency keys that were already stored (or repeated in the input): not processed."""
+
+
+@dataclass(slots=True)
+class TickResult:
+    subscribers: int = 0
+    """Subscribers whose due work was done."""
+    records: int = 0
+
+
+class Engine:
+    def __init__(self, catalog: m.Catalog, database: Database, *, clock: Clock | None = None,
+                 channels: Mapping[str, Channel] | None = None,
+                 on_record: RecordSink | None = None, push_needs_subscription: bool = True,
+                 batch_size: int = 500) -> None:
+        self.plan: Plan = build_plan(catalog)
+        self.journey = Journey(self.plan, push_needs_subscription)
+        self.database = database
+        self.clock: Clock = clock or SystemClock()
+        self.channels = dict(channels or {})
+        self.on_record = on_record
+        self.batch_size = batch_size
+
+    # ------------------------------------------------------------ events
+
+    def ingest(self, events: Iterable[Event]) -> IngestResult:
+        """Store and process events (validated `Event`s), batch by batch of subscribers.
+
+        Each subscriber is brought up to now: its events in time order, with the due work
+        that falls between them, then its due work up to now.
+        """
+        result = IngestResult()
+        by_subscriber: dict[str, list[Event]] = {}
+        seen_keys: set[str] = set()
+        for event in events:
+            if event.key is not None:
+                if event.key in seen_keys:
+                    result.duplicates.append(event.key)
+                    continue
+                seen_keys.add(event.key)
+            by_subscriber.setdefault(event.subscriber, []).append(event)
+        subscribers = list(by_subscriber)
+        for start in range(0, len(subscribers), self.batch_size):
+            batch = {s: by_subscriber[s] for s in subscribers[start:start + self.batch_size]}
+            result.accepted += self._ingest_batch(batch, result.duplicates)
+        return result
+
+    def _ingest_batch(self, batch: dict[str, list[Event]], duplicates: list[str]) -> int:
+        now = self.clock.now()
+        accepted = 0
+        with self.database.transaction() as connection:
+            keys = [e.key for events in batch.values() for e in events if e.key is not None]
+            stored_keys = store.existing_event_keys(connection, keys)
+            states = store.load_by_external_id(connection, list(batch), self.plan, now)
+            for subscriber, events in batch.items():
+                fresh = [e for e in events if e.key is None or e.key not in stored_keys]
+                duplicates.extend(e.key for e in events if e.key in stored_keys)
+                if not fresh:
+                    continue
+                fresh.sort(key=lambda e: (e.at, e.seq))
+                accepted += len(fresh)
+                state = states[subscriber]
+                rank = state.id if state.id is not None else min(e.seq for e in fresh)
+                self.journey.advance(state, [StoredEvent(e) for e in fresh], now, rank)
+            store.save(connection, states.values(), now)
+        self._hand_out(states.values())
+        return accepted
+
+    # ------------------------------------------------------------ time
+
+    def tick(self) -> TickResult:
+        """Do all work due up to now: only subscribers with due work are read."""
+        result = TickResult()
+        done: set[int] = set()
+        while True:
+            now = self.clock.now()
+            with self.database.transaction() as connection:
+                ids = store.due_subscriber_ids(connection, now, self.batch_size)
+                if not ids:
+                    return result
+                if done.issuperset(ids):
+                    raise RuntimeError(f"due work of subscribers {ids[:5]} was not consumed")
+                done.update(ids)
+                states = store.load_by_id(connection, ids, self.plan)
+                for state in states.values():
+                    assert state.id is not None
+                    self.journey.advance(state, [], now, state.id)
+                store.save(connection, states.values(), now)
+            result.subscribers += len(states)
+            result.records += sum(len(s.records) for s in states.values())
+            self._hand_out(states.values())
+
+    def next_due_at(self) -> datetime | None:
+        """When the earliest pending work is due (for the simulator and the scheduler)."""
+        with self.database.transaction() as connection:
+            return store.next_due_at(connection)
+
+    # ------------------------------------------------------------ after commit
+
+    def _hand_out(self, states: Iterable[SubscriberState]) -> None:
+        for state in states:
+            if self.on_record is not None:
+                for record in state.records:
+                    self.on_record(record)
+            for delivery in state.changes.deliveries:
+                channel = self.channels.get(delivery.channel)
+                if channel is None or delivery.status != "sent":
+                    continue
+                key = (f"{state.external_id}/{delivery.workflow}/{delivery.enrolment.id}/"
+                       f"{delivery.stage_seq}/{delivery.step}/{delivery.occurrence}")
+                rendered = Rendered(delivery.channel, delivery.message, delivery.lang,
+                                    delivery.content)
+                address = state.attributes.get("email") if delivery.channel == "email" else None
+                channel.deliver(Outgoing(key, state.external_id, delivery.workflow, rendered,
+                                         address if isinstance(address, str) else None))

@@ -1,0 +1,79 @@
+"""The timeline: what happened to whom and when, as the simulator prints it (SPEC §3.1).
+
+The engine emits a `Record` for every enter, score, tag, send, skip and exit. Records carry a
+sort key so that a timeline assembled from many subscribers reads in time order, records at
+one instant in the order they happened: events before due work (SPEC §1.5a), events in arrival
+order, due work by subscriber, and within one subscriber in processing order.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+EVENT_PHASE = 0
+DUE_PHASE = 1
+
+KINDS = ("enter", "score", "tag", "send", "skip", "exit")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    at: datetime
+    subscriber: str
+    workflow: str
+    kind: str
+    fields: dict[str, Any]
+    key: tuple[int, int, int]
+    """(phase, order within the phase, sequence within the subscriber's processing)."""
+    note: str | None = None
+    """An explanation for people (why a template failed); not part of the JSON record."""
+
+    def sort_key(self) -> tuple[datetime, int, int, int]:
+        return (self.at, *self.key)
+
+    def get(self, name: str) -> Any:
+        return self.fields.get(name)
+
+    def to_json(self) -> str:
+        """One JSON line with the SPEC's field order; numbers exact (no float rounding)."""
+        parts = [f'"at": "{format_instant(self.at)}"',
+                 f'"subscriber": {json.dumps(self.subscriber, ensure_ascii=False)}',
+                 f'"workflow": {json.dumps(self.workflow, ensure_ascii=False)}',
+                 f'"kind": "{self.kind}"']
+        parts += [f"{json.dumps(name)}: {json_value(value)}" for name, value in
+                  self.fields.items()]
+        return "{" + ", ".join(parts) + "}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": format_instant(self.at), "subscriber": self.subscriber,
+                "workflow": self.workflow, "kind": self.kind, **self.fields}
+
+
+def format_instant(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_number(value: Decimal | int) -> str:
+    """Integers when whole, otherwise the exact decimal, never in exponent form."""
+    if isinstance(value, int):
+        return str(value)
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value.normalize(), "f")
+
+
+def tidy(value: Decimal) -> int | Decimal:
+    """A score as users see it: `27`, not `27.0`; `24.3`, not `24.30`."""
+    if value == value.to_integral_value():
+        return int(value)
+    return value.normalize()
+
+
+def json_value(value: Any) -> str:
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        return format_number(value)
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,171 @@
+"""Scores (SPEC §1.4): event rules with rolling `max` caps, fit rules, and decay.
+
+Every change is a ledger row naming its rule (`FILE:LINE`) and a `score` record. Contributions
+of scores that decay are kept until they are worthless, so that each decay step can be computed
+exactly from the points earned: value = points * (1 - P/100)^floor(age / every).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from dsl import model as m
+from dsl.conditions import MISSING, evaluate
+from engine.moment import Moment
+from engine.plan import DecayPlan, EventRulePlan, WorkflowPlan
+from engine.records import tidy
+from engine.state import Contribution, Due, LedgerRow, SubscriberState
+
+RETIRED_BELOW = Decimal("0.01")
+"""A decaying contribution worth less than this (in absolute value) is removed entirely by the
+decay step that brings it there, so that old points do not make work forever."""
+
+
+def score_event(plan: WorkflowPlan, moment: Moment, event_type: str) -> None:
+    """Apply every rule of the workflow that the event matches, in written order."""
+    rules = plan.event_rules.get(event_type)
+    if not rules:
+        return
+    tags = moment.state.tags
+    for rule in rules:
+        where = rule.rule.where
+        if where is None or evaluate(where, moment.event_property, tags):
+            _earn(plan, moment, rule)
+
+
+def _earn(plan: WorkflowPlan, moment: Moment, rule: EventRulePlan) -> None:
+    points = Decimal(rule.rule.points)
+    if rule.max_window is not None and rule.max_points is not None:
+        points = _within_max(moment, rule, points)
+        if points == 0:
+            return  # the cap leaves nothing: no ledger entry, no record (SPEC §1.5a)
+    decay = plan.decays.get(rule.score)
+    change(plan, moment, rule.score, points, rule.ref, "event")
+    if decay is not None:
+        state = moment.state
+        state.contributions.append(Contribution(plan.name, rule.score, rule.ref, points,
+                                                points, 0, moment.at))
+        if not any(d.kind == "decay" and d.workflow == plan.name for d in state.due):
+            at = moment.at + decay.every
+            state.schedule(Due("decay", at, plan.name, None, 0, 0, 0, at, state.new_order()))
+
+
+def _within_max(moment: Moment, rule: EventRulePlan, points: Decimal) -> Decimal:
+    """What is left under `max M per PERIOD`: the rule's additions in (t - W, t] count."""
+    assert rule.max_window is not None and rule.max_points is not None
+    history = moment.state.capped.setdefault(rule.ref, [])
+    cutoff = moment.at - rule.max_window
+    while history and history[0][0] <= cutoff:
+        history.pop(0)
+    used = abs(sum((added for _, added in history), Decimal(0)))
+    left = rule.max_points - used
+    if left <= 0:
+        return Decimal(0)
+    allowed = min(abs(points), left).copy_sign(points)
+    history.append((moment.at, allowed))
+    return allowed
+
+
+def change(plan: WorkflowPlan, moment: Moment, score: str, delta: Decimal, rule: str,
+           kind: str) -> None:
+    """Add `delta` to a score: the total, a ledger row and a timeline record."""
+    state = moment.state
+    total = state.score(plan.name, score)
+    total.total += delta
+    total.dirty = True
+    event = moment.event if kind == "event" else None
+    state.changes.ledger.append(LedgerRow(plan.name, score, kind, delta, total.total, rule,
+                                          event, moment.at))
+    moment.record(plan.name, "score", {"score": score, "delta": tidy(delta),
+                                       "total": tidy(total.total), "rule": rule})
+
+
+# ---------------------------------------------------------------- fit
+
+
+def refresh_fit(plan: WorkflowPlan, moment: Moment, only_tag_rules: bool = False) -> None:
+    """Re-evaluate fit rules: a rule that starts holding adds its points, one that stops
+    holding takes them back."""
+    state = moment.state
+    for fit in plan.fit_rules:
+        if only_tag_rules and not fit.uses_tags:
+            continue
+        holds = evaluate(fit.rule.condition, moment.attribute, state.tags)
+        score = state.score(plan.name, fit.score)
+        held = fit.signature in score.fit
+        if holds == held:
+            continue
+        points = Decimal(fit.rule.points)
+        if holds:
+            score.fit[fit.signature] = points
+        else:
+            points = -score.fit.pop(fit.signature)
+        change(plan, moment, fit.score, points, fit.ref, "fit")
+
+
+# ---------------------------------------------------------------- decay
+
+
+def decay(plan: WorkflowPlan, moment: Moment) -> None:
+    """Apply every decay step due by now: one record per score, the sum of its losses."""
+    state = moment.state
+    for name, rule in plan.decays.items():
+        loss = Decimal(0)
+        for contribution in state.contributions:
+            if contribution.workflow == plan.name and contribution.score == name:
+                loss += _decay_one(contribution, rule, moment.at)
+        retired = [c for c in state.contributions if c.workflow == plan.name
+                   and c.score == name and c.value == 0]
+        for contribution in retired:
+            state.contributions.remove(contribution)
+            if contribution.id is not None:
+                state.changes.removed_contributions.append(contribution.id)
+        if loss != 0:
+            change(plan, moment, name, loss, rule.ref, "decay")
+    following = next_decay(plan, state)
+    if following is not None:
+        state.schedule(Due("decay", following, plan.name, None, 0, 0, 0, following,
+                           state.new_order()))
+
+
+def _decay_one(contribution: Contribution, rule: DecayPlan, at: datetime) -> Decimal:
+    steps = (at - contribution.earned_at) // rule.every
+    if steps <= contribution.steps:
+        return Decimal(0)
+    value = contribution.points * rule.factor ** steps
+    if abs(value) < RETIRED_BELOW:
+        value = Decimal(0)
+    loss = value - contribution.value
+    contribution.value = value
+    contribution.steps = steps
+    contribution.dirty = True
+    return loss
+
+
+def next_decay(plan: WorkflowPlan, state: SubscriberState) -> datetime | None:
+    """The next instant at which one of the workflow's contributions loses value."""
+    boundaries = [c.earned_at + (c.steps + 1) * plan.decays[c.score].every
+                  for c in state.contributions
+                  if c.workflow == plan.name and c.score in plan.decays]
+    return min(boundaries, default=None)
+
+
+# ---------------------------------------------------------------- reading scores
+
+
+def when_lookup(plan: WorkflowPlan, state: SubscriberState) -> Any:
+    """Names in `go to … when`: a score of the workflow if declared, else an attribute."""
+
+    def lookup(reference: m.Reference) -> Any:
+        if reference.scope == "plain" and reference.name in plan.score_names:
+            return state.total(plan.name, reference.name)
+        return state.attributes.get(reference.name, MISSING)
+
+    return lookup
+
+
+def score_values(plan: WorkflowPlan, state: SubscriberState) -> dict[str, int | Decimal]:
+    """The workflow's scores as templates see them (`scores.engagement`)."""
+    return {name: tidy(state.total(plan.name, name)) for name in sorted(plan.score_names)}

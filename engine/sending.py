@@ -1,0 +1,166 @@
+"""Deciding a send (SPEC §1.5a, §2): send now, postpone, or skip with a reason.
+
+A send is checked when it is due: consent, then an address, then the message variant and its
+rendering; the first failure is the reason it is skipped (recorded, never retried). A send that
+passes goes out at the earliest instant outside quiet hours that fits every frequency cap of its
+channel. If it has to wait, it waits as due work tied to its stage step, and is checked and
+rendered again when it goes out: consent may have been withdrawn meanwhile, and the message
+shows the subscriber as they are then. Webhooks go to the business: no consent, quiet hours or
+caps apply to them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from channels.base import Rendered
+from channels.render import choose_variant, render_message
+from dsl import model as m
+from dsl.errors import RenderError
+from engine.moment import Moment
+from engine.plan import Plan, WorkflowPlan
+from engine.scoring import score_values
+from engine.state import DeliveryRow, Due, Enrolment, SubscriberState
+from engine.timing import send_time
+
+
+@dataclass(frozen=True, slots=True)
+class SendStep:
+    """Which stage step (and which occurrence of it) a send belongs to."""
+
+    enrolment: Enrolment
+    stage: m.Stage
+    index: int
+    occurrence: int
+    nominal_at: datetime
+
+    @property
+    def action(self) -> m.Send:
+        return self.stage.steps[self.index].action
+
+    @property
+    def rule(self) -> str:
+        return self.stage.steps[self.index].span.rule_ref
+
+
+def decide_send(plan: Plan, workflow: WorkflowPlan, moment: Moment, step: SendStep,
+                waiting: Due | None, push_needs_subscription: bool) -> bool:
+    """Send, skip or postpone one send at `moment`; True when `waiting` was put back to wait."""
+    state = moment.state
+    action = step.action
+    channel = action.channel
+    if channel != "webhook":
+        reason = _missing_consent_or_address(state, channel, push_needs_subscription)
+        if reason is not None:
+            _skip(moment, workflow, step, reason)
+            return False
+    variant = choose_variant(plan.variants.get((action.message, channel), ()),
+                             state.attributes.get("locale"))
+    if variant is None:
+        _skip(moment, workflow, step, "no_variant",
+              f"no variant of '{action.message}' for locale "
+              f"{state.attributes.get('locale')!r} and none without 'lang'")
+        return False
+    try:
+        rendered = render_message(variant, _variables(workflow, state, step))
+    except RenderError as problem:
+        _skip(moment, workflow, step, "render_error", problem.message)
+        return False
+    if channel != "webhook":
+        when = send_time(moment.at, workflow.quiet, subscriber_zone(state, workflow),
+                         state.sent.get(channel, ()), workflow.caps.get(channel, ()))
+        if when > moment.at:
+            return _postpone(state, workflow, step, when, waiting)
+        bisect.insort(state.sent.setdefault(channel, []), moment.at)
+    _send(moment, workflow, step, rendered)
+    return False
+
+
+def _missing_consent_or_address(state: SubscriberState, channel: str,
+                                push_needs_subscription: bool) -> str | None:
+    if not state.consents.get(channel, False):
+        return "no_consent"
+    if channel == "email":
+        address = state.attributes.get("email")
+        if not isinstance(address, str) or "@" not in address:
+            return "no_address"
+    elif channel == "push" and push_needs_subscription and state.push_subscriptions == 0:
+        return "no_address"
+    return None
+
+
+def _variables(workflow: WorkflowPlan, state: SubscriberState, step: SendStep) -> dict[str, Any]:
+    variables: dict[str, Any] = {
+        "subscriber": {**state.attributes, "id": state.external_id},
+        "scores": score_values(workflow, state),
+        "stage": step.enrolment.stage,
+        "tags": sorted(state.tags),
+        "workflow": workflow.name,
+    }
+    variables.update(step.action.params)
+    return variables
+
+
+def _postpone(state: SubscriberState, workflow: WorkflowPlan, step: SendStep, when: datetime,
+              waiting: Due | None) -> bool:
+    if waiting is not None:
+        waiting.due_at = when
+        waiting.dirty = True
+        state.schedule(waiting)
+        return True
+    state.schedule(Due("send", when, workflow.name, step.enrolment, step.enrolment.stage_seq,
+                       step.index, step.occurrence, step.nominal_at, state.new_order()))
+    return False
+
+
+def _send(moment: Moment, workflow: WorkflowPlan, step: SendStep, rendered: Rendered) -> None:
+    fields = dict(rendered.fields)
+    _deliver(moment, workflow, step, "sent", None, fields, rendered.lang)
+    shown: dict[str, Any] = {"channel": rendered.channel, "message": rendered.message,
+                             "lang": rendered.lang}
+    for name in RECORDED_FIELDS[rendered.channel]:
+        shown[name] = fields.get(name)
+    moment.record(workflow.name, "send", shown)
+
+
+RECORDED_FIELDS = {"push": ("title", "body", "url"), "email": ("subject",),
+                   "webhook": ("url",)}
+"""The rendered fields a `send` record shows (SPEC §3.1)."""
+
+
+def _skip(moment: Moment, workflow: WorkflowPlan, step: SendStep, reason: str,
+          detail: str | None = None) -> None:
+    content = {"error": detail} if detail else {}
+    _deliver(moment, workflow, step, "skipped", reason, content, None)
+    moment.record(workflow.name, "skip", {"channel": step.action.channel,
+                                          "message": step.action.message, "reason": reason},
+                  note=detail)
+
+
+def _deliver(moment: Moment, workflow: WorkflowPlan, step: SendStep, status: str,
+             reason: str | None, content: dict[str, Any], lang: str | None) -> None:
+    action = step.action
+    moment.state.changes.deliveries.append(DeliveryRow(
+        step.enrolment, workflow.name, step.stage.name, step.enrolment.stage_seq, step.index,
+        step.occurrence, step.rule, action.channel, action.message, lang, status, reason,
+        content, step.nominal_at, moment.at))
+
+
+def subscriber_zone(state: SubscriberState, workflow: WorkflowPlan) -> ZoneInfo:
+    """The subscriber's `timezone` attribute when it names a zone, else the workflow's."""
+    name = state.attributes.get("timezone")
+    zone = _zone(name) if isinstance(name, str) else None
+    return zone or workflow.zone
+
+
+@functools.lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        return None

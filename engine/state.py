@@ -1,0 +1,213 @@
+"""A subscriber's state in memory while the engine works on it, and what changed.
+
+The store loads the states of a batch of subscribers with a few set-based queries, the journey
+works on them in plain Python, and the store writes back only what changed, in one
+transaction: rows created here have `id is None`, rows changed here are marked `dirty`, and
+everything append-only (events, consents, ledger, visits, deliveries) is collected in `Changes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from engine.events import Event
+from engine.records import Record
+
+
+@dataclass(slots=True, eq=False)
+class StoredEvent:
+    """An event accepted in this batch; `id` is known once it is written."""
+
+    event: Event
+    id: int | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Enrolment:
+    workflow: str
+    stage: str
+    stage_seq: int
+    stage_entered_at: datetime
+    enrolled_at: datetime
+    seen: set[str]
+    id: int | None = None
+    ended_at: datetime | None = None
+    exit_reason: str | None = None
+    dirty: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class Due:
+    """Pending work: `step`, `send` (postponed), `move`, `idle` or `decay`."""
+
+    kind: str
+    due_at: datetime
+    workflow: str
+    enrolment: Enrolment | None
+    stage_seq: int
+    step: int
+    occurrence: int
+    nominal_at: datetime
+    order: int
+    """Creation order: work due at the same instant runs in the order it was planned."""
+    id: int | None = None
+    dirty: bool = False
+
+    def sort_key(self) -> tuple[datetime, datetime, int]:
+        return (self.due_at, self.nominal_at, self.order)
+
+
+@dataclass(slots=True, eq=False)
+class ScoreState:
+    workflow: str
+    score: str
+    total: Decimal
+    fit: dict[str, Decimal]
+    """Signatures of the fit rules that hold now → their points."""
+    stored: bool = False
+    dirty: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class Contribution:
+    """Points of one event that are still decaying."""
+
+    workflow: str
+    score: str
+    rule: str
+    points: Decimal
+    value: Decimal
+    steps: int
+    earned_at: datetime
+    id: int | None = None
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class LedgerRow:
+    workflow: str
+    score: str
+    kind: str
+    delta: Decimal
+    total: Decimal
+    rule: str
+    event: StoredEvent | None
+    at: datetime
+
+
+@dataclass(slots=True)
+class ConsentRow:
+    channel: str
+    granted: bool
+    at: datetime
+    source: str
+    event: StoredEvent | None
+
+
+@dataclass(slots=True)
+class TagRow:
+    tag: str
+    workflow: str
+    at: datetime
+    event: StoredEvent | None
+
+
+@dataclass(slots=True)
+class VisitRow:
+    enrolment: Enrolment
+    workflow: str
+    stage: str
+    seq: int
+    at: datetime
+    cause: str
+
+
+@dataclass(slots=True)
+class DeliveryRow:
+    enrolment: Enrolment
+    workflow: str
+    stage: str
+    stage_seq: int
+    step: int
+    occurrence: int
+    step_rule: str
+    channel: str
+    message: str
+    lang: str | None
+    status: str
+    reason: str | None
+    content: dict[str, Any]
+    nominal_at: datetime
+    decided_at: datetime
+
+
+@dataclass(slots=True)
+class Changes:
+    """Append-only rows created while processing, in creation order."""
+
+    events: list[StoredEvent] = field(default_factory=list)
+    consents: list[ConsentRow] = field(default_factory=list)
+    tags: list[TagRow] = field(default_factory=list)
+    ledger: list[LedgerRow] = field(default_factory=list)
+    visits: list[VisitRow] = field(default_factory=list)
+    deliveries: list[DeliveryRow] = field(default_factory=list)
+    enrolments: list[Enrolment] = field(default_factory=list)
+    """Enrolments touched here (new ones, moved ones, ended ones)."""
+    removed_due: list[int] = field(default_factory=list)
+    removed_contributions: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True, eq=False)
+class SubscriberState:
+    external_id: str
+    id: int | None
+    attributes: dict[str, Any]
+    created_at: datetime
+    last_event_at: datetime | None = None
+    processed_until: datetime | None = None
+    consents: dict[str, bool] = field(default_factory=dict)
+    tags: set[str] = field(default_factory=set)
+    push_subscriptions: int = 0
+    enrolments: dict[str, Enrolment] = field(default_factory=dict)
+    """Active enrolments by workflow name."""
+    scores: dict[tuple[str, str], ScoreState] = field(default_factory=dict)
+    contributions: list[Contribution] = field(default_factory=list)
+    capped: dict[str, list[tuple[datetime, Decimal]]] = field(default_factory=dict)
+    """Rule `FILE:LINE` → (when, points) it added recently, for `max N per PERIOD`."""
+    sent: dict[str, list[datetime]] = field(default_factory=dict)
+    """Channel → instants of recent sends, ascending, for frequency caps."""
+    due: list[Due] = field(default_factory=list)
+    changes: Changes = field(default_factory=Changes)
+    records: list[Record] = field(default_factory=list)
+    subscriber_dirty: bool = False
+    next_order: int = 0
+
+    def score(self, workflow: str, score: str) -> ScoreState:
+        key = (workflow, score)
+        state = self.scores.get(key)
+        if state is None:
+            state = self.scores[key] = ScoreState(workflow, score, Decimal(0), {})
+        return state
+
+    def total(self, workflow: str, score: str) -> Decimal:
+        state = self.scores.get((workflow, score))
+        return state.total if state is not None else Decimal(0)
+
+    def schedule(self, due: Due) -> Due:
+        self.due.append(due)
+        return due
+
+    def unschedule(self, due: Due) -> None:
+        self.due.remove(due)
+        if due.id is not None:
+            self.changes.removed_due.append(due.id)
+
+    def next_due(self) -> Due | None:
+        return min(self.due, key=Due.sort_key) if self.due else None
+
+    def new_order(self) -> int:
+        self.next_order += 1
+        return self.next_order

@@ -1,0 +1,97 @@
+"""Opening a database: SQLite (the default, WAL mode) or PostgreSQL, migrated with Alembic.
+
+SQLite is set up for a single writing process: write-ahead logging so that readers never wait
+for the writer, and every transaction begins IMMEDIATE, so that reads and the writes decided
+from them are one atomic unit (pysqlite's own default would start the transaction only at the
+first write). A simulation's throw-away database also turns off fsync.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+
+MIGRATIONS = "engine.store:migrations"
+
+
+class Database:
+    """One SQLAlchemy engine and the way this project opens transactions on it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(url: str, *, migrate: bool = True, durable: bool = True) -> Database:
+    """Connect to `url` and bring its schema to the latest migration.
+
+    `durable=False` (simulations, tests) skips fsync on SQLite: a crash may lose the file,
+    which such a database does not mind.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(url, durable)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    database = Database(engine)
+    if migrate:
+        upgrade(database)
+    return database
+
+
+def _sqlite_engine(url: str, durable: bool) -> Engine:
+    parsed = make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        folder = os.path.dirname(os.path.abspath(parsed.database))
+        os.makedirs(folder, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we say when transactions begin
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={'NORMAL' if durable else 'OFF'}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def alembic_config(database: Database | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    if database is not None:
+        config.attributes["engine"] = database.engine
+    return config
+
+
+def upgrade(database: Database, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database), revision)
+
+
+def migrations_folder() -> str:
+    return str(resources.files("engine.store") / "migrations")

@@ -1,0 +1,242 @@
+"""The schema: typed ORM models (SQLAlchemy 2.x), the single description of every table.
+
+Hot paths use Core statements over these tables (`Model.__table__`); the ORM classes exist so
+that the schema is typed, readable and the source Alembic compares migrations against.
+Instants are `UTCDateTime`, scores `ExactDecimal` (see `types`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import ForeignKey, Index, MetaData, String, UniqueConstraint, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from engine.store.types import Document, ExactDecimal, Key, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        int: Key, datetime: UTCDateTime(), Decimal: ExactDecimal(),
+        dict[str, Any]: Document, list[Any]: Document}
+
+
+class Subscriber(Base):
+    """Someone a site knows by its own id (`external_id`); our key stays internal."""
+
+    __tablename__ = "subscribers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    attributes: Mapped[dict[str, Any]]
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    created_at: Mapped[datetime]
+    last_event_at: Mapped[datetime | None]
+    processed_until: Mapped[datetime | None]
+    """The instant up to which this subscriber's events and due work have been processed."""
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index(None, "subscriber_id", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    """The event's idempotency key (its `id`): the database refuses a second one."""
+    type: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime]
+    properties: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+
+
+class Consent(Base):
+    """Consent history, never updated: the latest row per channel is the current state."""
+
+    __tablename__ = "consents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    granted: Mapped[bool]
+    at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(300))
+    """How it was given or withdrawn: the event type and its id, e.g. `subscribed#evt-17`."""
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"))
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(200), primary_key=True)
+    workflow: Mapped[str] = mapped_column(String(100))
+    added_at: Mapped[datetime]
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"))
+
+
+class Enrolment(Base):
+    """A subscriber's journey through one workflow; `ended_at` is set when they exit."""
+
+    __tablename__ = "enrolments"
+    __table_args__ = (
+        Index("uq_enrolments_active", "subscriber_id", "workflow", unique=True,
+              sqlite_where=text("ended_at IS NULL"),
+              postgresql_where=text("ended_at IS NULL")),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    workflow: Mapped[str] = mapped_column(String(100))
+    stage: Mapped[str] = mapped_column(String(100))
+    stage_seq: Mapped[int]
+    """Counts stage entries within the enrolment: ties due work and deliveries to one visit."""
+    stage_entered_at: Mapped[datetime]
+    enrolled_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    exit_reason: Mapped[str | None] = mapped_column(String(200))
+    seen: Mapped[list[Any]]
+    """Event types that arrived since entering the current stage (for `after … unless`)."""
+
+
+class StageVisit(Base):
+    """Every stage entry, for the history of a journey."""
+
+    __tablename__ = "stage_visits"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrolment_id: Mapped[int] = mapped_column(
+        ForeignKey("enrolments.id", ondelete="CASCADE"), index=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    workflow: Mapped[str] = mapped_column(String(100))
+    stage: Mapped[str] = mapped_column(String(100))
+    seq: Mapped[int]
+    entered_at: Mapped[datetime]
+    cause: Mapped[str] = mapped_column(String(300))
+    """`entry` or the transition that moved the subscriber, as `FILE:LINE`."""
+
+
+class ScoreTotal(Base):
+    __tablename__ = "scores"
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True)
+    workflow: Mapped[str] = mapped_column(String(100), primary_key=True)
+    score: Mapped[str] = mapped_column(String(100), primary_key=True)
+    total: Mapped[Decimal]
+    fit: Mapped[dict[str, Any]]
+    """The fit rules that hold now: rule signature → points."""
+
+
+class LedgerEntry(Base):
+    """Every change of every score, with the rule (and event) that caused it."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (Index(None, "subscriber_id", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    workflow: Mapped[str] = mapped_column(String(100))
+    score: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(8))
+    """`event` (an event rule), `fit` (a fit rule began or stopped holding) or `decay`."""
+    delta: Mapped[Decimal]
+    total: Mapped[Decimal]
+    rule: Mapped[str] = mapped_column(String(300))
+    """The rule as `FILE:LINE`."""
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"))
+    at: Mapped[datetime]
+
+
+class Contribution(Base):
+    """An event's points that are still decaying (`decay P% every D`); gone once worthless."""
+
+    __tablename__ = "contributions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    workflow: Mapped[str] = mapped_column(String(100))
+    score: Mapped[str] = mapped_column(String(100))
+    rule: Mapped[str] = mapped_column(String(300))
+    points: Mapped[Decimal]
+    value: Mapped[Decimal]
+    steps: Mapped[int]
+    """Decay steps applied so far: value = points * (1 - P/100)^steps."""
+    earned_at: Mapped[datetime]
+
+
+class DueWork(Base):
+    """One pending step, postponed send, timed transition, idle check or decay boundary."""
+
+    __tablename__ = "schedule"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    """`step`, `send` (postponed), `move` (`go to … after`), `idle`, `decay`."""
+    workflow: Mapped[str] = mapped_column(String(100))
+    enrolment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrolments.id", ondelete="CASCADE"))
+    stage_seq: Mapped[int]
+    step: Mapped[int]
+    """Index of the stage step (step, send) or transition (move, idle)."""
+    occurrence: Mapped[int]
+    nominal_at: Mapped[datetime]
+    """When it was first due: postponed sends go out in this order."""
+
+
+class Delivery(Base):
+    """One decided send (or skip) of a stage step; the key refuses a second one."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "workflow", "enrolment_id", "stage_seq", "step",
+                         "occurrence", name="uq_deliveries_step"),
+        Index(None, "subscriber_id", "decided_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    workflow: Mapped[str] = mapped_column(String(100))
+    enrolment_id: Mapped[int] = mapped_column(ForeignKey("enrolments.id", ondelete="CASCADE"))
+    stage: Mapped[str] = mapped_column(String(100))
+    stage_seq: Mapped[int]
+    step: Mapped[int]
+    occurrence: Mapped[int]
+    step_rule: Mapped[str] = mapped_column(String(300))
+    """The stage step that decided it, as `FILE:LINE`."""
+    channel: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(String(100))
+    lang: Mapped[str | None] = mapped_column(String(35))
+    status: Mapped[str] = mapped_column(String(16))
+    """`sent` or `skipped`."""
+    reason: Mapped[str | None] = mapped_column(String(300))
+    content: Mapped[dict[str, Any]]
+    """The rendered fields, exactly as decided."""
+    nominal_at: Mapped[datetime]
+    decided_at: Mapped[datetime]
+
+
+class PushSubscription(Base):
+    """A browser's push subscription; `removed_at` is set when the push service drops it."""
+
+    __tablename__ = "push_subscriptions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    endpoint: Mapped[str] = mapped_column(String(2048), unique=True)
+    p256dh: Mapped[str] = mapped_column(String(200))
+    auth: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
+    removed_reason: Mapped[str | None] = mapped_column(String(300))
+
+
+metadata = Base.metadata
