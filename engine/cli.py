@@ -6,6 +6,7 @@ command exit 1; a Python traceback appears only for a bug in nurture, and says s
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -16,6 +17,8 @@ import click
 
 from dsl.graph import FORMATS, render_graph
 from dsl.loader import LoadResult, load_paths
+from engine.events import EventError, parse_instant
+from engine.records import Record
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,6 +32,9 @@ def reports_bugs(command: F) -> F:
             return command(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except Exception:
             click.echo("nurture: internal error — this is a bug in nurture, not in your files. "
                        "Please report it with the traceback below.", err=True)
@@ -90,3 +96,78 @@ def graph(file: str, output_format: str, workflow_name: str | None) -> None:
         click.echo(f"{file}:1:1: error: the file has no workflow to draw")
         sys.exit(1)
     click.echo(render_graph(workflows, output_format), nl=False)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--events", "events_path", required=True, metavar="FILE.jsonl",
+              help="JSON lines, one event per line (SPEC section 2), in any order.")
+@click.option("--from", "start_text", metavar="T",
+              help="Print the timeline from T (default: the earliest event).")
+@click.option("--until", "until_text", metavar="T",
+              help="Simulate up to T, inclusive (default: the latest event plus 30 days).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON record per line.")
+@reports_bugs
+def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
+             until_text: str | None, as_json: bool) -> None:
+    """Run workflows in virtual time over recorded or invented events; print the timeline."""
+    from engine import simulate as sim
+
+    start = _instant_option(start_text, "--from")
+    until = _instant_option(until_text, "--until")
+    result = load_paths(paths)
+    if result.catalog is None:
+        print_diagnostics(result)
+        sys.exit(1)
+    for warning in result.warnings:
+        click.echo(str(warning), err=True)
+    try:
+        with open(events_path, encoding="utf-8") as stream:
+            parsed = sim.read_events(stream)
+    except (OSError, UnicodeDecodeError) as problem:
+        click.echo(f"{events_path}:1:1: error: cannot read the events file: {problem}")
+        sys.exit(1)
+    for bad in parsed.problems:
+        click.echo(f"{events_path}:{bad.line}:{bad.column}: error: {bad.message}")
+    if parsed.problems:
+        click.echo(f"{len(parsed.problems)} bad line(s) in {events_path}: nothing simulated",
+                   err=True)
+        sys.exit(1)
+    window = sim.default_window(parsed.events, start, until)
+    if window is None:
+        click.echo(f"{events_path}:1:1: error: no events, and no --from/--until to simulate")
+        sys.exit(1)
+    start, until = window
+    if until < start:
+        raise click.BadParameter("--until is before --from", param_hint="--until")
+    table = None if as_json else sim.TableFormat(
+        sorted({e.subscriber for e in parsed.events}),
+        [w.name for w in result.catalog.workflows])
+    if table is not None:
+        click.echo(table.header())
+
+    def emit(record: Record) -> None:
+        click.echo(record.to_json() if table is None else table.line(record))
+
+    summary = sim.simulate(result.catalog, parsed.events, start, until, emit)
+    notes = [f"{summary.events} event(s) of {summary.subscribers} subscriber(s) simulated "
+             f"from {start:%Y-%m-%dT%H:%M:%SZ} to {until:%Y-%m-%dT%H:%M:%SZ}: "
+             f"{summary.records - summary.hidden} record(s), {summary.sends} send(s), "
+             f"{summary.skips} skip(s)"]
+    if summary.hidden:
+        notes.append(f"{summary.hidden} record(s) before --from not shown")
+    if summary.duplicates:
+        notes.append(f"{summary.duplicates} event(s) repeated an earlier event's id and were "
+                     "stored once")
+    if summary.after_until:
+        notes.append(f"{summary.after_until} event(s) after --until not simulated")
+    click.echo("; ".join(notes), err=True)
+
+
+def _instant_option(text: str | None, name: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return parse_instant(text, name, date_only_ok=True)
+    except EventError as problem:
+        raise click.BadParameter(problem.message, param_hint=name) from None

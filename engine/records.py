@@ -73,6 +73,13 @@ def tidy(value: Decimal) -> int | Decimal:
     return value.normalize()
 
 
+def exact(value: Decimal) -> Decimal:
+    """The same number with no trailing zeros (`-3.0` → `-3`), for storing and comparing."""
+    if value == value.to_integral_value():
+        return Decimal(int(value))
+    return value.normalize()
+
+
 def json_value(value: Any) -> str:
     if isinstance(value, Decimal | int) and not isinstance(value, bool):
         return format_number(value)

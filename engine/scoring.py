@@ -15,7 +15,7 @@ from dsl import model as m
 from dsl.conditions import MISSING, evaluate
 from engine.moment import Moment
 from engine.plan import DecayPlan, EventRulePlan, WorkflowPlan
-from engine.records import tidy
+from engine.records import exact, tidy
 from engine.state import Contribution, Due, LedgerRow, SubscriberState
 
 RETIRED_BELOW = Decimal("0.01")
@@ -73,7 +73,7 @@ def change(plan: WorkflowPlan, moment: Moment, score: str, delta: Decimal, rule:
     """Add `delta` to a score: the total, a ledger row and a timeline record."""
     state = moment.state
     total = state.score(plan.name, score)
-    total.total += delta
+    total.total = exact(total.total + delta)
     total.dirty = True
     event = moment.event if kind == "event" else None
     state.changes.ledger.append(LedgerRow(plan.name, score, kind, delta, total.total, rule,
@@ -134,7 +134,7 @@ def _decay_one(contribution: Contribution, rule: DecayPlan, at: datetime) -> Dec
     steps = (at - contribution.earned_at) // rule.every
     if steps <= contribution.steps:
         return Decimal(0)
-    value = contribution.points * rule.factor ** steps
+    value = exact(contribution.points * rule.factor ** steps)
     if abs(value) < RETIRED_BELOW:
         value = Decimal(0)
     loss = value - contribution.value

@@ -1,0 +1,35 @@
+"""Browsers' push subscriptions: a push send needs at least one live subscription (SPEC §2)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select, update
+
+from engine.store.states import PUSH_SUBSCRIPTIONS, SUBSCRIBERS
+
+
+def add(connection: Connection, external_id: str, endpoint: str, p256dh: str, auth: str,
+        at: datetime) -> int:
+    """Attach a subscription to a subscriber (created if the site has not sent events yet)."""
+    key = connection.execute(select(SUBSCRIBERS.c.id).where(
+        SUBSCRIBERS.c.external_id == external_id)).scalar()
+    if key is None:
+        key = connection.execute(insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id), {
+            "external_id": external_id, "attributes": {}, "created_at": at}).scalar_one()
+    existing = connection.execute(select(PUSH_SUBSCRIPTIONS.c.id).where(
+        PUSH_SUBSCRIPTIONS.c.endpoint == endpoint)).scalar()
+    values = {"subscriber_id": key, "p256dh": p256dh, "auth": auth, "created_at": at,
+              "removed_at": None, "removed_reason": None}
+    if existing is not None:
+        connection.execute(update(PUSH_SUBSCRIPTIONS)
+                           .where(PUSH_SUBSCRIPTIONS.c.id == existing), values)
+        return int(existing)
+    return int(connection.execute(insert(PUSH_SUBSCRIPTIONS).returning(PUSH_SUBSCRIPTIONS.c.id),
+                                  {"endpoint": endpoint, **values}).scalar_one())
+
+
+def remove(connection: Connection, endpoint: str, at: datetime, reason: str) -> None:
+    connection.execute(update(PUSH_SUBSCRIPTIONS).where(
+        PUSH_SUBSCRIPTIONS.c.endpoint == endpoint, PUSH_SUBSCRIPTIONS.c.removed_at.is_(None))
+        .values(removed_at=at, removed_reason=reason))

@@ -1,0 +1,134 @@
+"""Reading what the engine decided: a subscriber's stages, scores, ledger, tags, deliveries.
+
+For people and tools (the test fixture, the API's subscriber view), not for the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from engine.store.states import (
+    CONSENTS,
+    DELIVERIES,
+    ENROLMENTS,
+    EVENTS,
+    LEDGER,
+    SCHEDULE,
+    SCORES,
+    SUBSCRIBERS,
+    TAGS,
+    VISITS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerLine:
+    at: datetime
+    workflow: str
+    score: str
+    kind: str
+    delta: Decimal
+    total: Decimal
+    rule: str
+    event_type: str | None
+    event_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryLine:
+    decided_at: datetime
+    nominal_at: datetime
+    workflow: str
+    stage: str
+    step_rule: str
+    occurrence: int
+    channel: str
+    message: str
+    lang: str | None
+    status: str
+    reason: str | None
+    content: dict[str, Any]
+
+
+def subscriber_key(connection: Connection, external_id: str) -> int | None:
+    key: int | None = connection.execute(
+        select(SUBSCRIBERS.c.id).where(SUBSCRIBERS.c.external_id == external_id)).scalar()
+    return key
+
+
+def attributes(connection: Connection, key: int) -> dict[str, Any]:
+    value: dict[str, Any] = connection.execute(
+        select(SUBSCRIBERS.c.attributes).where(SUBSCRIBERS.c.id == key)).scalar_one()
+    return value
+
+
+def stages(connection: Connection, key: int) -> dict[str, str]:
+    """Workflow → current stage, for active enrolments."""
+    rows = connection.execute(select(ENROLMENTS.c.workflow, ENROLMENTS.c.stage).where(
+        ENROLMENTS.c.subscriber_id == key, ENROLMENTS.c.ended_at.is_(None)))
+    return {row.workflow: row.stage for row in rows}
+
+
+def enrolments(connection: Connection, key: int) -> list[dict[str, Any]]:
+    rows = connection.execute(select(ENROLMENTS).where(ENROLMENTS.c.subscriber_id == key)
+                              .order_by(ENROLMENTS.c.id))
+    result = []
+    for row in rows:
+        visits = connection.execute(select(VISITS.c.stage, VISITS.c.entered_at, VISITS.c.cause)
+                                    .where(VISITS.c.enrolment_id == row.id)
+                                    .order_by(VISITS.c.id))
+        result.append({"workflow": row.workflow, "stage": row.stage,
+                       "enrolled_at": row.enrolled_at, "ended_at": row.ended_at,
+                       "exit_reason": row.exit_reason,
+                       "stages": [{"stage": v.stage, "entered_at": v.entered_at,
+                                   "cause": v.cause} for v in visits]})
+    return result
+
+
+def scores(connection: Connection, key: int) -> dict[tuple[str, str], Decimal]:
+    rows = connection.execute(select(SCORES.c.workflow, SCORES.c.score, SCORES.c.total)
+                              .where(SCORES.c.subscriber_id == key))
+    return {(row.workflow, row.score): row.total for row in rows}
+
+
+def ledger(connection: Connection, key: int) -> list[LedgerLine]:
+    rows = connection.execute(
+        select(LEDGER, EVENTS.c.type.label("event_type"), EVENTS.c.key.label("event_key"))
+        .outerjoin(EVENTS, EVENTS.c.id == LEDGER.c.event_id)
+        .where(LEDGER.c.subscriber_id == key).order_by(LEDGER.c.id))
+    return [LedgerLine(r.at, r.workflow, r.score, r.kind, r.delta, r.total, r.rule,
+                       r.event_type, r.event_key) for r in rows]
+
+
+def tags(connection: Connection, key: int) -> set[str]:
+    return set(connection.execute(select(TAGS.c.tag).where(TAGS.c.subscriber_id == key))
+               .scalars())
+
+
+def consents(connection: Connection, key: int) -> list[dict[str, Any]]:
+    rows = connection.execute(select(CONSENTS).where(CONSENTS.c.subscriber_id == key)
+                              .order_by(CONSENTS.c.id))
+    return [{"channel": r.channel, "granted": r.granted, "at": r.at, "source": r.source}
+            for r in rows]
+
+
+def deliveries(connection: Connection, key: int) -> list[DeliveryLine]:
+    rows = connection.execute(select(DELIVERIES).where(DELIVERIES.c.subscriber_id == key)
+                              .order_by(DELIVERIES.c.id))
+    return [DeliveryLine(r.decided_at, r.nominal_at, r.workflow, r.stage, r.step_rule,
+                         r.occurrence, r.channel, r.message, r.lang, r.status, r.reason,
+                         r.content) for r in rows]
+
+
+def pending(connection: Connection, key: int) -> list[dict[str, Any]]:
+    """The subscriber's due work, earliest first."""
+    rows = connection.execute(select(SCHEDULE).where(SCHEDULE.c.subscriber_id == key)
+                              .order_by(SCHEDULE.c.due_at, SCHEDULE.c.id))
+    return [{"kind": r.kind, "workflow": r.workflow, "due_at": r.due_at,
+             "nominal_at": r.nominal_at, "step": r.step, "occurrence": r.occurrence}
+            for r in rows]

@@ -1,0 +1,191 @@
+"""Test your own workflows in frozen time: the `nurture` pytest fixture.
+
+Installed with nurture and registered through the `pytest11` entry point, so a team's tests can
+use it without any set-up::
+
+    def test_a_diamond_lover_gets_the_discount(nurture):
+        shop = nurture.load("workflows/jewelry.flow", start="2026-03-02T09:00:00Z")
+        shop.event("ann", "subscribed", channels=["push"])
+        shop.event("ann", "page_view", url="/diamonds/rings")
+        shop.advance(minutes=10)
+        assert shop.stage("ann") == "interest"
+        assert [s.get("message") for s in shop.sent("ann")] == ["welcome"]
+
+Time is frozen with freezegun at `start` and moves only with `advance`/`advance_to`, which run
+the engine's `tick` — the same engine, on a fresh SQLite database per test, with a recording
+channel. Push needs consent only, as in the simulator (`live_push=True` also demands a
+browser subscription, added with `add_push_subscription`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from channels.recording import RecordingChannel
+from dsl.loader import load_paths
+from engine.events import parse_event, parse_instant
+from engine.processor import Engine, IngestResult
+from engine.records import Record, tidy
+from engine.store import push_subscriptions, queries
+from engine.store.database import Database, open_database
+from engine.store.queries import LedgerLine
+
+
+class WorkflowLoadError(AssertionError):
+    """The workflow files do not load; the message lists the problems as `nurture check` does."""
+
+
+class FlowTest:
+    """One test's run of the engine over some workflow files, in frozen time."""
+
+    def __init__(self, paths: tuple[str, ...], start: datetime, folder: Path,
+                 live_push: bool) -> None:
+        from freezegun import freeze_time
+
+        result = load_paths(paths)
+        if result.catalog is None:
+            raise WorkflowLoadError("\n".join(str(d) for d in result.diagnostics))
+        self.catalog = result.catalog
+        self._freezer = freeze_time(start)
+        self._frozen = self._freezer.start()
+        self.database: Database = open_database(f"sqlite:///{folder / 'nurture-test.db'}",
+                                                durable=False)
+        self.records: list[Record] = []
+        self.channel = RecordingChannel()
+        self.engine = Engine(self.catalog, self.database, on_record=self.records.append,
+                             channels={"push": self.channel, "email": self.channel,
+                                       "webhook": self.channel},
+                             push_needs_subscription=live_push)
+        self._seq = 0
+
+    def close(self) -> None:
+        self.database.dispose()
+        self._freezer.stop()
+
+    # ------------------------------------------------------------ driving
+
+    @property
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def event(self, subscriber: str, type: str, at: str | datetime | None = None,
+              id: str | None = None, **properties: Any) -> IngestResult:
+        """Send one event (at the current frozen time unless `at` is given)."""
+        raw: dict[str, Any] = {"subscriber": subscriber, "type": type, "properties": properties}
+        if at is not None:
+            raw["at"] = at if isinstance(at, str) else at.isoformat()
+        if id is not None:
+            raw["id"] = id
+        return self.events([raw])
+
+    def events(self, raw_events: list[dict[str, Any]]) -> IngestResult:
+        """Send several events, given as the JSON objects of SPEC §2."""
+        parsed = []
+        for raw in raw_events:
+            self._seq += 1
+            parsed.append(parse_event(raw, self._seq, default_at=self.now))
+        return self.engine.ingest(parsed)
+
+    def advance(self, delta: timedelta | None = None, **units: float) -> None:
+        """Move frozen time forward (`advance(days=2)`) and do all work due by then."""
+        step = (delta or timedelta()) + timedelta(**units)
+        self.advance_to(self.now + step)
+
+    def advance_to(self, instant: str | datetime) -> None:
+        target = parse_instant(instant, "instant") if isinstance(instant, str) else instant
+        if target < self.now:
+            raise ValueError(f"time cannot go back from {self.now} to {target}")
+        self._frozen.move_to(target)
+        self.engine.tick()
+
+    def add_push_subscription(self, subscriber: str, endpoint: str,
+                              p256dh: str = "test-key", auth: str = "test-auth") -> None:
+        with self.database.transaction() as connection:
+            push_subscriptions.add(connection, subscriber, endpoint, p256dh, auth, self.now)
+
+    # ------------------------------------------------------------ what happened
+
+    def timeline(self, subscriber: str | None = None, kind: str | None = None,
+                 workflow: str | None = None) -> list[Record]:
+        """Records in time order, optionally only one subscriber's, kind's or workflow's."""
+        return sorted((r for r in self.records
+                       if (subscriber is None or r.subscriber == subscriber)
+                       and (kind is None or r.kind == kind)
+                       and (workflow is None or r.workflow == workflow)),
+                      key=Record.sort_key)
+
+    def sent(self, subscriber: str | None = None, channel: str | None = None) -> list[Record]:
+        return [r for r in self.timeline(subscriber, "send")
+                if channel is None or r.get("channel") == channel]
+
+    def skipped(self, subscriber: str | None = None) -> list[Record]:
+        return self.timeline(subscriber, "skip")
+
+    def stage(self, subscriber: str, workflow: str | None = None) -> str | None:
+        """The subscriber's current stage, None when not enrolled."""
+        with self.database.transaction() as connection:
+            key = queries.subscriber_key(connection, subscriber)
+            stages = queries.stages(connection, key) if key is not None else {}
+        return stages.get(self._workflow(workflow))
+
+    def score(self, subscriber: str, name: str, workflow: str | None = None) -> int | Decimal:
+        with self.database.transaction() as connection:
+            key = queries.subscriber_key(connection, subscriber)
+            totals = queries.scores(connection, key) if key is not None else {}
+        return tidy(totals.get((self._workflow(workflow), name), Decimal(0)))
+
+    def tags(self, subscriber: str) -> set[str]:
+        with self.database.transaction() as connection:
+            key = queries.subscriber_key(connection, subscriber)
+            return queries.tags(connection, key) if key is not None else set()
+
+    def ledger(self, subscriber: str, name: str | None = None,
+               workflow: str | None = None) -> list[LedgerLine]:
+        """Every change of the subscriber's scores, with its rule and event."""
+        with self.database.transaction() as connection:
+            key = queries.subscriber_key(connection, subscriber)
+            lines = queries.ledger(connection, key) if key is not None else []
+        wanted = self._workflow(workflow) if workflow or len(self.catalog.workflows) == 1 \
+            else None
+        return [line for line in lines if (name is None or line.score == name)
+                and (wanted is None or line.workflow == wanted)]
+
+    def _workflow(self, name: str | None) -> str:
+        if name is not None:
+            return name
+        names = [w.name for w in self.catalog.workflows]
+        if len(names) != 1:
+            raise ValueError(f"several workflows are loaded ({', '.join(names)}): name one")
+        return names[0]
+
+
+class NurtureFixture:
+    """What the `nurture` fixture gives a test: `load(...)` starts a run."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.runs: list[FlowTest] = []
+
+    def load(self, *paths: str | Path, start: str | datetime = "2026-01-05T09:00:00Z",
+             live_push: bool = False) -> FlowTest:
+        instant = parse_instant(start, "start") if isinstance(start, str) else start
+        folder = self.folder / f"run-{len(self.runs)}"
+        folder.mkdir()
+        run = FlowTest(tuple(str(p) for p in paths), instant, folder, live_push)
+        self.runs.append(run)
+        return run
+
+
+@pytest.fixture
+def nurture(tmp_path: Path) -> Iterator[NurtureFixture]:
+    """Load `.flow` files, feed events, move frozen time, and ask what happened."""
+    fixture = NurtureFixture(tmp_path)
+    yield fixture
+    for run in reversed(fixture.runs):
+        run.close()
