@@ -52,12 +52,13 @@ class Journey:
         for this subscriber, nor after `now`.
         """
         for stored in events:
-            at = stored.event.at
+            at = min(stored.event.at, now)
+            phase, order = EVENT_PHASE, stored.event.seq
             if state.processed_until is not None and at < state.processed_until:
-                at = state.processed_until
-            at = min(at, now)
+                # a late event: it happens now in the journey, after what is already done
+                at, phase, order = state.processed_until, DUE_PHASE, rank
             self._run_due(state, at, rank, inclusive=False)
-            self._process_event(Moment(state, at, EVENT_PHASE, stored.event.seq, stored))
+            self._process_event(Moment(state, at, phase, order, stored))
             state.processed_until = at
             state.subscriber_dirty = True
         self._run_due(state, now, rank, inclusive=True)

@@ -1,0 +1,165 @@
+"""SPEC §2 (events, consent, attributes, idempotency) and §1.5a's order of input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from engine.events import EventError, parse_event
+from engine.store import queries
+from tests.engine.conftest import brief, sends
+
+
+@pytest.mark.parametrize(("raw", "field", "words"), [
+    ([], "event", "JSON object"),
+    ({"type": "x", "at": "2026-01-05T09:00:00Z"}, "subscriber", "required"),
+    ({"subscriber": "", "type": "x", "at": "2026-01-05T09:00:00Z"}, "subscriber", "1 to 200"),
+    ({"subscriber": "a", "at": "2026-01-05T09:00:00Z"}, "type", "required"),
+    ({"subscriber": "a", "type": "Page View", "at": "2026-01-05T09:00:00Z"}, "type", "name"),
+    ({"subscriber": "a", "type": "x"}, "at", "required"),
+    ({"subscriber": "a", "type": "x", "at": "yesterday"}, "at", "ISO-8601"),
+    ({"subscriber": "a", "type": "x", "at": "2026-01-05T09:00:00"}, "at", "no time zone"),
+    ({"subscriber": "a", "type": "x", "at": "2026-01-05T09:00:00Z", "properties": [1]},
+     "properties", "JSON object"),
+    ({"subscriber": "a", "type": "x", "at": "2026-01-05T09:00:00Z", "propertes": {}},
+     "propertes", "unknown field"),
+    ({"subscriber": "a", "type": "subscribed", "at": "2026-01-05T09:00:00Z"},
+     "properties.channels", "required"),
+    ({"subscriber": "a", "type": "subscribed", "at": "2026-01-05T09:00:00Z",
+      "properties": {"channels": ["push", "sms"]}}, "properties.channels[1]", "'sms'"),
+    ({"subscriber": "a", "type": "subscribed", "at": "2026-01-05T09:00:00Z",
+      "properties": {"channels": [], "email": "nope"}}, "properties.email", "e-mail"),
+    ({"subscriber": "a", "type": "unsubscribed", "at": "2026-01-05T09:00:00Z",
+      "properties": {"channels": "push"}}, "properties.channels", "list"),
+    ({"subscriber": "a", "type": "x", "at": "2026-01-05T09:00:00Z", "id": {"a": 1}}, "id",
+     "string"),
+])
+def test_a_bad_event_names_the_field(raw: object, field: str, words: str) -> None:
+    with pytest.raises(EventError) as caught:
+        parse_event(raw)
+    assert caught.value.field == field
+    assert words in caught.value.message
+
+
+def test_a_good_event_in_utc() -> None:
+    event = parse_event({"subscriber": 42, "type": "page_view", "id": 7,
+                         "at": "2026-01-05T10:00:00+01:00", "properties": {"url": "/x"}}, seq=3)
+    assert (event.subscriber, event.key, event.seq) == ("42", "7", 3)
+    assert event.at == datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+
+def test_the_same_event_id_is_stored_once(flow) -> None:
+    run = flow("workflow w { score s { on click +1 } stage a { } }\n")
+    first = run.event("ann", "click", id="e-1")
+    second = run.events([{"subscriber": "ann", "type": "click", "id": "e-1"},
+                         {"subscriber": "ann", "type": "click", "id": "e-2"},
+                         {"subscriber": "ann", "type": "click", "id": "e-2"}])
+    assert (first.accepted, first.duplicates) == (1, [])
+    assert (second.accepted, sorted(second.duplicates)) == (1, ["e-1", "e-2"])
+    assert run.score("ann", "s") == 2
+
+
+def test_subscribed_records_consent_with_time_and_source(flow) -> None:
+    run = flow("workflow w { stage a { } }\n")
+    run.event("ann", "subscribed", id="sub-1", channels=["push", "email"],
+              email="ann@example.com", attributes={"first_name": "Ann"})
+    run.advance(days=2)
+    run.event("ann", "unsubscribed", channels=["email"])
+    run.advance(days=1)
+    run.event("ann", "unsubscribed")
+    with run.database.transaction() as connection:
+        key = queries.subscriber_key(connection, "ann")
+        assert key is not None
+        history = queries.consents(connection, key)
+        attributes = queries.attributes(connection, key)
+    assert [(c["channel"], c["granted"], c["at"].isoformat(), c["source"]) for c in history] == [
+        ("push", True, "2026-01-05T09:00:00+00:00", "subscribed#sub-1"),
+        ("email", True, "2026-01-05T09:00:00+00:00", "subscribed#sub-1"),
+        ("email", False, "2026-01-07T09:00:00+00:00", "unsubscribed"),
+        ("push", False, "2026-01-08T09:00:00+00:00", "unsubscribed"),
+        ("email", False, "2026-01-08T09:00:00+00:00", "unsubscribed"),
+    ]
+    assert attributes == {"first_name": "Ann", "email": "ann@example.com"}
+
+
+def test_attributes_events_merge(flow) -> None:
+    run = flow("workflow w { stage a { } }\n")
+    run.event("ann", "attributes", first_name="Ann", city="Gdańsk")
+    run.event("ann", "attributes", city="Kraków", plan="pro")
+    with run.database.transaction() as connection:
+        key = queries.subscriber_key(connection, "ann")
+        assert key is not None
+        assert queries.attributes(connection, key) == {
+            "first_name": "Ann", "city": "Kraków", "plan": "pro"}
+
+
+def test_events_are_processed_in_order_of_at_whatever_the_input_order(flow) -> None:
+    run = flow("""\
+workflow w {
+  score s { on click +1 }
+  stage a { go to b when s >= 1 }
+  stage b { }
+}
+""")
+    run.advance(hours=2)
+    run.events([
+        {"subscriber": "ann", "type": "click", "at": "2026-01-05T10:00:00Z"},
+        {"subscriber": "ann", "type": "subscribed", "at": "2026-01-05T09:00:00Z",
+         "properties": {"channels": []}},
+    ])
+    assert brief(run.timeline("ann")) == [
+        ("2026-01-05T09:00:00Z", "enter", "a"),
+        ("2026-01-05T10:00:00Z", "score", "s +1 = 1"),
+        ("2026-01-05T10:00:00Z", "enter", "b"),
+    ]
+
+
+def test_equal_times_keep_the_input_order(flow) -> None:
+    run = flow("workflow w { stage a { go to b on click } stage b { go to c on buy } "
+               "stage c { } }\n")
+    run.events([{"subscriber": "ann", "type": "subscribed", "properties": {"channels": []}},
+                {"subscriber": "ann", "type": "click"},
+                {"subscriber": "ann", "type": "buy"}])
+    assert run.stage("ann") == "c"
+
+
+def test_at_one_instant_events_come_before_due_steps(flow) -> None:
+    run = flow("""\
+workflow w {
+  stage a {
+    after 1 day unless click: send push nudge
+    go to b after 1 day
+  }
+  stage b { }
+}
+""")
+    run.advance(days=1)
+    run.events([  # bob's click arrives exactly when his step is due
+        {"subscriber": "ann", "type": "subscribed", "at": "2026-01-05T09:00:00Z",
+         "properties": {"channels": ["push"]}},
+        {"subscriber": "bob", "type": "subscribed", "at": "2026-01-05T09:00:00Z",
+         "properties": {"channels": ["push"]}},
+        {"subscriber": "bob", "type": "click", "at": "2026-01-06T09:00:00Z"},
+    ])
+    assert sends(run, "ann") == [("2026-01-06T09:00:00Z", "nudge")]
+    assert sends(run, "bob") == []
+    assert run.stage("ann") == run.stage("bob") == "b"
+
+
+def test_an_event_from_the_past_is_processed_where_the_journey_is(flow) -> None:
+    run = flow("""\
+workflow w {
+  score s { on click +1 }
+  stage a { go to b after 1 hour }
+  stage b { go to c when s >= 1 }
+  stage c { }
+}
+""")
+    run.event("ann", "subscribed", channels=[])
+    run.advance(hours=2)  # ann moved to b at 10:00
+    run.event("ann", "click", at="2026-01-05T09:30:00Z")  # arrives late
+    assert brief(run.timeline("ann"))[-2:] == [
+        ("2026-01-05T10:00:00Z", "score", "s +1 = 1"),
+        ("2026-01-05T10:00:00Z", "enter", "c"),
+    ]

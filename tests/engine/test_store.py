@@ -1,0 +1,133 @@
+"""The storage layer: migrations equal the models, indexes serve every hot query, keys hold."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import event, insert, select, text
+from sqlalchemy.exc import IntegrityError
+
+from dsl.loader import load_text
+from engine.clock import VirtualClock
+from engine.events import parse_event
+from engine.processor import Engine
+from engine.store.database import Database, open_database
+from engine.store.states import ENROLMENTS, EVENTS, SUBSCRIBERS
+from engine.store.tables import metadata
+
+T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    db = open_database(f"sqlite:///{tmp_path / 'n.db'}")
+    yield db
+    db.dispose()
+
+
+def test_the_migrations_create_exactly_the_models(database: Database) -> None:
+    with database.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+
+
+def test_sqlite_runs_in_wal_mode(database: Database) -> None:
+    with database.transaction() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_instants_and_decimals_round_trip_exactly(database: Database) -> None:
+    instant = datetime(2026, 3, 29, 1, 59, 59, 999999, tzinfo=UTC)
+    with database.transaction() as connection:
+        connection.execute(insert(SUBSCRIBERS), {"external_id": "a", "attributes": {"x": 1},
+                                                 "created_at": instant})
+        row = connection.execute(select(SUBSCRIBERS)).one()
+    assert row.created_at == instant and row.created_at.tzinfo is not None
+    with database.transaction() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO scores VALUES (1, 'w', 's', '21.870000000000000000000000001', '{}')")
+        total = connection.execute(text("SELECT total FROM scores")).scalar()
+    assert Decimal(total) == Decimal("21.870000000000000000000000001")
+
+
+def test_naive_datetimes_are_refused(database: Database) -> None:
+    with pytest.raises(Exception, match="naive"), database.transaction() as connection:
+        connection.execute(insert(SUBSCRIBERS), {"external_id": "a", "attributes": {},
+                                                 "created_at": datetime(2026, 1, 1)})
+
+
+def test_one_active_enrolment_per_workflow_and_event_ids_are_unique(database: Database) -> None:
+    with database.transaction() as connection:
+        connection.execute(insert(SUBSCRIBERS), {"external_id": "a", "attributes": {},
+                                                 "created_at": T0})
+    row = {"subscriber_id": 1, "workflow": "w", "stage": "s", "stage_seq": 1,
+           "stage_entered_at": T0, "enrolled_at": T0, "seen": []}
+    with database.transaction() as connection:
+        connection.execute(insert(ENROLMENTS), {**row, "ended_at": T0})  # an ended one
+        connection.execute(insert(ENROLMENTS), row)
+    with pytest.raises(IntegrityError), database.transaction() as connection:
+        connection.execute(insert(ENROLMENTS), row)
+    event_row = {"subscriber_id": 1, "key": "e1", "type": "x", "at": T0, "properties": {},
+                 "received_at": T0}
+    with database.transaction() as connection:
+        connection.execute(insert(EVENTS), event_row)
+    with pytest.raises(IntegrityError), database.transaction() as connection:
+        connection.execute(insert(EVENTS), event_row)
+
+
+FLOW = """\
+workflow w {
+  limit push to 1 per day
+  score engagement { on click +5 max 10 per day  decay 10% every 30 days }
+  stage a {
+    after 10 minutes: send push hello
+    every 1 day, 2 times: send push hello
+    go to b when idle for 3 days
+  }
+  stage b { }
+}
+message hello push { title "Hi" }
+"""
+
+
+def test_tick_reads_only_subscribers_with_due_work_through_indexes(database: Database) -> None:
+    catalog = load_text(FLOW, "w.flow").catalog
+    assert catalog is not None
+    clock = VirtualClock(T0)
+    engine = Engine(catalog, database, clock=clock, push_needs_subscription=False)
+    engine.ingest([parse_event({"subscriber": f"s{i}", "type": "subscribed",
+                                "properties": {"channels": ["push"]}}, i, default_at=T0)
+                   for i in range(20)])
+    clock.advance_to(T0 + timedelta(minutes=5))
+    engine.ingest([parse_event({"subscriber": "late", "type": "subscribed",
+                                "properties": {"channels": ["push"]}}, 99,
+                               default_at=clock.now())])
+    clock.advance_to(T0 + timedelta(minutes=12))
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+                executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and not executemany:
+            statements.append((statement, parameters))
+
+    event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        result = engine.tick()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", capture)
+    assert result.subscribers == 20  # `late` is not due until 12:05 and is not read
+    assert statements
+    with database.engine.connect() as connection:
+        for statement, parameters in statements:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}",
+                                              parameters).all()
+            details = [row[-1] for row in plan]
+            scans = [d for d in details if d.startswith("SCAN")]
+            assert not scans, f"{statement}\n→ {details}"
