@@ -11,12 +11,18 @@ from engine.records import Record, format_instant, format_number
 from engine.testing import FlowTest, NurtureFixture
 
 MESSAGES = """
-message hello push { title "Hello {{ subscriber.first_name | default('you') }}" url "https://shop.example/" }
+message hello push {
+  title "Hello {{ subscriber.first_name | default('you') }}"
+  url "https://shop.example/"
+}
 message nudge push { title "Nudge" }
 message drip push { title "Drip #{{ stage }}" }
 message later push { title "Later" }
 message letter email { subject "Letter for {{ subscriber.id }}" text "Hi" }
-message alert webhook { url "https://crm.example/hook" body "{\\"lead\\": \\"{{ subscriber.id }}\\"}" }
+message alert webhook {
+  url "https://crm.example/hook"
+  body "{\\"lead\\": \\"{{ subscriber.id }}\\"}"
+}
 """
 """Messages every test workflow can send."""
 

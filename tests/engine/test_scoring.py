@@ -54,7 +54,7 @@ def test_scores_may_go_negative_and_start_at_zero(flow) -> None:
 
 def test_max_per_period_adds_only_what_is_left_and_then_nothing(flow) -> None:
     run = flow(SCORED.replace("+10 max 30", "+12 max 30"))
-    for minutes in (0, 10, 20, 30):
+    for _ in range(4):
         run.event("ann", "email_open")
         run.advance(minutes=10)
     assert scores(run) == [
@@ -156,9 +156,9 @@ def test_decay_follows_the_formula_at_each_full_period(flow) -> None:
     run.event("ann", "page_view")
     run.advance(days=29, hours=23, minutes=59)
     assert run.score("ann", "engagement") == 30
-    run.advance(minutes=1)  # exactly 30 days: 30 × 0.9
+    run.advance(minutes=1)  # exactly 30 days: 30 x 0.9
     assert run.score("ann", "engagement") == 27
-    run.advance(days=60)  # 30 × 0.9³
+    run.advance(days=60)  # 30 x 0.9³
     assert run.score("ann", "engagement") == Decimal("21.87")
     assert scores(run) == [
         ("2026-01-05T09:00:00Z", "score", "engagement +30 = 30"),
