@@ -171,8 +171,8 @@ class TableFormat:
     """The timeline as aligned columns: time, subscriber, workflow, what happened."""
 
     def __init__(self, subscribers: Sequence[str], workflows: Sequence[str]) -> None:
-        self.who = min(max((len(s) for s in subscribers), default=10), 24)
-        self.workflow = max((len(w) for w in workflows), default=8)
+        self.who = max(len("subscriber"), min(max(map(len, subscribers), default=0), 24))
+        self.workflow = max(len("workflow"), *map(len, workflows))
 
     def header(self) -> str:
         return (f"{'time (UTC)':<19}  {'subscriber':<{self.who}}  "

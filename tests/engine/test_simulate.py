@@ -1,0 +1,202 @@
+"""`nurture simulate` (SPEC §3.1) as users run it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine import simulate as sim
+from engine.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+JOURNEY = ROOT / "workflows" / "journeys" / "jewelry.jsonl"
+GOLDEN = Path(__file__).parent / "golden" / "jewelry-journey.jsonl"
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def in_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+
+
+def test_the_example_journey_prints_the_expected_timeline(in_root: None) -> None:
+    code, out, err = run("simulate", "workflows/jewelry.flow", "--events",
+                         "workflows/journeys/jewelry.jsonl", "--json")
+    assert code == 0, err
+    assert out == GOLDEN.read_text(encoding="utf-8")
+    assert "7 event(s) of 2 subscriber(s)" in err and "9 send(s), 0 skip(s)" in err
+
+
+def test_the_golden_timeline_says_what_the_spec_promises() -> None:
+    records = [json.loads(line) for line in GOLDEN.read_text(encoding="utf-8").splitlines()]
+    assert [r["at"] for r in records] == sorted(r["at"] for r in records)
+    first = records[0]
+    assert list(first) == ["at", "subscriber", "workflow", "kind", "score", "delta", "total",
+                           "rule"]
+    assert first["rule"] == "workflows/jewelry.flow:23"
+    sends = [r for r in records if r["kind"] == "send"]
+    assert list(sends[0]) == ["at", "subscriber", "workflow", "kind", "channel", "message",
+                              "lang", "title", "body", "url"]
+    assert (sends[0]["lang"], sends[0]["title"]) == ("pl", "Cześć Anna!")
+    # Bob subscribed at 22:30 in Warsaw: his welcome waits for 08:00 local (07:00 UTC)
+    assert ("2026-03-03T07:00:00Z", "bob", "welcome") in [
+        (r["at"], r["subscriber"], r["message"]) for r in sends]
+    last = records[-1]
+    assert (last["delta"], last["total"]) == (-7.5, 130.5)
+    assert '"total": 130.5' in GOLDEN.read_text(encoding="utf-8").splitlines()[-1]
+
+
+def test_the_readme_shows_this_timeline(in_root: None) -> None:
+    code, out, _ = run("simulate", "workflows/jewelry.flow", "--events",
+                       "workflows/journeys/jewelry.jsonl")
+    assert code == 0
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert out in readme, "README's example timeline is out of date"
+    shown = [line for line in readme.splitlines() if line.startswith('{"at"')]
+    assert shown and all(line in GOLDEN.read_text(encoding="utf-8") for line in shown)
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+FLOW = """\
+workflow w {
+  stage a {
+    after 1 day: send push hi
+    go to b on click
+  }
+  stage b { }
+}
+message hi push { title "Hi" }
+"""
+
+
+def events(*lines: dict[str, object]) -> str:
+    return "\n".join(json.dumps(line) for line in lines) + "\n"
+
+
+def sub(who: str, at: str) -> dict[str, object]:
+    return {"subscriber": who, "type": "subscribed", "at": at,
+            "properties": {"channels": ["push"]}}
+
+
+def test_until_is_inclusive_and_later_events_are_reported(tmp_path: Path) -> None:
+    flow = write(tmp_path, "w.flow", FLOW)
+    feed = write(tmp_path, "e.jsonl", events(
+        sub("ann", "2026-01-05T09:00:00Z"),
+        {"subscriber": "ann", "type": "click", "at": "2026-01-09T09:00:00Z"}))
+    code, out, err = run("simulate", flow, "--events", feed, "--json",
+                         "--until", "2026-01-06T09:00:00Z")
+    assert code == 0
+    assert [json.loads(line)["kind"] for line in out.splitlines()] == ["enter", "send"]
+    assert "1 event(s) after --until not simulated" in err
+
+
+def test_from_hides_earlier_records_but_simulates_their_events(tmp_path: Path) -> None:
+    flow = write(tmp_path, "w.flow", FLOW)
+    feed = write(tmp_path, "e.jsonl", events(sub("ann", "2026-01-05T09:00:00Z")))
+    code, out, err = run("simulate", flow, "--events", feed, "--json",
+                         "--from", "2026-01-06")
+    assert code == 0
+    assert [json.loads(line)["at"] for line in out.splitlines()] == ["2026-01-06T09:00:00Z"]
+    assert "1 record(s) before --from not shown" in err
+
+
+def test_the_default_horizon_is_the_last_event_plus_30_days(tmp_path: Path) -> None:
+    flow = write(tmp_path, "w.flow", FLOW.replace("after 1 day", "after 30 days"))
+    feed = write(tmp_path, "e.jsonl", events(sub("ann", "2026-01-05T09:00:00Z")))
+    code, out, err = run("simulate", flow, "--events", feed, "--json")
+    assert [json.loads(line)["at"] for line in out.splitlines()] == [
+        "2026-01-05T09:00:00Z", "2026-02-04T09:00:00Z"]
+    assert "to 2026-02-04T09:00:00Z" in err
+
+
+def test_bad_lines_are_all_reported_with_their_numbers_and_nothing_runs(tmp_path: Path) -> None:
+    flow = write(tmp_path, "w.flow", FLOW)
+    feed = write(tmp_path, "e.jsonl",
+                 events(sub("ann", "2026-01-05T09:00:00Z")) + "\n{not json\n" +
+                 events({"subscriber": "bob", "type": "click", "at": "2026-01-05"},
+                        {"subscriber": "bob", "type": "subscribed", "at": "2026-01-05T09:00Z",
+                         "properties": {"channels": ["sms"]}}))
+    code, out, err = run("simulate", flow, "--events", feed)
+    assert code == 1
+    assert out.splitlines() == [
+        f"{feed}:3:2: error: not valid JSON: Expecting property name enclosed in double quotes",
+        f"{feed}:4:1: error: at: '2026-01-05' has no time zone; add 'Z' for UTC or an offset "
+        "such as '+01:00'",
+        f"{feed}:5:1: error: properties.channels[0]: 'sms' is not a channel; expected 'push' "
+        "or 'email'",
+    ]
+    assert "nothing simulated" in err
+
+
+def test_repeated_event_ids_are_stored_once_and_reported(tmp_path: Path) -> None:
+    flow = write(tmp_path, "w.flow", FLOW.replace("after 1 day: send push hi",
+                                                  "on enter: send push hi"))
+    feed = write(tmp_path, "e.jsonl", events(
+        {**sub("ann", "2026-01-05T09:00:00Z"), "id": "x"},
+        {**sub("ann", "2026-01-05T09:00:00Z"), "id": "x"}))
+    code, out, err = run("simulate", flow, "--events", feed, "--json")
+    assert len(out.splitlines()) == 2
+    assert "1 event(s) repeated an earlier event's id and were stored once" in err
+
+
+def test_workflow_errors_stop_the_simulation(tmp_path: Path) -> None:
+    flow = write(tmp_path, "w.flow", FLOW.replace("go to b", "go to c"))
+    feed = write(tmp_path, "e.jsonl", events(sub("ann", "2026-01-05T09:00:00Z")))
+    code, out, _ = run("simulate", flow, "--events", feed)
+    assert code == 1
+    assert "unknown stage 'c'" in out
+
+
+def test_an_unparsable_from_is_a_usage_error(tmp_path: Path) -> None:
+    flow = write(tmp_path, "w.flow", FLOW)
+    feed = write(tmp_path, "e.jsonl", events(sub("ann", "2026-01-05T09:00:00Z")))
+    code, _, err = run("simulate", flow, "--events", feed, "--from", "2026-01-05T09:00")
+    assert code == 2
+    assert "--from" in err and "no time zone" in err
+
+
+def test_at_one_instant_every_subscribers_events_come_before_due_work(tmp_path: Path) -> None:
+    flow = write(tmp_path, "w.flow", FLOW)
+    feed = write(tmp_path, "e.jsonl", events(
+        sub("ann", "2026-01-05T09:00:00Z"),
+        sub("bob", "2026-01-06T09:00:00Z")))  # exactly when ann's step is due
+    _, out, _ = run("simulate", flow, "--events", feed, "--json")
+    assert [(r["at"][:10], r["subscriber"], r["kind"]) for r in map(json.loads,
+                                                                   out.splitlines())] == [
+        ("2026-01-05", "ann", "enter"), ("2026-01-06", "bob", "enter"),
+        ("2026-01-06", "ann", "send"), ("2026-01-07", "bob", "send")]
+
+
+def test_many_subscribers_spill_to_sorted_runs_with_the_same_result(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flow = write(tmp_path, "w.flow", FLOW)
+    lines = [sub(f"s{i:02d}", f"2026-01-05T{9 + i % 5:02d}:{i:02d}:00Z") for i in range(30)]
+    lines += [{"subscriber": f"s{i:02d}", "type": "click", "at": "2026-01-05T20:00:00Z"}
+              for i in range(0, 30, 3)]
+    feed = write(tmp_path, "e.jsonl", events(*lines))
+    _, in_memory, _ = run("simulate", flow, "--events", feed, "--json")
+    monkeypatch.setattr(sim, "SUBSCRIBERS_PER_BATCH", 4)
+    monkeypatch.setattr(sim, "PICKLE_CHUNK", 3)
+    _, spilled, _ = run("simulate", flow, "--events", feed, "--json")
+    assert spilled == in_memory
+    assert len(in_memory.splitlines()) == 30 + 10 + 20  # enters, moves, sends
+
+
+def test_the_table_aligns_its_columns(tmp_path: Path, in_root: None) -> None:
+    _, out, _ = run("simulate", "workflows/jewelry.flow", "--events",
+                    "workflows/journeys/jewelry.jsonl")
+    header, *rows = out.splitlines()
+    column = header.index("what")
+    assert all(row[column - 2:column] == "  " and row[column] != " " for row in rows)
