@@ -116,6 +116,7 @@ def test_the_default_horizon_is_the_last_event_plus_30_days(tmp_path: Path) -> N
     flow = write(tmp_path, "w.flow", FLOW.replace("after 1 day", "after 30 days"))
     feed = write(tmp_path, "e.jsonl", events(sub("ann", "2026-01-05T09:00:00Z")))
     code, out, err = run("simulate", flow, "--events", feed, "--json")
+    assert code == 0
     assert [json.loads(line)["at"] for line in out.splitlines()] == [
         "2026-01-05T09:00:00Z", "2026-02-04T09:00:00Z"]
     assert "to 2026-02-04T09:00:00Z" in err
@@ -147,6 +148,7 @@ def test_repeated_event_ids_are_stored_once_and_reported(tmp_path: Path) -> None
         {**sub("ann", "2026-01-05T09:00:00Z"), "id": "x"},
         {**sub("ann", "2026-01-05T09:00:00Z"), "id": "x"}))
     code, out, err = run("simulate", flow, "--events", feed, "--json")
+    assert code == 0
     assert len(out.splitlines()) == 2
     assert "1 event(s) repeated an earlier event's id and were stored once" in err
 
