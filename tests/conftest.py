@@ -37,3 +37,6 @@ def check_lines(write_flow: Callable[..., str]) -> Callable[..., list[str]]:
         return [str(d) for d in result.diagnostics]
 
     return check
+
+
+pytest_plugins = ["pytester"]

@@ -1,0 +1,44 @@
+"""The `nurture` fixture reaches a team's own test suite through the pytest11 entry point."""
+
+from __future__ import annotations
+
+import pytest
+
+FLOW = """\
+workflow onboarding {
+  quiet hours 22:00 to 07:00
+  stage welcome {
+    after 1 hour: send push tips
+    go to active on login
+  }
+  stage active { }
+}
+message tips push { title "Three tips for {{ subscriber.first_name | default('you') }}" }
+"""
+
+TEST = """\
+def test_tips_arrive_an_hour_after_subscribing(nurture):
+    run = nurture.load("onboarding.flow", start="2026-05-04T12:00:00Z")
+    run.event("zoe", "subscribed", channels=["push"], attributes={"first_name": "Zoe"})
+    run.advance(minutes=59)
+    assert run.sent("zoe") == []
+    run.advance(minutes=1)
+    assert [s.get("title") for s in run.sent("zoe")] == ["Three tips for Zoe"]
+    run.event("zoe", "login")
+    assert run.stage("zoe") == "active"
+
+
+def test_a_broken_workflow_fails_with_the_checkers_message(nurture):
+    import pytest
+    from engine.testing import WorkflowLoadError
+    with pytest.raises(WorkflowLoadError, match="unknown stage 'activ'"):
+        nurture.load("broken.flow")
+"""
+
+
+def test_the_fixture_is_available_without_any_set_up(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".flow", onboarding=FLOW,
+                      broken=FLOW.replace("go to active", "go to activ"))
+    pytester.makepyfile(test_onboarding=TEST)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)

@@ -1,0 +1,91 @@
+"""The jewelry shop's funnel, tested the way a marketing team would test its own workflows.
+
+The `nurture` fixture comes with nurture (a pytest plugin): it loads the .flow files, freezes
+time, feeds events, moves the clock and tells what was sent, skipped, scored and where each
+subscriber is.
+"""
+
+from pathlib import Path
+
+FLOW = Path(__file__).parent.parent / "jewelry.flow"
+MONDAY = "2026-03-02T09:00:00Z"  # 10:00 in Warsaw
+
+
+def test_a_new_subscriber_gets_a_welcome_and_three_bestseller_pushes(nurture):
+    shop = nurture.load(FLOW, start=MONDAY)
+    shop.event("ann", "subscribed", channels=["push"], attributes={"first_name": "Ann"})
+    shop.advance(days=14)
+    assert [(str(s.at), s.get("message")) for s in shop.sent("ann")] == [
+        ("2026-03-02 09:10:00+00:00", "welcome"),
+        ("2026-03-05 09:00:00+00:00", "bestsellers"),
+        ("2026-03-08 09:00:00+00:00", "bestsellers"),
+        ("2026-03-11 09:00:00+00:00", "bestsellers"),
+    ]
+    assert shop.sent("ann")[0].get("title") == "Hi Ann!"
+
+
+def test_polish_subscribers_get_the_polish_welcome(nurture):
+    shop = nurture.load(FLOW, start=MONDAY)
+    shop.event("ola", "subscribed", channels=["push"],
+               attributes={"first_name": "Ola", "locale": "pl-PL"})
+    shop.advance(minutes=10)
+    welcome = shop.sent("ola")[0]
+    assert (welcome.get("lang"), welcome.get("title")) == ("pl", "Cześć Ola!")
+
+
+def test_nobody_is_woken_up_at_night(nurture):
+    shop = nurture.load(FLOW, start="2026-03-02T21:00:00Z")  # 22:00 in Warsaw
+    shop.event("bob", "subscribed", channels=["push"])
+    shop.advance(hours=12)
+    assert [str(s.at) for s in shop.sent("bob")] == ["2026-03-03 07:00:00+00:00"]  # 08:00 local
+
+
+def test_a_diamond_lover_moves_to_interest_and_gets_the_newsletter(nurture):
+    shop = nurture.load(FLOW, start=MONDAY)
+    shop.event("ann", "subscribed", channels=["push", "email"], email="ann@example.com")
+    shop.event("ann", "page_view", url="https://shop.example/diamonds")
+    assert shop.stage("ann") == "interest"
+    assert shop.tags("ann") == {"diamonds"}
+    shop.advance(days=7)
+    assert [s.get("subject") for s in shop.sent("ann", channel="email")] == [
+        "News from our workshop"]
+
+
+def test_a_hot_lead_with_a_good_fit_gets_the_discount_and_a_buyer_alerts_sales(nurture):
+    shop = nurture.load(FLOW, start=MONDAY)
+    shop.event("ann", "subscribed", channels=["push", "email"], email="ann@example.com",
+               attributes={"first_name": "Ann", "industry": "retail"})
+    shop.event("ann", "page_view", url="/diamonds/rings")
+    shop.event("ann", "page_view", url="/diamonds/earrings")
+    assert shop.stage("ann") == "selection"
+    discount = shop.sent("ann")[-1]
+    assert (discount.get("title"), discount.get("body")) == (
+        "10% off, just for you", "Use code HOT10 at checkout.")
+    shop.advance(hours=3)
+    shop.event("ann", "purchase", amount=1400)
+    assert shop.score("ann", "engagement") == 60 + 25 + 50
+    assert shop.stage("ann") == "sale"
+    alert = shop.sent("ann", channel="webhook")[0]
+    assert alert.get("url") == "https://crm.example/hooks/hot-lead"
+    shop.advance(days=1)
+    assert shop.stage("ann") == "after_sale"
+
+
+def test_free_delivery_only_for_those_who_have_not_bought(nurture):
+    shop = nurture.load(FLOW, start=MONDAY)
+    for who in ("ann", "bob"):
+        shop.event(who, "subscribed", channels=["push"], attributes={"industry": "fashion"})
+        shop.event(who, "page_view", url="/diamonds")
+        shop.event(who, "page_view", url="/diamonds")
+    shop.advance(days=3)
+    assert "free_delivery" in [s.get("message") for s in shop.sent("bob")]
+    shop.event("ann", "offer_declined")
+    assert shop.score("ann", "engagement") == 40
+
+
+def test_engagement_decays_by_a_tenth_every_30_days(nurture):
+    shop = nurture.load(FLOW, start=MONDAY)
+    shop.event("ann", "page_view", url="/diamonds")
+    shop.advance(days=30)
+    assert shop.score("ann", "engagement") == 27
+    assert [line.kind for line in shop.ledger("ann", "engagement")] == ["event", "decay"]
