@@ -85,6 +85,8 @@ class Journey:
         state = moment.state
         assert moment.event is not None
         event = moment.event.event
+        state.event_count += 1
+        moment.event.seq = state.event_count
         state.changes.events.append(moment.event)
         first_event = state.last_event_at is None
         state.last_event_at = moment.at

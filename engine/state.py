@@ -19,10 +19,10 @@ from engine.records import Record
 
 @dataclass(slots=True, eq=False)
 class StoredEvent:
-    """An event accepted in this batch; `id` is known once it is written."""
+    """An event accepted in this batch; `seq` numbers it among the subscriber's events."""
 
     event: Event
-    id: int | None = None
+    seq: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -168,6 +168,7 @@ class SubscriberState:
     created_at: datetime
     last_event_at: datetime | None = None
     processed_until: datetime | None = None
+    event_count: int = 0
     consents: dict[str, bool] = field(default_factory=dict)
     tags: set[str] = field(default_factory=set)
     push_subscriptions: int = 0

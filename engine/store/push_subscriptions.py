@@ -16,7 +16,8 @@ def add(connection: Connection, external_id: str, endpoint: str, p256dh: str, au
         SUBSCRIBERS.c.external_id == external_id)).scalar()
     if key is None:
         key = connection.execute(insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id), {
-            "external_id": external_id, "attributes": {}, "created_at": at}).scalar_one()
+            "external_id": external_id, "attributes": {}, "created_at": at,
+            "event_count": 0}).scalar_one()
     existing = connection.execute(select(PUSH_SUBSCRIPTIONS.c.id).where(
         PUSH_SUBSCRIPTIONS.c.endpoint == endpoint)).scalar()
     values = {"subscriber_id": key, "p256dh": p256dh, "auth": auth, "created_at": at,

@@ -99,7 +99,8 @@ def scores(connection: Connection, key: int) -> dict[tuple[str, str], Decimal]:
 def ledger(connection: Connection, key: int) -> list[LedgerLine]:
     rows = connection.execute(
         select(LEDGER, EVENTS.c.type.label("event_type"), EVENTS.c.key.label("event_key"))
-        .outerjoin(EVENTS, EVENTS.c.id == LEDGER.c.event_id)
+        .outerjoin(EVENTS, (EVENTS.c.subscriber_id == LEDGER.c.subscriber_id)
+                   & (EVENTS.c.seq == LEDGER.c.event_seq))
         .where(LEDGER.c.subscriber_id == key).order_by(LEDGER.c.id))
     return [LedgerLine(r.at, r.workflow, r.score, r.kind, r.delta, r.total, r.rule,
                        r.event_type, r.event_key) for r in rows]

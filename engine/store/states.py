@@ -71,7 +71,7 @@ def _from_rows(connection: Connection, rows: Sequence[Any],
     for row in rows:
         states[row.id] = SubscriberState(
             row.external_id, row.id, dict(row.attributes), row.created_at,
-            row.last_event_at, row.processed_until)
+            row.last_event_at, row.processed_until, row.event_count)
     if states:
         _load_details(connection, states, plan)
     return {state.external_id: state for state in states.values()}
@@ -161,17 +161,17 @@ def save(connection: Connection, states: Iterable[SubscriberState], now: datetim
         changes = state.changes
         rows["consents"] += [{"subscriber_id": sid, "channel": c.channel, "granted": c.granted,
                               "at": c.at, "source": c.source,
-                              "event_id": c.event.id if c.event else None}
+                              "event_seq": c.event.seq if c.event else None}
                              for c in changes.consents]
         rows["tags"] += [{"subscriber_id": sid, "tag": g.tag, "workflow": g.workflow,
-                          "added_at": g.at, "event_id": g.event.id if g.event else None}
+                          "added_at": g.at, "event_seq": g.event.seq if g.event else None}
                          for g in changes.tags]
         rows["visits"] += [{"enrolment_id": v.enrolment.id, "subscriber_id": sid,
                             "workflow": v.workflow, "stage": v.stage, "seq": v.seq,
                             "entered_at": v.at, "cause": v.cause} for v in changes.visits]
         rows["ledger"] += [{"subscriber_id": sid, "workflow": e.workflow, "score": e.score,
                             "kind": e.kind, "delta": e.delta, "total": e.total, "rule": e.rule,
-                            "event_id": e.event.id if e.event else None, "at": e.at}
+                            "event_seq": e.event.seq if e.event else None, "at": e.at}
                            for e in changes.ledger]
         rows["deliveries"] += [{
             "subscriber_id": sid, "workflow": d.workflow, "enrolment_id": d.enrolment.id,
@@ -211,19 +211,16 @@ def _subscriber_values(state: SubscriberState) -> dict[str, Any]:
     return {"attributes": attributes,
             "timezone": zone[:64] if isinstance(zone, str) else None,
             "locale": locale[:35] if isinstance(locale, str) else None,
-            "last_event_at": state.last_event_at, "processed_until": state.processed_until}
+            "last_event_at": state.last_event_at, "processed_until": state.processed_until,
+            "event_count": state.event_count}
 
 
 def _save_events(connection: Connection, states: list[SubscriberState], now: datetime) -> None:
-    stored = [(s.id, e) for s in states for e in s.changes.events]
-    if not stored:
-        return
-    result = connection.execute(
-        insert(EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True),
-        [{"subscriber_id": sid, "key": e.event.key, "type": e.event.type, "at": e.event.at,
-          "properties": e.event.properties, "received_at": now} for sid, e in stored])
-    for (_, event), row in zip(stored, result.all(), strict=True):
-        event.id = row.id
+    rows = [{"subscriber_id": s.id, "seq": e.seq, "key": e.event.key, "type": e.event.type,
+             "at": e.event.at, "properties": e.event.properties, "received_at": now}
+            for s in states for e in s.changes.events]
+    if rows:
+        connection.execute(insert(EVENTS), rows)
 
 
 def _save_enrolments(connection: Connection, states: list[SubscriberState]) -> None:

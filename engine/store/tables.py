@@ -11,7 +11,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import ForeignKey, Index, MetaData, String, UniqueConstraint, text
+from sqlalchemy import (
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    MetaData,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from engine.store.types import Document, ExactDecimal, Key, UTCDateTime
@@ -44,13 +52,19 @@ class Subscriber(Base):
     last_event_at: Mapped[datetime | None]
     processed_until: Mapped[datetime | None]
     """The instant up to which this subscriber's events and due work have been processed."""
+    event_count: Mapped[int]
+    """How many events are stored: the next event is number `event_count + 1`."""
 
 
 class Event(Base):
+    """Every event, numbered per subscriber: `(subscriber_id, seq)` is how the ledger, consents
+    and tags point at the event that caused them (known before the row is written)."""
+
     __tablename__ = "events"
-    __table_args__ = (Index(None, "subscriber_id", "at"),)
+    __table_args__ = (UniqueConstraint("subscriber_id", "seq"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    seq: Mapped[int]
     key: Mapped[str | None] = mapped_column(String(200), unique=True)
     """The event's idempotency key (its `id`): the database refuses a second one."""
     type: Mapped[str] = mapped_column(String(100))
@@ -63,6 +77,8 @@ class Consent(Base):
     """Consent history, never updated: the latest row per channel is the current state."""
 
     __tablename__ = "consents"
+    __table_args__ = (ForeignKeyConstraint(["subscriber_id", "event_seq"],
+                                           ["events.subscriber_id", "events.seq"]),)
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
@@ -71,17 +87,21 @@ class Consent(Base):
     at: Mapped[datetime]
     source: Mapped[str] = mapped_column(String(300))
     """How it was given or withdrawn: the event type and its id, e.g. `subscribed#evt-17`."""
-    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"))
+    event_seq: Mapped[int | None]
+    """The event that caused it: `events.seq` of the same subscriber."""
 
 
 class Tag(Base):
     __tablename__ = "tags"
+    __table_args__ = (ForeignKeyConstraint(["subscriber_id", "event_seq"],
+                                           ["events.subscriber_id", "events.seq"]),)
     subscriber_id: Mapped[int] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True)
     tag: Mapped[str] = mapped_column(String(200), primary_key=True)
     workflow: Mapped[str] = mapped_column(String(100))
     added_at: Mapped[datetime]
-    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"))
+    event_seq: Mapped[int | None]
+    """The event that caused it: `events.seq` of the same subscriber."""
 
 
 class Enrolment(Base):
@@ -140,7 +160,9 @@ class LedgerEntry(Base):
     """Every change of every score, with the rule (and event) that caused it."""
 
     __tablename__ = "ledger"
-    __table_args__ = (Index(None, "subscriber_id", "at"),)
+    __table_args__ = (Index(None, "subscriber_id", "at"),
+                      ForeignKeyConstraint(["subscriber_id", "event_seq"],
+                                           ["events.subscriber_id", "events.seq"]))
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     workflow: Mapped[str] = mapped_column(String(100))
@@ -151,7 +173,8 @@ class LedgerEntry(Base):
     total: Mapped[Decimal]
     rule: Mapped[str] = mapped_column(String(300))
     """The rule as `FILE:LINE`."""
-    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"))
+    event_seq: Mapped[int | None]
+    """The event that caused it: `events.seq` of the same subscriber."""
     at: Mapped[datetime]
 
 

@@ -47,7 +47,7 @@ def test_instants_and_decimals_round_trip_exactly(database: Database) -> None:
     instant = datetime(2026, 3, 29, 1, 59, 59, 999999, tzinfo=UTC)
     with database.transaction() as connection:
         connection.execute(insert(SUBSCRIBERS), {"external_id": "a", "attributes": {"x": 1},
-                                                 "created_at": instant})
+                                                 "created_at": instant, "event_count": 0})
         row = connection.execute(select(SUBSCRIBERS)).one()
     assert row.created_at == instant and row.created_at.tzinfo is not None
     with database.transaction() as connection:
@@ -60,13 +60,14 @@ def test_instants_and_decimals_round_trip_exactly(database: Database) -> None:
 def test_naive_datetimes_are_refused(database: Database) -> None:
     with pytest.raises(Exception, match="naive"), database.transaction() as connection:
         connection.execute(insert(SUBSCRIBERS), {"external_id": "a", "attributes": {},
-                                                 "created_at": datetime(2026, 1, 1)})
+                                                 "created_at": datetime(2026, 1, 1),
+                                                 "event_count": 0})
 
 
 def test_one_active_enrolment_per_workflow_and_event_ids_are_unique(database: Database) -> None:
     with database.transaction() as connection:
         connection.execute(insert(SUBSCRIBERS), {"external_id": "a", "attributes": {},
-                                                 "created_at": T0})
+                                                 "created_at": T0, "event_count": 0})
     row = {"subscriber_id": 1, "workflow": "w", "stage": "s", "stage_seq": 1,
            "stage_entered_at": T0, "enrolled_at": T0, "seen": []}
     with database.transaction() as connection:
@@ -74,12 +75,14 @@ def test_one_active_enrolment_per_workflow_and_event_ids_are_unique(database: Da
         connection.execute(insert(ENROLMENTS), row)
     with pytest.raises(IntegrityError), database.transaction() as connection:
         connection.execute(insert(ENROLMENTS), row)
-    event_row = {"subscriber_id": 1, "key": "e1", "type": "x", "at": T0, "properties": {},
+    event_row = {"subscriber_id": 1, "seq": 1, "key": "e1", "type": "x", "at": T0, "properties": {},
                  "received_at": T0}
     with database.transaction() as connection:
         connection.execute(insert(EVENTS), event_row)
     with pytest.raises(IntegrityError), database.transaction() as connection:
-        connection.execute(insert(EVENTS), event_row)
+        connection.execute(insert(EVENTS), {**event_row, "seq": 2})  # the same id
+    with pytest.raises(IntegrityError), database.transaction() as connection:
+        connection.execute(insert(EVENTS), {**event_row, "key": "e2"})  # the same number
 
 
 FLOW = """\

@@ -27,6 +27,7 @@ def upgrade() -> None:
     sa.Column('created_at', UTCDateTime(), nullable=False),
     sa.Column('last_event_at', UTCDateTime(), nullable=True),
     sa.Column('processed_until', UTCDateTime(), nullable=True),
+    sa.Column('event_count', Key, nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_subscribers')),
     sa.UniqueConstraint('external_id', name=op.f('uq_subscribers_external_id'))
     )
@@ -67,6 +68,7 @@ def upgrade() -> None:
     op.create_table('events',
     sa.Column('id', Key, nullable=False),
     sa.Column('subscriber_id', Key, nullable=False),
+    sa.Column('seq', Key, nullable=False),
     sa.Column('key', sa.String(length=200), nullable=True),
     sa.Column('type', sa.String(length=100), nullable=False),
     sa.Column('at', UTCDateTime(), nullable=False),
@@ -74,11 +76,9 @@ def upgrade() -> None:
     sa.Column('received_at', UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_events_subscriber_id_subscribers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_events')),
-    sa.UniqueConstraint('key', name=op.f('uq_events_key'))
+    sa.UniqueConstraint('key', name=op.f('uq_events_key')),
+    sa.UniqueConstraint('subscriber_id', 'seq', name=op.f('uq_events_subscriber_id_seq'))
     )
-    with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_events_subscriber_id_at'), ['subscriber_id', 'at'], unique=False)
-
     op.create_table('push_subscriptions',
     sa.Column('id', Key, nullable=False),
     sa.Column('subscriber_id', Key, nullable=False),
@@ -111,8 +111,8 @@ def upgrade() -> None:
     sa.Column('granted', sa.Boolean(), nullable=False),
     sa.Column('at', UTCDateTime(), nullable=False),
     sa.Column('source', sa.String(length=300), nullable=False),
-    sa.Column('event_id', Key, nullable=True),
-    sa.ForeignKeyConstraint(['event_id'], ['events.id'], name=op.f('fk_consents_event_id_events'), ondelete='SET NULL'),
+    sa.Column('event_seq', Key, nullable=True),
+    sa.ForeignKeyConstraint(['subscriber_id', 'event_seq'], ['events.subscriber_id', 'events.seq'], name=op.f('fk_consents_subscriber_id_events')),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_consents_subscriber_id_subscribers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_consents'))
     )
@@ -154,9 +154,9 @@ def upgrade() -> None:
     sa.Column('delta', ExactDecimal(), nullable=False),
     sa.Column('total', ExactDecimal(), nullable=False),
     sa.Column('rule', sa.String(length=300), nullable=False),
-    sa.Column('event_id', Key, nullable=True),
+    sa.Column('event_seq', Key, nullable=True),
     sa.Column('at', UTCDateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['event_id'], ['events.id'], name=op.f('fk_ledger_event_id_events'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['subscriber_id', 'event_seq'], ['events.subscriber_id', 'events.seq'], name=op.f('fk_ledger_subscriber_id_events')),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_ledger_subscriber_id_subscribers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger'))
     )
@@ -204,8 +204,8 @@ def upgrade() -> None:
     sa.Column('tag', sa.String(length=200), nullable=False),
     sa.Column('workflow', sa.String(length=100), nullable=False),
     sa.Column('added_at', UTCDateTime(), nullable=False),
-    sa.Column('event_id', Key, nullable=True),
-    sa.ForeignKeyConstraint(['event_id'], ['events.id'], name=op.f('fk_tags_event_id_events'), ondelete='SET NULL'),
+    sa.Column('event_seq', Key, nullable=True),
+    sa.ForeignKeyConstraint(['subscriber_id', 'event_seq'], ['events.subscriber_id', 'events.seq'], name=op.f('fk_tags_subscriber_id_events')),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_tags_subscriber_id_subscribers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('subscriber_id', 'tag', name=op.f('pk_tags'))
     )
@@ -240,9 +240,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_push_subscriptions_subscriber_id'))
 
     op.drop_table('push_subscriptions')
-    with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_events_subscriber_id_at'))
-
     op.drop_table('events')
     with op.batch_alter_table('enrolments', schema=None) as batch_op:
         batch_op.drop_index('uq_enrolments_active', sqlite_where=sa.text('ended_at IS NULL'), postgresql_where=sa.text('ended_at IS NULL'))
