@@ -91,8 +91,10 @@ class Journey:
         first_event = state.last_event_at is None
         state.last_event_at = moment.at
         changed = self._record(moment, event.type, event.properties)
-        for enrolment in state.enrolments.values():
-            if event.type not in enrolment.seen:
+        for name, enrolment in state.enrolments.items():
+            workflow_plan = self.plan.by_name.get(name)
+            awaited = workflow_plan.awaited.get(enrolment.stage, ()) if workflow_plan else ()
+            if event.type in awaited and event.type not in enrolment.seen:
                 enrolment.seen.add(event.type)
                 self._touch(state, enrolment)
         for workflow in self.plan.workflows:

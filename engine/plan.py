@@ -61,6 +61,8 @@ class WorkflowPlan:
     entries: dict[str, list[m.Trigger]] = field(default_factory=dict)
     exits: dict[str, list[m.Trigger]] = field(default_factory=dict)
     stages: dict[str, m.Stage] = field(default_factory=dict)
+    awaited: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Stage -> the events its `after … unless EVENT` steps watch for."""
 
     @property
     def name(self) -> str:
@@ -109,6 +111,9 @@ def _workflow_plan(workflow: m.Workflow) -> WorkflowPlan:
               for limit in workflow.limits},
         score_names=frozenset(score.name for score in workflow.scores),
         stages={stage.name: stage for stage in workflow.stages},
+        awaited={stage.name: frozenset(step.unless for step in stage.steps
+                                       if isinstance(step, m.After) and step.unless)
+                 for stage in workflow.stages},
     )
     for score in workflow.scores:
         for rule in score.event_rules:

@@ -45,8 +45,8 @@ def _earn(plan: WorkflowPlan, moment: Moment, rule: EventRulePlan) -> None:
     change(plan, moment, rule.score, points, rule.ref, "event")
     if decay is not None:
         state = moment.state
-        state.contributions.append(Contribution(plan.name, rule.score, rule.ref, points,
-                                                points, 0, moment.at))
+        state.score(plan.name, rule.score).contributions.append(
+            Contribution(rule.ref, points, points, 0, moment.at))
         if not any(d.kind == "decay" and d.workflow == plan.name for d in state.due):
             at = moment.at + decay.every
             state.schedule(Due("decay", at, plan.name, None, 0, 0, 0, at, state.new_order()))
@@ -112,16 +112,12 @@ def decay(plan: WorkflowPlan, moment: Moment) -> None:
     """Apply every decay step due by now: one record per score, the sum of its losses."""
     state = moment.state
     for name, rule in plan.decays.items():
-        loss = Decimal(0)
-        for contribution in state.contributions:
-            if contribution.workflow == plan.name and contribution.score == name:
-                loss += _decay_one(contribution, rule, moment.at)
-        retired = [c for c in state.contributions if c.workflow == plan.name
-                   and c.score == name and c.value == 0]
-        for contribution in retired:
-            state.contributions.remove(contribution)
-            if contribution.id is not None:
-                state.changes.removed_contributions.append(contribution.id)
+        score = state.scores.get((plan.name, name))
+        if score is None or not score.contributions:
+            continue
+        loss = sum((_decay_one(c, rule, moment.at) for c in score.contributions), Decimal(0))
+        score.contributions = [c for c in score.contributions if c.value != 0]
+        score.dirty = True
         if loss != 0:
             change(plan, moment, name, loss, rule.ref, "decay")
     following = next_decay(plan, state)
@@ -140,15 +136,15 @@ def _decay_one(contribution: Contribution, rule: DecayPlan, at: datetime) -> Dec
     loss = value - contribution.value
     contribution.value = value
     contribution.steps = steps
-    contribution.dirty = True
     return loss
 
 
 def next_decay(plan: WorkflowPlan, state: SubscriberState) -> datetime | None:
     """The next instant at which one of the workflow's contributions loses value."""
-    boundaries = [c.earned_at + (c.steps + 1) * plan.decays[c.score].every
-                  for c in state.contributions
-                  if c.workflow == plan.name and c.score in plan.decays]
+    boundaries = [c.earned_at + (c.steps + 1) * rule.every
+                  for name, rule in plan.decays.items()
+                  if (score := state.scores.get((plan.name, name))) is not None
+                  for c in score.contributions]
     return min(boundaries, default=None)
 
 

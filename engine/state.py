@@ -33,6 +33,8 @@ class Enrolment:
     stage_entered_at: datetime
     enrolled_at: datetime
     seen: set[str]
+    """Of the events an `after … unless` of the current stage watches for, those that arrived
+    since entering it."""
     id: int | None = None
     ended_at: datetime | None = None
     exit_reason: str | None = None
@@ -61,28 +63,26 @@ class Due:
 
 
 @dataclass(slots=True, eq=False)
-class ScoreState:
-    workflow: str
-    score: str
-    total: Decimal
-    fit: dict[str, Decimal]
-    """Signatures of the fit rules that hold now → their points."""
-    stored: bool = False
-    dirty: bool = False
-
-
-@dataclass(slots=True, eq=False)
 class Contribution:
-    """Points of one event that are still decaying."""
+    """Points of one event that are still decaying: value = points * factor^steps."""
 
-    workflow: str
-    score: str
     rule: str
     points: Decimal
     value: Decimal
     steps: int
     earned_at: datetime
-    id: int | None = None
+
+
+@dataclass(slots=True, eq=False)
+class ScoreState:
+    workflow: str
+    score: str
+    total: Decimal
+    fit: dict[str, Decimal]
+    """Signatures of the fit rules that hold now -> their points."""
+    contributions: list[Contribution] = field(default_factory=list)
+    """Event points still decaying (scores with `decay` only)."""
+    stored: bool = False
     dirty: bool = False
 
 
@@ -157,7 +157,6 @@ class Changes:
     enrolments: list[Enrolment] = field(default_factory=list)
     """Enrolments touched here (new ones, moved ones, ended ones)."""
     removed_due: list[int] = field(default_factory=list)
-    removed_contributions: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)
@@ -175,7 +174,6 @@ class SubscriberState:
     enrolments: dict[str, Enrolment] = field(default_factory=dict)
     """Active enrolments by workflow name."""
     scores: dict[tuple[str, str], ScoreState] = field(default_factory=dict)
-    contributions: list[Contribution] = field(default_factory=list)
     capped: dict[str, list[tuple[datetime, Decimal]]] = field(default_factory=dict)
     """Rule `FILE:LINE` → (when, points) it added recently, for `max N per PERIOD`."""
     sent: dict[str, list[datetime]] = field(default_factory=dict)

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, insert, selec
 
 from engine.plan import Plan
 from engine.state import Contribution, Due, Enrolment, ScoreState, SubscriberState
+from engine.store.types import from_micros, to_micros
 from engine.store import tables as t
 
 SUBSCRIBERS = cast(Table, t.Subscriber.__table__)
@@ -27,7 +28,6 @@ ENROLMENTS = cast(Table, t.Enrolment.__table__)
 VISITS = cast(Table, t.StageVisit.__table__)
 SCORES = cast(Table, t.ScoreTotal.__table__)
 LEDGER = cast(Table, t.LedgerEntry.__table__)
-CONTRIBUTIONS = cast(Table, t.Contribution.__table__)
 SCHEDULE = cast(Table, t.DueWork.__table__)
 DELIVERIES = cast(Table, t.Delivery.__table__)
 PUSH_SUBSCRIPTIONS = cast(Table, t.PushSubscription.__table__)
@@ -108,13 +108,9 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
     for row in connection.execute(select(SCORES).where(SCORES.c.subscriber_id.in_(ids))):
         states[row.subscriber_id].scores[(row.workflow, row.score)] = ScoreState(
             row.workflow, row.score, row.total,
-            {k: Decimal(v) for k, v in row.fit.items()}, stored=True)
-    for row in connection.execute(select(CONTRIBUTIONS)
-                                  .where(CONTRIBUTIONS.c.subscriber_id.in_(ids))
-                                  .order_by(CONTRIBUTIONS.c.id)):
-        states[row.subscriber_id].contributions.append(Contribution(
-            row.workflow, row.score, row.rule, row.points, row.value, row.steps,
-            row.earned_at, row.id))
+            {k: Decimal(v) for k, v in row.fit.items()},
+            [Contribution(rule, Decimal(points), Decimal(value), steps, from_micros(earned))
+             for rule, points, value, steps, earned in row.contributions], stored=True)
 
     if plan.capped_rules and oldest is not None:
         since = oldest - plan.longest_max_window
@@ -185,7 +181,6 @@ def save(connection: Connection, states: Iterable[SubscriberState], now: datetim
         if rows[name]:
             connection.execute(insert(table), rows[name])
     _save_scores(connection, states)
-    _save_contributions(connection, states)
     _save_schedule(connection, states)
 
 
@@ -251,7 +246,9 @@ def _save_scores(connection: Connection, states: list[SubscriberState]) -> None:
         for score in state.scores.values():
             if not score.dirty:
                 continue
-            values = {"total": score.total, "fit": {k: str(v) for k, v in score.fit.items()}}
+            values = {"total": score.total, "fit": {k: str(v) for k, v in score.fit.items()},
+                      "contributions": [[c.rule, str(c.points), str(c.value), c.steps,
+                                         to_micros(c.earned_at)] for c in score.contributions]}
             if score.stored:
                 changed.append({"_sid": state.id, "_workflow": score.workflow,
                                 "_score": score.score, **values})
@@ -264,22 +261,6 @@ def _save_scores(connection: Connection, states: list[SubscriberState]) -> None:
         connection.execute(update(SCORES).where(SCORES.c.subscriber_id == bindparam("_sid"),
                                                 SCORES.c.workflow == bindparam("_workflow"),
                                                 SCORES.c.score == bindparam("_score")), changed)
-
-
-def _save_contributions(connection: Connection, states: list[SubscriberState]) -> None:
-    removed = [i for s in states for i in s.changes.removed_contributions]
-    if removed:
-        connection.execute(delete(CONTRIBUTIONS).where(CONTRIBUTIONS.c.id.in_(removed)))
-    new = [{"subscriber_id": s.id, "workflow": c.workflow, "score": c.score, "rule": c.rule,
-            "points": c.points, "value": c.value, "steps": c.steps, "earned_at": c.earned_at}
-           for s in states for c in s.contributions if c.id is None]
-    if new:
-        connection.execute(insert(CONTRIBUTIONS), new)
-    changed = [{"_id": c.id, "value": c.value, "steps": c.steps}
-               for s in states for c in s.contributions if c.id is not None and c.dirty]
-    if changed:
-        connection.execute(update(CONTRIBUTIONS).where(CONTRIBUTIONS.c.id == bindparam("_id")),
-                           changed)
 
 
 def _save_schedule(connection: Connection, states: list[SubscriberState]) -> None:

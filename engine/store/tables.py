@@ -125,7 +125,8 @@ class Enrolment(Base):
     ended_at: Mapped[datetime | None]
     exit_reason: Mapped[str | None] = mapped_column(String(200))
     seen: Mapped[list[Any]]
-    """Event types that arrived since entering the current stage (for `after … unless`)."""
+    """Event types that arrived since entering the current stage, among those an `after …
+    unless EVENT` step of the stage watches for."""
 
 
 class StageVisit(Base):
@@ -153,7 +154,11 @@ class ScoreTotal(Base):
     score: Mapped[str] = mapped_column(String(100), primary_key=True)
     total: Mapped[Decimal]
     fit: Mapped[dict[str, Any]]
-    """The fit rules that hold now: rule signature → points."""
+    """The fit rules that hold now: rule signature -> points."""
+    contributions: Mapped[list[Any]]
+    """Event points still decaying, as `[rule, points, value, steps, earned_at]` with numbers
+    as decimal strings and `earned_at` in microseconds since the epoch (UTC). They live with
+    their score: they are read and written with it, and are gone once worthless."""
 
 
 class LedgerEntry(Base):
@@ -176,23 +181,6 @@ class LedgerEntry(Base):
     event_seq: Mapped[int | None]
     """The event that caused it: `events.seq` of the same subscriber."""
     at: Mapped[datetime]
-
-
-class Contribution(Base):
-    """An event's points that are still decaying (`decay P% every D`); gone once worthless."""
-
-    __tablename__ = "contributions"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    subscriber_id: Mapped[int] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
-    workflow: Mapped[str] = mapped_column(String(100))
-    score: Mapped[str] = mapped_column(String(100))
-    rule: Mapped[str] = mapped_column(String(300))
-    points: Mapped[Decimal]
-    value: Mapped[Decimal]
-    steps: Mapped[int]
-    """Decay steps applied so far: value = points * (1 - P/100)^steps."""
-    earned_at: Mapped[datetime]
 
 
 class DueWork(Base):

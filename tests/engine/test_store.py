@@ -52,7 +52,7 @@ def test_instants_and_decimals_round_trip_exactly(database: Database) -> None:
     assert row.created_at == instant and row.created_at.tzinfo is not None
     with database.transaction() as connection:
         connection.exec_driver_sql(
-            "INSERT INTO scores VALUES (1, 'w', 's', '21.870000000000000000000000001', '{}')")
+            "INSERT INTO scores VALUES (1, 'w', 's', '21.870000000000000000000000001', '{}', '[]')")
         total = connection.execute(text("SELECT total FROM scores")).scalar()
     assert Decimal(total) == Decimal("21.870000000000000000000000001")
 

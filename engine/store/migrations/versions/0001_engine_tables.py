@@ -31,22 +31,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_subscribers')),
     sa.UniqueConstraint('external_id', name=op.f('uq_subscribers_external_id'))
     )
-    op.create_table('contributions',
-    sa.Column('id', Key, nullable=False),
-    sa.Column('subscriber_id', Key, nullable=False),
-    sa.Column('workflow', sa.String(length=100), nullable=False),
-    sa.Column('score', sa.String(length=100), nullable=False),
-    sa.Column('rule', sa.String(length=300), nullable=False),
-    sa.Column('points', ExactDecimal(), nullable=False),
-    sa.Column('value', ExactDecimal(), nullable=False),
-    sa.Column('steps', Key, nullable=False),
-    sa.Column('earned_at', UTCDateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_contributions_subscriber_id_subscribers'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_contributions'))
-    )
-    with op.batch_alter_table('contributions', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_contributions_subscriber_id'), ['subscriber_id'], unique=False)
-
     op.create_table('enrolments',
     sa.Column('id', Key, nullable=False),
     sa.Column('subscriber_id', Key, nullable=False),
@@ -101,6 +85,7 @@ def upgrade() -> None:
     sa.Column('score', sa.String(length=100), nullable=False),
     sa.Column('total', ExactDecimal(), nullable=False),
     sa.Column('fit', Document, nullable=False),
+    sa.Column('contributions', Document, nullable=False),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_scores_subscriber_id_subscribers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('subscriber_id', 'workflow', 'score', name=op.f('pk_scores'))
     )
@@ -246,8 +231,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_enrolments_subscriber_id'))
 
     op.drop_table('enrolments')
-    with op.batch_alter_table('contributions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_contributions_subscriber_id'))
-
-    op.drop_table('contributions')
     op.drop_table('subscribers')
