@@ -74,8 +74,8 @@ class Journey:
                 at = state.processed_until
             state.due.remove(due)
             kept = self._process_due(Moment(state, at, DUE_PHASE, rank), due)
-            if not kept and due.id is not None:
-                state.changes.removed_due.append(due.id)
+            if not kept and due.stored:
+                state.changes.removed_due.append(due.order)
             state.processed_until = at
             state.subscriber_dirty = True
 

@@ -23,6 +23,7 @@ from engine.plan import Plan, build_plan
 from engine.records import Record
 from engine.state import StoredEvent, SubscriberState
 from engine.store import states as store
+from engine.store.bulk import BatchWriter
 from engine.store.database import Database
 
 RecordSink = Callable[[Record], None]
@@ -50,6 +51,7 @@ class Engine:
         self.plan: Plan = build_plan(catalog)
         self.journey = Journey(self.plan, push_needs_subscription)
         self.database = database
+        self.writer = BatchWriter(database.engine.dialect)
         self.clock: Clock = clock or SystemClock()
         self.channels = dict(channels or {})
         self.on_record = on_record
@@ -96,7 +98,7 @@ class Engine:
                 state = states[subscriber]
                 rank = state.id if state.id is not None else min(e.seq for e in fresh)
                 self.journey.advance(state, [StoredEvent(e) for e in fresh], now, rank)
-            store.save(connection, states.values(), now)
+            store.save(connection, self.writer, states.values(), now)
         self._hand_out(states.values())
         return accepted
 
@@ -119,7 +121,7 @@ class Engine:
                 for state in states.values():
                     assert state.id is not None
                     self.journey.advance(state, [], now, state.id)
-                store.save(connection, states.values(), now)
+                store.save(connection, self.writer, states.values(), now)
             result.subscribers += len(states)
             result.records += sum(len(s.records) for s in states.values())
             self._hand_out(states.values())

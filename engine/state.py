@@ -54,8 +54,9 @@ class Due:
     occurrence: int
     nominal_at: datetime
     order: int
-    """Creation order: work due at the same instant runs in the order it was planned."""
-    id: int | None = None
+    """Creation order: work due at the same instant runs in the order it was planned. Also
+    the row's key (with the subscriber)."""
+    stored: bool = False
     dirty: bool = False
 
     def sort_key(self) -> tuple[datetime, datetime, int]:
@@ -157,6 +158,7 @@ class Changes:
     enrolments: list[Enrolment] = field(default_factory=list)
     """Enrolments touched here (new ones, moved ones, ended ones)."""
     removed_due: list[int] = field(default_factory=list)
+    """`order` of stored due work that is done or cancelled."""
 
 
 @dataclass(slots=True, eq=False)
@@ -168,6 +170,7 @@ class SubscriberState:
     last_event_at: datetime | None = None
     processed_until: datetime | None = None
     event_count: int = 0
+    version: int = 0
     consents: dict[str, bool] = field(default_factory=dict)
     tags: set[str] = field(default_factory=set)
     push_subscriptions: int = 0
@@ -201,8 +204,8 @@ class SubscriberState:
 
     def unschedule(self, due: Due) -> None:
         self.due.remove(due)
-        if due.id is not None:
-            self.changes.removed_due.append(due.id)
+        if due.stored:
+            self.changes.removed_due.append(due.order)
 
     def next_due(self) -> Due | None:
         return min(self.due, key=Due.sort_key) if self.due else None

@@ -17,7 +17,8 @@ def add(connection: Connection, external_id: str, endpoint: str, p256dh: str, au
     if key is None:
         key = connection.execute(insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id), {
             "external_id": external_id, "attributes": {}, "created_at": at,
-            "event_count": 0}).scalar_one()
+            "event_count": 0, "version": 0}).scalar_one()
+    _changed(connection, key)
     existing = connection.execute(select(PUSH_SUBSCRIPTIONS.c.id).where(
         PUSH_SUBSCRIPTIONS.c.endpoint == endpoint)).scalar()
     values = {"subscriber_id": key, "p256dh": p256dh, "auth": auth, "created_at": at,
@@ -31,6 +32,17 @@ def add(connection: Connection, external_id: str, endpoint: str, p256dh: str, au
 
 
 def remove(connection: Connection, endpoint: str, at: datetime, reason: str) -> None:
-    connection.execute(update(PUSH_SUBSCRIPTIONS).where(
-        PUSH_SUBSCRIPTIONS.c.endpoint == endpoint, PUSH_SUBSCRIPTIONS.c.removed_at.is_(None))
-        .values(removed_at=at, removed_reason=reason))
+    owner = connection.execute(
+        update(PUSH_SUBSCRIPTIONS).where(PUSH_SUBSCRIPTIONS.c.endpoint == endpoint,
+                                         PUSH_SUBSCRIPTIONS.c.removed_at.is_(None))
+        .values(removed_at=at, removed_reason=reason)
+        .returning(PUSH_SUBSCRIPTIONS.c.subscriber_id)).scalar()
+    if owner is not None:
+        _changed(connection, owner)
+
+
+def _changed(connection: Connection, subscriber: int) -> None:
+    """The engine's state of this subscriber includes its live subscriptions: a new version
+    tells any copy kept in memory that it is out of date."""
+    connection.execute(update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber)
+                       .values(version=SUBSCRIBERS.c.version + 1))

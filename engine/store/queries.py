@@ -129,7 +129,7 @@ def deliveries(connection: Connection, key: int) -> list[DeliveryLine]:
 def pending(connection: Connection, key: int) -> list[dict[str, Any]]:
     """The subscriber's due work, earliest first."""
     rows = connection.execute(select(SCHEDULE).where(SCHEDULE.c.subscriber_id == key)
-                              .order_by(SCHEDULE.c.due_at, SCHEDULE.c.id))
+                              .order_by(SCHEDULE.c.due_at, SCHEDULE.c.seq))
     return [{"kind": r.kind, "workflow": r.workflow, "due_at": r.due_at,
              "nominal_at": r.nominal_at, "step": r.step, "occurrence": r.occurrence}
             for r in rows]

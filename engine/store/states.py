@@ -13,12 +13,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, func, insert, select
 
 from engine.plan import Plan
-from engine.state import Contribution, Due, Enrolment, ScoreState, SubscriberState
-from engine.store.types import from_micros, to_micros
+from engine.state import (
+    Contribution,
+    Due,
+    Enrolment,
+    ScoreState,
+    StoredEvent,
+    SubscriberState,
+)
 from engine.store import tables as t
+from engine.store.bulk import BatchWriter
+from engine.store.types import from_micros, to_micros
 
 SUBSCRIBERS = cast(Table, t.Subscriber.__table__)
 EVENTS = cast(Table, t.Event.__table__)
@@ -71,7 +79,7 @@ def _from_rows(connection: Connection, rows: Sequence[Any],
     for row in rows:
         states[row.id] = SubscriberState(
             row.external_id, row.id, dict(row.attributes), row.created_at,
-            row.last_event_at, row.processed_until, row.event_count)
+            row.last_event_at, row.processed_until, row.event_count, row.version)
     if states:
         _load_details(connection, states, plan)
     return {state.external_id: state for state in states.values()}
@@ -132,157 +140,150 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
                 .order_by(DELIVERIES.c.decided_at)):
             states[row.subscriber_id].sent.setdefault(row.channel, []).append(row.decided_at)
 
-    for row in connection.execute(select(SCHEDULE).where(SCHEDULE.c.subscriber_id.in_(ids))
-                                  .order_by(SCHEDULE.c.id)):
+    for row in connection.execute(select(SCHEDULE).where(SCHEDULE.c.subscriber_id.in_(ids))):
         state = states[row.subscriber_id]
         owner = enrolments.get(row.enrolment_id) if row.enrolment_id is not None else None
         state.due.append(Due(row.kind, row.due_at, row.workflow, owner, row.stage_seq,
-                             row.step, row.occurrence, row.nominal_at, row.id, row.id))
-        state.next_order = max(state.next_order, row.id)
+                             row.step, row.occurrence, row.nominal_at, row.seq, stored=True))
+        state.next_order = max(state.next_order, row.seq)
 
 
 # ---------------------------------------------------------------- writing back
 
+SUBSCRIBER_COLUMNS = ("attributes", "timezone", "locale", "last_event_at", "processed_until",
+                      "event_count", "version")
+ENROLMENT_COLUMNS = ("stage", "stage_seq", "stage_entered_at", "ended_at", "exit_reason",
+                     "seen")
+SCHEDULE_COLUMNS = ("subscriber_id", "seq", "due_at", "kind", "workflow", "enrolment_id",
+                    "stage_seq", "step", "occurrence", "nominal_at")
 
-def save(connection: Connection, states: Iterable[SubscriberState], now: datetime) -> None:
-    """Write every change of these states (one transaction is the caller's)."""
+
+def save(connection: Connection, writer: BatchWriter, states: Iterable[SubscriberState],
+         now: datetime) -> None:
+    """Write every change of these states (one transaction is the caller's).
+
+    Each subscriber's `version` goes up by one; the caller settles the states after commit.
+    """
     states = list(states)
-    _save_subscribers(connection, states)
-    _save_events(connection, states, now)
-    _save_enrolments(connection, states)
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in (
-        "consents", "tags", "visits", "ledger", "deliveries")}
+    _save_subscribers(connection, writer, states)
+    _save_enrolments(connection, writer, states)
+    events, consents, tags, visits, ledger, deliveries = [], [], [], [], [], []
     for state in states:
         sid = state.id
         changes = state.changes
-        rows["consents"] += [{"subscriber_id": sid, "channel": c.channel, "granted": c.granted,
-                              "at": c.at, "source": c.source,
-                              "event_seq": c.event.seq if c.event else None}
-                             for c in changes.consents]
-        rows["tags"] += [{"subscriber_id": sid, "tag": g.tag, "workflow": g.workflow,
-                          "added_at": g.at, "event_seq": g.event.seq if g.event else None}
-                         for g in changes.tags]
-        rows["visits"] += [{"enrolment_id": v.enrolment.id, "subscriber_id": sid,
-                            "workflow": v.workflow, "stage": v.stage, "seq": v.seq,
-                            "entered_at": v.at, "cause": v.cause} for v in changes.visits]
-        rows["ledger"] += [{"subscriber_id": sid, "workflow": e.workflow, "score": e.score,
-                            "kind": e.kind, "delta": e.delta, "total": e.total, "rule": e.rule,
-                            "event_seq": e.event.seq if e.event else None, "at": e.at}
-                           for e in changes.ledger]
-        rows["deliveries"] += [{
-            "subscriber_id": sid, "workflow": d.workflow, "enrolment_id": d.enrolment.id,
-            "stage": d.stage, "stage_seq": d.stage_seq, "step": d.step,
-            "occurrence": d.occurrence, "step_rule": d.step_rule, "channel": d.channel,
-            "message": d.message, "lang": d.lang, "status": d.status, "reason": d.reason,
-            "content": d.content, "nominal_at": d.nominal_at, "decided_at": d.decided_at,
-        } for d in changes.deliveries]
-    for name, table in (("consents", CONSENTS), ("tags", TAGS), ("visits", VISITS),
-                        ("ledger", LEDGER), ("deliveries", DELIVERIES)):
-        if rows[name]:
-            connection.execute(insert(table), rows[name])
-    _save_scores(connection, states)
-    _save_schedule(connection, states)
+        events += [(sid, e.seq, e.event.key, e.event.type, e.event.at, e.event.properties, now)
+                   for e in changes.events]
+        consents += [(sid, c.channel, c.granted, c.at, c.source, _seq(c.event))
+                     for c in changes.consents]
+        tags += [(sid, g.tag, g.workflow, g.at, _seq(g.event)) for g in changes.tags]
+        visits += [(v.enrolment.id, sid, v.workflow, v.stage, v.seq, v.at, v.cause)
+                   for v in changes.visits]
+        ledger += [(sid, e.workflow, e.score, e.kind, e.delta, e.total, e.rule, _seq(e.event),
+                    e.at) for e in changes.ledger]
+        deliveries += [(sid, d.workflow, d.enrolment.id, d.stage, d.stage_seq, d.step,
+                        d.occurrence, d.step_rule, d.channel, d.message, d.lang, d.status,
+                        d.reason, d.content, d.nominal_at, d.decided_at)
+                       for d in changes.deliveries]
+    writer.insert(connection, EVENTS, ("subscriber_id", "seq", "key", "type", "at",
+                                       "properties", "received_at"), events)
+    writer.insert(connection, CONSENTS, ("subscriber_id", "channel", "granted", "at", "source",
+                                         "event_seq"), consents)
+    writer.insert(connection, TAGS, ("subscriber_id", "tag", "workflow", "added_at",
+                                     "event_seq"), tags)
+    writer.insert(connection, VISITS, ("enrolment_id", "subscriber_id", "workflow", "stage",
+                                       "seq", "entered_at", "cause"), visits)
+    writer.insert(connection, LEDGER, ("subscriber_id", "workflow", "score", "kind", "delta",
+                                       "total", "rule", "event_seq", "at"), ledger)
+    writer.insert(connection, DELIVERIES, (
+        "subscriber_id", "workflow", "enrolment_id", "stage", "stage_seq", "step", "occurrence",
+        "step_rule", "channel", "message", "lang", "status", "reason", "content", "nominal_at",
+        "decided_at"), deliveries)
+    _save_scores(connection, writer, states)
+    _save_schedule(connection, writer, states)
 
 
-def _save_subscribers(connection: Connection, states: list[SubscriberState]) -> None:
+def _seq(event: StoredEvent | None) -> int | None:
+    return event.seq if event is not None else None
+
+
+def _save_subscribers(connection: Connection, writer: BatchWriter,
+                      states: list[SubscriberState]) -> None:
     new = [s for s in states if s.id is None]
-    changed = [s for s in states if s.subscriber_dirty and s.id is not None]
-    if new:
+    changed = [s for s in states if s.id is not None and s.subscriber_dirty]
+    if new:  # few (first sight only), and their ids are needed: one by one with RETURNING
         result = connection.execute(
             insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id, sort_by_parameter_order=True),
-            [{"external_id": s.external_id, **_subscriber_values(s),
-              "created_at": s.created_at} for s in new])
+            [{"external_id": s.external_id, "created_at": s.created_at,
+              **dict(zip(SUBSCRIBER_COLUMNS, _subscriber_values(s), strict=True))}
+             for s in new])
         for state, row in zip(new, result.all(), strict=True):
             state.id = row.id
-    if changed:
-        connection.execute(
-            update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == bindparam("_id")),
-            [{"_id": s.id, **_subscriber_values(s)} for s in changed])
+    writer.update(connection, SUBSCRIBERS, SUBSCRIBER_COLUMNS, ("id",),
+                  [(*_subscriber_values(s), s.id) for s in changed])
 
 
-def _subscriber_values(state: SubscriberState) -> dict[str, Any]:
+def _subscriber_values(state: SubscriberState) -> tuple[Any, ...]:
     attributes = state.attributes
     zone, locale = attributes.get("timezone"), attributes.get("locale")
-    return {"attributes": attributes,
-            "timezone": zone[:64] if isinstance(zone, str) else None,
-            "locale": locale[:35] if isinstance(locale, str) else None,
-            "last_event_at": state.last_event_at, "processed_until": state.processed_until,
-            "event_count": state.event_count}
+    return (attributes, zone[:64] if isinstance(zone, str) else None,
+            locale[:35] if isinstance(locale, str) else None, state.last_event_at,
+            state.processed_until, state.event_count, state.version + 1)
 
 
-def _save_events(connection: Connection, states: list[SubscriberState], now: datetime) -> None:
-    rows = [{"subscriber_id": s.id, "seq": e.seq, "key": e.event.key, "type": e.event.type,
-             "at": e.event.at, "properties": e.event.properties, "received_at": now}
-            for s in states for e in s.changes.events]
-    if rows:
-        connection.execute(insert(EVENTS), rows)
-
-
-def _save_enrolments(connection: Connection, states: list[SubscriberState]) -> None:
+def _save_enrolments(connection: Connection, writer: BatchWriter,
+                     states: list[SubscriberState]) -> None:
     new = [(s.id, e) for s in states for e in s.changes.enrolments if e.id is None]
     changed = [e for s in states for e in s.changes.enrolments if e.dirty and e.id is not None]
     if new:
         result = connection.execute(
             insert(ENROLMENTS).returning(ENROLMENTS.c.id, sort_by_parameter_order=True),
             [{"subscriber_id": sid, "workflow": e.workflow, "enrolled_at": e.enrolled_at,
-              **_enrolment_values(e)} for sid, e in new])
+              **dict(zip(ENROLMENT_COLUMNS, _enrolment_values(e), strict=True))}
+             for sid, e in new])
         for (_, enrolment), row in zip(new, result.all(), strict=True):
             enrolment.id = row.id
-    if changed:
-        connection.execute(update(ENROLMENTS).where(ENROLMENTS.c.id == bindparam("_id")),
-                           [{"_id": e.id, **_enrolment_values(e)} for e in changed])
+    writer.update(connection, ENROLMENTS, ENROLMENT_COLUMNS, ("id",),
+                  [(*_enrolment_values(e), e.id) for e in changed])
 
 
-def _enrolment_values(enrolment: Enrolment) -> dict[str, Any]:
-    return {"stage": enrolment.stage, "stage_seq": enrolment.stage_seq,
-            "stage_entered_at": enrolment.stage_entered_at, "ended_at": enrolment.ended_at,
-            "exit_reason": enrolment.exit_reason, "seen": sorted(enrolment.seen)}
+def _enrolment_values(enrolment: Enrolment) -> tuple[Any, ...]:
+    return (enrolment.stage, enrolment.stage_seq, enrolment.stage_entered_at,
+            enrolment.ended_at, enrolment.exit_reason, sorted(enrolment.seen))
 
 
-def _save_scores(connection: Connection, states: list[SubscriberState]) -> None:
-    new: list[dict[str, Any]] = []
-    changed: list[dict[str, Any]] = []
+def _save_scores(connection: Connection, writer: BatchWriter,
+                 states: list[SubscriberState]) -> None:
+    new: list[tuple[Any, ...]] = []
+    changed: list[tuple[Any, ...]] = []
     for state in states:
         for score in state.scores.values():
             if not score.dirty:
                 continue
-            values = {"total": score.total, "fit": {k: str(v) for k, v in score.fit.items()},
-                      "contributions": [[c.rule, str(c.points), str(c.value), c.steps,
-                                         to_micros(c.earned_at)] for c in score.contributions]}
+            values = (score.total, {k: str(v) for k, v in score.fit.items()},
+                      [[c.rule, str(c.points), str(c.value), c.steps, to_micros(c.earned_at)]
+                       for c in score.contributions])
             if score.stored:
-                changed.append({"_sid": state.id, "_workflow": score.workflow,
-                                "_score": score.score, **values})
+                changed.append((*values, state.id, score.workflow, score.score))
             else:
-                new.append({"subscriber_id": state.id, "workflow": score.workflow,
-                            "score": score.score, **values})
-    if new:
-        connection.execute(insert(SCORES), new)
-    if changed:
-        connection.execute(update(SCORES).where(SCORES.c.subscriber_id == bindparam("_sid"),
-                                                SCORES.c.workflow == bindparam("_workflow"),
-                                                SCORES.c.score == bindparam("_score")), changed)
+                new.append((state.id, score.workflow, score.score, *values))
+    writer.insert(connection, SCORES, ("subscriber_id", "workflow", "score", "total", "fit",
+                                       "contributions"), new)
+    writer.update(connection, SCORES, ("total", "fit", "contributions"),
+                  ("subscriber_id", "workflow", "score"), changed)
 
 
-def _save_schedule(connection: Connection, states: list[SubscriberState]) -> None:
-    removed = [i for s in states for i in s.changes.removed_due]
-    if removed:
-        connection.execute(delete(SCHEDULE).where(SCHEDULE.c.id.in_(removed)))
-    new = sorted(((s, d) for s in states for d in s.due if d.id is None),
-                 key=lambda pair: pair[1].order)
-    if new:
-        connection.execute(insert(SCHEDULE), [_due_values(s, d) for s, d in new])
-    changed = [{"_id": d.id, "due_at": d.due_at, "nominal_at": d.nominal_at}
-               for s in states for d in s.due if d.id is not None and d.dirty]
-    if changed:
-        connection.execute(update(SCHEDULE).where(SCHEDULE.c.id == bindparam("_id")), changed)
-
-
-def _due_values(state: SubscriberState, due: Due) -> dict[str, Any]:
-    return {"subscriber_id": state.id, "due_at": due.due_at, "kind": due.kind,
-            "workflow": due.workflow,
-            "enrolment_id": due.enrolment.id if due.enrolment is not None else None,
-            "stage_seq": due.stage_seq, "step": due.step, "occurrence": due.occurrence,
-            "nominal_at": due.nominal_at}
+def _save_schedule(connection: Connection, writer: BatchWriter,
+                   states: list[SubscriberState]) -> None:
+    writer.delete(connection, SCHEDULE, ("subscriber_id", "seq"),
+                  [(s.id, seq) for s in states for seq in s.changes.removed_due])
+    new = [(s.id, d.order, d.due_at, d.kind, d.workflow,
+            d.enrolment.id if d.enrolment is not None else None, d.stage_seq, d.step,
+            d.occurrence, d.nominal_at)
+           for s in states for d in s.due if not d.stored]
+    writer.insert(connection, SCHEDULE, SCHEDULE_COLUMNS, new)
+    writer.update(connection, SCHEDULE, ("due_at", "nominal_at"), ("subscriber_id", "seq"),
+                  [(d.due_at, d.nominal_at, s.id, d.order)
+                   for s in states for d in s.due if d.stored and d.dirty])
 
 
 def next_due_at(connection: Connection) -> datetime | None:

@@ -54,6 +54,9 @@ class Subscriber(Base):
     """The instant up to which this subscriber's events and due work have been processed."""
     event_count: Mapped[int]
     """How many events are stored: the next event is number `event_count + 1`."""
+    version: Mapped[int]
+    """Incremented by every write of the subscriber's state: a state kept in memory between
+    batches is used again only while its version is the stored one."""
 
 
 class Event(Base):
@@ -184,12 +187,17 @@ class LedgerEntry(Base):
 
 
 class DueWork(Base):
-    """One pending step, postponed send, timed transition, idle check or decay boundary."""
+    """One pending step, postponed send, timed transition, idle check or decay boundary.
+
+    Keyed by the subscriber and a number the engine gives it (`seq`, ascending in the order the
+    work was planned), so the engine can write, change and delete rows it created in the same
+    batch without reading ids back. The `due_at` index is what `tick` reads.
+    """
 
     __tablename__ = "schedule"
-    id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True)
     due_at: Mapped[datetime] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(String(8))
     """`step`, `send` (postponed), `move` (`go to … after`), `idle`, `decay`."""

@@ -47,7 +47,8 @@ def test_instants_and_decimals_round_trip_exactly(database: Database) -> None:
     instant = datetime(2026, 3, 29, 1, 59, 59, 999999, tzinfo=UTC)
     with database.transaction() as connection:
         connection.execute(insert(SUBSCRIBERS), {"external_id": "a", "attributes": {"x": 1},
-                                                 "created_at": instant, "event_count": 0})
+                                                 "created_at": instant, "event_count": 0,
+                                                 "version": 0})
         row = connection.execute(select(SUBSCRIBERS)).one()
     assert row.created_at == instant and row.created_at.tzinfo is not None
     with database.transaction() as connection:
@@ -61,13 +62,13 @@ def test_naive_datetimes_are_refused(database: Database) -> None:
     with pytest.raises(Exception, match="naive"), database.transaction() as connection:
         connection.execute(insert(SUBSCRIBERS), {"external_id": "a", "attributes": {},
                                                  "created_at": datetime(2026, 1, 1),
-                                                 "event_count": 0})
+                                                 "event_count": 0, "version": 0})
 
 
 def test_one_active_enrolment_per_workflow_and_event_ids_are_unique(database: Database) -> None:
     with database.transaction() as connection:
         connection.execute(insert(SUBSCRIBERS), {"external_id": "a", "attributes": {},
-                                                 "created_at": T0, "event_count": 0})
+                                                 "created_at": T0, "event_count": 0, "version": 0})
     row = {"subscriber_id": 1, "workflow": "w", "stage": "s", "stage_seq": 1,
            "stage_entered_at": T0, "enrolled_at": T0, "seen": []}
     with database.transaction() as connection:

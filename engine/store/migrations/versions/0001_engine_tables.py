@@ -28,6 +28,7 @@ def upgrade() -> None:
     sa.Column('last_event_at', UTCDateTime(), nullable=True),
     sa.Column('processed_until', UTCDateTime(), nullable=True),
     sa.Column('event_count', Key, nullable=False),
+    sa.Column('version', Key, nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_subscribers')),
     sa.UniqueConstraint('external_id', name=op.f('uq_subscribers_external_id'))
     )
@@ -149,8 +150,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_ledger_subscriber_id_at'), ['subscriber_id', 'at'], unique=False)
 
     op.create_table('schedule',
-    sa.Column('id', Key, nullable=False),
     sa.Column('subscriber_id', Key, nullable=False),
+    sa.Column('seq', Key, nullable=False),
     sa.Column('due_at', UTCDateTime(), nullable=False),
     sa.Column('kind', sa.String(length=8), nullable=False),
     sa.Column('workflow', sa.String(length=100), nullable=False),
@@ -161,11 +162,10 @@ def upgrade() -> None:
     sa.Column('nominal_at', UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['enrolment_id'], ['enrolments.id'], name=op.f('fk_schedule_enrolment_id_enrolments'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_schedule_subscriber_id_subscribers'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_schedule'))
+    sa.PrimaryKeyConstraint('subscriber_id', 'seq', name=op.f('pk_schedule'))
     )
     with op.batch_alter_table('schedule', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_schedule_due_at'), ['due_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_schedule_subscriber_id'), ['subscriber_id'], unique=False)
 
     op.create_table('stage_visits',
     sa.Column('id', Key, nullable=False),
@@ -204,7 +204,6 @@ def downgrade() -> None:
 
     op.drop_table('stage_visits')
     with op.batch_alter_table('schedule', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_schedule_subscriber_id'))
         batch_op.drop_index(batch_op.f('ix_schedule_due_at'))
 
     op.drop_table('schedule')
