@@ -45,11 +45,13 @@ class Journey:
     # ------------------------------------------------------------ driving time
 
     def advance(self, state: SubscriberState, events: Sequence[StoredEvent], now: datetime,
-                rank: int) -> None:
+                rank: int, *, until_inclusive: bool = True) -> None:
         """Process `events` (sorted by time) and all due work up to `now`, in time order.
 
         An event is processed at its own instant, but never before what was already processed
-        for this subscriber, nor after `now`.
+        for this subscriber, nor after `now`. With `until_inclusive=False` the work due exactly
+        at `now` is left for later: more events of this instant may still come, and they go
+        first (SPEC §1.5a).
         """
         for stored in events:
             at = min(stored.event.at, now)
@@ -61,7 +63,7 @@ class Journey:
             self._process_event(Moment(state, at, phase, order, stored))
             state.processed_until = at
             state.subscriber_dirty = True
-        self._run_due(state, now, rank, inclusive=True)
+        self._run_due(state, now, rank, inclusive=until_inclusive)
 
     def _run_due(self, state: SubscriberState, limit: datetime, rank: int,
                  inclusive: bool) -> None:

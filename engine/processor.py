@@ -22,6 +22,7 @@ from engine.journey import Journey
 from engine.plan import Plan, build_plan
 from engine.records import Record
 from engine.state import StoredEvent, SubscriberState
+from engine.state_cache import StateCache
 from engine.store import states as store
 from engine.store.bulk import BatchWriter
 from engine.store.database import Database
@@ -47,7 +48,7 @@ class Engine:
     def __init__(self, catalog: m.Catalog, database: Database, *, clock: Clock | None = None,
                  channels: Mapping[str, Channel] | None = None,
                  on_record: RecordSink | None = None, push_needs_subscription: bool = True,
-                 batch_size: int = 500) -> None:
+                 batch_size: int = 500, cache_size: int = 20_000) -> None:
         self.plan: Plan = build_plan(catalog)
         self.journey = Journey(self.plan, push_needs_subscription)
         self.database = database
@@ -56,6 +57,7 @@ class Engine:
         self.channels = dict(channels or {})
         self.on_record = on_record
         self.batch_size = batch_size
+        self.cache = StateCache(cache_size)
 
     # ------------------------------------------------------------ events
 
@@ -63,7 +65,8 @@ class Engine:
         """Store and process events (validated `Event`s), batch by batch of subscribers.
 
         Each subscriber is brought up to now: its events in time order, with the due work
-        that falls between them, then its due work up to now.
+        that falls between them, then its due work before now. Work due exactly now is
+        `tick`'s, so that every event of this instant, however it arrives, comes first.
         """
         result = IngestResult()
         by_subscriber: dict[str, list[Event]] = {}
@@ -87,7 +90,8 @@ class Engine:
         with self.database.transaction() as connection:
             keys = [e.key for events in batch.values() for e in events if e.key is not None]
             stored_keys = store.existing_event_keys(connection, keys)
-            states = store.load_by_external_id(connection, list(batch), self.plan, now)
+            states = store.load_by_external_id(connection, list(batch), self.plan, now,
+                                               self.cache)
             for subscriber, events in batch.items():
                 fresh = [e for e in events if e.key is None or e.key not in stored_keys]
                 duplicates.extend(e.key for e in events if e.key in stored_keys)
@@ -97,7 +101,8 @@ class Engine:
                 accepted += len(fresh)
                 state = states[subscriber]
                 rank = state.id if state.id is not None else min(e.seq for e in fresh)
-                self.journey.advance(state, [StoredEvent(e) for e in fresh], now, rank)
+                self.journey.advance(state, [StoredEvent(e) for e in fresh], now, rank,
+                                     until_inclusive=False)
             store.save(connection, self.writer, states.values(), now)
         self._hand_out(states.values())
         return accepted
@@ -117,7 +122,7 @@ class Engine:
                 if done.issuperset(ids):
                     raise RuntimeError(f"due work of subscribers {ids[:5]} was not consumed")
                 done.update(ids)
-                states = store.load_by_id(connection, ids, self.plan)
+                states = store.load_by_id(connection, ids, self.plan, self.cache)
                 for state in states.values():
                     assert state.id is not None
                     self.journey.advance(state, [], now, state.id)
@@ -134,6 +139,8 @@ class Engine:
     # ------------------------------------------------------------ after commit
 
     def _hand_out(self, states: Iterable[SubscriberState]) -> None:
+        """Records and decided sends go out after commit; then the states are kept."""
+        states = list(states)
         for state in states:
             if self.on_record is not None:
                 for record in state.records:
@@ -149,3 +156,6 @@ class Engine:
                 address = state.attributes.get("email") if delivery.channel == "email" else None
                 channel.deliver(Outgoing(key, state.external_id, delivery.workflow, rendered,
                                          address if isinstance(address, str) else None))
+        for state in states:
+            state.settle(self.plan.longest_cap_window, self.plan.longest_max_window)
+        self.cache.keep(states)

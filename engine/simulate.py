@@ -104,6 +104,9 @@ def simulate(catalog: m.Catalog, events: Sequence[Event], start: datetime, until
                 summary.duplicates += len(result.duplicates)
                 runs.add(batch)
                 batch.clear()
+            engine.tick()  # the work due exactly at --until (inclusive)
+            runs.add(batch)
+            batch.clear()
             for record in runs.merged():
                 summary.records += 1
                 if record.at < start:

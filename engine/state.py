@@ -9,7 +9,7 @@ everything append-only (events, consents, ledger, visits, deliveries) is collect
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -209,6 +209,27 @@ class SubscriberState:
 
     def next_due(self) -> Due | None:
         return min(self.due, key=Due.sort_key) if self.due else None
+
+    def settle(self, sent_window: timedelta, max_window: timedelta) -> None:
+        """After the batch's changes are committed: everything in memory is now stored, at
+        the next version. Send and cap history older than any window needs is dropped."""
+        self.version += 1
+        self.subscriber_dirty = False
+        for enrolment in self.enrolments.values():
+            enrolment.dirty = False
+        for score in self.scores.values():
+            score.stored, score.dirty = score.stored or score.dirty, False
+        for due in self.due:
+            due.stored, due.dirty = True, False
+        self.changes = Changes()
+        self.records = []
+        if self.processed_until is not None:
+            oldest = self.processed_until - sent_window
+            for channel, sent in self.sent.items():
+                self.sent[channel] = [at for at in sent if at > oldest]
+            oldest = self.processed_until - max_window
+            for rule, added in self.capped.items():
+                self.capped[rule] = [(at, points) for at, points in added if at > oldest]
 
     def new_order(self) -> int:
         self.next_order += 1

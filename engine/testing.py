@@ -93,7 +93,12 @@ class FlowTest:
         return self.engine.ingest(parsed)
 
     def advance(self, delta: timedelta | None = None, **units: float) -> None:
-        """Move frozen time forward (`advance(days=2)`) and do all work due by then."""
+        """Move frozen time forward (`advance(days=2)`) and do all work due by then.
+
+        Events sent at the current instant are processed at once, but work due exactly now
+        waits for `advance()` (even `advance()` with no argument): more events of this instant
+        may follow, and events come before the due work of their instant (SPEC §1.5a).
+        """
         step = (delta or timedelta()) + timedelta(**units)
         self.advance_to(self.now + step)
 

@@ -25,6 +25,7 @@ from engine.state import (
     SubscriberState,
 )
 from engine.store import tables as t
+from engine.state_cache import StateCache
 from engine.store.bulk import BatchWriter
 from engine.store.types import from_micros, to_micros
 
@@ -56,21 +57,41 @@ def due_subscriber_ids(connection: Connection, now: datetime, limit: int) -> lis
 
 
 def load_by_external_id(connection: Connection, external_ids: Sequence[str], plan: Plan,
-                        now: datetime) -> dict[str, SubscriberState]:
+                        now: datetime, cache: StateCache) -> dict[str, SubscriberState]:
     """States of these subscribers; those not stored yet come back new (id None)."""
-    rows = connection.execute(select(SUBSCRIBERS).where(
-        SUBSCRIBERS.c.external_id.in_(external_ids))).all()
-    states = _from_rows(connection, rows, plan)
+    versions = connection.execute(
+        select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.external_id, SUBSCRIBERS.c.version)
+        .where(SUBSCRIBERS.c.external_id.in_(external_ids))).all()
+    states = _current(connection, versions, plan, cache)
     for external_id in external_ids:
         if external_id not in states:
             states[external_id] = SubscriberState(external_id, None, {}, now)
     return states
 
 
-def load_by_id(connection: Connection, ids: Sequence[int],
-               plan: Plan) -> dict[str, SubscriberState]:
-    rows = connection.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.id.in_(ids))).all()
-    return _from_rows(connection, rows, plan)
+def load_by_id(connection: Connection, ids: Sequence[int], plan: Plan,
+               cache: StateCache) -> dict[str, SubscriberState]:
+    versions = connection.execute(
+        select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.external_id, SUBSCRIBERS.c.version)
+        .where(SUBSCRIBERS.c.id.in_(ids))).all()
+    return _current(connection, versions, plan, cache)
+
+
+def _current(connection: Connection, versions: Sequence[Any], plan: Plan,
+             cache: StateCache) -> dict[str, SubscriberState]:
+    """Kept states that are still current, and the others read from the database."""
+    states: dict[str, SubscriberState] = {}
+    missing: list[int] = []
+    for row in versions:
+        kept = cache.take(row.external_id, row.id, row.version)
+        if kept is not None:
+            states[row.external_id] = kept
+        else:
+            missing.append(row.id)
+    if missing:
+        rows = connection.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.id.in_(missing))).all()
+        states.update(_from_rows(connection, rows, plan))
+    return states
 
 
 def _from_rows(connection: Connection, rows: Sequence[Any],

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -82,7 +83,8 @@ steps = st.lists(st.tuples(st.integers(0, 60 * 36), st.integers(0, len(EVENT_TYP
                            st.booleans()), min_size=1, max_size=14)
 
 
-def run(events: list[Event], ticks: list[datetime] | None, end: datetime) -> tuple[Any, ...]:
+def run(events: list[Event], ticks: list[datetime] | None, end: datetime,
+        cache_size: int = 0) -> tuple[Any, ...]:
     catalog = load_text(FLOW, "shop.flow").catalog
     assert catalog is not None
     records: list[Record] = []
@@ -90,9 +92,10 @@ def run(events: list[Event], ticks: list[datetime] | None, end: datetime) -> tup
         database = open_database(f"sqlite:///{Path(folder) / 'n.db'}", durable=False)
         clock = VirtualClock(START if ticks is not None else end)
         engine = Engine(catalog, database, clock=clock, on_record=records.append,
-                        push_needs_subscription=False)
+                        push_needs_subscription=False, cache_size=cache_size)
         if ticks is None:
             engine.ingest(events)
+            engine.tick()
         else:
             pending = sorted([(e.at, 0, e) for e in events] + [(t, 1, None) for t in ticks],
                              key=lambda item: (item[0], item[1]))
@@ -115,10 +118,11 @@ def run(events: list[Event], ticks: list[datetime] | None, end: datetime) -> tup
     return (brief(records), [r.fields for r in records], state)
 
 
+@pytest.mark.parametrize("cache_size", [0, 100], ids=["read-every-time", "kept-states"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps)
-def test_one_pass_equals_many_passes_through_the_database(plan: list[tuple[int, int, bool]]
-                                                          ) -> None:
+@given(plan=steps)
+def test_one_pass_equals_many_passes_through_the_database(plan: list[tuple[int, int, bool]],
+                                                          cache_size: int) -> None:
     events = [Event("ann", "subscribed", START, {"channels": ["push", "email"]}, None, 0)]
     ticks: list[datetime] = []
     at = START
@@ -131,6 +135,6 @@ def test_one_pass_equals_many_passes_through_the_database(plan: list[tuple[int, 
         events.append(Event("ann", event_type, at, properties, None, seq))
     end = at + timedelta(days=6)
     at_once = run(events, None, end)
-    step_by_step = run(events, ticks, end)
+    step_by_step = run(events, ticks, end, cache_size)
     assert at_once == step_by_step
     assert at_once[0]  # something happened

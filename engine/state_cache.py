@@ -1,0 +1,49 @@
+"""Subscribers' states kept in memory between batches, used only while they are current.
+
+Reading a subscriber's state costs more than processing an event for it, and the subscribers
+who send events are, minute by minute, mostly the same ones. So after a batch commits, its
+states are kept here (least recently used first out). A state is used again only if the
+subscriber's `version` in the database is the one this state was saved with: any other writer
+(another process, an API call that changed the subscriber's push subscriptions) moves the
+version on, and the state is read from the database again. A state is taken out while a batch
+works on it, so a batch that fails leaves nothing half-changed behind.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from engine.state import SubscriberState
+
+
+class StateCache:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._states: OrderedDict[str, SubscriberState] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def take(self, external_id: str, key: int, version: int) -> SubscriberState | None:
+        """The kept state of this subscriber if it is the stored version, else None."""
+        state = self._states.pop(external_id, None)
+        if state is None or state.id != key or state.version != version:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return state
+
+    def keep(self, states: Iterable[SubscriberState]) -> None:
+        if self.capacity <= 0:
+            return
+        for state in states:
+            self._states[state.external_id] = state
+            self._states.move_to_end(state.external_id)
+        while len(self._states) > self.capacity:
+            self._states.popitem(last=False)
+
+    def clear(self) -> None:
+        self._states.clear()
