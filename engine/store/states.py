@@ -24,8 +24,8 @@ from engine.state import (
     StoredEvent,
     SubscriberState,
 )
-from engine.store import tables as t
 from engine.state_cache import StateCache
+from engine.store import tables as t
 from engine.store.bulk import BatchWriter
 from engine.store.types import from_micros, to_micros
 
