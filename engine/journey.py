@@ -141,7 +141,7 @@ class Journey:
         changed = {k: v for k, v in updates.items() if state.attributes.get(k, ...) != v}
         if changed:
             state.attributes.update(changed)
-            state.subscriber_dirty = True
+            state.subscriber_dirty = state.attributes_dirty = True
         return bool(changed)
 
     @staticmethod

@@ -185,6 +185,7 @@ class SubscriberState:
     changes: Changes = field(default_factory=Changes)
     records: list[Record] = field(default_factory=list)
     subscriber_dirty: bool = False
+    attributes_dirty: bool = False
     next_order: int = 0
 
     def score(self, workflow: str, score: str) -> ScoreState:
@@ -214,7 +215,7 @@ class SubscriberState:
         """After the batch's changes are committed: everything in memory is now stored, at
         the next version. Send and cap history older than any window needs is dropped."""
         self.version += 1
-        self.subscriber_dirty = False
+        self.subscriber_dirty = self.attributes_dirty = False
         for enrolment in self.enrolments.values():
             enrolment.dirty = False
         for score in self.scores.values():

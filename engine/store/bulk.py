@@ -30,13 +30,22 @@ class Statement:
     def run(self, connection: Connection, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        processors = self.processors
-        converted = [tuple(value if process is None or value is None else process(value)
-                           for process, value in zip(processors, row, strict=True))
-                     for row in rows]
+        converting = [(i, p) for i, p in enumerate(self.processors) if p is not None]
+        converted: Sequence[Any] = rows if not converting else [
+            _converted(row, converting) for row in rows]
         parameters: Any = converted if self.positional else [
             dict(zip(self.names, row, strict=True)) for row in converted]
         connection.exec_driver_sql(self.sql, parameters)
+
+
+def _converted(row: Sequence[Any], converting: list[tuple[int, Callable[[Any], Any]]]
+               ) -> tuple[Any, ...]:
+    values = list(row)
+    for index, process in converting:
+        value = values[index]
+        if value is not None:
+            values[index] = process(value)
+    return tuple(values)
 
 
 class BatchWriter:

@@ -171,8 +171,8 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
 
 # ---------------------------------------------------------------- writing back
 
-SUBSCRIBER_COLUMNS = ("attributes", "timezone", "locale", "last_event_at", "processed_until",
-                      "event_count", "version")
+SUBSCRIBER_COLUMNS = ("last_event_at", "processed_until", "event_count", "version")
+ATTRIBUTE_COLUMNS = ("attributes", "timezone", "locale")
 ENROLMENT_COLUMNS = ("stage", "stage_seq", "stage_entered_at", "ended_at", "exit_reason",
                      "seen")
 SCHEDULE_COLUMNS = ("subscriber_id", "seq", "due_at", "kind", "workflow", "enrolment_id",
@@ -235,20 +235,25 @@ def _save_subscribers(connection: Connection, writer: BatchWriter,
         result = connection.execute(
             insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id, sort_by_parameter_order=True),
             [{"external_id": s.external_id, "created_at": s.created_at,
-              **dict(zip(SUBSCRIBER_COLUMNS, _subscriber_values(s), strict=True))}
-             for s in new])
+              **dict(zip(SUBSCRIBER_COLUMNS, _progress(s), strict=True)),
+              **dict(zip(ATTRIBUTE_COLUMNS, _attributes(s), strict=True))} for s in new])
         for state, row in zip(new, result.all(), strict=True):
             state.id = row.id
     writer.update(connection, SUBSCRIBERS, SUBSCRIBER_COLUMNS, ("id",),
-                  [(*_subscriber_values(s), s.id) for s in changed])
+                  [(*_progress(s), s.id) for s in changed])
+    writer.update(connection, SUBSCRIBERS, ATTRIBUTE_COLUMNS, ("id",),
+                  [(*_attributes(s), s.id) for s in changed if s.attributes_dirty])
 
 
-def _subscriber_values(state: SubscriberState) -> tuple[Any, ...]:
+def _progress(state: SubscriberState) -> tuple[Any, ...]:
+    return (state.last_event_at, state.processed_until, state.event_count, state.version + 1)
+
+
+def _attributes(state: SubscriberState) -> tuple[Any, ...]:
     attributes = state.attributes
     zone, locale = attributes.get("timezone"), attributes.get("locale")
     return (attributes, zone[:64] if isinstance(zone, str) else None,
-            locale[:35] if isinstance(locale, str) else None, state.last_event_at,
-            state.processed_until, state.event_count, state.version + 1)
+            locale[:35] if isinstance(locale, str) else None)
 
 
 def _save_enrolments(connection: Connection, writer: BatchWriter,
