@@ -6,6 +6,7 @@ comparison between values that cannot be ordered (a word against a number).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Collection
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -16,78 +17,118 @@ MISSING: Any = object()
 """What a lookup returns for a name that the event or subscriber does not have."""
 
 Lookup = Callable[[m.Reference], Any]
+Predicate = Callable[[Lookup, Collection[str]], bool]
+"""A compiled condition: given how to read names and the subscriber's tags, does it hold?"""
+
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+    ">": operator.gt, ">=": operator.ge}
+_COMPILED: dict[int, tuple[m.Condition, Predicate]] = {}
 
 
 def evaluate(condition: m.Condition, lookup: Lookup, tags: Collection[str]) -> bool:
+    return predicate(condition)(lookup, tags)
+
+
+def predicate(condition: m.Condition) -> Predicate:
+    """The condition compiled once into nested closures (conditions are evaluated for every
+    event of every subscriber; walking the tree each time costs several times more)."""
+    known = _COMPILED.get(id(condition))
+    if known is not None and known[0] is condition:
+        return known[1]
+    compiled = _compile(condition)
+    _COMPILED[id(condition)] = (condition, compiled)
+    return compiled
+
+
+def _compile(condition: m.Condition) -> Predicate:
     match condition:
         case m.And(operands=operands):
-            return all(evaluate(c, lookup, tags) for c in operands)
+            return _all(tuple(_compile(c) for c in operands))
         case m.Or(operands=operands):
-            return any(evaluate(c, lookup, tags) for c in operands)
+            return _any(tuple(_compile(c) for c in operands))
         case m.Not(operand=operand):
-            return not evaluate(operand, lookup, tags)
+            inner = _compile(operand)
+            return lambda lookup, tags: not inner(lookup, tags)
         case m.HasTag(tag=tag):
-            return tag in tags
-        case m.Comparison(left=left, operator=operator, right=right):
-            return _compare(lookup(left), operator, right)
+            return lambda lookup, tags: tag in tags
+        case m.Comparison(left=left, operator=op, right=right):
+            test = _test(op, right)
+            return lambda lookup, tags: test(lookup(left))
         case m.Membership(left=left, options=options):
-            actual = lookup(left)
-            return actual is not MISSING and any(_compare(actual, "==", o) for o in options)
-        case m.TextMatch(left=left, operator=operator, text=text):
-            actual = lookup(left)
-            if not isinstance(actual, str):
-                return False
-            return text in actual if operator == "contains" else actual.startswith(text)
+            tests = tuple(_test("==", option) for option in options)
+            return lambda lookup, tags: _member(lookup(left), tests)
+        case m.TextMatch(left=left, operator=op, text=text):
+            if op == "contains":
+                return lambda lookup, tags: _contains(lookup(left), text)
+            return lambda lookup, tags: _starts(lookup(left), text)
     raise TypeError(f"not a condition: {condition!r}")  # pragma: no cover
 
 
-def _compare(actual: Any, operator: str, expected: m.Value) -> bool:
-    if actual is MISSING or actual is None:
-        return False
-    left, right = _comparable(actual, expected)
-    if left is None:
-        return False
-    try:
-        if operator == "==":
-            return bool(left == right)
-        if operator == "!=":
-            return bool(left != right)
-        if operator == "<":
-            return bool(left < right)
-        if operator == "<=":
-            return bool(left <= right)
-        if operator == ">":
-            return bool(left > right)
-        return bool(left >= right)
-    except TypeError:
-        return False
+def _all(parts: tuple[Predicate, ...]) -> Predicate:
+    def holds(lookup: Lookup, tags: Collection[str]) -> bool:
+        for part in parts:
+            if not part(lookup, tags):
+                return False
+        return True
+    return holds
 
 
-def _comparable(actual: Any, expected: m.Value) -> tuple[Any, Any]:
-    """Bring both sides to one type: numbers as Decimal, booleans and text as themselves."""
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return (actual, expected) if type(actual) is type(expected) else (None, None)
+def _any(parts: tuple[Predicate, ...]) -> Predicate:
+    def holds(lookup: Lookup, tags: Collection[str]) -> bool:
+        for part in parts:
+            if part(lookup, tags):
+                return True
+        return False
+    return holds
+
+
+def _test(op: str, expected: m.Value) -> Callable[[Any], bool]:
+    """How one value compares with a literal: numbers as numbers (a numeric string too),
+    booleans only with booleans, text only with text; anything else is false."""
+    compare = _OPERATORS[op]
+    if isinstance(expected, bool):
+        return lambda actual: type(actual) is bool and compare(actual, expected)
     if isinstance(expected, int | Decimal):
-        number = _as_decimal(actual)
-        return (number, Decimal(expected)) if number is not None else (None, None)
-    if isinstance(actual, str):
-        return actual, expected
-    return (None, None)
+        number = Decimal(expected)
+
+        def numeric(actual: Any) -> bool:
+            value = _as_decimal(actual)
+            return value is not None and compare(value, number)
+        return numeric
+    return lambda actual: isinstance(actual, str) and compare(actual, expected)
+
+
+def _member(actual: Any, tests: tuple[Callable[[Any], bool], ...]) -> bool:
+    return actual is not MISSING and any(test(actual) for test in tests)
+
+
+def _contains(actual: Any, text: str) -> bool:
+    return isinstance(actual, str) and text in actual
+
+
+def _starts(actual: Any, text: str) -> bool:
+    return isinstance(actual, str) and actual.startswith(text)
 
 
 def _as_decimal(value: Any) -> Decimal | None:
-    if isinstance(value, bool):
+    """A finite number, or None (text that is no number, NaN and infinities included)."""
+    if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | Decimal):
+    if isinstance(value, int):
         return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, str):
-        try:
-            return Decimal(value.strip())
-        except InvalidOperation:
+    try:
+        if isinstance(value, Decimal):
+            number = value
+        elif isinstance(value, float):
+            number = Decimal(repr(value))
+        elif isinstance(value, str):
+            number = Decimal(value.strip())
+        else:
             return None
-    return None
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
 
 
 # ---------------------------------------------------------------- text

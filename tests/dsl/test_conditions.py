@@ -72,3 +72,11 @@ def test_describe_round_trips(text: str) -> None:
     again = condition(describe(first))
     assert describe(again) == describe(first)
     assert describe(first) == text
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Infinity", float("nan"),
+                                   Decimal("NaN"), Decimal("sNaN")])
+def test_not_a_number_compares_false_instead_of_failing(value: Any) -> None:
+    cond = condition("amount > 10")
+    assert evaluate(cond, lambda ref: value, ()) is False
+    assert evaluate(condition("amount in [1, 2]"), lambda ref: value, ()) is False
