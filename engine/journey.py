@@ -99,23 +99,25 @@ class Journey:
             if event.type in awaited and event.type not in enrolment.seen:
                 enrolment.seen.add(event.type)
                 self._touch(state, enrolment)
-        for workflow in self.plan.workflows:
-            if changed or first_event:
-                refresh_fit(workflow, moment)
-            score_event(workflow, moment, event.type)
-        if self._tag(moment, event.type) and self.plan.fit_uses_tags:
+        if changed or first_event:
             for workflow in self.plan.workflows:
-                refresh_fit(workflow, moment, only_tag_rules=True)
+                refresh_fit(workflow, moment)
         enrolled: set[str] = set()
-        for workflow in self.plan.workflows:
-            if workflow.name not in state.enrolments and self._triggered(
-                    workflow.entries.get(event.type), moment):
-                self._enrol(workflow, moment)
-                enrolled.add(workflow.name)
-        for workflow in self.plan.workflows:
-            if workflow.name in state.enrolments and self._triggered(
-                    workflow.exits.get(event.type), moment):
-                self._exit(workflow, moment, event.type)
+        if event.type in self.plan.event_types:  # some rule, tag, entry or exit names it
+            for workflow in self.plan.workflows:
+                score_event(workflow, moment, event.type)
+            if self._tag(moment, event.type) and self.plan.fit_uses_tags:
+                for workflow in self.plan.workflows:
+                    refresh_fit(workflow, moment, only_tag_rules=True)
+            for workflow in self.plan.workflows:
+                if workflow.name not in state.enrolments and self._triggered(
+                        workflow.entries.get(event.type), moment):
+                    self._enrol(workflow, moment)
+                    enrolled.add(workflow.name)
+            for workflow in self.plan.workflows:
+                if workflow.name in state.enrolments and self._triggered(
+                        workflow.exits.get(event.type), moment):
+                    self._exit(workflow, moment, event.type)
         for workflow in self.plan.workflows:
             active = state.enrolments.get(workflow.name)
             if active is not None and workflow.name not in enrolled:
@@ -265,10 +267,12 @@ class Journey:
     def _first_holding(self, workflow: WorkflowPlan, enrolment: Enrolment, moment: Moment,
                        event_type: str | None) -> m.Transition | None:
         state = moment.state
+        names: Any = None
         for transition in workflow.stages[enrolment.stage].transitions:
             match transition:
                 case m.GoWhen(condition=condition):
-                    if evaluate(condition, when_lookup(workflow, state), state.tags):
+                    names = names or when_lookup(workflow, state)
+                    if evaluate(condition, names, state.tags):
                         return transition
                 case m.GoOn(event=event, where=where):
                     if event == event_type and (

@@ -79,6 +79,8 @@ class Plan:
     longest_max_window: timedelta
     longest_cap_window: timedelta
     fit_uses_tags: bool
+    event_types: frozenset[str]
+    """Event types that some score rule, tag rule, entry or exit names."""
 
 
 def build_plan(catalog: m.Catalog) -> Plan:
@@ -98,6 +100,8 @@ def build_plan(catalog: m.Catalog) -> Plan:
         longest_max_window=max((r.max_window for r in capped if r.max_window), default=timedelta()),
         longest_cap_window=max(caps, default=timedelta()),
         fit_uses_tags=any(f.uses_tags for w in workflows for f in w.fit_rules),
+        event_types=frozenset(kind for w in workflows for kinds in (
+            w.event_rules, w.tag_rules, w.entries, w.exits) for kind in kinds),
     )
 
 

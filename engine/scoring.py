@@ -102,6 +102,7 @@ def refresh_fit(plan: WorkflowPlan, moment: Moment, only_tag_rules: bool = False
             score.fit[fit.signature] = points
         else:
             points = -score.fit.pop(fit.signature)
+        score.stored_fit = None
         change(plan, moment, fit.score, points, fit.ref, "fit")
 
 
@@ -134,8 +135,7 @@ def _decay_one(contribution: Contribution, rule: DecayPlan, at: datetime) -> Dec
     if abs(value) < RETIRED_BELOW:
         value = Decimal(0)
     loss = value - contribution.value
-    contribution.value = value
-    contribution.steps = steps
+    contribution.decayed(value, steps)
     return loss
 
 

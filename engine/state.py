@@ -72,6 +72,11 @@ class Contribution:
     value: Decimal
     steps: int
     earned_at: datetime
+    stored_form: list[Any] | None = None
+    """How it is written (kept: a score's contributions are rewritten with every change)."""
+
+    def decayed(self, value: Decimal, steps: int) -> None:
+        self.value, self.steps, self.stored_form = value, steps, None
 
 
 @dataclass(slots=True, eq=False)
@@ -85,6 +90,8 @@ class ScoreState:
     """Event points still decaying (scores with `decay` only)."""
     stored: bool = False
     dirty: bool = False
+    stored_fit: dict[str, str] | None = None
+    """The `fit` column as last written (kept until the fit rules that hold change)."""
 
 
 @dataclass(slots=True)
@@ -227,10 +234,12 @@ class SubscriberState:
         if self.processed_until is not None:
             oldest = self.processed_until - sent_window
             for channel, sent in self.sent.items():
-                self.sent[channel] = [at for at in sent if at > oldest]
+                if sent and sent[0] <= oldest:
+                    self.sent[channel] = [at for at in sent if at > oldest]
             oldest = self.processed_until - max_window
             for rule, added in self.capped.items():
-                self.capped[rule] = [(at, points) for at, points in added if at > oldest]
+                if added and added[0][0] <= oldest:
+                    self.capped[rule] = [(at, points) for at, points in added if at > oldest]
 
     def new_order(self) -> int:
         self.next_order += 1

@@ -138,8 +138,9 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
         states[row.subscriber_id].scores[(row.workflow, row.score)] = ScoreState(
             row.workflow, row.score, row.total,
             {k: Decimal(v) for k, v in row.fit.items()},
-            [Contribution(rule, Decimal(points), Decimal(value), steps, from_micros(earned))
-             for rule, points, value, steps, earned in row.contributions], stored=True)
+            [Contribution(form[0], Decimal(form[1]), Decimal(form[2]), form[3],
+                          from_micros(form[4]), form) for form in row.contributions],
+            stored=True)
 
     if plan.capped_rules and oldest is not None:
         since = oldest - plan.longest_max_window
@@ -285,9 +286,10 @@ def _save_scores(connection: Connection, writer: BatchWriter,
         for score in state.scores.values():
             if not score.dirty:
                 continue
-            values = (score.total, {k: str(v) for k, v in score.fit.items()},
-                      [[c.rule, str(c.points), str(c.value), c.steps, to_micros(c.earned_at)]
-                       for c in score.contributions])
+            if score.stored_fit is None:
+                score.stored_fit = {k: str(v) for k, v in score.fit.items()}
+            values = (score.total, score.stored_fit,
+                      [_stored_form(c) for c in score.contributions])
             if score.stored:
                 changed.append((*values, state.id, score.workflow, score.score))
             else:
@@ -296,6 +298,15 @@ def _save_scores(connection: Connection, writer: BatchWriter,
                                        "contributions"), new)
     writer.update(connection, SCORES, ("total", "fit", "contributions"),
                   ("subscriber_id", "workflow", "score"), changed)
+
+
+def _stored_form(contribution: Contribution) -> list[Any]:
+    form = contribution.stored_form
+    if form is None:
+        form = contribution.stored_form = [
+            contribution.rule, str(contribution.points), str(contribution.value),
+            contribution.steps, to_micros(contribution.earned_at)]
+    return form
 
 
 def _save_schedule(connection: Connection, writer: BatchWriter,

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -28,11 +30,32 @@ def from_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
 
 
+def _micros_bind(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r} cannot be stored")
+    return (value - EPOCH) // MICROSECOND
+
+
+def _micros_result(value: Any) -> datetime | None:
+    return None if value is None else EPOCH + timedelta(microseconds=value)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware UTC instant; naive datetimes are refused rather than guessed."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        # On SQLite, skip the generic decorator layers: millions of instants go through here.
+        return _micros_bind if dialect.name == "sqlite" else super().bind_processor(dialect)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        if dialect.name == "sqlite":
+            return _micros_result
+        return super().result_processor(dialect, coltype)
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
@@ -61,6 +84,14 @@ class ExactDecimal(TypeDecorator[Decimal]):
     impl = String(60)
     cache_ok = True
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        return str if dialect.name == "sqlite" else super().bind_processor(dialect)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        if dialect.name == "sqlite":
+            return lambda value: None if value is None else Decimal(value)
+        return super().result_processor(dialect, coltype)
+
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(60))
@@ -79,6 +110,21 @@ class ExactDecimal(TypeDecorator[Decimal]):
 
 Document = JSON().with_variant(JSONB(), "postgresql")
 """A JSON document column (JSONB on PostgreSQL)."""
+
+def json_dumps(value: Any) -> str:
+    """The database's JSON encoder (orjson: JSON columns are written for every event)."""
+    return orjson.dumps(value, default=_json_default).decode()
+
+
+def json_loads(text: str | bytes) -> Any:
+    return orjson.loads(text)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
 
 Key = BigInteger().with_variant(Integer(), "sqlite")
 """Integer keys: 64-bit on PostgreSQL (events and the ledger outgrow 2^31); SQLite's INTEGER
