@@ -62,3 +62,27 @@ def journeys(subscribers: int, events_each: int, start: datetime, span: timedelt
 def batches(events: list[Event], size: int) -> Iterator[list[Event]]:
     for first in range(0, len(events), size):
         yield events[first:first + size]
+
+
+def visits(subscribers: int, events_each: int, start: datetime, span: timedelta,
+           per_visit: int = 10, seed: int = 7) -> list[Event]:
+    """Like `journeys`, but behaviour comes in visits: `per_visit` events within a few
+    minutes (pages, a click, an open), visits spread over `span` — the shape of web traffic."""
+    rng = random.Random(seed)
+    events: list[Event] = []
+    seq = 0
+    for index in range(subscribers):
+        who = f"sub{index:07d}"
+        joined = start + span * rng.random() * 0.1
+        seq += 1
+        events.append(subscribed(who, joined, rng, seq))
+        n = 1
+        while n < events_each:
+            visit = joined + (start + span - joined) * rng.random()
+            for _ in range(min(per_visit, events_each - n)):
+                seq += 1
+                visit += timedelta(seconds=rng.randint(5, 40))
+                events.append(behaviour(who, visit, rng, seq, n))
+                n += 1
+    events.sort(key=lambda e: (e.at, e.seq))
+    return events
