@@ -67,19 +67,13 @@ def _compile(condition: m.Condition) -> Predicate:
 
 def _all(parts: tuple[Predicate, ...]) -> Predicate:
     def holds(lookup: Lookup, tags: Collection[str]) -> bool:
-        for part in parts:
-            if not part(lookup, tags):
-                return False
-        return True
+        return all(part(lookup, tags) for part in parts)
     return holds
 
 
 def _any(parts: tuple[Predicate, ...]) -> Predicate:
     def holds(lookup: Lookup, tags: Collection[str]) -> bool:
-        for part in parts:
-            if part(lookup, tags):
-                return True
-        return False
+        return any(part(lookup, tags) for part in parts)
     return holds
 
 

@@ -13,7 +13,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-
 from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
