@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/nurture check workflows
 	$(BIN)/nurture graph workflows/jewelry.flow
+	$(BIN)/nurture simulate workflows/jewelry.flow --events workflows/journeys/jewelry.jsonl
 
 test: lint typecheck unit
 
@@ -31,6 +32,9 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/check_speed.py
+	$(BIN)/python -m bench.ingest_speed
+	$(BIN)/python -m bench.simulate_speed
+	$(BIN)/python -m bench.tick_speed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -168,6 +168,9 @@ def _end_position(text: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- the tree → model builder
 
+_LONGEST_DURATION = 100 * 366 * 86400
+"""Longer timers would overflow calendar dates; nobody means them."""
+
 _UNITS = {
     "minute": "minute", "minutes": "minute", "hour": "hour", "hours": "hour",
     "day": "day", "days": "day", "week": "week", "weeks": "week",
@@ -566,10 +569,17 @@ class _ModelBuilder(Transformer_NonRecursive[Token, _FileModel]):
     def duration(self, meta: Any, children: list[Any]) -> m.Duration:
         amount_token, unit = children
         amount = self._number(amount_token)
+        duration = m.Duration(amount, _UNITS[str(unit)])
         if amount == 0:
             self._error(self._at(amount_token), f"a duration must be longer than zero, "
                                                 f"not '{amount_token} {unit}'")
-        return m.Duration(amount, _UNITS[str(unit)])
+        elif duration.seconds < 1:
+            self._error(self._at(amount_token), f"a duration must be at least one second, "
+                                                f"not '{amount_token} {unit}'")
+        elif duration.seconds > _LONGEST_DURATION:
+            self._error(self._at(amount_token), f"a duration must be at most 100 years, "
+                                                f"not '{amount_token} {unit}'")
+        return duration
 
     # ------------------------------------------------------------ messages
 

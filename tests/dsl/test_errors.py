@@ -129,6 +129,15 @@ def test_bad_minutes_in_clock_time(check_lines: Check) -> None:
     ]
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("0.001 minutes", "a duration must be at least one second, not '0.001 minutes'"),
+    ("6000 weeks", "a duration must be at most 100 years, not '6000 weeks'"),
+])
+def test_durations_too_short_or_too_long(check_lines: Check, text: str, message: str) -> None:
+    lines = check_lines(flow(f"  stage a {{\n    every {text}: send push hello\n  }}"))
+    assert lines == [f"w.flow:3:11: error: {message}"]
+
+
 def test_zero_duration(check_lines: Check) -> None:
     text = flow("  stage a {\n    after 0 minutes: send push hello\n  }")
     assert check_lines(text) == [

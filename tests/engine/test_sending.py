@@ -355,3 +355,41 @@ message hook webhook { url "https://crm.example/" body "{\\"name\\": \\"{{ subsc
 """, messages="")
     run.event("ann", "subscribed", channels=[], attributes={"name": 'Ann "The Closer"'})
     assert run.skipped("ann")[0].fields["reason"] == "render_error"
+
+
+def test_email_html_from_a_file_is_rendered_with_escaping(flow, tmp_path) -> None:
+    (tmp_path / "letter.html").write_text("<p>Hi {{ subscriber.first_name }}</p>",
+                                          encoding="utf-8")
+    run = flow("""\
+workflow w { stage a { on enter: send email news } }
+message news email {
+  subject "News for {{ subscriber.first_name }}"
+  html file "letter.html"
+  text "Hi {{ subscriber.first_name }}"
+}
+""", messages="")
+    run.event("ann", "subscribed", channels=["email"], email="ann@example.com",
+              attributes={"first_name": "<Ann & Co>"})
+    content = run.channel.outgoing[0].rendered.fields
+    assert content["html"] == "<p>Hi &lt;Ann &amp; Co&gt;</p>"
+    assert content["text"] == "Hi <Ann & Co>"
+    assert content["subject"] == "News for <Ann & Co>"
+    assert run.channel.outgoing[0].address == "ann@example.com"
+
+
+def test_a_push_delivery_keeps_its_transport_settings(flow) -> None:
+    run = flow("""\
+workflow w { stage a { on enter: send push deal } }
+message deal push {
+  title "Deal"
+  icon "https://shop.example/i.png"
+  ttl 2 days
+  urgency high
+  topic "deal-{{ subscriber.id }}"
+}
+""", messages="")
+    run.event("ann", "subscribed", channels=["push"])
+    content = run.channel.outgoing[0].rendered.fields
+    assert (content["ttl"], content["urgency"], content["topic"], content["icon"]) == (
+        172800, "high", "deal-ann", "https://shop.example/i.png")
+    assert content["body"] is None and content["url"] is None
