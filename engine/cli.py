@@ -149,7 +149,7 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
     def emit(record: Record) -> None:
         click.echo(record.to_json() if table is None else table.line(record))
 
-    summary = sim.simulate(result.catalog, parsed.events, start, until, emit)
+    summary = sim.simulate(result.catalog, parsed.events, start, until, emit)  # consumes them
     notes = [f"{summary.events} event(s) of {summary.subscribers} subscriber(s) simulated "
              f"from {start:%Y-%m-%dT%H:%M:%SZ} to {until:%Y-%m-%dT%H:%M:%SZ}: "
              f"{summary.records - summary.hidden} record(s), {summary.sends} send(s), "

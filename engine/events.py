@@ -8,6 +8,7 @@ is stored.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -59,7 +60,8 @@ def parse_event(raw: Any, seq: int = 0, default_at: datetime | None = None) -> E
     if not isinstance(properties, Mapping):
         raise EventError("properties", f"expected a JSON object, got {_kind(properties)}")
     _check_reserved(kind, properties)
-    return Event(subscriber, kind, at, dict(properties), _identifier(raw, "id"), seq)
+    return Event(sys.intern(subscriber), sys.intern(kind), at, dict(properties),
+                 _identifier(raw, "id"), seq)
 
 
 def parse_instant(value: Any, field_path: str, *, date_only_ok: bool = False) -> datetime:

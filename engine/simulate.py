@@ -78,17 +78,23 @@ class Summary:
     skips: int = 0
 
 
-def simulate(catalog: m.Catalog, events: Sequence[Event], start: datetime, until: datetime,
+def simulate(catalog: m.Catalog, events: list[Event], start: datetime, until: datetime,
              emit: Callable[[Record], None], workdir: str | None = None) -> Summary:
-    """Run the workflows over `events` up to `until` (inclusive); emit records from `start`."""
+    """Run the workflows over `events` up to `until` (inclusive); emit records from `start`.
+
+    `events` is consumed (emptied): each batch's events are let go once simulated, so that
+    memory does not hold the whole input until the end.
+    """
     summary = Summary()
-    inside = [e for e in events if e.at <= until]
-    summary.after_until = len(events) - len(inside)
-    inside.sort(key=lambda e: (e.at, e.seq))
+    total = len(events)
+    events.sort(key=lambda e: (e.at, e.seq))
     by_subscriber: dict[str, list[Event]] = {}
-    for event in inside:
-        by_subscriber.setdefault(event.subscriber, []).append(event)
-    summary.events = len(inside)
+    for event in events:
+        if event.at <= until:
+            by_subscriber.setdefault(event.subscriber, []).append(event)
+            summary.events += 1
+    events.clear()
+    summary.after_until = total - summary.events
     summary.subscribers = len(by_subscriber)
     subscribers = list(by_subscriber)
     with tempfile.TemporaryDirectory(prefix="nurture-simulate-", dir=workdir) as folder:
@@ -100,7 +106,7 @@ def simulate(catalog: m.Catalog, events: Sequence[Event], start: datetime, until
         try:
             for first in range(0, len(subscribers), SUBSCRIBERS_PER_BATCH):
                 chunk = subscribers[first:first + SUBSCRIBERS_PER_BATCH]
-                result = engine.ingest([e for s in chunk for e in by_subscriber[s]])
+                result = engine.ingest([e for s in chunk for e in by_subscriber.pop(s)])
                 summary.duplicates += len(result.duplicates)
                 runs.add(batch)
                 batch.clear()
