@@ -15,9 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from dsl import model as m
-from dsl.conditions import evaluate
 from engine.moment import Moment
-from engine.plan import Plan, WorkflowPlan
+from engine.plan import Guarded, Plan, WorkflowPlan
 from engine.records import DUE_PHASE, EVENT_PHASE
 from engine.scoring import decay, refresh_fit, score_event, when_lookup
 from engine.sending import SendStep, decide_send
@@ -160,10 +159,11 @@ class Journey:
         state = moment.state
         added = False
         for workflow in self.plan.workflows:
-            for rule in workflow.tag_rules.get(event_type, ()):
+            for guarded in workflow.tag_rules.get(event_type, ()):
+                rule: m.TagRule = guarded.node
                 if rule.tag in state.tags:
                     continue
-                if rule.where is None or evaluate(rule.where, moment.event_property, state.tags):
+                if guarded.test is None or guarded.test(moment.event_property, state.tags):
                     state.tags.add(rule.tag)
                     state.changes.tags.append(TagRow(rule.tag, workflow.name, moment.at,
                                                      moment.event))
@@ -172,12 +172,11 @@ class Journey:
         return added
 
     @staticmethod
-    def _triggered(triggers: list[m.Trigger] | None, moment: Moment) -> bool:
+    def _triggered(triggers: list[Guarded] | None, moment: Moment) -> bool:
         if not triggers:
             return False
         tags = moment.state.tags
-        return any(t.where is None or evaluate(t.where, moment.event_property, tags)
-                   for t in triggers)
+        return any(t.test is None or t.test(moment.event_property, tags) for t in triggers)
 
     # ------------------------------------------------------------ enrolment and stages
 
@@ -268,15 +267,18 @@ class Journey:
                        event_type: str | None) -> m.Transition | None:
         state = moment.state
         names: Any = None
-        for transition in workflow.stages[enrolment.stage].transitions:
+        for guarded in workflow.transitions[enrolment.stage]:
+            transition = guarded.node
             match transition:
-                case m.GoWhen(condition=condition):
+                case m.GoWhen():
                     names = names or when_lookup(workflow, state)
-                    if evaluate(condition, names, state.tags):
+                    assert guarded.test is not None
+                    if guarded.test(names, state.tags):
                         return transition
-                case m.GoOn(event=event, where=where):
+                case m.GoOn(event=event):
                     if event == event_type and (
-                            where is None or evaluate(where, moment.event_property, state.tags)):
+                            guarded.test is None or guarded.test(moment.event_property,
+                                                                 state.tags)):
                         return transition
                 case m.GoAfter(delay=delay):
                     if moment.at >= enrolment.stage_entered_at + delay.delta:

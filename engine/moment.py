@@ -27,6 +27,8 @@ class Moment:
 
     def record(self, workflow: str, kind: str, fields: dict[str, Any],
                note: str | None = None) -> None:
+        if not self.state.recording:
+            return
         records = self.state.records
         records.append(Record(self.at, self.state.external_id, workflow, kind, fields,
                               (self.phase, self.order, len(records)), note))

@@ -11,10 +11,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from dsl import model as m
-from dsl.conditions import describe
+from dsl.conditions import Predicate, describe, predicate
 from engine.timing import CapRule, Window
 
 
@@ -26,6 +27,15 @@ class EventRulePlan:
     """`FILE:LINE`."""
     max_window: timedelta | None
     max_points: Decimal | None
+    where: Predicate | None
+
+
+@dataclass(frozen=True, slots=True)
+class Guarded:
+    """A tag rule, trigger or transition with its condition compiled (None: always)."""
+
+    node: Any
+    test: Predicate | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +45,7 @@ class FitRulePlan:
     ref: str
     signature: str
     uses_tags: bool
+    holds: Predicate
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +68,12 @@ class WorkflowPlan:
     """Event type → the rules it can match, in written order (scores in written order)."""
     fit_rules: list[FitRulePlan] = field(default_factory=list)
     decays: dict[str, DecayPlan] = field(default_factory=dict)
-    tag_rules: dict[str, list[m.TagRule]] = field(default_factory=dict)
-    entries: dict[str, list[m.Trigger]] = field(default_factory=dict)
-    exits: dict[str, list[m.Trigger]] = field(default_factory=dict)
+    tag_rules: dict[str, list[Guarded]] = field(default_factory=dict)
+    entries: dict[str, list[Guarded]] = field(default_factory=dict)
+    exits: dict[str, list[Guarded]] = field(default_factory=dict)
     stages: dict[str, m.Stage] = field(default_factory=dict)
+    transitions: dict[str, list[Guarded]] = field(default_factory=dict)
+    """Stage -> its transitions in written order, `when` and `on … where` compiled."""
     awaited: dict[str, frozenset[str]] = field(default_factory=dict)
     """Stage -> the events its `after … unless EVENT` steps watch for."""
 
@@ -124,25 +137,43 @@ def _workflow_plan(workflow: m.Workflow) -> WorkflowPlan:
             plan.event_rules.setdefault(rule.event, []).append(EventRulePlan(
                 score.name, rule, rule.span.rule_ref,
                 rule.max.window if rule.max else None,
-                Decimal(rule.max.count) if rule.max else None))
+                Decimal(rule.max.count) if rule.max else None, _compiled(rule.where)))
         seen: dict[str, int] = {}
         for fit in score.fit_rules:
             text = f"{score.name}: when {describe(fit.condition)} {fit.points}"
             seen[text] = seen.get(text, 0) + 1
             signature = text if seen[text] == 1 else f"{text} #{seen[text]}"
             plan.fit_rules.append(FitRulePlan(score.name, fit, fit.span.rule_ref, signature,
-                                              _uses_tags(fit.condition)))
+                                              _uses_tags(fit.condition),
+                                              predicate(fit.condition)))
         if score.decay is not None:
             plan.decays[score.name] = DecayPlan(
                 score.name, 1 - Decimal(score.decay.percent) / 100, score.decay.every.delta,
                 score.decay.span.rule_ref)
     for tag in workflow.tags:
-        plan.tag_rules.setdefault(tag.event, []).append(tag)
+        plan.tag_rules.setdefault(tag.event, []).append(Guarded(tag, _compiled(tag.where)))
     for trigger in workflow.entries:
-        plan.entries.setdefault(trigger.event, []).append(trigger)
+        plan.entries.setdefault(trigger.event, []).append(
+            Guarded(trigger, _compiled(trigger.where)))
     for trigger in workflow.exits:
-        plan.exits.setdefault(trigger.event, []).append(trigger)
+        plan.exits.setdefault(trigger.event, []).append(
+            Guarded(trigger, _compiled(trigger.where)))
+    for stage in workflow.stages:
+        plan.transitions[stage.name] = [Guarded(t, _transition_test(t))
+                                        for t in stage.transitions]
     return plan
+
+
+def _compiled(condition: m.Condition | None) -> Predicate | None:
+    return predicate(condition) if condition is not None else None
+
+
+def _transition_test(transition: m.Transition) -> Predicate | None:
+    if isinstance(transition, m.GoWhen):
+        return predicate(transition.condition)
+    if isinstance(transition, m.GoOn):
+        return _compiled(transition.where)
+    return None
 
 
 def _uses_tags(condition: m.Condition) -> bool:

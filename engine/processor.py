@@ -42,6 +42,7 @@ class TickResult:
     subscribers: int = 0
     """Subscribers whose due work was done."""
     records: int = 0
+    """Timeline records written (counted only when a listener wants them)."""
 
 
 class Engine:
@@ -100,6 +101,7 @@ class Engine:
                 fresh.sort(key=lambda e: (e.at, e.seq))
                 accepted += len(fresh)
                 state = states[subscriber]
+                state.recording = self.on_record is not None
                 rank = state.id if state.id is not None else min(e.seq for e in fresh)
                 self.journey.advance(state, [StoredEvent(e) for e in fresh], now, rank,
                                      until_inclusive=False)
@@ -125,6 +127,7 @@ class Engine:
                 states = store.load_by_id(connection, ids, self.plan, self.cache)
                 for state in states.values():
                     assert state.id is not None
+                    state.recording = self.on_record is not None
                     self.journey.advance(state, [], now, state.id)
                 store.save(connection, self.writer, states.values(), now)
             result.subscribers += len(states)

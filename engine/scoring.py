@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from dsl import model as m
-from dsl.conditions import MISSING, evaluate
+from dsl.conditions import MISSING
 from engine.moment import Moment
 from engine.plan import DecayPlan, EventRulePlan, WorkflowPlan
 from engine.records import exact, tidy
@@ -30,8 +30,7 @@ def score_event(plan: WorkflowPlan, moment: Moment, event_type: str) -> None:
         return
     tags = moment.state.tags
     for rule in rules:
-        where = rule.rule.where
-        if where is None or evaluate(where, moment.event_property, tags):
+        if rule.where is None or rule.where(moment.event_property, tags):
             _earn(plan, moment, rule)
 
 
@@ -92,7 +91,7 @@ def refresh_fit(plan: WorkflowPlan, moment: Moment, only_tag_rules: bool = False
     for fit in plan.fit_rules:
         if only_tag_rules and not fit.uses_tags:
             continue
-        holds = evaluate(fit.rule.condition, moment.attribute, state.tags)
+        holds = fit.holds(moment.attribute, state.tags)
         score = state.score(plan.name, fit.score)
         held = fit.signature in score.fit
         if holds == held:

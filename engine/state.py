@@ -191,6 +191,8 @@ class SubscriberState:
     due: list[Due] = field(default_factory=list)
     changes: Changes = field(default_factory=Changes)
     records: list[Record] = field(default_factory=list)
+    recording: bool = True
+    """Whether timeline records are wanted (someone listens: the simulator, a test)."""
     subscriber_dirty: bool = False
     attributes_dirty: bool = False
     next_order: int = 0
