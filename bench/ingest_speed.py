@@ -23,7 +23,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.journeys import batches, journeys, visits
+from bench.journeys import batches, journeys
 from dsl.loader import load_paths
 from engine.clock import VirtualClock
 from engine.processor import Engine
@@ -44,7 +44,7 @@ def main() -> None:
     span = timedelta(hours=10)
     shapes = {
         "scattered": journeys(args.subscribers, args.events_each, start, span),
-        "visits": visits(args.subscribers, args.events_each, start, span),
+        "visits": journeys(args.subscribers, args.events_each, start, span, per_visit=10),
     }
     print(f"{args.subscribers:,} subscribers, {args.events_each - 1} behaviour events each, "
           f"batches of {args.batch}, SQLite (WAL, synchronous=NORMAL)")

@@ -41,33 +41,13 @@ def behaviour(who: str, at: datetime, rng: random.Random, seq: int, n: int) -> E
 
 
 def journeys(subscribers: int, events_each: int, start: datetime, span: timedelta,
-             seed: int = 7) -> list[Event]:
-    """Every subscriber subscribes somewhere in the first tenth of `span`, then acts."""
-    rng = random.Random(seed)
-    events: list[Event] = []
-    seq = 0
-    for index in range(subscribers):
-        who = f"sub{index:07d}"
-        joined = start + span * rng.random() * 0.1
-        seq += 1
-        events.append(subscribed(who, joined, rng, seq))
-        for n in range(1, events_each):
-            seq += 1
-            events.append(behaviour(who, joined + (start + span - joined) * rng.random(), rng,
-                                    seq, n))
-    events.sort(key=lambda e: (e.at, e.seq))
-    return events
+             per_visit: int = 1, seed: int = 7) -> list[Event]:
+    """Every subscriber subscribes somewhere in the first tenth of `span`, then acts.
 
-
-def batches(events: list[Event], size: int) -> Iterator[list[Event]]:
-    for first in range(0, len(events), size):
-        yield events[first:first + size]
-
-
-def visits(subscribers: int, events_each: int, start: datetime, span: timedelta,
-           per_visit: int = 10, seed: int = 7) -> list[Event]:
-    """Like `journeys`, but behaviour comes in visits: `per_visit` events within a few
-    minutes (pages, a click, an open), visits spread over `span` — the shape of web traffic."""
+    With `per_visit` above 1, behaviour comes in visits: that many events within a few
+    minutes (pages, a click, an open), the visits spread over `span` — the shape of web
+    traffic. With 1, every event is at its own random time.
+    """
     rng = random.Random(seed)
     events: list[Event] = []
     seq = 0
@@ -86,3 +66,9 @@ def visits(subscribers: int, events_each: int, start: datetime, span: timedelta,
                 n += 1
     events.sort(key=lambda e: (e.at, e.seq))
     return events
+
+
+def batches(events: list[Event], size: int) -> Iterator[list[Event]]:
+    for first in range(0, len(events), size):
+        yield events[first:first + size]
+
