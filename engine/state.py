@@ -223,7 +223,8 @@ class SubscriberState:
     def settle(self, sent_window: timedelta, max_window: timedelta) -> None:
         """After the batch's changes are committed: everything in memory is now stored, at
         the next version. Send and cap history older than any window needs is dropped."""
-        self.version += 1
+        if self.subscriber_dirty:  # written at the next version (store.states.save)
+            self.version += 1
         self.subscriber_dirty = self.attributes_dirty = False
         for enrolment in self.enrolments.values():
             enrolment.dirty = False
