@@ -83,6 +83,7 @@ class Journey:
     # ------------------------------------------------------------ events
 
     def _process_event(self, moment: Moment) -> None:
+        """Record, score, tag, enrol, exit, then try transitions (SPEC §1.5)."""
         state = moment.state
         assert moment.event is not None
         event = moment.event.event
@@ -91,36 +92,50 @@ class Journey:
         state.changes.events.append(moment.event)
         first_event = state.last_event_at is None
         state.last_event_at = moment.at
-        changed = self._record(moment, event.type, event.properties)
-        for name, enrolment in state.enrolments.items():
-            workflow_plan = self.plan.by_name.get(name)
-            awaited = workflow_plan.awaited.get(enrolment.stage, ()) if workflow_plan else ()
-            if event.type in awaited and event.type not in enrolment.seen:
-                enrolment.seen.add(event.type)
-                self._touch(state, enrolment)
-        if changed or first_event:
+        attributes_changed = self._record(moment, event.type, event.properties)
+        self._note_awaited(state, event.type)
+        if attributes_changed or first_event:
             for workflow in self.plan.workflows:
                 refresh_fit(workflow, moment)
         enrolled: set[str] = set()
         if event.type in self.plan.event_types:  # some rule, tag, entry or exit names it
-            for workflow in self.plan.workflows:
-                score_event(workflow, moment, event.type)
-            if self._tag(moment, event.type) and self.plan.fit_uses_tags:
-                for workflow in self.plan.workflows:
-                    refresh_fit(workflow, moment, only_tag_rules=True)
-            for workflow in self.plan.workflows:
-                if workflow.name not in state.enrolments and self._triggered(
-                        workflow.entries.get(event.type), moment):
-                    self._enrol(workflow, moment)
-                    enrolled.add(workflow.name)
-            for workflow in self.plan.workflows:
-                if workflow.name in state.enrolments and self._triggered(
-                        workflow.exits.get(event.type), moment):
-                    self._exit(workflow, moment, event.type)
+            self._score_and_tag(moment, event.type)
+            enrolled = self._enrol_and_exit(moment, event.type)
         for workflow in self.plan.workflows:
             active = state.enrolments.get(workflow.name)
             if active is not None and workflow.name not in enrolled:
                 self._try_transitions(workflow, active, moment, event.type)
+
+    def _note_awaited(self, state: SubscriberState, event_type: str) -> None:
+        """Remember an event that an `after … unless` of the current stage waits for."""
+        for name, enrolment in state.enrolments.items():
+            workflow = self.plan.by_name.get(name)
+            awaited = workflow.awaited.get(enrolment.stage, ()) if workflow else ()
+            if event_type in awaited and event_type not in enrolment.seen:
+                enrolment.seen.add(event_type)
+                self._touch(state, enrolment)
+
+    def _score_and_tag(self, moment: Moment, event_type: str) -> None:
+        for workflow in self.plan.workflows:
+            score_event(workflow, moment, event_type)
+        if self._tag(moment, event_type) and self.plan.fit_uses_tags:
+            for workflow in self.plan.workflows:
+                refresh_fit(workflow, moment, only_tag_rules=True)
+
+    def _enrol_and_exit(self, moment: Moment, event_type: str) -> set[str]:
+        """Entries, then exits; the workflows this event enrolled in."""
+        state = moment.state
+        enrolled: set[str] = set()
+        for workflow in self.plan.workflows:
+            if workflow.name not in state.enrolments and self._triggered(
+                    workflow.entries.get(event_type), moment):
+                self._enrol(workflow, moment)
+                enrolled.add(workflow.name)
+        for workflow in self.plan.workflows:
+            if workflow.name in state.enrolments and self._triggered(
+                    workflow.exits.get(event_type), moment):
+                self._exit(workflow, moment, event_type)
+        return enrolled
 
     def _record(self, moment: Moment, kind: str, properties: Any) -> bool:
         """Consent and attributes carried by reserved events (SPEC §2); True if the
