@@ -44,8 +44,9 @@ def _earn(plan: WorkflowPlan, moment: Moment, rule: EventRulePlan) -> None:
     change(plan, moment, rule.score, points, rule.ref, "event")
     if decay is not None:
         state = moment.state
-        state.score(plan.name, rule.score).contributions.append(
-            Contribution(rule.ref, points, points, 0, moment.at))
+        score = state.score(plan.name, rule.score)
+        score.contributions.append(Contribution(rule.ref, points, points, 0, moment.at))
+        score.stored_contributions = None
         if not any(d.kind == "decay" and d.workflow == plan.name for d in state.due):
             at = moment.at + decay.every
             state.schedule(Due("decay", at, plan.name, None, 0, 0, 0, at, state.new_order()))
@@ -118,6 +119,7 @@ def decay(plan: WorkflowPlan, moment: Moment) -> None:
         loss = sum((_decay_one(c, rule, moment.at) for c in score.contributions), Decimal(0))
         score.contributions = [c for c in score.contributions if c.value != 0]
         score.dirty = True
+        score.stored_contributions = None
         if loss != 0:
             change(plan, moment, name, loss, rule.ref, "decay")
     following = next_decay(plan, state)

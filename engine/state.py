@@ -92,6 +92,8 @@ class ScoreState:
     dirty: bool = False
     stored_fit: dict[str, str] | None = None
     """The `fit` column as last written (kept until the fit rules that hold change)."""
+    stored_contributions: list[list[Any]] | None = None
+    """The `contributions` column as last written (kept until a contribution changes)."""
 
 
 @dataclass(slots=True)
@@ -232,8 +234,14 @@ class SubscriberState:
             score.stored, score.dirty = score.stored or score.dirty, False
         for due in self.due:
             due.stored, due.dirty = True, False
-        self.changes = Changes()
-        self.records = []
+        changes = self.changes
+        for rows in (changes.events, changes.consents, changes.tags, changes.ledger,
+                     changes.visits, changes.deliveries, changes.enrolments,
+                     changes.removed_due):
+            if rows:
+                rows.clear()
+        if self.records:
+            self.records = []
         if self.processed_until is not None:
             oldest = self.processed_until - sent_window
             for channel, sent in self.sent.items():

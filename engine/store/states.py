@@ -288,8 +288,9 @@ def _save_scores(connection: Connection, writer: BatchWriter,
                 continue
             if score.stored_fit is None:
                 score.stored_fit = {k: str(v) for k, v in score.fit.items()}
-            values = (score.total, score.stored_fit,
-                      [_stored_form(c) for c in score.contributions])
+            if score.stored_contributions is None:
+                score.stored_contributions = [_stored_form(c) for c in score.contributions]
+            values = (score.total, score.stored_fit, score.stored_contributions)
             if score.stored:
                 changed.append((*values, state.id, score.workflow, score.score))
             else:
