@@ -47,9 +47,18 @@ def _earn(plan: WorkflowPlan, moment: Moment, rule: EventRulePlan) -> None:
         score = state.score(plan.name, rule.score)
         score.contributions.append(Contribution(rule.ref, points, points, 0, moment.at))
         score.stored_contributions = None
-        if not any(d.kind == "decay" and d.workflow == plan.name for d in state.due):
-            at = moment.at + decay.every
-            state.schedule(Due("decay", at, plan.name, None, 0, 0, 0, at, state.new_order()))
+        _wake_for_decay(state, plan.name, moment.at + decay.every)
+
+
+def _wake_for_decay(state: SubscriberState, workflow: str, at: datetime) -> None:
+    """One decay wake-up per workflow, at the earliest boundary of its contributions."""
+    for due in state.due:
+        if due.kind == "decay" and due.workflow == workflow:
+            if due.due_at > at:  # a score that decays faster than the others
+                due.due_at = due.nominal_at = at
+                due.dirty = True
+            return
+    state.schedule(Due("decay", at, workflow, None, 0, 0, 0, at, state.new_order()))
 
 
 def _within_max(moment: Moment, rule: EventRulePlan, points: Decimal) -> Decimal:

@@ -40,6 +40,7 @@ workflow shop {
     decay 50% every 2 days
   }
   score fit { when role == "marketing" +10 }
+  score heat { on email_open +8 decay 50% every 6 hours }
   tag "diamonds" on page_view where url contains "/diamonds"
   stage awareness {
     after 10 minutes: send push welcome

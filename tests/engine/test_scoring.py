@@ -240,3 +240,24 @@ def test_the_ledger_explains_every_score(flow) -> None:
         ("decay", "w.flow:5", None, -4),
     ]
     assert [line.total for line in lines] == [30, 40, 36]
+
+
+def test_scores_that_decay_at_different_paces_each_keep_their_own_boundaries(flow) -> None:
+    run = flow("""\
+workflow w {
+  score slow { on page_view +100 decay 10% every 30 days }
+  score fast { on click +100 decay 50% every 1 day }
+  stage only { }
+}
+""")
+    run.event("ann", "page_view")
+    run.advance(hours=1)
+    run.event("ann", "click")  # its first boundary (1 day) comes before slow's (30 days)
+    run.advance(days=3)
+    assert scores(run)[2:] == [
+        ("2026-01-06T10:00:00Z", "score", "fast -50 = 50"),
+        ("2026-01-07T10:00:00Z", "score", "fast -25 = 25"),
+        ("2026-01-08T10:00:00Z", "score", "fast -12.5 = 12.5"),
+    ]
+    run.advance(days=27)
+    assert ("2026-02-04T09:00:00Z", "score", "slow -10 = 90") in scores(run)
