@@ -373,6 +373,9 @@ class Template:
 
 URGENCIES: tuple[str, ...] = ("very_low", "low", "normal", "high")
 DEFAULT_PUSH_TTL = Duration(4, "week")
+PUSH_PLAINTEXT_LIMIT = 3993
+"""Bytes of payload a push can carry: a 4,096-byte aes128gcm record less its header (86),
+padding delimiter (1) and tag (16) — RFC 8291, RFC 8188."""
 
 
 @dataclass(frozen=True, slots=True)

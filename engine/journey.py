@@ -19,7 +19,7 @@ from engine.moment import Moment
 from engine.plan import Guarded, Plan, WorkflowPlan
 from engine.records import DUE_PHASE, EVENT_PHASE
 from engine.scoring import decay, refresh_fit, score_event, when_lookup
-from engine.sending import SendStep, decide_send
+from engine.sending import SendOptions, SendStep, decide_send
 from engine.state import (
     ConsentRow,
     Due,
@@ -37,9 +37,9 @@ STAGE_WORK = frozenset({"step", "send", "move", "idle"})
 class Journey:
     """Runs the workflows of one plan over subscribers' states."""
 
-    def __init__(self, plan: Plan, push_needs_subscription: bool = True) -> None:
+    def __init__(self, plan: Plan, options: SendOptions | None = None) -> None:
         self.plan = plan
-        self.push_needs_subscription = push_needs_subscription
+        self.options = options or SendOptions()
 
     # ------------------------------------------------------------ driving time
 
@@ -230,7 +230,7 @@ class Journey:
             if isinstance(step, m.OnEnter):
                 decide_send(self.plan, workflow, moment,
                             SendStep(enrolment, stage, index, 0, moment.at), None,
-                            self.push_needs_subscription)
+                            self.options)
         for index, step in enumerate(stage.steps):
             if isinstance(step, m.After):
                 self._plan_work(state, "step", moment.at + step.delay.delta, enrolment, index, 0)
@@ -335,7 +335,7 @@ class Journey:
         elif due.kind == "send":
             kept = decide_send(self.plan, workflow, moment,
                                SendStep(enrolment, stage, due.step, due.occurrence,
-                                        due.nominal_at), due, self.push_needs_subscription)
+                                        due.nominal_at), due, self.options)
         elif due.kind == "idle":
             transition = stage.transitions[due.step]
             assert isinstance(transition, m.GoIdle)
@@ -364,4 +364,4 @@ class Journey:
             return
         decide_send(self.plan, workflow, moment,
                     SendStep(enrolment, stage, due.step, due.occurrence, due.due_at), None,
-                    self.push_needs_subscription)
+                    self.options)

@@ -21,6 +21,7 @@ from engine.events import Event
 from engine.journey import Journey
 from engine.plan import Plan, build_plan
 from engine.records import Record
+from engine.sending import SendOptions
 from engine.state import StoredEvent, SubscriberState
 from engine.state_cache import StateCache
 from engine.store import states as store
@@ -49,9 +50,11 @@ class Engine:
     def __init__(self, catalog: m.Catalog, database: Database, *, clock: Clock | None = None,
                  channels: Mapping[str, Channel] | None = None,
                  on_record: RecordSink | None = None, push_needs_subscription: bool = True,
-                 batch_size: int = 500, cache_size: int = 20_000) -> None:
+                 outbox: bool = True, batch_size: int = 500, cache_size: int = 20_000) -> None:
+        """`outbox=False` (the simulator, tests) hands decided sends to `channels` in process
+        instead of writing them to the outbox for the dispatcher."""
         self.plan: Plan = build_plan(catalog)
-        self.journey = Journey(self.plan, push_needs_subscription)
+        self.journey = Journey(self.plan, SendOptions(push_needs_subscription, outbox))
         self.database = database
         self.writer = BatchWriter(database.engine.dialect)
         self.clock: Clock = clock or SystemClock()

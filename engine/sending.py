@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import bisect
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from channels.base import Rendered
 from channels.render import choose_variant, render_message
+from channels.webpush import fits, payload
 from dsl import model as m
 from dsl.errors import RenderError
+from dsl.model import PUSH_PLAINTEXT_LIMIT
 from engine.moment import Moment
 from engine.plan import Plan, WorkflowPlan
 from engine.scoring import score_values
-from engine.state import DeliveryRow, Due, Enrolment, SubscriberState
+from engine.state import DeliveryRow, DispatchRow, Due, Enrolment, SubscriberState
 from engine.timing import send_time
 
 
@@ -48,14 +51,22 @@ class SendStep:
         return self.stage.steps[self.index].span.rule_ref
 
 
+@dataclass(frozen=True, slots=True)
+class SendOptions:
+    push_needs_subscription: bool = True
+    """Outside the simulator a push needs a live browser subscription (SPEC §2)."""
+    outbox: bool = True
+    """Write the recipients of each send to the outbox for the dispatcher."""
+
+
 def decide_send(plan: Plan, workflow: WorkflowPlan, moment: Moment, step: SendStep,
-                waiting: Due | None, push_needs_subscription: bool) -> bool:
+                waiting: Due | None, options: SendOptions) -> bool:
     """Send, skip or postpone one send at `moment`; True when `waiting` was put back to wait."""
     state = moment.state
     action = step.action
     channel = action.channel
     if channel != "webhook":
-        reason = _missing_consent_or_address(state, channel, push_needs_subscription)
+        reason = _missing_consent_or_address(state, channel, options.push_needs_subscription)
         if reason is not None:
             _skip(moment, workflow, step, reason)
             return False
@@ -71,13 +82,17 @@ def decide_send(plan: Plan, workflow: WorkflowPlan, moment: Moment, step: SendSt
     except RenderError as problem:
         _skip(moment, workflow, step, "render_error", problem.message)
         return False
+    if channel == "push" and not push_fits(rendered.fields):
+        _skip(moment, workflow, step, "payload_too_large",
+              f"the rendered push is over {PUSH_PLAINTEXT_LIMIT} bytes as JSON")
+        return False
     if channel != "webhook":
         when = send_time(moment.at, workflow.quiet, subscriber_zone(state, workflow),
                          state.sent.get(channel, ()), workflow.caps.get(channel, ()))
         if when > moment.at:
             return _postpone(state, workflow, step, when, waiting)
         bisect.insort(state.sent.setdefault(channel, []), moment.at)
-    _send(moment, workflow, step, rendered)
+    _send(moment, workflow, step, rendered, options)
     return False
 
 
@@ -89,7 +104,7 @@ def _missing_consent_or_address(state: SubscriberState, channel: str,
         address = state.attributes.get("email")
         if not isinstance(address, str) or "@" not in address:
             return "no_address"
-    elif channel == "push" and push_needs_subscription and state.push_subscriptions == 0:
+    elif channel == "push" and push_needs_subscription and not state.push_subscriptions:
         return "no_address"
     return None
 
@@ -118,9 +133,12 @@ def _postpone(state: SubscriberState, workflow: WorkflowPlan, step: SendStep, wh
     return False
 
 
-def _send(moment: Moment, workflow: WorkflowPlan, step: SendStep, rendered: Rendered) -> None:
+def _send(moment: Moment, workflow: WorkflowPlan, step: SendStep, rendered: Rendered,
+          options: SendOptions) -> None:
     fields = dict(rendered.fields)
-    _deliver(moment, workflow, step, "sent", None, fields, rendered.lang)
+    delivery = _deliver(moment, workflow, step, "sent", None, fields, rendered.lang)
+    if options.outbox:
+        delivery.dispatches = _recipients(moment, rendered)
     shown: dict[str, Any] = {"channel": rendered.channel, "message": rendered.message,
                              "lang": rendered.lang}
     for name in RECORDED_FIELDS[rendered.channel]:
@@ -143,12 +161,37 @@ def _skip(moment: Moment, workflow: WorkflowPlan, step: SendStep, reason: str,
 
 
 def _deliver(moment: Moment, workflow: WorkflowPlan, step: SendStep, status: str,
-             reason: str | None, content: dict[str, Any], lang: str | None) -> None:
+             reason: str | None, content: dict[str, Any], lang: str | None) -> DeliveryRow:
     action = step.action
-    moment.state.changes.deliveries.append(DeliveryRow(
-        step.enrolment, workflow.name, step.stage.name, step.enrolment.stage_seq, step.index,
-        step.occurrence, step.rule, action.channel, action.message, lang, status, reason,
-        content, step.nominal_at, moment.at))
+    state = moment.state
+    state.delivery_count += 1
+    row = DeliveryRow(
+        state.delivery_count, step.enrolment, workflow.name, step.stage.name,
+        step.enrolment.stage_seq, step.index, step.occurrence, step.rule, action.channel,
+        action.message, lang, status, reason, content, step.nominal_at, moment.at)
+    state.changes.deliveries.append(row)
+    return row
+
+
+def _recipients(moment: Moment, rendered: Rendered) -> list[DispatchRow]:
+    """Where the outbox sends a decided message: every live subscription of a push, the
+    address of an e-mail, the URL of a webhook."""
+    state = moment.state
+    fields = rendered.fields
+    if rendered.channel == "push":
+        expires = moment.at + timedelta(seconds=int(fields.get("ttl") or 0))
+        return [DispatchRow("push", key, None, expires) for key in state.push_subscriptions]
+    if rendered.channel == "email":
+        return [DispatchRow("email", None, str(state.attributes.get("email")), None)]
+    return [DispatchRow("webhook", None, str(fields.get("url")), None)]
+
+
+PLACEHOLDER_TOKEN = "t" * 96
+"""At least as long as any click token, so that a push that fits here fits when sent."""
+
+
+def push_fits(fields: Mapping[str, Any]) -> bool:
+    return fits(payload(fields, "x" * 32, PLACEHOLDER_TOKEN))
 
 
 def subscriber_zone(state: SubscriberState, workflow: WorkflowPlan) -> ZoneInfo:

@@ -102,7 +102,8 @@ def simulate(catalog: m.Catalog, events: list[Event], start: datetime, until: da
         runs = SortedRuns(Path(folder), spill=len(subscribers) > SUBSCRIBERS_PER_BATCH)
         batch: list[Record] = []
         engine = Engine(catalog, database, clock=VirtualClock(until), on_record=batch.append,
-                        push_needs_subscription=False, batch_size=SUBSCRIBERS_PER_BATCH)
+                        push_needs_subscription=False, outbox=False,
+                        batch_size=SUBSCRIBERS_PER_BATCH)
         try:
             for first in range(0, len(subscribers), SUBSCRIBERS_PER_BATCH):
                 chunk = subscribers[first:first + SUBSCRIBERS_PER_BATCH]

@@ -136,7 +136,18 @@ class VisitRow:
 
 
 @dataclass(slots=True)
+class DispatchRow:
+    """One recipient of a decided send, for the outbox."""
+
+    channel: str
+    push_subscription: int | None
+    address: str | None
+    expires_at: datetime | None
+
+
+@dataclass(slots=True)
 class DeliveryRow:
+    seq: int
     enrolment: Enrolment
     workflow: str
     stage: str
@@ -152,6 +163,7 @@ class DeliveryRow:
     content: dict[str, Any]
     nominal_at: datetime
     decided_at: datetime
+    dispatches: list[DispatchRow] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -180,9 +192,11 @@ class SubscriberState:
     processed_until: datetime | None = None
     event_count: int = 0
     version: int = 0
+    delivery_count: int = 0
     consents: dict[str, bool] = field(default_factory=dict)
     tags: set[str] = field(default_factory=set)
-    push_subscriptions: int = 0
+    push_subscriptions: list[int] = field(default_factory=list)
+    """Ids of the live browser subscriptions (a push goes to each)."""
     enrolments: dict[str, Enrolment] = field(default_factory=dict)
     """Active enrolments by workflow name."""
     scores: dict[tuple[str, str], ScoreState] = field(default_factory=dict)

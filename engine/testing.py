@@ -61,7 +61,7 @@ class FlowTest:
         self.engine = Engine(self.catalog, self.database, on_record=self.records.append,
                              channels={"push": self.channel, "email": self.channel,
                                        "webhook": self.channel},
-                             push_needs_subscription=live_push)
+                             push_needs_subscription=live_push, outbox=False)
         self._seq = 0
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ def add(connection: Connection, external_id: str, endpoint: str, p256dh: str, au
     if key is None:
         key = connection.execute(insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id), {
             "external_id": external_id, "attributes": {}, "created_at": at,
-            "event_count": 0, "version": 0}).scalar_one()
+            "event_count": 0, "version": 0, "delivery_count": 0}).scalar_one()
     _changed(connection, key)
     existing = connection.execute(select(PUSH_SUBSCRIPTIONS.c.id).where(
         PUSH_SUBSCRIPTIONS.c.endpoint == endpoint)).scalar()

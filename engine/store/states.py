@@ -40,6 +40,7 @@ LEDGER = cast(Table, t.LedgerEntry.__table__)
 SCHEDULE = cast(Table, t.DueWork.__table__)
 DELIVERIES = cast(Table, t.Delivery.__table__)
 PUSH_SUBSCRIPTIONS = cast(Table, t.PushSubscription.__table__)
+DISPATCHES = cast(Table, t.Dispatch.__table__)
 
 
 def existing_event_keys(connection: Connection, keys: Sequence[str]) -> set[str]:
@@ -100,7 +101,8 @@ def _from_rows(connection: Connection, rows: Sequence[Any],
     for row in rows:
         states[row.id] = SubscriberState(
             row.external_id, row.id, dict(row.attributes), row.created_at,
-            row.last_event_at, row.processed_until, row.event_count, row.version)
+            row.last_event_at, row.processed_until, row.event_count, row.version,
+            row.delivery_count)
     if states:
         _load_details(connection, states, plan)
     return {state.external_id: state for state in states.values()}
@@ -120,11 +122,11 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
                                   .where(TAGS.c.subscriber_id.in_(ids))):
         states[row.subscriber_id].tags.add(row.tag)
     for row in connection.execute(
-            select(PUSH_SUBSCRIPTIONS.c.subscriber_id, func.count().label("live"))
+            select(PUSH_SUBSCRIPTIONS.c.subscriber_id, PUSH_SUBSCRIPTIONS.c.id)
             .where(PUSH_SUBSCRIPTIONS.c.subscriber_id.in_(ids),
                    PUSH_SUBSCRIPTIONS.c.removed_at.is_(None))
-            .group_by(PUSH_SUBSCRIPTIONS.c.subscriber_id)):
-        states[row.subscriber_id].push_subscriptions = row.live
+            .order_by(PUSH_SUBSCRIPTIONS.c.id)):
+        states[row.subscriber_id].push_subscriptions.append(row.id)
 
     enrolments: dict[int, Enrolment] = {}
     for row in connection.execute(select(ENROLMENTS).where(
@@ -172,7 +174,8 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
 
 # ---------------------------------------------------------------- writing back
 
-SUBSCRIBER_COLUMNS = ("last_event_at", "processed_until", "event_count", "version")
+SUBSCRIBER_COLUMNS = ("last_event_at", "processed_until", "event_count", "version",
+                      "delivery_count")
 ATTRIBUTE_COLUMNS = ("attributes", "timezone", "locale")
 ENROLMENT_COLUMNS = ("stage", "stage_seq", "stage_entered_at", "ended_at", "exit_reason",
                      "seen")
@@ -189,7 +192,7 @@ def save(connection: Connection, writer: BatchWriter, states: Iterable[Subscribe
     states = list(states)
     _save_subscribers(connection, writer, states)
     _save_enrolments(connection, writer, states)
-    events, consents, tags, visits, ledger, deliveries = [], [], [], [], [], []
+    events, consents, tags, visits, ledger, deliveries, dispatches = [], [], [], [], [], [], []
     for state in states:
         sid = state.id
         changes = state.changes
@@ -202,10 +205,13 @@ def save(connection: Connection, writer: BatchWriter, states: Iterable[Subscribe
                    for v in changes.visits]
         ledger += [(sid, e.workflow, e.score, e.kind, e.delta, e.total, e.rule, _seq(e.event),
                     e.at) for e in changes.ledger]
-        deliveries += [(sid, d.workflow, d.enrolment.id, d.stage, d.stage_seq, d.step,
+        deliveries += [(sid, d.seq, d.workflow, d.enrolment.id, d.stage, d.stage_seq, d.step,
                         d.occurrence, d.step_rule, d.channel, d.message, d.lang, d.status,
                         d.reason, d.content, d.nominal_at, d.decided_at)
                        for d in changes.deliveries]
+        dispatches += [(sid, d.seq, r.channel, r.push_subscription, r.address, "queued", 0,
+                        d.decided_at, r.expires_at)
+                       for d in changes.deliveries for r in d.dispatches]
     writer.insert(connection, EVENTS, ("subscriber_id", "seq", "key", "type", "at",
                                        "properties", "received_at"), events)
     writer.insert(connection, CONSENTS, ("subscriber_id", "channel", "granted", "at", "source",
@@ -217,9 +223,12 @@ def save(connection: Connection, writer: BatchWriter, states: Iterable[Subscribe
     writer.insert(connection, LEDGER, ("subscriber_id", "workflow", "score", "kind", "delta",
                                        "total", "rule", "event_seq", "at"), ledger)
     writer.insert(connection, DELIVERIES, (
-        "subscriber_id", "workflow", "enrolment_id", "stage", "stage_seq", "step", "occurrence",
-        "step_rule", "channel", "message", "lang", "status", "reason", "content", "nominal_at",
-        "decided_at"), deliveries)
+        "subscriber_id", "seq", "workflow", "enrolment_id", "stage", "stage_seq", "step",
+        "occurrence", "step_rule", "channel", "message", "lang", "status", "reason", "content",
+        "nominal_at", "decided_at"), deliveries)
+    writer.insert(connection, DISPATCHES, (
+        "subscriber_id", "delivery_seq", "channel", "push_subscription_id", "address", "status",
+        "attempts", "due_at", "expires_at"), dispatches)
     _save_scores(connection, writer, states)
     _save_schedule(connection, writer, states)
 
@@ -247,7 +256,8 @@ def _save_subscribers(connection: Connection, writer: BatchWriter,
 
 
 def _progress(state: SubscriberState) -> tuple[Any, ...]:
-    return (state.last_event_at, state.processed_until, state.event_count, state.version + 1)
+    return (state.last_event_at, state.processed_until, state.event_count, state.version + 1,
+            state.delivery_count)
 
 
 def _attributes(state: SubscriberState) -> tuple[Any, ...]:

@@ -57,6 +57,8 @@ class Subscriber(Base):
     version: Mapped[int]
     """Incremented by every write of the subscriber's state: a state kept in memory between
     batches is used again only while its version is the stored one."""
+    delivery_count: Mapped[int] = mapped_column(server_default="0")
+    """How many deliveries were decided: the next is number `delivery_count + 1`."""
 
 
 class Event(Base):
@@ -219,10 +221,13 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("subscriber_id", "workflow", "enrolment_id", "stage_seq", "step",
                          "occurrence", name="uq_deliveries_step"),
+        UniqueConstraint("subscriber_id", "seq"),
         Index(None, "subscriber_id", "decided_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    """Numbers the subscriber's deliveries: how dispatches point at their delivery."""
     workflow: Mapped[str] = mapped_column(String(100))
     enrolment_id: Mapped[int] = mapped_column(ForeignKey("enrolments.id", ondelete="CASCADE"))
     stage: Mapped[str] = mapped_column(String(100))
@@ -241,6 +246,46 @@ class Delivery(Base):
     """The rendered fields, exactly as decided."""
     nominal_at: Mapped[datetime]
     decided_at: Mapped[datetime]
+
+
+class Dispatch(Base):
+    """The outbox: one row per recipient of a decided send (each live browser subscription
+    of a push, the address of an e-mail, the URL of a webhook), written in the transaction
+    that decides the send.
+
+    `due_at` is when the dispatcher should look at the row next: the next attempt while
+    `queued`, the end of its lease while `sending` (so the rows a dead dispatcher held fall
+    due again). Finished rows (`delivered`, `gone`, `failed`, `expired`) have none.
+    """
+
+    __tablename__ = "dispatches"
+    __table_args__ = (
+        ForeignKeyConstraint(["subscriber_id", "delivery_seq"],
+                             ["deliveries.subscriber_id", "deliveries.seq"],
+                             ondelete="CASCADE"),
+        Index("ix_dispatches_due", "due_at",
+              sqlite_where=text("status IN ('queued', 'sending')"),
+              postgresql_where=text("status IN ('queued', 'sending')")),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    delivery_seq: Mapped[int]
+    channel: Mapped[str] = mapped_column(String(16))
+    push_subscription_id: Mapped[int | None] = mapped_column(
+        ForeignKey("push_subscriptions.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str | None] = mapped_column(String(2048))
+    """The e-mail address or webhook URL it goes to."""
+    status: Mapped[str] = mapped_column(String(16))
+    """`queued`, `sending`, `delivered`, `gone`, `failed`, `expired`."""
+    attempts: Mapped[int]
+    due_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    """A push is worth nothing after its TTL: it is not sent after this instant."""
+    last_status: Mapped[int | None]
+    """The peer's last answer (HTTP or SMTP code)."""
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    finished_at: Mapped[datetime | None]
 
 
 class PushSubscription(Base):

@@ -1,0 +1,160 @@
+"""E-mail over SMTP: multipart text + HTML, one-click unsubscribe (RFC 8058), stable Message-ID.
+
+`NURTURE_SMTP_URL` says how to reach the relay: `smtp://user:password@host:587` (STARTTLS when
+the server offers it; `?starttls=require` refuses to go on without it, `?starttls=no` never
+tries) or `smtps://…:465` (TLS from the start). A batch of e-mails shares one connection.
+An SMTP 5xx answer is permanent (the message is dropped as failed), a 4xx or a lost connection
+is temporary (retried later).
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from channels.base import Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class EmailJob:
+    key: str
+    to: str
+    subject: str
+    text: str | None
+    html: str | None
+    unsubscribe_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpRelay:
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: str  # "auto", "require", "no"
+    user: str | None
+    password: str | None
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpRelay:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("NURTURE_SMTP_URL: use smtp://[user:password@]host[:port] or "
+                             "smtps://…")
+        starttls = parse_qs(parts.query).get("starttls", ["auto"])[0]
+        if starttls not in ("auto", "require", "no"):
+            raise ValueError("NURTURE_SMTP_URL: starttls is auto, require or no")
+        implicit = parts.scheme == "smtps"
+        return cls(parts.hostname, parts.port or (465 if implicit else 25), implicit, starttls,
+                   unquote(parts.username) if parts.username else None,
+                   unquote(parts.password) if parts.password else None)
+
+
+def build_message(job: EmailJob, sender: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = job.to
+    message["Subject"] = job.subject
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "nurture.invalid"
+    message["Message-ID"] = f"<{job.key}@{domain}>"
+    message["List-Unsubscribe"] = f"<{job.unsubscribe_url}>"
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if job.text is not None:
+        message.set_content(job.text)
+        if job.html is not None:
+            message.add_alternative(job.html, subtype="html")
+    else:
+        message.set_content(job.html or "", subtype="html")
+    return message
+
+
+class SmtpSender:
+    def __init__(self, url: str, sender: str, *, timeout: float = 30.0,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.relay = SmtpRelay.from_url(url)
+        Address(addr_spec=parseaddr(sender)[1])  # refuse a malformed sender early
+        self.sender = sender
+        self.timeout = timeout
+        self.tls = tls or ssl.create_default_context()
+
+    def send_all(self, jobs: Sequence[EmailJob]) -> list[Outcome]:
+        """Send a batch over one connection (reconnecting if the relay drops it)."""
+        outcomes: list[Outcome] = []
+        connection: smtplib.SMTP | None = None
+        try:
+            for job in jobs:
+                if connection is None:
+                    try:
+                        connection = self._connect()
+                    except (OSError, smtplib.SMTPException) as problem:
+                        outcomes.append(_temporary(problem))
+                        continue
+                outcome = self._send(connection, job)
+                if outcome.kind == "retry" and outcome.status is None:
+                    _close(connection)  # the connection is in doubt: a new one next time
+                    connection = None
+                outcomes.append(outcome)
+        finally:
+            if connection is not None:
+                _close(connection)
+        return outcomes
+
+    def _connect(self) -> smtplib.SMTP:
+        relay = self.relay
+        connection: smtplib.SMTP
+        if relay.implicit_tls:
+            connection = smtplib.SMTP_SSL(relay.host, relay.port, timeout=self.timeout,
+                                          context=self.tls)
+        else:
+            connection = smtplib.SMTP(relay.host, relay.port, timeout=self.timeout)
+            connection.ehlo()
+            offered = connection.has_extn("starttls")
+            if relay.starttls == "require" and not offered:
+                connection.close()
+                raise smtplib.SMTPException("the relay does not offer STARTTLS")
+            if offered and relay.starttls != "no":
+                connection.starttls(context=self.tls)
+                connection.ehlo()
+        if relay.user is not None:
+            connection.login(relay.user, relay.password or "")
+        return connection
+
+    def _send(self, connection: smtplib.SMTP, job: EmailJob) -> Outcome:
+        try:
+            refused = connection.send_message(build_message(job, self.sender),
+                                              to_addrs=[job.to])
+        except smtplib.SMTPRecipientsRefused as problem:
+            code, text = next(iter(problem.recipients.values()))
+            return _answer(code, text)
+        except smtplib.SMTPResponseException as problem:
+            return _answer(problem.smtp_code, problem.smtp_error)
+        except (OSError, smtplib.SMTPException) as problem:
+            return _temporary(problem)
+        if refused:
+            code, text = next(iter(refused.values()))
+            return _answer(code, text)
+        return Outcome("delivered", 250, "accepted by the relay")
+
+
+def _answer(code: int, text: bytes | str) -> Outcome:
+    detail = (text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text))[:300]
+    if 500 <= code < 600:
+        return Outcome("failed", code, detail)
+    return Outcome("retry", code, detail)
+
+
+def _temporary(problem: BaseException) -> Outcome:
+    return Outcome("retry", None, f"{type(problem).__name__}: {problem}"[:300])
+
+
+def _close(connection: smtplib.SMTP) -> None:
+    try:
+        connection.quit()
+    except (OSError, smtplib.SMTPException):
+        connection.close()

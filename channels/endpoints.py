@@ -1,0 +1,88 @@
+"""Push endpoints come from browsers, so they are untrusted URLs (SSRF guard, SPEC §4).
+
+An endpoint must be `https` on the default port, without user info, and must not lead to a
+private, loopback, link-local (cloud metadata), carrier-grade NAT, unique-local, multicast or
+reserved address — unless the operator allows its host (`NURTURE_PUSH_ALLOW_HOSTS`: names or
+addresses, optionally with a port; an allowed host may also use plain `http`). The check runs
+when a subscription is registered and again for every connection: the sender's resolver only
+returns addresses that pass, so a name that resolves to 127.0.0.1 later is refused too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+MAX_ENDPOINT = 2048
+CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+class EndpointError(ValueError):
+    """A push endpoint that is refused; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushEndpointPolicy:
+    allowed: frozenset[str] = frozenset()
+    """`host` or `host:port` entries, lower-case."""
+
+    @classmethod
+    def from_hosts(cls, hosts: Iterable[str]) -> PushEndpointPolicy:
+        return cls(frozenset(host.strip().lower() for host in hosts if host.strip()))
+
+    def is_allowed(self, host: str, port: int | None) -> bool:
+        host = host.lower().strip("[]")
+        return host in self.allowed or (port is not None and f"{host}:{port}" in self.allowed)
+
+    def check_url(self, endpoint: str) -> tuple[str, int]:
+        """The (host, port) of an acceptable endpoint URL; EndpointError otherwise."""
+        if len(endpoint) > MAX_ENDPOINT:
+            raise EndpointError(f"longer than {MAX_ENDPOINT} characters")
+        parts = urlsplit(endpoint)
+        host = parts.hostname
+        if not host:
+            raise EndpointError("not an absolute URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise EndpointError("must not contain user information")
+        try:
+            port = parts.port
+        except ValueError:
+            raise EndpointError("has an invalid port") from None
+        allowed = self.is_allowed(host, port)
+        if parts.scheme != "https" and not (allowed and parts.scheme == "http"):
+            raise EndpointError("must use https")
+        if not allowed and port not in (None, 443):
+            raise EndpointError("must use the default https port")
+        default = 443 if parts.scheme == "https" else 80
+        return host, port or default
+
+    def check_address(self, host: str, port: int, address: str) -> None:
+        if self.is_allowed(host, port) or self.is_allowed(address, port):
+            return
+        if not is_public(address):
+            raise EndpointError(f"{host} resolves to a non-public address ({address})")
+
+    def check_resolved(self, endpoint: str) -> None:
+        """Resolve now and refuse if any address is not public (at registration time)."""
+        host, port = self.check_url(endpoint)
+        try:
+            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        except OSError as problem:
+            raise EndpointError(f"{host} does not resolve ({problem})") from None
+        for info in infos:
+            self.check_address(host, port, str(info[4][0]))
+
+
+def is_public(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
+                or ip.is_reserved or ip.is_unspecified or getattr(ip, "is_site_local", False)
+                or (isinstance(ip, ipaddress.IPv4Address) and ip in CGNAT))

@@ -1,0 +1,196 @@
+"""Web Push (RFC 8030/8291/8292): payload, encryption, VAPID, and the pooled, bounded sender.
+
+The only module that imports pywebpush, for its encoder (aes128gcm with a fresh ephemeral key
+per message). Everything else that makes sending fast is here: one VAPID header per push-service
+origin (see `channels.vapid`), one aiohttp session per origin with keep-alive connections, a
+bound on requests in flight, a finite timeout, no redirects, and a resolver that only connects
+to addresses the endpoint policy accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+from pywebpush import WebPusher
+
+from channels.base import Outcome
+from channels.endpoints import EndpointError, PushEndpointPolicy
+from channels.vapid import VapidKey
+from dsl.model import PUSH_PLAINTEXT_LIMIT
+
+PAYLOAD_FIELDS = ("title", "body", "url", "icon")
+URGENCY = {"very_low": "very-low", "low": "low", "normal": "normal", "high": "high"}
+TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
+
+
+def payload(fields: Mapping[str, Any], tag: str, token: str) -> bytes:
+    """The JSON the service worker receives (SPEC §4): title, body, url, icon, tag, token."""
+    document = {name: fields.get(name) for name in PAYLOAD_FIELDS}
+    document["tag"] = tag
+    document["token"] = token
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def fits(data: bytes) -> bool:
+    return len(data) <= PUSH_PLAINTEXT_LIMIT
+
+
+def topic(rendered_topic: str | None, delivery_key: str) -> str:
+    """A valid `Topic` header: the message's own if it is one, else a 24-character hash.
+
+    Every push carries a topic, so a push sent twice (after a crash) collapses into one at the
+    push service; 24 characters avoid lengths some services refuse (≡ 1 mod 4)."""
+    if rendered_topic and TOPIC.match(rendered_topic) and len(rendered_topic) % 4 != 1:
+        return rendered_topic
+    seed = rendered_topic or delivery_key
+    return base64.urlsafe_b64encode(hashlib.sha256(seed.encode()).digest())[:24].decode()
+
+
+@dataclass(frozen=True, slots=True)
+class PushJob:
+    key: str
+    endpoint: str
+    p256dh: str
+    auth: str
+    data: bytes
+    ttl: int
+    urgency: str
+    topic: str
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves names and keeps only the addresses the endpoint policy accepts."""
+
+    def __init__(self, policy: PushEndpointPolicy) -> None:
+        self.policy = policy
+        self._inner = ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        kept = []
+        for result in results:
+            try:
+                self.policy.check_address(host, port, result["host"])
+            except EndpointError:
+                continue
+            kept.append(result)
+        if not kept:
+            raise OSError(f"{host} resolves only to addresses that are not allowed")
+        return kept
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class WebPushSender:
+    """Sends push jobs; one instance per dispatcher (it owns sessions per origin)."""
+
+    def __init__(self, vapid: VapidKey, subject: str, policy: PushEndpointPolicy, *,
+                 concurrency: int = 64, timeout: float = 10.0,
+                 ssl: Any = True) -> None:
+        self.vapid = vapid
+        self.subject = subject
+        self.policy = policy
+        self.limit = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.ssl = ssl
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+
+    def _session(self, origin: str) -> aiohttp.ClientSession:
+        session = self._sessions.get(origin)
+        if session is None:
+            connector = aiohttp.TCPConnector(limit=self.concurrency, ssl=self.ssl,
+                                             resolver=GuardedResolver(self.policy))
+            session = self._sessions[origin] = aiohttp.ClientSession(
+                connector=connector, timeout=self.timeout, trust_env=False,
+                auto_decompress=False)
+        return session
+
+    async def send(self, job: PushJob, now: datetime | None = None) -> Outcome:
+        try:
+            host, port = self.policy.check_url(job.endpoint)
+            if _is_ip(host):
+                self.policy.check_address(host, port, host)
+        except EndpointError as problem:
+            return Outcome("failed", None, f"endpoint refused: {problem}")
+        parts = urlsplit(job.endpoint)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        moment = now or datetime.now(UTC)
+        try:
+            encoded = WebPusher({"endpoint": job.endpoint,
+                                 "keys": {"p256dh": job.p256dh, "auth": job.auth}}).encode(job.data)
+        except Exception as problem:  # pywebpush raises plain exceptions for bad keys
+            return Outcome("failed", None, f"cannot encrypt for this subscription: {problem}")
+        headers = {
+            "TTL": str(job.ttl), "Urgency": URGENCY.get(job.urgency, "normal"),
+            "Topic": job.topic, "Content-Encoding": "aes128gcm",
+            "Content-Type": "application/octet-stream",
+            "Authorization": self.vapid.authorization(origin, self.subject, moment),
+        }
+        async with self.limit:
+            try:
+                async with self._session(origin).post(
+                        job.endpoint, data=encoded["body"], headers=headers,
+                        allow_redirects=False) as response:
+                    text = (await response.content.read(2048)).decode("utf-8", "replace")
+                    return classify(response.status, response.headers.get("Retry-After"),
+                                    text, moment)
+            except (TimeoutError, aiohttp.ClientError, OSError) as problem:
+                return Outcome("retry", None, f"{type(problem).__name__}: {problem}"[:300])
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+
+def classify(status: int, retry_after: str | None, text: str, now: datetime) -> Outcome:
+    """A push service's answer, as RFC 8030 and the services' documentation define it."""
+    detail = text.strip()[:300]
+    if status in (201, 202) or 200 <= status < 300:
+        return Outcome("delivered", status, detail)
+    if status in (404, 410):
+        return Outcome("gone", status, detail or "the subscription is gone")
+    if status == 429 or status >= 500:
+        return Outcome("retry", status, detail, parse_retry_after(retry_after, now))
+    return Outcome("failed", status, detail)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
+    """`Retry-After` as seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return now + timedelta(seconds=int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(when, now)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host.strip("[]"))
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,124 @@
+"""Settings: environment variables, a `.env` file, and command-line flags over both (SPEC §5).
+
+Secrets never come from the repository: the VAPID private key and the signing secret are read
+from the environment or from files that `nurture keys` creates with owner-only permissions.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from channels.tokens import new_secret
+from channels.vapid import VapidKey, load_or_create
+
+KEYS_FOLDER = Path(".nurture")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    db: str = "sqlite:///nurture.db"
+    workflows: str = "workflows/"
+    api_key: str | None = None
+    vapid_private_key: str | None = None
+    """PEM text or the raw private value (base64url); else the key file is used."""
+    vapid_key_file: Path = KEYS_FOLDER / "vapid.pem"
+    vapid_subject: str = "mailto:nurture@localhost"
+    secret: str | None = None
+    """Signs tracking, unsubscribe and webhook tokens; else the secret file is used."""
+    secret_file: Path = KEYS_FOLDER / "secret"
+    smtp_url: str | None = None
+    email_from: str = "nurture <nurture@localhost>"
+    public_url: str = "http://localhost:8000"
+    """Where browsers and mail readers reach the API (links in messages)."""
+    push_allow_hosts: tuple[str, ...] = field(default_factory=tuple)
+    tick_seconds: float = 10.0
+
+    def with_flags(self, **flags: Any) -> Settings:
+        """Command-line flags win over the environment (None means "not given")."""
+        return replace(self, **{k: v for k, v in flags.items() if v is not None})
+
+    def vapid_key(self, create: bool = False) -> VapidKey:
+        if self.vapid_private_key:
+            try:
+                return VapidKey.from_text(self.vapid_private_key)
+            except ValueError as problem:
+                raise ConfigError(f"NURTURE_VAPID_PRIVATE_KEY: {problem}") from None
+        if not create and not self.vapid_key_file.exists():
+            raise ConfigError(f"no VAPID key: run `nurture keys` (creates "
+                              f"{self.vapid_key_file}) or set NURTURE_VAPID_PRIVATE_KEY")
+        return load_or_create(self.vapid_key_file)[0]
+
+    def signing_secret(self, create: bool = False) -> bytes:
+        if self.secret:
+            if len(self.secret) < 16:
+                raise ConfigError("NURTURE_SECRET: use at least 16 characters")
+            return self.secret.encode()
+        path = self.secret_file
+        if path.exists():
+            return base64.b64decode(path.read_text(encoding="ascii"))
+        if not create:
+            raise ConfigError(f"no signing secret: run `nurture keys` (creates {path}) or "
+                              "set NURTURE_SECRET")
+        secret = new_secret()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as out:
+            out.write(base64.b64encode(secret).decode())
+        return secret
+
+
+VARIABLES = {
+    "NURTURE_DB": "db", "NURTURE_WORKFLOWS": "workflows", "NURTURE_API_KEY": "api_key",
+    "NURTURE_VAPID_PRIVATE_KEY": "vapid_private_key", "NURTURE_VAPID_KEY_FILE": "vapid_key_file",
+    "NURTURE_VAPID_SUBJECT": "vapid_subject", "NURTURE_SECRET": "secret",
+    "NURTURE_SECRET_FILE": "secret_file", "NURTURE_SMTP_URL": "smtp_url",
+    "NURTURE_EMAIL_FROM": "email_from", "NURTURE_PUBLIC_URL": "public_url",
+    "NURTURE_PUSH_ALLOW_HOSTS": "push_allow_hosts", "NURTURE_TICK_SECONDS": "tick_seconds",
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None,
+                  dotenv: str | Path | None = ".env") -> Settings:
+    """The environment over a `.env` file (if any) over the defaults."""
+    values: dict[str, str] = {}
+    if dotenv is not None and Path(dotenv).is_file():
+        values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    chosen: dict[str, Any] = {}
+    for variable, name in VARIABLES.items():
+        text = values.get(variable)
+        if text is None or text == "":
+            continue
+        chosen[name] = _convert(variable, name, text)
+    settings = Settings(**chosen)
+    if not settings.vapid_subject.startswith(("mailto:", "https:")):
+        raise ConfigError("NURTURE_VAPID_SUBJECT: a mailto: or https: contact, got "
+                          f"{settings.vapid_subject!r}")
+    return settings
+
+
+def _convert(variable: str, name: str, text: str) -> Any:
+    if name == "push_allow_hosts":
+        return tuple(host.strip() for host in text.split(",") if host.strip())
+    if name in ("vapid_key_file", "secret_file"):
+        return Path(text)
+    if name == "tick_seconds":
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise ConfigError(f"{variable}: a number of seconds, got {text!r}") from None
+        if seconds <= 0:
+            raise ConfigError(f"{variable}: must be more than 0")
+        return seconds
+    return text
