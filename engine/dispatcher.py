@@ -1,0 +1,211 @@
+"""The dispatcher: claims due dispatches, sends them, records what came of each.
+
+One claim takes a batch and leases it; pushes and webhooks go out concurrently (each sender
+bounds its requests in flight), e-mails over one SMTP connection in a worker thread. Outcomes
+are written in groups as the answers arrive, so a dispatcher killed mid-batch repeats at most
+the sends whose answer it had not yet written (bounded by the senders' concurrency and one
+group); everything else is either recorded or still leased and comes back when the lease ends.
+A push sent twice carries the same `Topic`, so the push service keeps one.
+
+Retries: 429, 5xx, timeouts and lost connections (SMTP 4xx too) are tried again after an
+exponential backoff with jitter (30 s, 1 min, 2 min, … up to 6 h), never before the peer's
+`Retry-After`; after 10 attempts the dispatch fails. A push not delivered before its TTL ends
+expires. 404/410 remove the subscription; other answers are final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from channels.base import Outcome
+from channels.email import EmailJob, SmtpSender
+from channels.tokens import Signer
+from channels.webhook import WebhookJob, WebhookSender
+from channels.webpush import PushJob, WebPushSender, payload, topic
+from engine.clock import Clock, SystemClock
+from engine.store import outbox
+from engine.store.bulk import BatchWriter
+from engine.store.database import Database
+from engine.store.outbox import Claimed, Recorded
+
+FIRST_RETRY = timedelta(seconds=30)
+LONGEST_RETRY = timedelta(hours=6)
+MAX_ATTEMPTS = 10
+
+
+@dataclass(slots=True)
+class DispatchStats:
+    claimed: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, status: str) -> None:
+        self.outcomes[status] = self.outcomes.get(status, 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    signer: Signer
+    public_url: str
+
+    def click_token(self, claimed: Claimed) -> str:
+        return self.signer.sign("push", claimed.delivery_key)
+
+    def unsubscribe_url(self, claimed: Claimed) -> str:
+        token = self.signer.sign("unsubscribe", json.dumps(
+            {"s": claimed.subscriber, "c": claimed.channel}, separators=(",", ":")))
+        return f"{self.public_url.rstrip('/')}/v1/unsubscribe?token={token}"
+
+
+class Dispatcher:
+    def __init__(self, database: Database, links: Links, *, clock: Clock | None = None,
+                 push: WebPushSender | None = None, email: SmtpSender | None = None,
+                 webhook: WebhookSender | None = None, batch_size: int = 500,
+                 lease: timedelta = timedelta(minutes=2), group: int = 64,
+                 rng: random.Random | None = None) -> None:
+        self.database = database
+        self.writer = BatchWriter(database.engine.dialect)
+        self.links = links
+        self.clock: Clock = clock or SystemClock()
+        self.push, self.email, self.webhook = push, email, webhook
+        self.batch_size = batch_size
+        self.lease = lease
+        self.group = group
+        self.rng = rng or random.Random()
+
+    async def dispatch_once(self) -> DispatchStats:
+        """Claim one batch of due dispatches and see each to an outcome."""
+        now = self.clock.now()
+        with self.database.transaction() as connection:
+            claimed = outbox.claim(connection, now, now + self.lease, self.batch_size)
+        stats = DispatchStats(len(claimed))
+        if not claimed:
+            return stats
+        buffer: list[tuple[Claimed, Outcome]] = []
+        sending: list[Awaitable[list[tuple[Claimed, Outcome]]]] = []
+        emails: list[Claimed] = []
+        for item in claimed:
+            settled = self._settled_without_sending(item, now)
+            if settled is not None:
+                buffer.append((item, settled))
+            elif item.channel == "email":
+                emails.append(item)
+            else:
+                sending.append(self._send_one(item))
+        if emails:
+            sending.append(self._send_emails(emails))
+        for finished in asyncio.as_completed(sending):
+            buffer.extend(await finished)
+            if len(buffer) >= self.group:
+                self._record(buffer, stats)
+                buffer = []
+        self._record(buffer, stats)
+        return stats
+
+    async def run(self, stop: asyncio.Event, idle: float = 1.0) -> None:
+        """Dispatch until `stop` is set; a batch in hand is always finished first."""
+        while not stop.is_set():
+            stats = await self.dispatch_once()
+            if stats.claimed == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), idle)
+
+    async def drain(self) -> DispatchStats:
+        """Dispatch until nothing is due (tests, `nurture dispatch --once`)."""
+        total = DispatchStats()
+        while True:
+            stats = await self.dispatch_once()
+            if stats.claimed == 0:
+                return total
+            total.claimed += stats.claimed
+            for status, count in stats.outcomes.items():
+                total.outcomes[status] = total.outcomes.get(status, 0) + count
+
+    async def close(self) -> None:
+        for sender in (self.push, self.webhook):
+            if sender is not None:
+                await sender.close()
+
+    # ------------------------------------------------------------ sending
+
+    def _settled_without_sending(self, item: Claimed, now: datetime) -> Outcome | None:
+        if item.channel == "push":
+            if item.subscription_removed or item.endpoint is None:
+                return Outcome("gone", None, "the subscription was removed")
+            if item.expires_at is not None and now >= item.expires_at:
+                return Outcome("failed", None, "expired: its TTL ended before it was sent")
+        sender = {"push": self.push, "email": self.email, "webhook": self.webhook}[item.channel]
+        if sender is None:
+            return Outcome("retry", None, f"no {item.channel} channel is configured")
+        return None
+
+    async def _send_one(self, item: Claimed) -> list[tuple[Claimed, Outcome]]:
+        if item.channel == "push":
+            assert self.push is not None and item.endpoint and item.p256dh and item.auth
+            content = item.content
+            tag = topic(content.get("topic"), item.delivery_key)
+            job = PushJob(item.delivery_key, item.endpoint, item.p256dh, item.auth,
+                          payload(content, tag, self.links.click_token(item)),
+                          int(content.get("ttl") or 0), str(content.get("urgency") or "normal"),
+                          tag)
+            return [(item, await self.push.send(job, self.clock.now()))]
+        assert self.webhook is not None and item.address
+        body = item.content.get("body") or json.dumps(
+            {"subscriber": item.subscriber, "workflow": item.workflow, "message": item.message})
+        outcome = await self.webhook.send(
+            WebhookJob(item.delivery_key, item.address, body.encode()), self.clock.now())
+        return [(item, outcome)]
+
+    async def _send_emails(self, items: list[Claimed]) -> list[tuple[Claimed, Outcome]]:
+        assert self.email is not None
+        jobs = [EmailJob(item.delivery_key, item.address or "", item.content.get("subject") or "",
+                         item.content.get("text"), item.content.get("html"),
+                         self.links.unsubscribe_url(item)) for item in items]
+        outcomes = await asyncio.to_thread(self.email.send_all, jobs)
+        return list(zip(items, outcomes, strict=True))
+
+    # ------------------------------------------------------------ outcomes
+
+    def _record(self, results: list[tuple[Claimed, Outcome]], stats: DispatchStats) -> None:
+        if not results:
+            return
+        now = self.clock.now()
+        rows = [self._recorded(item, outcome, now) for item, outcome in results]
+        gone = [item.push_subscription_id for item, outcome in results
+                if outcome.kind == "gone" and item.push_subscription_id is not None]
+        with self.database.transaction() as connection:
+            outbox.record(connection, self.writer, rows)
+            outbox.remove_subscriptions(connection, gone, now, "the push service answered "
+                                        "404/410: the subscription is gone")
+        for row in rows:
+            stats.count(row.status)
+
+    def _recorded(self, item: Claimed, outcome: Outcome, now: datetime) -> Recorded:
+        detail = outcome.detail or None
+        if outcome.kind == "delivered":
+            return Recorded(item.id, "delivered", None, outcome.status, detail, now)
+        if outcome.kind in ("gone", "failed"):
+            status = "expired" if detail and detail.startswith("expired") else outcome.kind
+            return Recorded(item.id, status, None, outcome.status, detail, now)
+        if item.attempts >= MAX_ATTEMPTS:
+            return Recorded(item.id, "failed", None, outcome.status,
+                            f"gave up after {item.attempts} attempts: {detail}"[:500], now)
+        again = retry_at(item.attempts, now, outcome.not_before, self.rng)
+        if item.expires_at is not None and again >= item.expires_at:
+            return Recorded(item.id, "expired", None, outcome.status,
+                            f"its TTL ends before the next attempt: {detail}"[:500], now)
+        return Recorded(item.id, "queued", again, outcome.status, detail, None)
+
+
+def retry_at(attempts: int, now: datetime, not_before: datetime | None,
+             rng: random.Random) -> datetime:
+    """Exponential backoff with ±20% jitter, never before the peer's Retry-After."""
+    base = min(FIRST_RETRY * (1 << min(max(attempts - 1, 0), 20)), LONGEST_RETRY)
+    delay = base * rng.uniform(0.8, 1.2)
+    again = now + delay
+    return max(again, not_before) if not_before is not None else again

@@ -1,0 +1,132 @@
+"""The outbox's queries: claim due dispatches with a lease, read what to send, record outcomes.
+
+A claim moves rows to `sending` and sets `due_at` to the end of the lease in one statement, so
+a dispatcher that dies holding rows loses nothing: when the lease ends they are due again and
+another claim takes them. Outcomes are written as soon as a group of sends has answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+
+from engine.store.bulk import BatchWriter
+from engine.store.states import DELIVERIES, DISPATCHES, PUSH_SUBSCRIPTIONS, SUBSCRIBERS
+
+OPEN = ("queued", "sending")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A dispatch taken by this dispatcher, with everything needed to send it."""
+
+    id: int
+    subscriber_id: int
+    subscriber: str
+    delivery_seq: int
+    channel: str
+    attempts: int
+    address: str | None
+    expires_at: datetime | None
+    workflow: str
+    message: str
+    content: dict[str, Any]
+    push_subscription_id: int | None
+    endpoint: str | None
+    p256dh: str | None
+    auth: str | None
+    subscription_removed: bool
+
+    @property
+    def delivery_key(self) -> str:
+        return f"{self.subscriber_id}.{self.delivery_seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What became of a dispatch; `due_at` is set only when it is to be tried again."""
+
+    id: int
+    status: str
+    due_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    finished_at: datetime | None
+
+
+def claim(connection: Connection, now: datetime, lease_until: datetime,
+          limit: int) -> list[Claimed]:
+    due = (select(DISPATCHES.c.id)
+           .where(DISPATCHES.c.status.in_(OPEN), DISPATCHES.c.due_at <= now)
+           .order_by(DISPATCHES.c.due_at).limit(limit)
+           .with_for_update(skip_locked=True))  # (several workers: PostgreSQL only)
+    ids = [row.id for row in connection.execute(
+        update(DISPATCHES).where(DISPATCHES.c.id.in_(due.scalar_subquery()))
+        .values(status="sending", due_at=lease_until, attempts=DISPATCHES.c.attempts + 1)
+        .returning(DISPATCHES.c.id))]
+    if not ids:
+        return []
+    rows = connection.execute(
+        select(DISPATCHES, SUBSCRIBERS.c.external_id, DELIVERIES.c.workflow,
+               DELIVERIES.c.message, DELIVERIES.c.content, PUSH_SUBSCRIPTIONS.c.endpoint,
+               PUSH_SUBSCRIPTIONS.c.p256dh, PUSH_SUBSCRIPTIONS.c.auth,
+               PUSH_SUBSCRIPTIONS.c.removed_at)
+        .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DISPATCHES.c.subscriber_id)
+        .join(DELIVERIES, (DELIVERIES.c.subscriber_id == DISPATCHES.c.subscriber_id)
+              & (DELIVERIES.c.seq == DISPATCHES.c.delivery_seq))
+        .outerjoin(PUSH_SUBSCRIPTIONS,
+                   PUSH_SUBSCRIPTIONS.c.id == DISPATCHES.c.push_subscription_id)
+        .where(DISPATCHES.c.id.in_(ids)).order_by(DISPATCHES.c.due_at, DISPATCHES.c.id))
+    return [Claimed(r.id, r.subscriber_id, r.external_id, r.delivery_seq, r.channel, r.attempts,
+                    r.address, r.expires_at, r.workflow, r.message, dict(r.content),
+                    r.push_subscription_id, r.endpoint, r.p256dh, r.auth,
+                    r.removed_at is not None) for r in rows]
+
+
+def record(connection: Connection, writer: BatchWriter, results: Sequence[Recorded]) -> None:
+    """Write outcomes of rows this dispatcher holds (a row is written once per attempt)."""
+    writer.update(connection, DISPATCHES,
+                  ("status", "due_at", "last_status", "last_error", "finished_at"), ("id",),
+                  [(r.status, r.due_at, r.last_status, r.last_error, r.finished_at, r.id)
+                   for r in results])
+
+
+def remove_subscriptions(connection: Connection, subscription_ids: Sequence[int],
+                         now: datetime, reason: str) -> None:
+    """The push service says these subscriptions are gone: remove them, send nothing more to
+    them (their other open dispatches end as `gone` too), and move their subscribers' version
+    on so that no engine keeps using an old copy of their state."""
+    if not subscription_ids:
+        return
+    owners = [row.subscriber_id for row in connection.execute(
+        update(PUSH_SUBSCRIPTIONS)
+        .where(PUSH_SUBSCRIPTIONS.c.id.in_(subscription_ids),
+               PUSH_SUBSCRIPTIONS.c.removed_at.is_(None))
+        .values(removed_at=now, removed_reason=reason[:300])
+        .returning(PUSH_SUBSCRIPTIONS.c.subscriber_id))]
+    connection.execute(update(DISPATCHES)
+                       .where(DISPATCHES.c.push_subscription_id.in_(subscription_ids),
+                              DISPATCHES.c.status == "queued")
+                       .values(status="gone", due_at=None, finished_at=now,
+                               last_error="the subscription is gone"))
+    if owners:
+        connection.execute(update(SUBSCRIBERS).where(SUBSCRIBERS.c.id.in_(set(owners)))
+                           .values(version=SUBSCRIBERS.c.version + 1))
+
+
+def backlog(connection: Connection, now: datetime) -> int:
+    """How many dispatches are due and not yet done."""
+    value: int = connection.execute(
+        select(func.count()).select_from(DISPATCHES)
+        .where(DISPATCHES.c.status.in_(OPEN), DISPATCHES.c.due_at <= now)).scalar_one()
+    return value
+
+
+def by_status(connection: Connection) -> dict[str, int]:
+    rows = connection.execute(select(DISPATCHES.c.status, func.count().label("count"))
+                              .group_by(DISPATCHES.c.status))
+    return {str(status): int(str(count)) for status, count in rows}
