@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -100,10 +100,13 @@ class GuardedResolver(AbstractResolver):
 class WebPushSender:
     """Sends push jobs; one instance per dispatcher (it owns sessions per origin)."""
 
-    def __init__(self, vapid: VapidKey, subject: str, policy: PushEndpointPolicy, *,
-                 concurrency: int = 64, timeout: float = 10.0,
-                 ssl: Any = True) -> None:
+    def __init__(self, vapid: VapidKey, subject: str, policy: PushEndpointPolicy,
+                 wall_clock: Callable[[], datetime], *, concurrency: int = 64,
+                 timeout: float = 10.0, ssl: Any = True) -> None:
+        """`wall_clock` dates the VAPID signature: push services check `exp` against real
+        time, whatever clock the dispatcher runs on."""
         self.vapid = vapid
+        self.wall_clock = wall_clock
         self.subject = subject
         self.policy = policy
         self.limit = asyncio.Semaphore(concurrency)
@@ -141,7 +144,7 @@ class WebPushSender:
             "TTL": str(job.ttl), "Urgency": URGENCY.get(job.urgency, "normal"),
             "Topic": job.topic, "Content-Encoding": "aes128gcm",
             "Content-Type": "application/octet-stream",
-            "Authorization": self.vapid.authorization(origin, self.subject, moment),
+            "Authorization": self.vapid.authorization(origin, self.subject, self.wall_clock()),
         }
         async with self.limit:
             try:

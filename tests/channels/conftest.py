@@ -1,0 +1,151 @@
+"""Fixtures: TLS for loopback, the protocol peers, and an engine with its dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trustme
+from sqlalchemy import select
+
+from channels.email import SmtpSender
+from channels.endpoints import PushEndpointPolicy
+from channels.tokens import Signer
+from channels.vapid import VapidKey
+from channels.webhook import WebhookSender
+from channels.webpush import WebPushSender
+from dsl.loader import load_paths
+from engine.clock import SystemClock, VirtualClock
+from engine.dispatcher import DispatchStats, Dispatcher, Links
+from engine.events import parse_event
+from engine.processor import Engine
+from engine.store import push_subscriptions, queries
+from engine.store.database import Database, open_database
+from engine.store.states import DISPATCHES
+from tests.channels.peers import PushService, SmtpServer, WebhookReceiver
+
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)  # a Monday, 10:00 in Warsaw
+SECRET = b"test-secret-for-tokens-and-hooks"
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def client_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture
+def push_service(server_tls: ssl.SSLContext) -> Iterator[PushService]:
+    service = PushService(server_tls)
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver(SECRET)
+    yield receiver
+    receiver.stop()
+
+
+@dataclass
+class Shop:
+    """The engine (outbox on) and the dispatcher, on one database and one virtual clock."""
+
+    engine: Engine
+    dispatcher: Dispatcher
+    database: Database
+    clock: VirtualClock
+    vapid: VapidKey
+    seq: int = 0
+
+    def event(self, subscriber: str, kind: str, **properties: object) -> None:
+        self.seq += 1
+        self.engine.ingest([parse_event({"subscriber": subscriber, "type": kind,
+                                         "properties": properties}, self.seq,
+                                        default_at=self.clock.now())])
+
+    def subscribe_browser(self, subscriber: str, push: PushService, name: str) -> None:
+        browser = push.browser(name)
+        with self.database.transaction() as connection:
+            push_subscriptions.add(connection, subscriber, push.endpoint(name), browser.p256dh,
+                                   browser.auth_secret, self.clock.now())
+
+    def advance(self, **units: float) -> None:
+        self.clock.advance_to(self.clock.now() + timedelta(**units))
+        self.engine.tick()
+
+    def dispatch(self) -> DispatchStats:
+        return asyncio.run(self._drain())
+
+    async def _drain(self) -> DispatchStats:
+        try:
+            return await self.dispatcher.drain()
+        finally:
+            await self.dispatcher.close()
+
+    def dispatches(self, subscriber: str) -> list[dict[str, object]]:
+        with self.database.transaction() as connection:
+            key = queries.subscriber_key(connection, subscriber)
+            rows = connection.execute(select(DISPATCHES).where(
+                DISPATCHES.c.subscriber_id == key).order_by(DISPATCHES.c.id)).mappings().all()
+        return [dict(row) for row in rows]
+
+
+@pytest.fixture
+def shop_factory(tmp_path: Path, client_tls: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch):
+    databases: list[Database] = []
+
+    def build(flow: str | None = None, smtp: SmtpServer | None = None,
+              push_timeout: float = 10.0) -> Shop:
+        if flow is None:
+            paths = [str(Path(__file__).resolve().parents[2] / "workflows" / "jewelry.flow")]
+        else:
+            (tmp_path / "w.flow").write_text(flow, encoding="utf-8")
+            paths = [str(tmp_path / "w.flow")]
+        catalog = load_paths(paths).catalog
+        assert catalog is not None
+        database = open_database(f"sqlite:///{tmp_path / 'shop.db'}")
+        databases.append(database)
+        clock = VirtualClock(T0)
+        vapid = VapidKey.generate()
+        links = Links(Signer(SECRET), "https://nurture.example")
+        push = WebPushSender(vapid, "mailto:ops@shop.example",
+                             PushEndpointPolicy.from_hosts(["127.0.0.1"]), SystemClock().now,
+                             ssl=client_tls, timeout=push_timeout)
+        email = SmtpSender(f"smtp://127.0.0.1:{smtp.port}?starttls=no",
+                           "Shop <news@shop.example>") if smtp else None
+        dispatcher = Dispatcher(database, links, clock=clock, push=push, email=email,
+                                webhook=WebhookSender(SECRET))
+        engine = Engine(catalog, database, clock=clock)
+        return Shop(engine, dispatcher, database, clock, vapid)
+
+    yield build
+    for database in databases:
+        database.dispose()

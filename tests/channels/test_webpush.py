@@ -1,0 +1,125 @@
+"""Web push from a workflow to a local push service that verifies VAPID and decrypts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from channels.tokens import Signer
+from tests.channels.conftest import SECRET, T0
+from tests.channels.peers import PushService
+
+WELCOME_PL = {"title": "Cześć Anna!",
+              "body": "Dziękujemy za subskrypcję. Zobacz nasze bestsellery.",
+              "url": "https://shop.example/pl/bestsellery", "icon": None}
+
+
+def test_a_workflow_push_arrives_decrypted_on_every_browser(shop_factory,
+                                                            push_service: PushService) -> None:
+    shop = shop_factory()
+    for browser in ("laptop", "phone", "tablet"):
+        shop.subscribe_browser("anna", push_service, browser)
+    shop.event("anna", "subscribed", channels=["push"],
+               attributes={"first_name": "Anna", "locale": "pl-PL"})
+    shop.advance(minutes=10)
+    stats = shop.dispatch()
+    assert push_service.problems == []
+    assert stats.outcomes == {"delivered": 3}
+    for browser in ("laptop", "phone", "tablet"):
+        [received] = push_service.payloads(browser)
+        assert {k: received[k] for k in WELCOME_PL} == WELCOME_PL
+        assert Signer(SECRET).verify("push", received["token"]) == "1.1"
+    headers = push_service.received[0].headers
+    assert headers["TTL"] == str(4 * 7 * 86400)
+    assert headers["Urgency"] == "normal"
+    assert len(headers["Topic"]) == 24
+    assert {r.headers["Topic"] for r in push_service.received} == {headers["Topic"]}
+
+
+def test_transport_settings_come_from_the_message(shop_factory,
+                                                  push_service: PushService) -> None:
+    shop = shop_factory()
+    shop.subscribe_browser("anna", push_service, "laptop")
+    shop.event("anna", "subscribed", channels=["push"])
+    shop.event("anna", "page_view", url="/diamonds")
+    shop.event("anna", "attributes", industry="retail")
+    shop.event("anna", "page_view", url="/diamonds")  # selection: the discount push
+    shop.dispatch()
+    [received] = push_service.received
+    assert received.payload["title"] == "10% off, just for you"
+    assert received.headers["TTL"] == str(2 * 86400)
+    assert received.headers["Urgency"] == "high"
+
+
+def test_410_removes_the_subscription_and_nothing_more_goes_to_it(
+        shop_factory, push_service: PushService) -> None:
+    shop = shop_factory()
+    shop.subscribe_browser("anna", push_service, "laptop")
+    shop.subscribe_browser("anna", push_service, "old-phone")
+    push_service.always("old-phone", 410)
+    shop.event("anna", "subscribed", channels=["push"])
+    shop.advance(minutes=10)
+    shop.dispatch()
+    assert sorted((d["status"], d["last_status"]) for d in shop.dispatches("anna")) == [
+        ("delivered", 201), ("gone", 410)]
+    with shop.database.transaction() as connection:
+        removed = connection.exec_driver_sql(
+            "SELECT endpoint, removed_reason FROM push_subscriptions WHERE removed_at "
+            "IS NOT NULL").all()
+    assert [endpoint.rsplit("/", 1)[1] for endpoint, _ in removed] == ["old-phone"]
+    assert "404/410" in removed[0][1]
+    shop.advance(days=3)  # the first bestsellers drip
+    shop.dispatch()
+    assert push_service.requests["old-phone"] == 1
+    assert [p["title"] for p in push_service.payloads("laptop")] == [
+        "Hi there!", "Our bestsellers this week"]
+
+
+def test_429_is_retried_no_earlier_than_retry_after(shop_factory,
+                                                    push_service: PushService) -> None:
+    shop = shop_factory()
+    shop.subscribe_browser("anna", push_service, "laptop")
+    push_service.answer("laptop", 429, {"Retry-After": "120"})
+    shop.event("anna", "subscribed", channels=["push"])
+    shop.advance(minutes=10)
+    assert shop.dispatch().outcomes == {"queued": 1}
+    [row] = shop.dispatches("anna")
+    assert (row["status"], row["last_status"]) == ("queued", 429)
+    sent_at = T0 + timedelta(minutes=10)
+    shop.clock.advance_to(sent_at + timedelta(seconds=119))
+    assert shop.dispatch().claimed == 0
+    shop.clock.advance_to(sent_at + timedelta(seconds=120))
+    assert shop.dispatch().outcomes == {"delivered": 1}
+    assert push_service.requests["laptop"] == 2
+    assert len(push_service.payloads("laptop")) == 1
+    assert shop.dispatches("anna")[0]["attempts"] == 2
+
+
+def test_5xx_backs_off_exponentially_with_jitter(shop_factory,
+                                                 push_service: PushService) -> None:
+    shop = shop_factory()
+    shop.subscribe_browser("anna", push_service, "laptop")
+    push_service.always("laptop", 503)
+    shop.event("anna", "subscribed", channels=["push"])
+    shop.advance(minutes=10)
+    waits = []
+    for _ in range(4):
+        before = shop.clock.now()
+        shop.dispatch()
+        [row] = shop.dispatches("anna")
+        waits.append((row["due_at"] - before).total_seconds())
+        shop.clock.advance_to(row["due_at"])
+    for wait, base in zip(waits, (30, 60, 120, 240), strict=True):
+        assert 0.8 * base <= wait <= 1.2 * base
+
+
+def test_413_is_final(shop_factory, push_service: PushService) -> None:
+    shop = shop_factory()
+    shop.subscribe_browser("anna", push_service, "laptop")
+    push_service.always("laptop", 413)
+    shop.event("anna", "subscribed", channels=["push"])
+    shop.advance(minutes=10)
+    shop.dispatch()
+    shop.advance(hours=1)
+    shop.dispatch()
+    assert [(d["status"], d["attempts"]) for d in shop.dispatches("anna")] == [("failed", 1)]
+    assert push_service.requests["laptop"] == 1
