@@ -21,7 +21,7 @@ from channels.webhook import WebhookSender
 from channels.webpush import WebPushSender
 from dsl.loader import load_paths
 from engine.clock import SystemClock, VirtualClock
-from engine.dispatcher import DispatchStats, Dispatcher, Links
+from engine.dispatcher import Dispatcher, DispatchStats, Links
 from engine.events import parse_event
 from engine.processor import Engine
 from engine.store import push_subscriptions, queries
