@@ -1,0 +1,132 @@
+"""E-mail to a real SMTP server (aiosmtpd) and webhooks to a receiver that checks signatures."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from channels.email import EmailJob, SmtpSender
+from channels.tokens import Signer
+from tests.channels.conftest import SECRET
+from tests.channels.peers import SmtpServer, WebhookReceiver
+
+
+def reach_interest(shop) -> None:
+    shop.event("anna", "subscribed", channels=["email"], email="anna@example.com",
+               attributes={"first_name": "Anna"})
+    shop.event("anna", "page_view", url="/diamonds")
+    shop.advance(days=7)  # the weekly newsletter of the interest stage
+
+
+def test_an_email_arrives_with_both_parts_and_one_click_unsubscribe(
+        shop_factory, smtp_server: SmtpServer) -> None:
+    shop = shop_factory(smtp=smtp_server)
+    reach_interest(shop)
+    assert shop.dispatch().outcomes == {"delivered": 1}
+    [message] = smtp_server.messages
+    assert smtp_server.envelopes == [("news@shop.example", ["anna@example.com"])]
+    assert message["Subject"] == "News from our workshop"
+    assert message["To"] == "anna@example.com"
+    assert message["From"] == "Shop <news@shop.example>"
+    assert message["Message-ID"] == "<1.1@shop.example>"
+    assert message.get_content_type() == "multipart/alternative"
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    assert text.get_content().strip() == "Our new pieces: https://shop.example/new"
+    assert "<h1>" in html.get_content() or "<" in html.get_content()
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = message["List-Unsubscribe"].strip("<>")
+    assert link.startswith("https://nurture.example/v1/unsubscribe?token=")
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    assert json.loads(Signer(SECRET).verify("unsubscribe", token)) == {"s": "anna", "c": "email"}
+
+
+def test_a_permanent_smtp_refusal_fails_a_temporary_one_is_retried(
+        shop_factory, smtp_server: SmtpServer) -> None:
+    answers = {"anna@example.com": "550 5.1.1 No such mailbox",
+               "bob@example.com": "451 4.3.0 Try again later"}
+    smtp_server.handler_answer = answers.get
+    shop = shop_factory(smtp=smtp_server)
+    for who in ("anna", "bob"):
+        shop.event(who, "subscribed", channels=["email"], email=f"{who}@example.com")
+        shop.event(who, "page_view", url="/diamonds")
+    shop.advance(days=7)
+    shop.dispatch()
+    assert [(d["status"], d["last_status"]) for d in shop.dispatches("anna")] == [
+        ("failed", 550)]
+    assert [(d["status"], d["last_status"]) for d in shop.dispatches("bob")] == [
+        ("queued", 451)]
+    smtp_server.handler_answer = None
+    shop.clock.advance_to(shop.dispatches("bob")[0]["due_at"])
+    shop.dispatch()
+    assert [d["status"] for d in shop.dispatches("bob")] == ["delivered"]
+    assert [m["To"] for m in smtp_server.messages] == ["bob@example.com"]
+
+
+def test_starttls_and_authentication(ca, server_tls: ssl.SSLContext,
+                                     client_tls: ssl.SSLContext) -> None:
+    server = SmtpServer()
+    server.start(tls=server_tls, require_starttls=True, users={"shop": "s3cret pass"})
+    try:
+        job = EmailJob("9.9", "anna@example.com", "Hello", "text", None,
+                       "https://nurture.example/u")
+        good = SmtpSender(f"smtp://shop:s3cret%20pass@127.0.0.1:{server.port}"
+                          "?starttls=require", "news@shop.example", tls=client_tls)
+        assert [o.kind for o in good.send_all([job])] == ["delivered"]
+        wrong = SmtpSender(f"smtp://shop:nope@127.0.0.1:{server.port}?starttls=require",
+                           "news@shop.example", tls=client_tls, timeout=1)
+        assert [o.kind for o in wrong.send_all([job])] == ["retry"]  # our setup, not the mail
+        assert len(server.messages) == 1
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("url", ["http://relay.example", "smtp://", "smtp://h?starttls=maybe"])
+def test_a_bad_smtp_url_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="NURTURE_SMTP_URL"):
+        SmtpSender(url, "news@shop.example")
+
+
+HOOK = """\
+workflow crm {
+  score engagement { on purchase +50 }
+  stage lead { go to hot when engagement >= 50 }
+  stage hot { on enter: send webhook hand_off }
+}
+message hand_off webhook {
+  url "URL"
+  body "{\\"lead\\": \\"{{ subscriber.id }}\\", \\"score\\": {{ scores.engagement }}}"
+}
+"""
+
+
+def test_a_webhook_arrives_signed_and_a_5xx_is_retried(
+        shop_factory, webhook_receiver: WebhookReceiver) -> None:
+    shop = shop_factory(HOOK.replace("URL", webhook_receiver.url))
+    webhook_receiver.answers = [503]
+    shop.event("anna", "subscribed", channels=[])
+    shop.event("anna", "purchase")
+    assert shop.dispatch().outcomes == {"queued": 1}
+    shop.clock.advance_to(shop.dispatches("anna")[0]["due_at"])
+    assert shop.dispatch().outcomes == {"delivered": 1}
+    assert [valid for _, _, valid in webhook_receiver.received] == [True, True]
+    headers, body, _ = webhook_receiver.received[1]
+    assert json.loads(body) == {"lead": "anna", "score": 50}
+    assert headers["X-Nurture-Delivery"] == "1.1"
+    assert headers["Content-Type"] == "application/json"
+
+
+def test_a_webhook_with_a_bad_signature_is_refused_by_the_receiver(
+        shop_factory, webhook_receiver: WebhookReceiver) -> None:
+    webhook_receiver.secret = b"another-secret-entirely-000000000"
+    shop = shop_factory(HOOK.replace("URL", webhook_receiver.url))
+    shop.event("anna", "subscribed", channels=[])
+    shop.event("anna", "purchase")
+    shop.dispatch()
+    assert [valid for _, _, valid in webhook_receiver.received] == [False]
+    assert [(d["status"], d["last_status"]) for d in shop.dispatches("anna")] == [
+        ("failed", 401)]
