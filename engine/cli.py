@@ -17,6 +17,7 @@ import click
 
 from dsl.graph import FORMATS, render_graph
 from dsl.loader import LoadResult, load_paths
+from engine.config import ConfigError, load_settings
 from engine.events import EventError, parse_instant
 from engine.records import Record
 
@@ -32,6 +33,9 @@ def reports_bugs(command: F) -> F:
             return command(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
+        except ConfigError as problem:
+            click.echo(f"nurture: {problem}", err=True)
+            sys.exit(2)
         except BrokenPipeError:  # the reader went away (`| head`): stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
@@ -171,3 +175,66 @@ def _instant_option(text: str | None, name: str) -> Any:
         return parse_instant(text, name, date_only_ok=True)
     except EventError as problem:
         raise click.BadParameter(problem.message, param_hint=name) from None
+
+
+@main.command()
+@reports_bugs
+def keys() -> None:
+    """Create the VAPID key pair and the signing secret if missing; print the public key."""
+    settings = load_settings()
+    existed = settings.vapid_private_key or settings.vapid_key_file.exists()
+    key = settings.vapid_key(create=True)
+    secret_existed = settings.secret or settings.secret_file.exists()
+    settings.signing_secret(create=True)
+    where = ("NURTURE_VAPID_PRIVATE_KEY" if settings.vapid_private_key
+             else str(settings.vapid_key_file))
+    click.echo(f"VAPID key: {where} ({'existing' if existed else 'created, mode 0600'}); "
+               f"signing secret: {'existing' if secret_existed else 'created'}", err=True)
+    click.echo(key.public_key)
+
+
+@main.command()
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option("--lease", type=click.FloatRange(min=1), default=120, show_default=True,
+              help="Seconds a claimed batch is held: if this dispatcher dies, another one "
+                   "takes the batch over after this long.")
+@reports_bugs
+def dispatch(db: str | None, once: bool, lease: float) -> None:
+    """Send what the engine decided: the outbox's due dispatches, until stopped.
+
+    SIGTERM or Ctrl-C finishes the batch in hand, then stops.
+    """
+    import asyncio
+    from datetime import timedelta
+
+    from engine.dispatcher import from_settings
+    from engine.store.database import open_database
+
+    settings = load_settings().with_flags(db=db)
+    database = open_database(settings.db)
+    dispatcher = from_settings(settings, database)
+    dispatcher.lease = timedelta(seconds=lease)
+    try:
+        asyncio.run(_dispatch(dispatcher, once, settings.tick_seconds))
+    finally:
+        database.dispose()
+
+
+async def _dispatch(dispatcher: Any, once: bool, idle: float) -> None:
+    import asyncio
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, stop.set)
+    try:
+        if once:
+            stats = await dispatcher.drain()
+            summary = ", ".join(f"{n} {s}" for s, n in sorted(stats.outcomes.items()))
+            click.echo(f"dispatched {stats.claimed}: {summary or 'nothing due'}", err=True)
+        else:
+            await dispatcher.run(stop, idle=min(idle, 1.0))
+    finally:
+        await dispatcher.close()

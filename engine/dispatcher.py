@@ -22,13 +22,16 @@ import random
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from channels.base import Outcome
 from channels.email import EmailJob, SmtpSender
+from channels.endpoints import PushEndpointPolicy
 from channels.tokens import Signer
 from channels.webhook import WebhookJob, WebhookSender
 from channels.webpush import PushJob, WebPushSender, payload, topic
 from engine.clock import Clock, SystemClock
+from engine.config import ConfigError, Settings
 from engine.store import outbox
 from engine.store.bulk import BatchWriter
 from engine.store.database import Database
@@ -66,7 +69,7 @@ class Dispatcher:
     def __init__(self, database: Database, links: Links, *, clock: Clock | None = None,
                  push: WebPushSender | None = None, email: SmtpSender | None = None,
                  webhook: WebhookSender | None = None, batch_size: int = 500,
-                 lease: timedelta = timedelta(minutes=2), group: int = 64,
+                 lease: timedelta = timedelta(minutes=2), group: int = 16,
                  rng: random.Random | None = None) -> None:
         self.database = database
         self.writer = BatchWriter(database.engine.dialect)
@@ -81,8 +84,10 @@ class Dispatcher:
     async def dispatch_once(self) -> DispatchStats:
         """Claim one batch of due dispatches and see each to an outcome."""
         now = self.clock.now()
+        channels = [name for name, sender in (("push", self.push), ("email", self.email),
+                                              ("webhook", self.webhook)) if sender is not None]
         with self.database.transaction() as connection:
-            claimed = outbox.claim(connection, now, now + self.lease, self.batch_size)
+            claimed = outbox.claim(connection, now, now + self.lease, self.batch_size, channels)
         stats = DispatchStats(len(claimed))
         if not claimed:
             return stats
@@ -139,9 +144,6 @@ class Dispatcher:
                 return Outcome("gone", None, "the subscription was removed")
             if item.expires_at is not None and now >= item.expires_at:
                 return Outcome("failed", None, "expired: its TTL ended before it was sent")
-        sender = {"push": self.push, "email": self.email, "webhook": self.webhook}[item.channel]
-        if sender is None:
-            return Outcome("retry", None, f"no {item.channel} channel is configured")
         return None
 
     async def _send_one(self, item: Claimed) -> list[tuple[Claimed, Outcome]]:
@@ -200,6 +202,28 @@ class Dispatcher:
             return Recorded(item.id, "expired", None, outcome.status,
                             f"its TTL ends before the next attempt: {detail}"[:500], now)
         return Recorded(item.id, "queued", again, outcome.status, detail, None)
+
+
+def from_settings(settings: Settings, database: Database, clock: Clock | None = None,
+                  ssl: Any = True) -> Dispatcher:
+    """The dispatcher an operator runs: every channel that is configured.
+
+    Push needs the VAPID key, e-mail needs `NURTURE_SMTP_URL`; webhooks always work. A
+    channel that is not configured is not claimed: its dispatches wait for a worker that has
+    it (or for the configuration).
+    """
+    clock = clock or SystemClock()
+    secret = settings.signing_secret(create=True)
+    push = None
+    try:
+        push = WebPushSender(settings.vapid_key(), settings.vapid_subject,
+                             PushEndpointPolicy.from_hosts(settings.push_allow_hosts),
+                             SystemClock().now, ssl=ssl)
+    except ConfigError:
+        pass
+    email = SmtpSender(settings.smtp_url, settings.email_from) if settings.smtp_url else None
+    return Dispatcher(database, Links(Signer(secret), settings.public_url), clock=clock,
+                      push=push, email=email, webhook=WebhookSender(secret, ssl=ssl))
 
 
 def retry_at(attempts: int, now: datetime, not_before: datetime | None,

@@ -58,10 +58,12 @@ class Recorded:
     finished_at: datetime | None
 
 
-def claim(connection: Connection, now: datetime, lease_until: datetime,
-          limit: int) -> list[Claimed]:
+def claim(connection: Connection, now: datetime, lease_until: datetime, limit: int,
+          channels: Sequence[str]) -> list[Claimed]:
+    """Lease up to `limit` due dispatches of these channels, earliest first."""
     due = (select(DISPATCHES.c.id)
-           .where(DISPATCHES.c.status.in_(OPEN), DISPATCHES.c.due_at <= now)
+           .where(DISPATCHES.c.status.in_(OPEN), DISPATCHES.c.due_at <= now,
+                  DISPATCHES.c.channel.in_(channels))
            .order_by(DISPATCHES.c.due_at).limit(limit)
            .with_for_update(skip_locked=True))  # (several workers: PostgreSQL only)
     ids = [row.id for row in connection.execute(

@@ -123,7 +123,7 @@ def shop_factory(tmp_path: Path, client_tls: ssl.SSLContext, monkeypatch: pytest
     databases: list[Database] = []
 
     def build(flow: str | None = None, smtp: SmtpServer | None = None,
-              push_timeout: float = 10.0) -> Shop:
+              push_timeout: float = 10.0, start: datetime = T0) -> Shop:
         if flow is None:
             paths = [str(Path(__file__).resolve().parents[2] / "workflows" / "jewelry.flow")]
         else:
@@ -133,7 +133,7 @@ def shop_factory(tmp_path: Path, client_tls: ssl.SSLContext, monkeypatch: pytest
         assert catalog is not None
         database = open_database(f"sqlite:///{tmp_path / 'shop.db'}")
         databases.append(database)
-        clock = VirtualClock(T0)
+        clock = VirtualClock(start)
         vapid = VapidKey.generate()
         links = Links(Signer(SECRET), "https://nurture.example")
         push = WebPushSender(vapid, "mailto:ops@shop.example",

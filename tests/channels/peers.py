@@ -126,7 +126,8 @@ class PushService(_Server):
         self.default_answer: dict[str, tuple[int, dict[str, str]]] = {}
         self.problems: list[str] = []
         self.requests: dict[str, int] = defaultdict(int)
-        self.hold: asyncio.Event | None = None
+        self.delay = 0.0
+        """Seconds to wait before answering (to have sends in flight)."""
         app = web.Application(client_max_size=8192)
         app.router.add_post("/push/{name}", self.handle)
         self.start(app)
@@ -153,6 +154,8 @@ class PushService(_Server):
         name = request.match_info["name"]
         self.requests[name] += 1
         body = await request.read()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         browser = self.browsers.get(name)
         if browser is None:
             return web.Response(status=404, text="no such subscription")
