@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from engine.store import outbox
 from engine.store.bulk import BatchWriter
 from engine.store.database import Database
 from engine.store.outbox import Claimed, Recorded
+
+log = logging.getLogger("nurture.dispatcher")
 
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=6)
@@ -219,8 +222,10 @@ def from_settings(settings: Settings, database: Database, clock: Clock | None = 
         push = WebPushSender(settings.vapid_key(), settings.vapid_subject,
                              PushEndpointPolicy.from_hosts(settings.push_allow_hosts),
                              SystemClock().now, ssl=ssl)
-    except ConfigError:
-        pass
+    except ConfigError as problem:
+        log.warning("web push is off: %s", problem)
+    if not settings.smtp_url:
+        log.warning("e-mail is off: NURTURE_SMTP_URL is not set")
     email = SmtpSender(settings.smtp_url, settings.email_from) if settings.smtp_url else None
     return Dispatcher(database, Links(Signer(secret), settings.public_url), clock=clock,
                       push=push, email=email, webhook=WebhookSender(secret, ssl=ssl))
