@@ -72,15 +72,21 @@ class PushJob:
     topic: str
 
 
+class RefusedAddress(OSError):
+    """A push endpoint's name leads only to addresses the policy refuses."""
+
+
 class GuardedResolver(AbstractResolver):
     """Resolves names and keeps only the addresses the endpoint policy accepts."""
 
     def __init__(self, policy: PushEndpointPolicy) -> None:
         self.policy = policy
-        self._inner = ThreadedResolver()
+        self._inner: AbstractResolver | None = None
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        if self._inner is None:
+            self._inner = ThreadedResolver()  # needs the running loop
         results = await self._inner.resolve(host, port, family)
         kept = []
         for result in results:
@@ -90,11 +96,13 @@ class GuardedResolver(AbstractResolver):
                 continue
             kept.append(result)
         if not kept:
-            raise OSError(f"{host} resolves only to addresses that are not allowed")
+            raise RefusedAddress(f"{host} resolves only to addresses that are not allowed "
+                                 f"({', '.join(r['host'] for r in results)})")
         return kept
 
     async def close(self) -> None:
-        await self._inner.close()
+        if self._inner is not None:
+            await self._inner.close()
 
 
 class WebPushSender:
@@ -154,6 +162,10 @@ class WebPushSender:
                     text = (await response.content.read(2048)).decode("utf-8", "replace")
                     return classify(response.status, response.headers.get("Retry-After"),
                                     text, moment)
+            except aiohttp.ClientConnectorError as problem:
+                if isinstance(problem.os_error, RefusedAddress):
+                    return Outcome("failed", None, f"endpoint refused: {problem.os_error}")
+                return Outcome("retry", None, f"{type(problem).__name__}: {problem}"[:300])
             except (TimeoutError, aiohttp.ClientError, OSError) as problem:
                 return Outcome("retry", None, f"{type(problem).__name__}: {problem}"[:300])
 
