@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ def validate(catalog: m.Catalog, complete: bool = True) -> list[Diagnostic]:
     if complete:
         problems += check_send_params(catalog)
     problems += _check_variants(catalog)
+    problems += _check_push_sizes(catalog)
     return problems
 
 
@@ -169,6 +171,35 @@ def _check_variants(catalog: m.Catalog) -> Iterator[Diagnostic]:
             yield warning(first.span, f"message '{first.name}' {first.channel} has only "
                                       "language variants: a subscriber with another locale "
                                       "gets nothing; add a variant without 'lang'")
+
+
+SMALLEST_TAG_AND_TOKEN = {"tag": "t" * 24, "token": "t" * 48}
+"""What every push payload carries besides the message (a topic hash, a click token)."""
+
+
+def _check_push_sizes(catalog: m.Catalog) -> Iterator[Diagnostic]:
+    """A push whose fixed text alone exceeds what a push can carry can never be sent."""
+    for message in catalog.messages:
+        content = message.content
+        if not isinstance(content, m.PushContent):
+            continue
+        fixed = {name: _fixed_text(getattr(content, name))
+                 for name in ("title", "body", "url", "icon")}
+        size = len(json.dumps({**fixed, **SMALLEST_TAG_AND_TOKEN}, ensure_ascii=False,
+                              separators=(",", ":")).encode())
+        if size > m.PUSH_PLAINTEXT_LIMIT:
+            yield error(message.span, f"push message '{message.name}' can never be sent: its "
+                                      f"fixed text alone makes a {size}-byte payload, more than "
+                                      f"the {m.PUSH_PLAINTEXT_LIMIT} bytes a push can carry")
+
+
+def _fixed_text(template: m.Template | None) -> str | None:
+    """The text that every rendering contains (a lower bound: none if there are blocks)."""
+    if template is None:
+        return None
+    if "{%" in template.source:
+        return ""
+    return re.sub(r"\{\{.*?\}\}|\{#.*?#\}", "", template.source, flags=re.DOTALL)
 
 
 def _senders(catalog: m.Catalog) -> dict[tuple[str, str], list[tuple[m.Workflow, m.Stage,

@@ -398,3 +398,19 @@ def test_a_syntax_error_does_not_hide_the_other_blocks_of_the_file(check_lines: 
         "w.flow:15:30: error: unknown name 'nope' in field 'url' of message 'm' (a template can "
         "use scores, stage, subscriber, tags, workflow)",
     ]
+
+
+def test_a_push_that_can_never_fit_is_refused(check_lines: Check) -> None:
+    long_body = "x" * 4000
+    text = ('workflow w {\n  stage a { on enter: send push big }\n}\n'
+            f'message big push {{\n  title "Hi"\n  body "{long_body}"\n}}\n')
+    [line] = check_lines(text)
+    assert line.startswith("w.flow:4:1: error: push message 'big' can never be sent: its fixed "
+                           "text alone makes a 4")
+    assert line.endswith("more than the 3993 bytes a push can carry")
+
+
+def test_a_push_whose_size_depends_on_data_is_checked_when_sent(check_lines: Check) -> None:
+    text = ('workflow w {\n  stage a { on enter: send push big }\n}\n'
+            'message big push {\n  title "Hi"\n  body "{{ subscriber.story }}"\n}\n')
+    assert check_lines(text) == []

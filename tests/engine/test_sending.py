@@ -393,3 +393,16 @@ message deal push {
     assert (content["ttl"], content["urgency"], content["topic"], content["icon"]) == (
         172800, "high", "deal-ann", "https://shop.example/i.png")
     assert content["body"] is None and content["url"] is None
+
+
+def test_a_push_too_large_once_rendered_is_skipped_with_the_reason(flow) -> None:
+    run = flow("""\
+workflow w { stage a { on enter: send push story } }
+message story push { title "Hi" body "{{ subscriber.story }}" }
+""", messages="")
+    run.event("ann", "subscribed", channels=["push"], attributes={"story": "é" * 2000})
+    run.event("bob", "subscribed", channels=["push"], attributes={"story": "é" * 1900})
+    [skip] = run.skipped("ann")
+    assert skip.fields["reason"] == "payload_too_large"
+    assert "3993 bytes" in (skip.note or "")
+    assert [r.subscriber for r in run.sent()] == ["bob"]
