@@ -9,7 +9,6 @@ to addresses the endpoint policy accepts.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -28,7 +26,7 @@ from aiohttp.resolver import ThreadedResolver
 from pywebpush import WebPusher
 
 from channels.base import Outcome
-from channels.endpoints import EndpointError, PushEndpointPolicy
+from channels.endpoints import MAX_ENDPOINT, EndpointError, PushEndpointPolicy
 from channels.vapid import VapidKey
 from dsl.model import PUSH_PLAINTEXT_LIMIT
 
@@ -117,11 +115,12 @@ class WebPushSender:
         self.wall_clock = wall_clock
         self.subject = subject
         self.policy = policy
-        self.limit = asyncio.Semaphore(concurrency)
         self.concurrency = concurrency
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.ssl = ssl
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._origins: dict[str, str] = {}
+        """Origin -> "" if the policy accepts it, else why not."""
 
     def _session(self, origin: str) -> aiohttp.ClientSession:
         session = self._sessions.get(origin)
@@ -133,15 +132,31 @@ class WebPushSender:
                 auto_decompress=False)
         return session
 
+    def _checked_origin(self, endpoint: str) -> str:
+        """The endpoint's origin once the policy accepts it (checked once per origin)."""
+        if len(endpoint) > MAX_ENDPOINT:
+            raise EndpointError(f"longer than {MAX_ENDPOINT} characters")
+        scheme, _, rest = endpoint.partition("://")
+        origin = f"{scheme}://{rest.split('/', 1)[0]}"
+        verdict = self._origins.get(origin)
+        if verdict is None:
+            try:
+                host, port = self.policy.check_url(endpoint)
+                if _is_ip(host):
+                    self.policy.check_address(host, port, host)
+                verdict = ""
+            except EndpointError as problem:
+                verdict = str(problem)
+            self._origins[origin] = verdict
+        if verdict:
+            raise EndpointError(verdict)
+        return origin
+
     async def send(self, job: PushJob, now: datetime | None = None) -> Outcome:
         try:
-            host, port = self.policy.check_url(job.endpoint)
-            if _is_ip(host):
-                self.policy.check_address(host, port, host)
+            origin = self._checked_origin(job.endpoint)
         except EndpointError as problem:
             return Outcome("failed", None, f"endpoint refused: {problem}")
-        parts = urlsplit(job.endpoint)
-        origin = f"{parts.scheme}://{parts.netloc}"
         moment = now or datetime.now(UTC)
         try:
             encoded = WebPusher({"endpoint": job.endpoint,
@@ -154,20 +169,19 @@ class WebPushSender:
             "Content-Type": "application/octet-stream",
             "Authorization": self.vapid.authorization(origin, self.subject, self.wall_clock()),
         }
-        async with self.limit:
-            try:
-                async with self._session(origin).post(
-                        job.endpoint, data=encoded["body"], headers=headers,
-                        allow_redirects=False) as response:
-                    text = (await response.content.read(2048)).decode("utf-8", "replace")
-                    return classify(response.status, response.headers.get("Retry-After"),
-                                    text, moment)
-            except aiohttp.ClientConnectorError as problem:
-                if isinstance(problem.os_error, RefusedAddress):
-                    return Outcome("failed", None, f"endpoint refused: {problem.os_error}")
-                return Outcome("retry", None, f"{type(problem).__name__}: {problem}"[:300])
-            except (TimeoutError, aiohttp.ClientError, OSError) as problem:
-                return Outcome("retry", None, f"{type(problem).__name__}: {problem}"[:300])
+        try:  # the connector's limit bounds the requests in flight per origin
+            async with self._session(origin).post(
+                    job.endpoint, data=encoded["body"], headers=headers,
+                    allow_redirects=False) as response:
+                text = (await response.content.read(2048)).decode("utf-8", "replace")
+                return classify(response.status, response.headers.get("Retry-After"),
+                                text, moment)
+        except aiohttp.ClientConnectorError as problem:
+            if isinstance(problem.os_error, RefusedAddress):
+                return Outcome("failed", None, f"endpoint refused: {problem.os_error}")
+            return Outcome("retry", None, f"{type(problem).__name__}: {problem}"[:300])
+        except (TimeoutError, aiohttp.ClientError, OSError) as problem:
+            return Outcome("retry", None, f"{type(problem).__name__}: {problem}"[:300])
 
     async def close(self) -> None:
         for session in self._sessions.values():

@@ -133,3 +133,27 @@ def pending(connection: Connection, key: int) -> list[dict[str, Any]]:
     return [{"kind": r.kind, "workflow": r.workflow, "due_at": r.due_at,
              "nominal_at": r.nominal_at, "step": r.step, "occurrence": r.occurrence}
             for r in rows]
+
+
+def trace_delivery(connection: Connection, key: int, seq: int) -> dict[str, Any] | None:
+    """Why a message went out: its workflow and stage step, the transition that entered the
+    stage, and each score of the workflow at that moment with the ledger line that last
+    changed it (the rule and event that tipped it)."""
+    delivery = connection.execute(select(DELIVERIES).where(
+        DELIVERIES.c.subscriber_id == key, DELIVERIES.c.seq == seq)).one_or_none()
+    if delivery is None:
+        return None
+    visit = connection.execute(select(VISITS).where(
+        VISITS.c.enrolment_id == delivery.enrolment_id,
+        VISITS.c.seq == delivery.stage_seq)).one()
+    scores: dict[str, Any] = {}
+    for line in ledger(connection, key):
+        if line.workflow == delivery.workflow and line.at <= visit.entered_at:
+            scores[line.score] = {"total": line.total, "changed_by": line.rule,
+                                  "event": line.event_type, "event_id": line.event_id,
+                                  "at": line.at}
+    return {"workflow": delivery.workflow, "stage": delivery.stage,
+            "step": delivery.step_rule, "message": delivery.message,
+            "channel": delivery.channel, "status": delivery.status,
+            "decided_at": delivery.decided_at, "stage_entered_at": visit.entered_at,
+            "entered_by": visit.cause, "scores_at_entry": scores}

@@ -130,3 +130,46 @@ def test_a_webhook_with_a_bad_signature_is_refused_by_the_receiver(
     assert [valid for _, _, valid in webhook_receiver.received] == [False]
     assert [(d["status"], d["last_status"]) for d in shop.dispatches("anna")] == [
         ("failed", 401)]
+
+
+def test_the_unsubscribe_link_withdraws_email_consent(shop_factory,
+                                                      smtp_server: SmtpServer) -> None:
+    from engine.links import unsubscribe_event
+
+    shop = shop_factory(smtp=smtp_server)
+    reach_interest(shop)
+    shop.dispatch()
+    link = smtp_server.messages[0]["List-Unsubscribe"].strip("<>")
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    shop.engine.ingest([unsubscribe_event(Signer(SECRET), token, shop.clock.now())])
+    shop.advance(days=7)  # the next newsletter
+    with shop.database.transaction() as connection:
+        from engine.store import queries
+        key = queries.subscriber_key(connection, "anna")
+        assert key is not None
+        history = queries.consents(connection, key)
+        assert [(c["channel"], c["granted"]) for c in history][-1] == ("email", False)
+        assert [d.status for d in queries.deliveries(connection, key)] == ["sent"]
+        assert queries.stages(connection, key) == {}  # jewelry: exit on unsubscribed
+    with pytest.raises(Exception, match="signature"):
+        unsubscribe_event(Signer(SECRET), token[:-2] + "xx", shop.clock.now())
+
+
+def test_a_delivery_traces_back_to_its_step_and_the_score_that_caused_it(
+        shop_factory, webhook_receiver: WebhookReceiver) -> None:
+    from engine.store import queries
+
+    shop = shop_factory(HOOK.replace("URL", webhook_receiver.url))
+    shop.event("anna", "subscribed", channels=[])
+    shop.event("anna", "purchase")
+    with shop.database.transaction() as connection:
+        key = queries.subscriber_key(connection, "anna")
+        assert key is not None
+        trace = queries.trace_delivery(connection, key, 1)
+    assert trace is not None
+    assert (trace["workflow"], trace["stage"], trace["message"]) == ("crm", "hot", "hand_off")
+    assert trace["step"].endswith("w.flow:4")
+    assert trace["entered_by"].endswith("w.flow:3")  # go to hot when engagement >= 50
+    assert trace["scores_at_entry"]["engagement"]["total"] == 50
+    assert trace["scores_at_entry"]["engagement"]["changed_by"].endswith("w.flow:2")
+    assert trace["scores_at_entry"]["engagement"]["event"] == "purchase"
