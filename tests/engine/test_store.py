@@ -135,3 +135,34 @@ def test_tick_reads_only_subscribers_with_due_work_through_indexes(database: Dat
             details = [row[-1] for row in plan]
             scans = [d for d in details if d.startswith("SCAN")]
             assert not scans, f"{statement}\n→ {details}"
+
+
+def test_the_outbox_migration_numbers_existing_deliveries(tmp_path: Path) -> None:
+    from engine.store.database import upgrade
+
+    db = open_database(f"sqlite:///{tmp_path / 'old.db'}", migrate=False)
+    upgrade(db, "0001")
+    with db.transaction() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO subscribers (id, external_id, attributes, created_at, event_count, "
+            "version) VALUES (1, 'a', '{}', 0, 0, 0), (2, 'b', '{}', 0, 0, 0)")
+        connection.exec_driver_sql(
+            "INSERT INTO enrolments (id, subscriber_id, workflow, stage, stage_seq, "
+            "stage_entered_at, enrolled_at, seen) VALUES (1, 1, 'w', 's', 1, 0, 0, '[]'), "
+            "(2, 2, 'w', 's', 1, 0, 0, '[]')")
+        for subscriber, step in [(1, 0), (2, 0), (1, 1), (1, 2), (2, 1)]:
+            connection.exec_driver_sql(
+                "INSERT INTO deliveries (subscriber_id, workflow, enrolment_id, stage, "
+                "stage_seq, step, occurrence, step_rule, channel, message, status, content, "
+                f"nominal_at, decided_at) VALUES ({subscriber}, 'w', {subscriber}, 's', 1, "
+                f"{step}, 0, 'f:1', 'push', 'm', 'sent', '{{}}', 0, 0)")
+    upgrade(db)
+    with db.transaction() as connection:
+        assert connection.exec_driver_sql(
+            "SELECT subscriber_id, seq FROM deliveries ORDER BY id").all() == [
+            (1, 1), (2, 1), (1, 2), (1, 3), (2, 2)]
+        assert connection.exec_driver_sql(
+            "SELECT id, delivery_count FROM subscribers ORDER BY id").all() == [(1, 3), (2, 2)]
+    with db.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+    db.dispose()

@@ -1,0 +1,65 @@
+"""Settings from the environment, a .env file and flags (SPEC §5); keys created safely."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from engine.config import ConfigError, Settings, load_settings
+
+
+def test_defaults() -> None:
+    settings = load_settings({}, dotenv=None)
+    assert settings.db == "sqlite:///nurture.db"
+    assert settings.workflows == "workflows/"
+    assert settings.push_allow_hosts == ()
+
+
+def test_the_environment_wins_over_dotenv_and_flags_win_over_both(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("NURTURE_DB=sqlite:///from-dotenv.db\nNURTURE_SMTP_URL=smtp://relay\n"
+                      "NURTURE_PUSH_ALLOW_HOSTS=127.0.0.1:8443, push.test\n", encoding="utf-8")
+    settings = load_settings({"NURTURE_DB": "sqlite:///from-env.db"}, dotenv=dotenv)
+    assert settings.db == "sqlite:///from-env.db"
+    assert settings.smtp_url == "smtp://relay"
+    assert settings.push_allow_hosts == ("127.0.0.1:8443", "push.test")
+    assert settings.with_flags(db="sqlite:///flag.db", workflows=None).db == "sqlite:///flag.db"
+
+
+@pytest.mark.parametrize(("variable", "value", "words"), [
+    ("NURTURE_TICK_SECONDS", "soon", "NURTURE_TICK_SECONDS: a number of seconds"),
+    ("NURTURE_TICK_SECONDS", "0", "more than 0"),
+    ("NURTURE_VAPID_SUBJECT", "ops@shop.example", "NURTURE_VAPID_SUBJECT: a mailto: or https:"),
+])
+def test_bad_settings_name_the_variable(variable: str, value: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        load_settings({variable: value}, dotenv=None)
+
+
+def test_keys_are_created_readable_by_their_owner_only(tmp_path: Path) -> None:
+    settings = Settings(vapid_key_file=tmp_path / "k" / "vapid.pem",
+                        secret_file=tmp_path / "k" / "secret")
+    with pytest.raises(ConfigError, match="nurture keys"):
+        settings.vapid_key()
+    key = settings.vapid_key(create=True)
+    secret = settings.signing_secret(create=True)
+    for path in (settings.vapid_key_file, settings.secret_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert settings.vapid_key().public_key == key.public_key  # read back, not re-created
+    assert settings.signing_secret() == secret and len(secret) == 32
+
+
+def test_keys_from_the_environment() -> None:
+    from channels.vapid import VapidKey
+
+    key = VapidKey.generate()
+    settings = load_settings({"NURTURE_VAPID_PRIVATE_KEY": key.pem().decode(),
+                              "NURTURE_SECRET": "a-long-enough-secret"}, dotenv=None)
+    assert settings.vapid_key().public_key == key.public_key
+    assert settings.signing_secret() == b"a-long-enough-secret"
+    with pytest.raises(ConfigError, match="NURTURE_SECRET"):
+        load_settings({"NURTURE_SECRET": "short"}, dotenv=None).signing_secret()
+    with pytest.raises(ConfigError, match="NURTURE_VAPID_PRIVATE_KEY"):
+        load_settings({"NURTURE_VAPID_PRIVATE_KEY": "bogus"}, dotenv=None).vapid_key()
