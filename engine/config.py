@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,6 +59,25 @@ class Settings:
             raise ConfigError(f"no VAPID key: run `nurture keys` (creates "
                               f"{self.vapid_key_file}) or set NURTURE_VAPID_PRIVATE_KEY")
         return load_or_create(self.vapid_key_file)[0]
+
+    def api_key_value(self, create: bool = False) -> str:
+        """`NURTURE_API_KEY`, else the key in `.nurture/api-key` (created when asked)."""
+        if self.api_key:
+            if len(self.api_key) < 16:
+                raise ConfigError("NURTURE_API_KEY: use at least 16 characters")
+            return self.api_key
+        path = self.secret_file.with_name("api-key")
+        if path.exists():
+            return path.read_text(encoding="ascii").strip()
+        if not create:
+            raise ConfigError(f"no API key: set NURTURE_API_KEY (or run `nurture serve`, "
+                              f"which creates {path})")
+        key = secrets.token_urlsafe(24)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as out:
+            out.write(key)
+        return key
 
     def signing_secret(self, create: bool = False) -> bytes:
         if self.secret:

@@ -20,9 +20,11 @@ import contextlib
 import json
 import logging
 import random
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from html import unescape
 from typing import Any
 
 from channels.base import Outcome
@@ -39,6 +41,7 @@ from engine.store.database import Database
 from engine.store.outbox import Claimed, Recorded
 
 log = logging.getLogger("nurture.dispatcher")
+LINK = re.compile(r'href="(https?://[^"]+)"', re.IGNORECASE)
 
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=6)
@@ -49,9 +52,19 @@ MAX_ATTEMPTS = 10
 class DispatchStats:
     claimed: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    by_channel: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(channel, outcome) -> how many."""
 
-    def count(self, status: str) -> None:
+    def count(self, channel: str, status: str) -> None:
         self.outcomes[status] = self.outcomes.get(status, 0) + 1
+        key = (channel, status)
+        self.by_channel[key] = self.by_channel.get(key, 0) + 1
+
+    def add(self, other: DispatchStats) -> None:
+        self.claimed += other.claimed
+        for key, count in other.by_channel.items():
+            for _ in range(count):
+                self.count(*key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +74,28 @@ class Links:
 
     def click_token(self, claimed: Claimed) -> str:
         return self.signer.sign("push", claimed.delivery_key)
+
+    def click_url(self, claimed: Claimed, url: str) -> str:
+        token = self.signer.sign("click", json.dumps({"d": claimed.delivery_key, "u": url},
+                                                     separators=(",", ":")))
+        return f"{self.public_url.rstrip('/')}/v1/t/c/{token}"
+
+    def open_url(self, claimed: Claimed) -> str:
+        token = self.signer.sign("open", claimed.delivery_key)
+        return f"{self.public_url.rstrip('/')}/v1/t/o/{token}.gif"
+
+    def tracked_html(self, claimed: Claimed, html: str | None) -> str | None:
+        """Links of the HTML part go through click tracking; an open pixel is added."""
+        if html is None:
+            return None
+        tracked = LINK.sub(lambda found: f'href="{self.click_url(claimed, unescape(found[1]))}"',
+                           html)
+        pixel = (f'<img src="{self.open_url(claimed)}" width="1" height="1" alt="" '
+                 'style="display:none">')
+        closing = tracked.lower().rfind("</body>")
+        if closing < 0:
+            return tracked + pixel
+        return tracked[:closing] + pixel + tracked[closing:]
 
     def unsubscribe_url(self, claimed: Claimed) -> str:
         token = self.signer.sign("unsubscribe", json.dumps(
@@ -130,9 +165,7 @@ class Dispatcher:
             stats = await self.dispatch_once()
             if stats.claimed == 0:
                 return total
-            total.claimed += stats.claimed
-            for status, count in stats.outcomes.items():
-                total.outcomes[status] = total.outcomes.get(status, 0) + count
+            total.add(stats)
 
     async def close(self) -> None:
         for sender in (self.push, self.webhook):
@@ -169,7 +202,8 @@ class Dispatcher:
     async def _send_emails(self, items: list[Claimed]) -> list[tuple[Claimed, Outcome]]:
         assert self.email is not None
         jobs = [EmailJob(item.delivery_key, item.address or "", item.content.get("subject") or "",
-                         item.content.get("text"), item.content.get("html"),
+                         item.content.get("text"),
+                         self.links.tracked_html(item, item.content.get("html")),
                          self.links.unsubscribe_url(item)) for item in items]
         outcomes = await asyncio.to_thread(self.email.send_all, jobs)
         return list(zip(items, outcomes, strict=True))
@@ -181,14 +215,15 @@ class Dispatcher:
             return
         now = self.clock.now()
         rows = [self._recorded(item, outcome, now) for item, outcome in results]
+        channels = [item.channel for item, _ in results]
         gone = [item.push_subscription_id for item, outcome in results
                 if outcome.kind == "gone" and item.push_subscription_id is not None]
         with self.database.transaction() as connection:
             outbox.record(connection, self.writer, rows)
             outbox.remove_subscriptions(connection, gone, now, "the push service answered "
                                         "404/410: the subscription is gone")
-        for row in rows:
-            stats.count(row.status)
+        for channel, row in zip(channels, rows, strict=True):
+            stats.count(channel, row.status)
 
     def _recorded(self, item: Claimed, outcome: Outcome, now: datetime) -> Recorded:
         detail = outcome.detail or None

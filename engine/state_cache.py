@@ -11,6 +11,7 @@ works on it, so a batch that fails leaves nothing half-changed behind.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -23,13 +24,15 @@ class StateCache:
         self._states: OrderedDict[str, SubscriberState] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self._lock = threading.Lock()  # API requests and scheduled ticks share one engine
 
     def __len__(self) -> int:
         return len(self._states)
 
     def take(self, external_id: str, key: int, version: int) -> SubscriberState | None:
         """The kept state of this subscriber if it is the stored version, else None."""
-        state = self._states.pop(external_id, None)
+        with self._lock:
+            state = self._states.pop(external_id, None)
         if state is None or state.id != key or state.version != version:
             self.misses += 1
             return None
@@ -39,11 +42,13 @@ class StateCache:
     def keep(self, states: Iterable[SubscriberState]) -> None:
         if self.capacity <= 0:
             return
-        for state in states:
-            self._states[state.external_id] = state
-            self._states.move_to_end(state.external_id)
-        while len(self._states) > self.capacity:
-            self._states.popitem(last=False)
+        with self._lock:
+            for state in states:
+                self._states[state.external_id] = state
+                self._states.move_to_end(state.external_id)
+            while len(self._states) > self.capacity:
+                self._states.popitem(last=False)
 
     def clear(self) -> None:
-        self._states.clear()
+        with self._lock:
+            self._states.clear()

@@ -31,14 +31,20 @@ def add(connection: Connection, external_id: str, endpoint: str, p256dh: str, au
                                   {"endpoint": endpoint, **values}).scalar_one())
 
 
-def remove(connection: Connection, endpoint: str, at: datetime, reason: str) -> None:
-    owner = connection.execute(
-        update(PUSH_SUBSCRIPTIONS).where(PUSH_SUBSCRIPTIONS.c.endpoint == endpoint,
-                                         PUSH_SUBSCRIPTIONS.c.removed_at.is_(None))
+def remove(connection: Connection, endpoint: str, at: datetime, reason: str,
+           owner: str | None = None) -> None:
+    """Mark a subscription removed (only if it is `owner`'s, when one is named)."""
+    condition = [PUSH_SUBSCRIPTIONS.c.endpoint == endpoint,
+                 PUSH_SUBSCRIPTIONS.c.removed_at.is_(None)]
+    if owner is not None:
+        condition.append(PUSH_SUBSCRIPTIONS.c.subscriber_id == select(SUBSCRIBERS.c.id).where(
+            SUBSCRIBERS.c.external_id == owner).scalar_subquery())
+    subscriber = connection.execute(
+        update(PUSH_SUBSCRIPTIONS).where(*condition)
         .values(removed_at=at, removed_reason=reason)
         .returning(PUSH_SUBSCRIPTIONS.c.subscriber_id)).scalar()
-    if owner is not None:
-        _changed(connection, owner)
+    if subscriber is not None:
+        _changed(connection, subscriber)
 
 
 def _changed(connection: Connection, subscriber: int) -> None:

@@ -303,4 +303,15 @@ class PushSubscription(Base):
     removed_reason: Mapped[str | None] = mapped_column(String(300))
 
 
+class Erasure(Base):
+    """What is kept of an erased subscriber (GDPR): counts, and nothing that identifies them."""
+
+    __tablename__ = "erasures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    erased_at: Mapped[datetime]
+    events: Mapped[int]
+    deliveries: Mapped[int]
+    push_subscriptions: Mapped[int]
+
+
 metadata = Base.metadata

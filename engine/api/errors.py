@@ -1,0 +1,54 @@
+"""Errors as the API answers them: a status, a sentence, and the fields at fault.
+
+Every refusal has the shape `{"detail": "...", "errors": [{"field": ..., "message": ...}]}`
+(with `"event": INDEX` when one event of a batch is wrong), so a client can tell which field of
+which event to fix. FastAPI's own validation errors are translated to the same shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors or []
+        self.headers = headers
+
+
+def field_error(status: int, field: str, message: str, **more: Any) -> ApiError:
+    return ApiError(status, f"{field}: {message}", [{"field": field, "message": message,
+                                                     **more}])
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, problem: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": problem.detail, "errors": problem.errors},
+                            status_code=problem.status, headers=problem.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, problem: RequestValidationError) -> JSONResponse:
+        errors = []
+        for item in problem.errors():
+            location = [str(part) for part in item.get("loc", ()) if part != "body"]
+            errors.append({"field": ".".join(location) or "body",
+                           "message": str(item.get("msg", "invalid"))})
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        return JSONResponse({"detail": f"{first['field']}: {first['message']}",
+                             "errors": errors}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, problem: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": problem.detail, "errors": []},
+                            status_code=problem.status_code,
+                            headers=getattr(problem, "headers", None))

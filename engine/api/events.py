@@ -1,0 +1,103 @@
+"""`POST /v1/events`: one event, or `{"events": [...]}` (SPEC §2, §4).
+
+Every event of a request is validated before anything is stored; if one is wrong the request
+is refused with each wrong field of each wrong event, and nothing is stored. Repeated ids
+(idempotency keys) are answered as duplicates, not stored twice. `at` defaults to now; an event
+more than five minutes in the future is refused (a client clock that is wrong would otherwise
+reorder a subscriber's journey).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from engine.api.auth import Authorised
+from engine.api.errors import ApiError
+from engine.events import Event, EventError, parse_event
+
+router = APIRouter()
+MAX_BATCH = 1000
+FUTURE = timedelta(minutes=5)
+
+
+class EventIn(BaseModel):
+    """An event (SPEC §2). Reserved types: subscribed, unsubscribed, attributes."""
+
+    model_config = ConfigDict(extra="forbid")
+    subscriber: str | int = Field(description="The site's id for the subscriber.")
+    type: str = Field(pattern=r"^[a-z_][a-z0-9_]*$", max_length=100)
+    at: str | None = Field(default=None, description="ISO-8601 with a time zone; default now.")
+    properties: dict[str, Any] = Field(default_factory=dict)
+    id: str | int | None = Field(default=None, description="Idempotency key.")
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[EventIn] = Field(max_length=MAX_BATCH)
+
+
+class Accepted(BaseModel):
+    accepted: int
+    duplicates: list[str]
+
+
+def _body_schema() -> dict[str, Any]:
+    single = EventIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    batch = EventBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+    batch.pop("$defs", None)
+    return {"required": True, "content": {"application/json": {"schema": {
+        "oneOf": [single, batch]}}}}
+
+
+@router.post("/v1/events", response_model=Accepted, openapi_extra={"requestBody": _body_schema()},
+             summary="Ingest one event or a batch",
+             responses={401: {"description": "No or wrong API key"},
+                        422: {"description": "A field of an event is wrong: nothing stored"}})
+async def post_events(request: Request, runtime: Authorised) -> Accepted:
+    raw = await _json(request)
+    if isinstance(raw, dict) and "events" in raw and set(raw) == {"events"}:
+        items = raw["events"]
+        if not isinstance(items, list):
+            raise ApiError(422, "events: expected a list of events",
+                           [{"field": "events", "message": "expected a list of events"}])
+        if len(items) > MAX_BATCH:
+            raise ApiError(413, f"events: at most {MAX_BATCH} events per request",
+                           [{"field": "events", "message": f"{len(items)} events; the most "
+                                                           f"is {MAX_BATCH}"}])
+    else:
+        items = [raw]
+    now = runtime.clock.now()
+    events: list[Event] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            event = parse_event(item, seq=index, default_at=now)
+        except EventError as problem:
+            errors.append({"event": index, "field": problem.field, "message": problem.message})
+            continue
+        if event.at > now + FUTURE:
+            errors.append({"event": index, "field": "at",
+                           "message": "more than 5 minutes in the future"})
+            continue
+        events.append(event)
+    if errors:
+        first = errors[0]
+        raise ApiError(422, f"event {first['event']}: {first['field']}: {first['message']} "
+                            "(nothing was stored)", errors)
+    result = await run_in_threadpool(runtime.ingest, events)
+    return Accepted(accepted=result.accepted, duplicates=result.duplicates)
+
+
+async def _json(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as problem:
+        raise ApiError(422, f"body: not JSON ({problem})",
+                       [{"field": "body", "message": "not JSON"}]) from None

@@ -1,0 +1,132 @@
+"""Subscribers: export (`GET`), erase (`DELETE`), tokens, and browsers' push subscriptions."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import APIRouter, Path, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from channels.endpoints import EndpointError
+from engine.api.auth import Authorised, ForSubscriber, subscriber_token
+from engine.api.encoding import plain
+from engine.api.errors import field_error
+from engine.store import push_subscriptions
+from engine.store import subscribers as store
+
+router = APIRouter()
+SubscriberId = Annotated[str, Path(min_length=1, max_length=200,
+                                   description="The site's id for the subscriber.")]
+
+
+@router.get("/v1/subscribers/{subscriber_id}", summary="Everything about a subscriber",
+            responses={404: {"description": "No such subscriber"}})
+def export(subscriber_id: SubscriberId,
+           runtime: Authorised) -> JSONResponse:
+    with runtime.database.transaction() as connection:
+        found = store.export(connection, subscriber_id)
+    if found is None:
+        raise field_error(404, "subscriber_id", f"no subscriber {subscriber_id!r}")
+    return JSONResponse(plain(found))
+
+
+@router.delete("/v1/subscribers/{subscriber_id}", status_code=204,
+               summary="Erase a subscriber (GDPR): personal data and push subscriptions go, "
+                       "anonymous counts stay", responses={404: {"description": "Unknown"}})
+def erase(subscriber_id: SubscriberId,
+          runtime: Authorised) -> Response:
+    with runtime.database.transaction() as connection:
+        erased = store.erase(connection, subscriber_id, runtime.clock.now())
+    if not erased:
+        raise field_error(404, "subscriber_id", f"no subscriber {subscriber_id!r}")
+    return Response(status_code=204)
+
+
+class Token(BaseModel):
+    subscriber: str
+    token: str
+
+
+@router.post("/v1/subscribers/{subscriber_id}/token", response_model=Token,
+             summary="A token that lets a browser register push subscriptions for this id")
+def token(subscriber_id: SubscriberId,
+          runtime: Authorised) -> Token:
+    return Token(subscriber=subscriber_id, token=subscriber_token(runtime, subscriber_id))
+
+
+class Keys(BaseModel):
+    p256dh: str = Field(max_length=200)
+    auth: str = Field(max_length=64)
+
+
+class BrowserSubscription(BaseModel):
+    """A browser's `PushSubscription.toJSON()`."""
+
+    model_config = ConfigDict(extra="ignore")
+    endpoint: str = Field(max_length=2048)
+    keys: Keys
+    expirationTime: int | None = None  # the browser's own name for it
+
+
+class Registered(BaseModel):
+    subscriber: str
+    id: int
+
+
+@router.post("/v1/subscribers/{subscriber_id}/push-subscriptions", status_code=201,
+             response_model=Registered, summary="Register a browser's push subscription",
+             responses={401: {"description": "Neither the API key nor this subscriber's token"},
+                        422: {"description": "Endpoint or keys refused"}})
+def register(subscription: BrowserSubscription, subscriber_id: SubscriberId,
+             runtime: ForSubscriber) -> Registered:
+    validate_keys(subscription.keys)
+    try:
+        runtime.policy.check_resolved(subscription.endpoint)
+    except EndpointError as problem:
+        raise field_error(422, "endpoint", str(problem)) from None
+    with runtime.database.transaction() as connection:
+        key = push_subscriptions.add(connection, subscriber_id, subscription.endpoint,
+                                     subscription.keys.p256dh, subscription.keys.auth,
+                                     runtime.clock.now())
+    return Registered(subscriber=subscriber_id, id=key)
+
+
+class Endpoint(BaseModel):
+    endpoint: str = Field(max_length=2048)
+
+
+@router.post("/v1/subscribers/{subscriber_id}/push-subscriptions/remove", status_code=204,
+             summary="The browser dropped its subscription")
+def unregister(body: Endpoint, subscriber_id: SubscriberId,
+               runtime: ForSubscriber) -> Response:
+    with runtime.database.transaction() as connection:
+        push_subscriptions.remove(connection, body.endpoint, runtime.clock.now(),
+                                  "the browser unsubscribed", owner=subscriber_id)
+    return Response(status_code=204)
+
+
+def validate_keys(keys: Keys) -> None:
+    """p256dh must be a point on P-256, auth exactly 16 bytes (else nothing can decrypt)."""
+    try:
+        point = _unb64(keys.p256dh)
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    except (ValueError, binascii.Error):
+        raise field_error(422, "keys.p256dh", "not a P-256 public key (65 bytes, base64url)") \
+            from None
+    try:
+        secret = _unb64(keys.auth)
+    except (ValueError, binascii.Error):
+        raise field_error(422, "keys.auth", "not base64url") from None
+    if len(secret) != 16:
+        raise field_error(422, "keys.auth", f"must be 16 bytes, got {len(secret)}")
+
+
+def _unb64(text: str) -> bytes:
+    text = text.strip()
+    if not text or not all(c.isalnum() or c in "-_=" for c in text):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -1,0 +1,147 @@
+"""Links that come back: push click and receipt reports, e-mail clicks and opens, unsubscribe.
+
+Each link carries a token signed for its purpose (`channels.tokens`): a forged or altered token
+is refused, and the click redirect goes only to the URL inside its token. Each becomes an event
+of the subscriber (`push_click`, `push_received`, `email_click`, `email_open`, `unsubscribed`)
+whose id is derived from the delivery, so a repeat (a second click, a mail client fetching the
+pixel again) is a duplicate, not more points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from html import escape
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from channels.tokens import BadToken
+from engine.api.auth import runtime_of
+from engine.api.errors import field_error
+from engine.events import Event
+from engine.links import unsubscribe_event
+from engine.runtime import Runtime
+from engine.store.states import DELIVERIES, SUBSCRIBERS
+
+router = APIRouter()
+Current = Annotated[Runtime, Depends(runtime_of)]
+PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000"
+                      "010001000002024401003b")
+
+
+class Report(BaseModel):
+    token: str = Field(max_length=500)
+
+
+def _delivery(runtime: Runtime, reference: str) -> dict[str, Any] | None:
+    subscriber_key, _, seq = reference.partition(".")
+    if not subscriber_key.isdigit() or not seq.isdigit():
+        return None
+    with runtime.database.transaction() as connection:
+        row = connection.execute(
+            select(SUBSCRIBERS.c.external_id, DELIVERIES.c.workflow, DELIVERIES.c.message,
+                   DELIVERIES.c.channel)
+            .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
+            .where(DELIVERIES.c.subscriber_id == int(subscriber_key),
+                   DELIVERIES.c.seq == int(seq))).one_or_none()
+    if row is None:
+        return None
+    return {"subscriber": row.external_id, "workflow": row.workflow, "message": row.message,
+            "channel": row.channel}
+
+
+def _record(runtime: Runtime, kind: str, reference: str, key: str,
+            extra: dict[str, Any] | None = None) -> bool:
+    found = _delivery(runtime, reference)
+    if found is None:
+        return False  # erased, or never ours: nothing to record
+    event = Event(found["subscriber"], kind, runtime.clock.now(),
+                  {"workflow": found["workflow"], "message": found["message"],
+                   "delivery": reference, **(extra or {})}, key)
+    runtime.ingest([event])
+    return True
+
+
+def _verify(runtime: Runtime, purpose: str, token: str) -> str:
+    try:
+        return runtime.signer.verify(purpose, token)
+    except BadToken as problem:
+        raise field_error(403, "token", str(problem)) from None
+
+
+@router.post("/v1/track/push-click", status_code=204, summary="The service worker reports a "
+             "click on a notification")
+async def push_click(report: Report, runtime: Current) -> Response:
+    reference = _verify(runtime, "push", report.token)
+    await run_in_threadpool(_record, runtime, "push_click", reference,
+                            f"push_click:{reference}")
+    return Response(status_code=204)
+
+
+@router.post("/v1/track/push-received", status_code=204, summary="The service worker reports "
+             "that a push arrived")
+async def push_received(report: Report, runtime: Current) -> Response:
+    reference = _verify(runtime, "push", report.token)
+    await run_in_threadpool(_record, runtime, "push_received", reference,
+                            f"push_received:{reference}")
+    return Response(status_code=204)
+
+
+@router.get("/v1/t/c/{token}", summary="A tracked e-mail link: records the click, redirects to "
+            "the URL that was signed", response_class=RedirectResponse, status_code=302)
+async def email_click(token: str, runtime: Current) -> RedirectResponse:
+    claims = json.loads(_verify(runtime, "click", token))
+    url, reference = str(claims["u"]), str(claims["d"])
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    await run_in_threadpool(_record, runtime, "email_click", reference,
+                            f"email_click:{reference}:{digest}", {"url": url})
+    return RedirectResponse(url, status_code=302)
+
+
+@router.get("/v1/t/o/{token}", summary="The open pixel of an e-mail")
+async def email_open(token: str, runtime: Current) -> Response:
+    reference = _verify(runtime, "open", token.removesuffix(".gif"))
+    await run_in_threadpool(_record, runtime, "email_open", reference,
+                            f"email_open:{reference}")
+    return Response(PIXEL, media_type="image/gif",
+                    headers={"Cache-Control": "no-store, private"})
+
+
+Token = Annotated[str, Query(max_length=1000)]
+
+
+@router.get("/v1/unsubscribe", response_class=HTMLResponse,
+            summary="The page behind an unsubscribe link (a button: GETs never unsubscribe)")
+def unsubscribe_page(token: Token, runtime: Current) -> HTMLResponse:
+    event = _unsubscribe(runtime, token)
+    channel = event.properties["channels"][0]
+    return HTMLResponse(_page("Unsubscribe", f"<p>Stop {escape(channel)} messages?</p>"
+                                             f'<form method="post"><button type="submit">'
+                                             "Unsubscribe</button></form>"))
+
+
+@router.post("/v1/unsubscribe", response_class=HTMLResponse,
+             summary="Unsubscribe (also RFC 8058 one-click: List-Unsubscribe=One-Click)")
+async def unsubscribe(request: Request, token: Token, runtime: Current) -> HTMLResponse:
+    await request.body()  # "List-Unsubscribe=One-Click" from mail clients; nothing else needed
+    event = _unsubscribe(runtime, token)
+    await run_in_threadpool(runtime.ingest, [event])
+    return HTMLResponse(_page("Unsubscribed", "<p>You will not get these messages any "
+                                              "more.</p>"))
+
+
+def _unsubscribe(runtime: Runtime, token: str) -> Event:
+    try:
+        return unsubscribe_event(runtime.signer, token, runtime.clock.now())
+    except BadToken as problem:
+        raise field_error(403, "token", str(problem)) from None
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body><h1>{title}</h1>{body}</body></html>")

@@ -1,0 +1,48 @@
+"""Prometheus metrics of a running service (`/metrics`).
+
+Counters for what happens (events ingested, sends by channel and outcome), the tick's
+duration, and the backlog read from the database when scraped (due work and dispatches due
+now), so that several processes sharing a database report the same backlog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _Backlog(Collector):
+    def __init__(self, read: Callable[[], tuple[int, int]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        due_work, dispatches = self.read()
+        family = GaugeMetricFamily("nurture_due_backlog", "Work due now and not yet done",
+                                   labels=["kind"])
+        family.add_metric(["schedule"], due_work)
+        family.add_metric(["outbox"], dispatches)
+        yield family
+
+
+class Metrics:
+    def __init__(self, backlog: Callable[[], tuple[int, int]]) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter("nurture_events_ingested", "Events accepted",
+                              registry=self.registry)
+        self.duplicates = Counter("nurture_events_duplicate", "Events refused as repeats",
+                                  registry=self.registry)
+        self.sends = Counter("nurture_sends", "Dispatch outcomes",
+                             ["channel", "outcome"], registry=self.registry)
+        self.tick = Histogram("nurture_tick_seconds", "Duration of a tick",
+                              registry=self.registry,
+                              buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60))
+        self.dispatch = Histogram("nurture_dispatch_seconds", "Duration of a dispatch batch",
+                                  registry=self.registry,
+                                  buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60))
+        self.registry.register(_Backlog(backlog))
+
+    def exposition(self) -> bytes:
+        return bytes(generate_latest(self.registry))

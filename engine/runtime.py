@@ -1,0 +1,107 @@
+"""What a running service is made of: settings, the database, keys, and the current engine.
+
+The HTTP API and the scheduler's jobs share one `Runtime`. Workflows are reloaded as a whole:
+the new files are loaded and checked, and only if they check clean is a new engine built and
+swapped in (a broken edit is reported and the last good version keeps running).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from channels.endpoints import PushEndpointPolicy
+from channels.tokens import Signer
+from dsl import model as m
+from dsl.loader import LoadResult, load_paths
+from engine.clock import Clock, SystemClock
+from engine.config import Settings
+from engine.events import Event
+from engine.metrics import Metrics
+from engine.processor import Engine, IngestResult
+from engine.store.database import Database
+from engine.store.states import DISPATCHES, SCHEDULE
+
+log = logging.getLogger("nurture.runtime")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, database: Database, catalog: m.Catalog,
+                 clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.database = database
+        self.clock: Clock = clock or SystemClock()
+        self.signer = Signer(settings.signing_secret(create=True))
+        self.vapid = settings.vapid_key(create=True)
+        self.api_key = settings.api_key_value(create=True)
+        self.policy = PushEndpointPolicy.from_hosts(settings.push_allow_hosts)
+        self.metrics = Metrics(self.backlog)
+        self._lock = threading.Lock()
+        self._engine = self._build(catalog)
+        self.files_seen = self._files_signature()
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def catalog(self) -> m.Catalog:
+        return self._engine.plan.catalog
+
+    def _build(self, catalog: m.Catalog) -> Engine:
+        return Engine(catalog, self.database, clock=self.clock)
+
+    def ingest(self, events: list[Event]) -> IngestResult:
+        result = self.engine.ingest(events)
+        self.metrics.events.inc(result.accepted)
+        self.metrics.duplicates.inc(len(result.duplicates))
+        return result
+
+    def reload(self) -> LoadResult:
+        """Load the workflow files again; swap them in only if they check clean."""
+        with self._lock:
+            result = load_paths([self.settings.workflows])
+            self.files_seen = self._files_signature()
+            if result.catalog is None:
+                for problem in result.errors:
+                    log.error("workflow reload refused: %s", problem,
+                              extra={"diagnostic": str(problem)})
+                log.error("workflow reload refused: the last good workflows keep running")
+                return result
+            self._engine = self._build(result.catalog)
+            log.info("workflows reloaded", extra={"files": len(result.files),
+                                                  "workflows": len(result.catalog.workflows)})
+            return result
+
+    def files_changed(self) -> bool:
+        return self._files_signature() != self.files_seen
+
+    def _files_signature(self) -> tuple[tuple[str, int, int], ...]:
+        """Every workflow file and template (not tests or caches), with mtime and size."""
+        root = Path(self.settings.workflows)
+        paths = [root] if root.is_file() else sorted(
+            p for p in root.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
+            and "__pycache__" not in p.parts and not p.name.startswith("."))
+        signature = []
+        for path in paths:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                continue
+            signature.append((str(path), stat.st_mtime_ns, stat.st_size))
+        return tuple(signature)
+
+    def backlog(self) -> tuple[int, int]:
+        now: datetime = self.clock.now()
+        with self.database.transaction() as connection:
+            due = connection.execute(select(func.count()).select_from(SCHEDULE).where(
+                SCHEDULE.c.due_at <= now)).scalar_one()
+            dispatches = connection.execute(select(func.count()).select_from(DISPATCHES).where(
+                DISPATCHES.c.status.in_(("queued", "sending")),
+                DISPATCHES.c.due_at <= now)).scalar_one()
+        return int(due), int(dispatches)

@@ -1,0 +1,99 @@
+"""A subscriber as a whole: the export SPEC §4 promises, and erasure (GDPR).
+
+Erasure deletes the subscriber's row, and with it (foreign keys, ON DELETE CASCADE) every row
+that belongs to them: events, consents, tags, enrolments, scores and ledger, deliveries and
+dispatches, push subscriptions. What stays is one anonymous `erasures` row of counts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, delete, func, insert, select
+
+from engine.store import queries
+from engine.store.states import (
+    DELIVERIES,
+    DISPATCHES,
+    EVENTS,
+    PUSH_SUBSCRIPTIONS,
+    SUBSCRIBERS,
+)
+from engine.store.tables import Erasure
+
+ERASURES = cast(Table, Erasure.__table__)
+
+
+def export(connection: Connection, external_id: str) -> dict[str, Any] | None:
+    key = queries.subscriber_key(connection, external_id)
+    if key is None:
+        return None
+    row = connection.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.id == key)).one()
+    consents = queries.consents(connection, key)
+    current: dict[str, bool] = {}
+    for consent in consents:
+        current[consent["channel"]] = consent["granted"]
+    totals = queries.scores(connection, key)
+    ledger = queries.ledger(connection, key)
+    scores: dict[str, dict[str, Any]] = {}
+    for (workflow, name), total in sorted(totals.items()):
+        scores.setdefault(workflow, {})[name] = {
+            "total": total,
+            "ledger": [{"at": line.at, "delta": line.delta, "total": line.total,
+                        "kind": line.kind, "rule": line.rule, "event": line.event_type,
+                        "event_id": line.event_id}
+                       for line in ledger if line.workflow == workflow and line.score == name]}
+    dispatches: dict[int, list[dict[str, Any]]] = {}
+    for item in connection.execute(select(DISPATCHES).where(DISPATCHES.c.subscriber_id == key)
+                                   .order_by(DISPATCHES.c.id)):
+        dispatches.setdefault(item.delivery_seq, []).append(
+            {"status": item.status, "attempts": item.attempts,
+             "last_status": item.last_status, "last_error": item.last_error,
+             "finished_at": item.finished_at})
+    messages = [{"workflow": d.workflow, "stage": d.stage, "message": d.message,
+                 "channel": d.channel, "lang": d.lang, "status": d.status, "reason": d.reason,
+                 "decided_at": d.decided_at, "content": d.content,
+                 "dispatches": dispatches.get(seq, [])}
+                for seq, d in _numbered_deliveries(connection, key)]
+    return {
+        "id": external_id,
+        "attributes": row.attributes,
+        "created_at": row.created_at,
+        "last_event_at": row.last_event_at,
+        "consent": current,
+        "consents": consents,
+        "tags": sorted(queries.tags(connection, key)),
+        "enrolments": queries.enrolments(connection, key),
+        "scores": scores,
+        "messages": messages,
+        "push_subscriptions": [
+            {"endpoint": s.endpoint, "created_at": s.created_at, "removed_at": s.removed_at,
+             "removed_reason": s.removed_reason}
+            for s in connection.execute(select(PUSH_SUBSCRIPTIONS).where(
+                PUSH_SUBSCRIPTIONS.c.subscriber_id == key).order_by(PUSH_SUBSCRIPTIONS.c.id))],
+        "events": [{"id": e.key, "type": e.type, "at": e.at, "properties": e.properties}
+                   for e in connection.execute(select(EVENTS).where(
+                       EVENTS.c.subscriber_id == key).order_by(EVENTS.c.seq))],
+    }
+
+
+def _numbered_deliveries(connection: Connection, key: int) -> list[tuple[int, Any]]:
+    rows = connection.execute(select(DELIVERIES).where(DELIVERIES.c.subscriber_id == key)
+                              .order_by(DELIVERIES.c.seq))
+    return [(row.seq, row) for row in rows]
+
+
+def erase(connection: Connection, external_id: str, now: datetime) -> bool:
+    """Delete everything about the subscriber; False if there was nobody to erase."""
+    key = queries.subscriber_key(connection, external_id)
+    if key is None:
+        return False
+    counts = {table.name: connection.execute(
+        select(func.count()).select_from(table).where(table.c.subscriber_id == key)
+    ).scalar_one() for table in (EVENTS, DELIVERIES, PUSH_SUBSCRIPTIONS)}
+    connection.execute(insert(ERASURES).values(
+        erased_at=now, events=counts["events"], deliveries=counts["deliveries"],
+        push_subscriptions=counts["push_subscriptions"]))
+    connection.execute(delete(SUBSCRIBERS).where(SUBSCRIBERS.c.id == key))
+    return True

@@ -1,0 +1,200 @@
+"""The HTTP API (SPEC §4): ingestion, export, erase, keys, tokens, and their refusals."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from tests.channels.peers import Browser
+from tests.service.conftest import AUTH, Api
+
+SUBSCRIBED = {"subscriber": "ann", "type": "subscribed", "id": "e1",
+              "properties": {"channels": ["push", "email"], "email": "ann@example.com",
+                             "attributes": {"first_name": "Ann"}}}
+
+
+def test_one_event_and_a_batch_are_accepted(api: Api) -> None:
+    answer = api.post_events(SUBSCRIBED)
+    assert answer.status_code == 200
+    assert answer.json() == {"accepted": 1, "duplicates": []}
+    answer = api.post_events({"events": [
+        {"subscriber": "ann", "type": "page_view", "id": "e2",
+         "properties": {"url": "https://shop.example/diamonds"}},
+        {"subscriber": "bob", "type": "page_view", "at": "2026-03-02T08:00:00Z"},
+    ]})
+    assert answer.json() == {"accepted": 2, "duplicates": []}
+    assert api.count("events") == 3
+
+
+def test_the_same_event_id_is_stored_once(api: Api) -> None:
+    api.post_events(SUBSCRIBED)
+    answer = api.post_events({"events": [SUBSCRIBED, SUBSCRIBED]})
+    assert answer.json() == {"accepted": 0, "duplicates": ["e1", "e1"]}
+    assert api.count("events") == 1
+
+
+def test_a_bad_event_names_its_index_and_field_and_nothing_is_stored(api: Api) -> None:
+    answer = api.post_events({"events": [
+        SUBSCRIBED,
+        {"subscriber": "bob", "type": "page view"},
+        {"subscriber": "cid", "type": "subscribed", "properties": {"channels": ["sms"]}},
+        {"subscriber": "dan", "type": "click", "at": "2026-03-02T10:00:00"},
+    ]})
+    assert answer.status_code == 422
+    body = answer.json()
+    assert [(e["event"], e["field"]) for e in body["errors"]] == [
+        (1, "type"), (2, "properties.channels[0]"), (3, "at")]
+    assert "nothing was stored" in body["detail"]
+    assert api.count("events") == 0 and api.count("subscribers") == 0
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ([1, 2], "event"),
+    ({"events": "many"}, "events"),
+    ({"subscriber": "a", "type": "x", "at": "2030-01-01T00:00:00Z"}, "at"),
+    ({"subscriber": "a", "type": "x", "extra": 1}, "extra"),
+])
+def test_malformed_bodies_are_422_naming_the_field(api: Api, body: Any, field: str) -> None:
+    answer = api.post_events(body)
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == field
+
+
+def test_not_json_and_too_many_events(api: Api) -> None:
+    answer = api.client.post("/v1/events", content=b"{nope", headers=AUTH)
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "body"
+    answer = api.post_events({"events": [SUBSCRIBED] * 1001})
+    assert answer.status_code == 413
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
+                                     {"Authorization": "Basic dGVzdA=="}])
+def test_write_calls_need_the_api_key(api: Api, headers: dict[str, str]) -> None:
+    assert api.post_events(SUBSCRIBED, headers=headers).status_code == 401
+    assert api.client.get("/v1/subscribers/ann", headers=headers).status_code == 401
+    assert api.client.delete("/v1/subscribers/ann", headers=headers).status_code == 401
+    assert api.client.post("/v1/subscribers/ann/token", headers=headers).status_code == 401
+    assert api.count("events") == 0
+
+
+def test_export_shows_the_whole_subscriber(api: Api) -> None:
+    api.post_events(SUBSCRIBED)
+    api.post_events({"subscriber": "ann", "type": "page_view", "id": "e2",
+                     "properties": {"url": "/diamonds"}})
+    body = api.client.get("/v1/subscribers/ann", headers=AUTH).json()
+    assert body["attributes"] == {"first_name": "Ann", "email": "ann@example.com"}
+    assert body["consent"] == {"push": True, "email": True}
+    assert [c["source"] for c in body["consents"]] == ["subscribed#e1", "subscribed#e1"]
+    assert body["tags"] == ["diamonds"]
+    assert [s["stage"] for s in body["enrolments"][0]["stages"]] == ["browsing", "hot"]
+    engagement = body["scores"]["shop"]["engagement"]
+    assert engagement["total"] == 30
+    assert [(line["rule"], line["event_id"]) for line in engagement["ledger"]] == [
+        (f"{api.folder}/workflows/shop.flow:4", "e2")]
+    assert [(m["message"], m["status"]) for m in body["messages"]] == [
+        ("welcome", "sent"), ("offer", "skipped")]  # no browser registered yet
+    assert [e["type"] for e in body["events"]] == ["subscribed", "page_view"]
+    assert api.client.get("/v1/subscribers/nobody", headers=AUTH).status_code == 404
+
+
+def register(api: Api, subscriber: str, browser: Browser, endpoint: str,
+             headers: dict[str, str]) -> Any:
+    return api.client.post(f"/v1/subscribers/{subscriber}/push-subscriptions", headers=headers,
+                           json={"endpoint": endpoint, "expirationTime": None,
+                                 "keys": {"p256dh": browser.p256dh,
+                                          "auth": browser.auth_secret}})
+
+
+def test_a_browser_registers_with_the_token_of_its_subscriber_only(api: Api) -> None:
+    token = api.client.post("/v1/subscribers/ann/token", headers=AUTH).json()["token"]
+    browser = Browser.new("laptop")
+    endpoint = "http://127.0.0.1:9/push/laptop"
+    assert register(api, "ann", browser, endpoint, {"X-Nurture-Token": token}).status_code == 201
+    for headers in ({"X-Nurture-Token": token[:-3] + "AAA"}, {}):
+        assert register(api, "ann", browser, endpoint, headers).status_code == 401
+    # ann's token cannot attach a browser to bob
+    assert register(api, "bob", browser, endpoint, {"X-Nurture-Token": token}).status_code == 401
+    assert register(api, "bob", browser, endpoint, AUTH).status_code == 201  # the site's server
+    assert api.count("push_subscriptions") == 1  # re-registering an endpoint moves it
+
+
+@pytest.mark.parametrize(("keys", "field"), [
+    ({"p256dh": "BAAA", "auth": "AAAAAAAAAAAAAAAAAAAAAA"}, "keys.p256dh"),
+    ({"p256dh": "B" + "A" * 86, "auth": "AAAAAAAAAAAAAAAAAAAAAA"}, "keys.p256dh"),
+    ({"p256dh": None, "auth": "AAAAAAAAAAAAAAAAAAAAAA"}, "keys.p256dh"),
+    ({"auth": "AAAA"}, "keys.p256dh"),
+])
+def test_push_keys_are_validated(api: Api, keys: dict[str, Any], field: str) -> None:
+    answer = api.client.post("/v1/subscribers/ann/push-subscriptions", headers=AUTH,
+                             json={"endpoint": "http://127.0.0.1:9/p", "keys": keys})
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == field
+
+
+def test_an_auth_secret_must_be_16_bytes(api: Api) -> None:
+    browser = Browser.new("b")
+    answer = api.client.post("/v1/subscribers/ann/push-subscriptions", headers=AUTH, json={
+        "endpoint": "http://127.0.0.1:9/p", "keys": {"p256dh": browser.p256dh, "auth": "AAAA"}})
+    assert answer.status_code == 422
+    assert answer.json()["errors"] == [{"field": "keys.auth",
+                                        "message": "must be 16 bytes, got 3"}]
+
+
+def test_erase_removes_the_person_and_keeps_anonymous_counts(api: Api) -> None:
+    api.post_events(SUBSCRIBED)
+    register(api, "ann", Browser.new("laptop"), "http://127.0.0.1:9/push/laptop", AUTH)
+    api.post_events({"subscriber": "ann", "type": "page_view", "properties": {"url": "/d"}})
+    assert api.client.delete("/v1/subscribers/ann", headers=AUTH).status_code == 204
+    assert api.client.get("/v1/subscribers/ann", headers=AUTH).status_code == 404
+    for table in ("subscribers", "events", "consents", "push_subscriptions", "deliveries",
+                  "dispatches", "ledger", "enrolments", "schedule"):
+        assert api.count(table) == 0, table
+    with api.runtime.database.transaction() as connection:
+        assert connection.exec_driver_sql(
+            "SELECT events, deliveries, push_subscriptions FROM erasures").all() == [(2, 1, 1)]
+    assert api.client.delete("/v1/subscribers/ann", headers=AUTH).status_code == 404
+
+
+def test_the_public_key_health_metrics_and_schema(api: Api) -> None:
+    key = api.client.get("/v1/push/public-key").json()["public_key"]
+    assert key == api.runtime.vapid.public_key and len(key) == 87
+    assert api.client.get("/healthz").json() == {"status": "ok", "workflows": 1,
+                                                 "database": "ok"}
+    api.post_events(SUBSCRIBED)
+    metrics = api.client.get("/metrics").text
+    assert "nurture_events_ingested_total 1.0" in metrics
+    assert 'nurture_due_backlog{kind="outbox"} 1.0' in metrics  # the welcome e-mail
+    schema = api.client.get("/openapi.json").json()
+    assert {"/v1/events", "/v1/subscribers/{subscriber_id}", "/v1/push/public-key",
+            "/v1/subscribers/{subscriber_id}/push-subscriptions"} <= set(schema["paths"])
+
+
+def test_ssrf_endpoints_are_refused(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from engine.api import create_app
+    from tests.service.conftest import build_runtime
+
+    real = socket.getaddrinfo
+
+    def resolve(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host == "push.internal.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 443))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    runtime = build_runtime(tmp_path, push_allow_hosts=())
+    browser = Browser.new("b")
+    with TestClient(create_app(runtime)) as client:
+        for endpoint in ("http://127.0.0.1/push", "https://127.0.0.1/push",
+                         "https://169.254.169.254/latest/meta-data",
+                         "https://push.internal.example/send/1", "https://[::1]/p",
+                         "https://user@fcm.googleapis.com/x"):
+            answer = client.post("/v1/subscribers/ann/push-subscriptions", headers=AUTH,
+                                 json={"endpoint": endpoint, "keys": {
+                                     "p256dh": browser.p256dh, "auth": browser.auth_secret}})
+            assert answer.status_code == 422, endpoint
+            assert answer.json()["errors"][0]["field"] == "endpoint"
+    runtime.database.dispose()

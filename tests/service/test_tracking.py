@@ -1,0 +1,88 @@
+"""Signed links that come back: push clicks and receipts, e-mail clicks and opens, unsubscribe."""
+
+from __future__ import annotations
+
+import json
+
+from tests.service.conftest import AUTH, Api
+from tests.service.test_api import SUBSCRIBED
+
+
+def setup_delivery(api: Api) -> str:
+    """Ann subscribes: her welcome e-mail is delivery 1."""
+    api.post_events(SUBSCRIBED)
+    return f"{api.key('ann')}.1"
+
+
+def events_of(api: Api, kind: str) -> list[dict[str, object]]:
+    body = api.client.get("/v1/subscribers/ann", headers=AUTH).json()
+    return [e for e in body["events"] if e["type"] == kind]
+
+
+def test_a_push_click_report_is_scored_once(api: Api) -> None:
+    reference = setup_delivery(api)
+    token = api.runtime.signer.sign("push", reference)
+    for _ in range(3):  # the service worker retries, the user clicks twice: one click
+        assert api.client.post("/v1/track/push-click", json={"token": token}).status_code == 204
+    [click] = events_of(api, "push_click")
+    assert click["properties"] == {"workflow": "shop", "message": "welcome",
+                                   "delivery": reference}
+    body = api.client.get("/v1/subscribers/ann", headers=AUTH).json()
+    assert body["scores"]["shop"]["engagement"]["total"] == 5
+    assert api.client.post("/v1/track/push-received", json={"token": token}).status_code == 204
+    assert len(events_of(api, "push_received")) == 1
+
+
+def test_forged_or_altered_tokens_are_refused(api: Api) -> None:
+    reference = setup_delivery(api)
+    token = api.runtime.signer.sign("push", reference)
+    other_purpose = api.runtime.signer.sign("open", reference)
+    for bad in (token[:-2] + "xx", "x" + token[1:], "nodot", other_purpose):
+        answer = api.client.post("/v1/track/push-click", json={"token": bad})
+        assert answer.status_code == 403, bad
+        assert answer.json()["errors"][0]["field"] == "token"
+    assert events_of(api, "push_click") == []
+
+
+def test_the_click_redirect_goes_only_to_the_signed_url(api: Api) -> None:
+    reference = setup_delivery(api)
+    claims = {"d": reference, "u": "https://shop.example/new?utm=1"}
+    token = api.runtime.signer.sign("click", json.dumps(claims, separators=(",", ":")))
+    answer = api.client.get(f"/v1/t/c/{token}", follow_redirects=False)
+    assert answer.status_code == 302
+    assert answer.headers["location"] == "https://shop.example/new?utm=1"
+    [click] = events_of(api, "email_click")
+    assert click["properties"]["url"] == "https://shop.example/new?utm=1"
+    # the same payload signed by someone else, or a URL swapped in: refused, no redirect
+    body = token.split(".")[0]
+    evil = api.runtime.signer.sign("click", json.dumps({**claims, "u": "https://evil.example"},
+                                                       separators=(",", ":"))).split(".")[0]
+    for bad in (f"{evil}.{token.split('.')[1]}", f"{body}.AAAA"):
+        answer = api.client.get(f"/v1/t/c/{bad}", follow_redirects=False)
+        assert answer.status_code == 403
+        assert "location" not in answer.headers
+
+
+def test_the_open_pixel(api: Api) -> None:
+    token = api.runtime.signer.sign("open", setup_delivery(api))
+    for _ in range(2):
+        answer = api.client.get(f"/v1/t/o/{token}.gif")
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/gif"
+        assert answer.content.startswith(b"GIF89a")
+    assert len(events_of(api, "email_open")) == 1
+    assert api.client.get("/v1/t/o/AAAA.AAAA.gif").status_code == 403
+
+
+def test_unsubscribe_a_page_with_a_button_then_one_click(api: Api) -> None:
+    api.post_events(SUBSCRIBED)
+    token = api.runtime.signer.sign("unsubscribe", '{"s":"ann","c":"email"}')
+    page = api.client.get("/v1/unsubscribe", params={"token": token})
+    assert page.status_code == 200 and "<form method=\"post\">" in page.text
+    assert events_of(api, "unsubscribed") == []  # a GET (a mail scanner) changes nothing
+    answer = api.client.post("/v1/unsubscribe", params={"token": token},
+                             content=b"List-Unsubscribe=One-Click",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 200
+    body = api.client.get("/v1/subscribers/ann", headers=AUTH).json()
+    assert body["consent"] == {"push": True, "email": False}
+    assert api.client.post("/v1/unsubscribe", params={"token": token + "x"}).status_code == 403
