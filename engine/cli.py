@@ -238,3 +238,105 @@ async def _dispatch(dispatcher: Any, once: bool, idle: float) -> None:
             await dispatcher.run(stop, idle=min(idle, 1.0))
     finally:
         await dispatcher.close()
+
+
+def _service(settings: Any) -> tuple[Any, Any]:
+    """The runtime and the scheduler of `serve` and `worker` (exits 1 on workflow errors)."""
+    from engine.dispatcher import from_settings
+    from engine.runtime import Runtime
+    from engine.service import Service
+    from engine.store.database import open_database
+
+    result = load_paths([settings.workflows])
+    if result.catalog is None:
+        print_diagnostics(result)
+        sys.exit(1)
+    for warning in result.warnings:
+        click.echo(str(warning), err=True)
+    database = open_database(settings.db)
+    runtime = Runtime(settings, database, result.catalog)
+    return runtime, Service(runtime, from_settings(settings, database))
+
+
+def _banner(runtime: Any, url: str | None) -> None:
+    settings = runtime.settings
+    key = ("from NURTURE_API_KEY" if settings.api_key else
+           f"{runtime.api_key} (in {settings.secret_file.with_name('api-key')})")
+    lines = [f"nurture: {len(runtime.catalog.workflows)} workflow(s) from {settings.workflows}, "
+             f"database {settings.db}"]
+    if url:
+        lines.append(f"nurture: demo page {url}/  API {url}/v1  schema {url}/openapi.json")
+    lines.append(f"nurture: API key {key}")
+    click.echo("\n".join(lines), err=True)
+
+
+@main.command()
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@click.option("--workflows", default=None, help="Folder of .flow files (NURTURE_WORKFLOWS).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@reports_bugs
+def serve(db: str | None, workflows: str | None, host: str, port: int) -> None:
+    """The service: HTTP API, scheduler and dispatcher in one process."""
+    import signal
+
+    import uvicorn
+
+    from engine import logs
+    from engine.api import create_app
+    from engine.service import AlreadyRunning
+
+    settings = load_settings().with_flags(db=db, workflows=workflows)
+    if "NURTURE_PUBLIC_URL" not in os.environ and settings.public_url == "http://localhost:8000":
+        settings = settings.with_flags(public_url=f"http://{_display(host)}:{port}")
+    logs.configure()
+    runtime, service = _service(settings)
+    try:
+        service.claim()
+    except AlreadyRunning as problem:
+        click.echo(f"nurture: {problem}", err=True)
+        sys.exit(2)
+    signal.signal(signal.SIGHUP, lambda *_: service.reload())
+    _banner(runtime, f"http://{_display(host)}:{port}")
+    try:
+        uvicorn.run(create_app(runtime, scheduler=service), host=host, port=port,
+                    log_config=None, access_log=False)
+    finally:
+        runtime.database.dispose()
+
+
+@main.command()
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@click.option("--workflows", default=None, help="Folder of .flow files (NURTURE_WORKFLOWS).")
+@reports_bugs
+def worker(db: str | None, workflows: str | None) -> None:
+    """Scheduler and dispatcher only (several of them need PostgreSQL)."""
+    import signal
+    import threading
+
+    from engine import logs
+    from engine.service import AlreadyRunning
+
+    settings = load_settings().with_flags(db=db, workflows=workflows)
+    logs.configure()
+    runtime, service = _service(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: service.reload())
+    _banner(runtime, None)
+    try:
+        service.start()
+    except AlreadyRunning as problem:
+        click.echo(f"nurture: {problem}", err=True)
+        sys.exit(2)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        service.stop()
+        runtime.database.dispose()
+
+
+def _display(host: str) -> str:
+    return "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host

@@ -21,7 +21,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import unescape
@@ -158,14 +158,15 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), idle)
 
-    async def drain(self) -> DispatchStats:
-        """Dispatch until nothing is due (tests, `nurture dispatch --once`)."""
+    async def drain(self, stop: Callable[[], bool] | None = None) -> DispatchStats:
+        """Dispatch until nothing is due, or `stop` says so between batches."""
         total = DispatchStats()
-        while True:
+        while stop is None or not stop():
             stats = await self.dispatch_once()
             if stats.claimed == 0:
                 return total
             total.add(stats)
+        return total
 
     async def close(self) -> None:
         for sender in (self.push, self.webhook):

@@ -114,11 +114,14 @@ class Engine:
 
     # ------------------------------------------------------------ time
 
-    def tick(self) -> TickResult:
-        """Do all work due up to now: only subscribers with due work are read."""
+    def tick(self, stop: Callable[[], bool] | None = None) -> TickResult:
+        """Do all work due up to now: only subscribers with due work are read.
+
+        `stop` is asked between batches: a service shutting down finishes the batch in hand.
+        """
         result = TickResult()
         done: set[int] = set()
-        while True:
+        while stop is None or not stop():
             now = self.clock.now()
             with self.database.transaction() as connection:
                 ids = store.due_subscriber_ids(connection, now, self.batch_size)
@@ -136,6 +139,7 @@ class Engine:
             result.subscribers += len(states)
             result.records += sum(len(s.records) for s in states.values())
             self._hand_out(states.values())
+        return result
 
     def next_due_at(self) -> datetime | None:
         """When the earliest pending work is due (for the simulator and the scheduler)."""

@@ -1,0 +1,146 @@
+"""The scheduler of a running nurture (the only module importing APScheduler).
+
+Three jobs: `tick` (the engine's due work), `dispatch` (the outbox) and `watch` (reload the
+workflows when a file changed). Each runs at most once at a time and late runs coalesce, so a
+slow tick is never overlapped by the next one. The dispatcher lives on an event loop thread of
+its own, so that its connection pools stay warm between runs. Stopping lets the jobs in hand
+finish their current batch, then stops. APScheduler's own job stores are not used: what is due
+per subscriber is in the database (`schedule`, `dispatches`), shared by every process.
+
+On SQLite one process at a time may run the scheduler (a lock file beside the database says
+who); several workers need PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import make_url
+
+from engine.clock import SystemClock
+from engine.dispatcher import Dispatcher
+from engine.runtime import Runtime
+
+log = logging.getLogger("nurture.service")
+
+
+class AlreadyRunning(RuntimeError):
+    """Another process runs the scheduler on this SQLite database."""
+
+
+class Service:
+    def __init__(self, runtime: Runtime, dispatcher: Dispatcher, *,
+                 tick_seconds: float | None = None, dispatch_seconds: float = 1.0,
+                 watch_seconds: float = 2.0) -> None:
+        self.runtime = runtime
+        self.dispatcher = dispatcher
+        self.tick_seconds = tick_seconds or runtime.settings.tick_seconds
+        self.dispatch_seconds = dispatch_seconds
+        self.watch_seconds = watch_seconds
+        self.stopping = threading.Event()
+        self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
+            "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                             name="nurture-dispatch-loop")
+        self._lock_file: IO[str] | None = None
+
+    @property
+    def running(self) -> bool:
+        return bool(self.scheduler.running) and not self.stopping.is_set()
+
+    def claim(self) -> None:
+        """Become the scheduler of this database (AlreadyRunning on a taken SQLite one)."""
+        if self._lock_file is None:
+            self._take_sqlite_lock()
+
+    def start(self) -> None:
+        self.claim()
+        self._loop_thread.start()
+        self.scheduler.add_job(self.tick, "interval", seconds=self.tick_seconds, id="tick",
+                               next_run_time=SystemClock().now())
+        self.scheduler.add_job(self.dispatch, "interval", seconds=self.dispatch_seconds,
+                               id="dispatch", next_run_time=SystemClock().now())
+        self.scheduler.add_job(self.watch, "interval", seconds=self.watch_seconds, id="watch")
+        self.scheduler.start()
+        log.info("scheduler started", extra={"tick_seconds": self.tick_seconds,
+                                             "dispatch_seconds": self.dispatch_seconds})
+
+    def stop(self) -> None:
+        """Finish the batches in hand, then stop (SIGTERM)."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        if self._loop_thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.dispatcher.close(), self._loop).result(30)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop_thread.join(30)
+        self._loop.close()
+        self._release_sqlite_lock()
+        log.info("scheduler stopped")
+
+    # ------------------------------------------------------------ jobs
+
+    def tick(self) -> None:
+        began = time.perf_counter()
+        result = self.runtime.engine.tick(stop=self.stopping.is_set)
+        elapsed = time.perf_counter() - began
+        self.runtime.metrics.tick.observe(elapsed)
+        if result.subscribers:
+            log.info("tick", extra={"subscribers": result.subscribers,
+                                    "seconds": round(elapsed, 4)})
+
+    def dispatch(self) -> None:
+        began = time.perf_counter()
+        future = asyncio.run_coroutine_threadsafe(
+            self.dispatcher.drain(stop=self.stopping.is_set), self._loop)
+        stats = future.result()
+        self.runtime.metrics.dispatch.observe(time.perf_counter() - began)
+        for (channel, outcome), count in stats.by_channel.items():
+            self.runtime.metrics.sends.labels(channel=channel, outcome=outcome).inc(count)
+        if stats.claimed:
+            log.info("dispatch", extra={"claimed": stats.claimed, "outcomes": stats.outcomes})
+
+    def watch(self) -> None:
+        if self.runtime.files_changed():
+            self.runtime.reload()
+
+    def reload(self) -> None:
+        """SIGHUP: load the workflows again (refused, and reported, if they do not check)."""
+        self.scheduler.add_job(self.runtime.reload, id="reload", replace_existing=True)
+
+    # ------------------------------------------------------------ one scheduler per SQLite
+
+    def _take_sqlite_lock(self) -> None:
+        url = make_url(self.runtime.settings.db)
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return
+        path = Path(os.path.abspath(url.database)).with_suffix(".scheduler.lock")
+        handle = path.open("w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise AlreadyRunning(
+                f"another nurture process runs the scheduler on {url.database}: on SQLite run "
+                "one `nurture serve` or `nurture worker`; several workers need PostgreSQL "
+                "(NURTURE_DB=postgresql+psycopg://…)") from None
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_file = handle
+
+    def _release_sqlite_lock(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
