@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import trustme
 from sqlalchemy import select
 
 from channels.email import SmtpSender
@@ -27,51 +25,10 @@ from engine.processor import Engine
 from engine.store import push_subscriptions, queries
 from engine.store.database import Database, open_database
 from engine.store.states import DISPATCHES
-from tests.channels.peers import PushService, SmtpServer, WebhookReceiver
+from tests.channels.peers import PushService, SmtpServer
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)  # a Monday, 10:00 in Warsaw
-SECRET = b"test-secret-for-tokens-and-hooks"
-
-
-@pytest.fixture(scope="session")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="session")
-def server_tls(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
-@pytest.fixture(scope="session")
-def client_tls(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
-
-
-@pytest.fixture
-def push_service(server_tls: ssl.SSLContext) -> Iterator[PushService]:
-    service = PushService(server_tls)
-    yield service
-    service.stop()
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver(SECRET)
-    yield receiver
-    receiver.stop()
+from tests.channels.fixtures import SECRET  # noqa: E402 (shared with the fixtures)
 
 
 @dataclass

@@ -91,3 +91,46 @@ def api(tmp_path: Path) -> Iterator[Api]:
     with TestClient(create_app(runtime)) as client:
         yield Api(client, runtime, runtime.clock, tmp_path)  # type: ignore[arg-type]
     runtime.database.dispose()
+
+
+class LiveServer:
+    """The app on a real uvicorn server in a thread (real HTTP on loopback)."""
+
+    def __init__(self, app: Any) -> None:
+        import threading
+
+        import uvicorn
+
+        from tests.channels.peers import free_port
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                    log_config=None, access_log=False,
+                                                    lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        import time
+        deadline = time.time() + 20
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.02)
+        assert self.server.started, "uvicorn did not start"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def wait_for(condition: Any, timeout: float = 20.0, what: str = "the condition") -> Any:
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

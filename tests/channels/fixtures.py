@@ -1,0 +1,57 @@
+"""Loopback TLS and protocol peers, shared by the channel and service tests."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+
+import pytest
+import trustme
+
+from tests.channels.peers import PushService, SmtpServer, WebhookReceiver
+
+SECRET = b"test-secret-for-tokens-and-hooks"
+"""Signs the test tokens and webhooks."""
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def client_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture
+def push_service(server_tls: ssl.SSLContext) -> Iterator[PushService]:
+    service = PushService(server_tls)
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver(SECRET)
+    yield receiver
+    receiver.stop()
+
+

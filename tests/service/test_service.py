@@ -1,0 +1,126 @@
+"""The service as it runs: HTTP in, scheduler and dispatcher in the background, pushes out.
+
+These tests use the real clock: the scheduler's jobs run in their own threads on real time.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from channels.endpoints import PushEndpointPolicy
+from channels.webhook import WebhookSender
+from channels.webpush import WebPushSender
+from engine.api import create_app
+from engine.clock import SystemClock
+from engine.dispatcher import Dispatcher, Links
+from engine.runtime import Runtime
+from engine.service import Service
+from tests.channels.peers import PushService
+from tests.service.conftest import AUTH, FLOW, LiveServer, build_runtime, wait_for
+
+
+@pytest.fixture
+def live(tmp_path: Path, client_tls: ssl.SSLContext, push_service: PushService
+         ) -> Iterator[tuple[Runtime, Service, LiveServer]]:
+    runtime = build_runtime(tmp_path, push_allow_hosts=("127.0.0.1",))
+    runtime.clock = SystemClock()
+    runtime._engine.clock = runtime.clock  # real time for everything
+    dispatcher = Dispatcher(
+        runtime.database, Links(runtime.signer, "http://127.0.0.1"), clock=runtime.clock,
+        push=WebPushSender(runtime.vapid, "mailto:ops@shop.example",
+                           PushEndpointPolicy.from_hosts(["127.0.0.1"]), SystemClock().now,
+                           ssl=client_tls),
+        webhook=WebhookSender(b"x" * 32))
+    service = Service(runtime, dispatcher, tick_seconds=0.1, dispatch_seconds=0.1,
+                      watch_seconds=0.2)
+    server = LiveServer(create_app(runtime, scheduler=service))
+    yield runtime, service, server
+    server.stop()
+    runtime.database.dispose()
+
+
+def test_the_full_loop_without_a_browser(live, push_service: PushService) -> None:
+    _, _, server = live
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        token = http.post("/v1/subscribers/ann/token", headers=AUTH).json()["token"]
+        browser = push_service.browser("laptop")
+        answer = http.post("/v1/subscribers/ann/push-subscriptions",
+                           headers={"X-Nurture-Token": token},
+                           json={"endpoint": push_service.endpoint("laptop"),
+                                 "keys": {"p256dh": browser.p256dh,
+                                          "auth": browser.auth_secret}})
+        assert answer.status_code == 201, answer.text
+        events = {"events": [
+            {"subscriber": "ann", "type": "subscribed", "properties": {"channels": ["push"]}},
+            {"subscriber": "ann", "type": "page_view",
+             "properties": {"url": "https://shop.example/diamonds"}}]}
+        assert http.post("/v1/events", headers=AUTH, json=events).json()["accepted"] == 2
+        # the scheduler's dispatcher sends the `hot` stage's push; the push service decrypts it
+        [payload] = wait_for(lambda: push_service.payloads("laptop"), what="the push")
+        assert push_service.problems == []
+        assert (payload["title"], payload["body"], payload["url"]) == (
+            "10% off", "Just for you", "https://shop.example/offer")
+        # the service worker would report the click with the payload's token
+        assert http.post("/v1/track/push-click",
+                         json={"token": payload["token"]}).status_code == 204
+        exported = http.get("/v1/subscribers/ann", headers=AUTH).json()
+        assert exported["scores"]["shop"]["engagement"]["total"] == 35
+        assert [m["dispatches"][0]["status"] for m in exported["messages"]
+                if m["channel"] == "push"] == ["delivered"]
+        assert "push_click" in [e["type"] for e in exported["events"]]
+        assert http.delete("/v1/subscribers/ann", headers=AUTH).status_code == 204
+        assert http.get("/v1/subscribers/ann", headers=AUTH).status_code == 404
+        metrics = http.get("/metrics").text
+        assert 'nurture_sends_total{channel="push",outcome="delivered"} 1.0' in metrics
+        assert http.get("/healthz").json()["scheduler"] == "running"
+
+
+def test_ingesting_while_the_scheduler_runs_loses_no_event(live) -> None:
+    runtime, _, server = live
+    posted: list[int] = []
+
+    def client(number: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for batch in range(10):
+                events = [{"subscriber": f"s{number}-{i % 7}", "type": "page_view",
+                           "id": f"{number}-{batch}-{i}",
+                           "properties": {"url": "https://shop.example/diamonds"}}
+                          for i in range(20)]
+                answer = http.post("/v1/events", headers=AUTH, json={"events": events})
+                assert answer.status_code == 200, answer.text
+                posted.append(answer.json()["accepted"])
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sum(posted) == 6 * 10 * 20
+    with runtime.database.transaction() as connection:
+        stored = connection.exec_driver_sql("SELECT COUNT(*) FROM events").scalar_one()
+        ledger = connection.exec_driver_sql("SELECT COUNT(*) FROM ledger").scalar_one()
+    assert stored == 1200 and ledger == 1200  # every one stored and scored once
+
+
+def test_a_broken_edit_is_refused_and_a_good_one_reloaded(live, caplog) -> None:
+    runtime, _, server = live
+    flow = Path(runtime.settings.workflows) / "shop.flow"
+    flow.write_text(FLOW.replace("go to hot when", "go to hott when"), encoding="utf-8")
+    wait_for(lambda: not runtime.files_changed(), what="the watch job")
+    assert "unknown stage 'hott'" in caplog.text
+    assert runtime.catalog.workflow("shop").stage("browsing")  # the last good version runs
+    flow.write_text(FLOW.replace("+30", "+60"), encoding="utf-8")
+    wait_for(lambda: "+60" not in caplog.text and any(
+        r.points == 60 for s in runtime.catalog.workflow("shop").scores
+        for r in s.event_rules), what="the reload")
+    with httpx.Client(base_url=server.url) as http:
+        http.post("/v1/events", headers=AUTH, json={
+            "subscriber": "zoe", "type": "page_view", "properties": {"url": "/diamonds"}})
+        exported = http.get("/v1/subscribers/zoe", headers=AUTH).json()
+    assert exported["scores"]["shop"]["engagement"]["total"] == 60
