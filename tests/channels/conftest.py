@@ -25,10 +25,10 @@ from engine.processor import Engine
 from engine.store import push_subscriptions, queries
 from engine.store.database import Database, open_database
 from engine.store.states import DISPATCHES
+from tests.channels.fixtures import SECRET
 from tests.channels.peers import PushService, SmtpServer
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)  # a Monday, 10:00 in Warsaw
-from tests.channels.fixtures import SECRET  # noqa: E402 (shared with the fixtures)
 
 
 @dataclass
