@@ -1,0 +1,129 @@
+"""Web push in a real headless Chromium: the demo page, sw.js, a notification, a click.
+
+`pushManager.subscribe()` cannot succeed without the browser vendor's push service (no
+internet here), so a test key pair stands in for the browser's subscription. Everything else
+is the real path: nurture's dispatcher encrypts and sends to the local push service, which
+decrypts; that payload is delivered to the page's service worker through the DevTools protocol
+(`ServiceWorker.deliverPushMessage`); sw.js shows the notification; a click on it reports
+`push_click` to the API, and the engine scores it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from channels.endpoints import PushEndpointPolicy
+from channels.webhook import WebhookSender
+from channels.webpush import WebPushSender
+from engine.api import create_app
+from engine.clock import SystemClock
+from engine.dispatcher import Dispatcher, Links
+from engine.service import Service
+from tests.channels.peers import PushService
+from tests.service.conftest import AUTH, LiveServer, build_runtime, wait_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason="needs Chromium (Debian package `chromium`; .ci/run installs it)"),
+]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[LiveServer, PushService, Any]]:
+    push = PushService(tls=None)
+    runtime = build_runtime(tmp_path, push_allow_hosts=(f"127.0.0.1:{push.port}",))
+    runtime.clock = SystemClock()
+    runtime._engine.clock = runtime.clock
+    dispatcher = Dispatcher(
+        runtime.database, Links(runtime.signer, "http://127.0.0.1"), clock=runtime.clock,
+        push=WebPushSender(runtime.vapid, "mailto:ops@shop.example",
+                           PushEndpointPolicy.from_hosts([f"127.0.0.1:{push.port}"]),
+                           SystemClock().now),
+        webhook=WebhookSender(b"x" * 32))
+    service = Service(runtime, dispatcher, tick_seconds=0.1, dispatch_seconds=0.1)
+    server = LiveServer(create_app(runtime, scheduler=service))
+    yield server, push, runtime
+    server.stop()
+    push.stop()
+    runtime.database.dispose()
+
+
+def test_a_push_reaches_the_service_worker_and_its_click_is_scored(site) -> None:
+    from playwright.sync_api import sync_playwright
+
+    server, push, runtime = site
+    base = f"http://localhost:{server.port}"  # a secure context for service workers
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            context = browser.new_context()
+            context.grant_permissions(["notifications"], origin=base)
+            page = context.new_page()
+            cdp = context.new_cdp_session(page)
+            registrations: list[dict[str, Any]] = []
+            cdp.on("ServiceWorker.workerRegistrationUpdated",
+                   lambda event: registrations.extend(event["registrations"]))
+            cdp.send("ServiceWorker.enable")
+            page.goto(f"{base}/?subscriber=ann")
+            page.wait_for_function("document.body.dataset.worker === 'ready'")
+            page.evaluate("navigator.serviceWorker.ready")
+            assert page.evaluate("typeof nurture.subscribe") == "function"  # nurture.js loaded
+            worker = context.service_workers[0] if context.service_workers else \
+                context.wait_for_event("serviceworker")
+            assert worker.url == f"{base}/sw.js"
+
+            # the browser's subscription (test keys), registered with the page's own token
+            token = page.evaluate("identity.token")
+            browser_keys = push.browser("chromium")
+            answer = httpx.post(f"{server.url}/v1/subscribers/ann/push-subscriptions",
+                                headers={"X-Nurture-Token": token},
+                                json={"endpoint": push.endpoint("chromium"), "keys": {
+                                    "p256dh": browser_keys.p256dh,
+                                    "auth": browser_keys.auth_secret}})
+            assert answer.status_code == 201, answer.text
+            httpx.post(f"{server.url}/v1/events", headers=AUTH, json={"events": [
+                {"subscriber": "ann", "type": "subscribed", "properties": {"channels": ["push"]}},
+                {"subscriber": "ann", "type": "page_view",
+                 "properties": {"url": "https://shop.example/diamonds"}}]})
+            [payload] = wait_for(lambda: push.payloads("chromium"), what="the push")
+            assert push.problems == []
+
+            registration = wait_for(lambda: [r for r in registrations
+                                             if r["scopeURL"].startswith(base)],
+                                    what="the service worker registration")[0]
+            cdp.send("ServiceWorker.deliverPushMessage", {
+                "origin": base, "registrationId": registration["registrationId"],
+                "data": json.dumps(payload)})
+            shown = wait_for(lambda: page.evaluate(
+                "navigator.serviceWorker.ready.then(r => r.getNotifications())"
+                ".then(ns => ns.map(n => ({title: n.title, body: n.body, data: n.data})))"),
+                what="the notification")
+            assert shown == [{"title": "10% off", "body": "Just for you",
+                              "data": {"url": "https://shop.example/offer",
+                                       "token": payload["token"]}}]
+
+            worker.evaluate("""async () => {
+                const [notification] = await self.registration.getNotifications();
+                self.dispatchEvent(new NotificationEvent('notificationclick', {notification}));
+            }""")
+            exported = wait_for(lambda: _clicked(server), what="the push_click event")
+            assert exported["scores"]["shop"]["engagement"]["total"] == 35
+            assert {"push_received", "push_click"} <= {e["type"] for e in exported["events"]}
+        finally:
+            browser.close()
+
+
+def _clicked(server: LiveServer) -> dict[str, Any] | None:
+    exported = httpx.get(f"{server.url}/v1/subscribers/ann", headers=AUTH).json()
+    return exported if any(e["type"] == "push_click" for e in exported["events"]) else None
