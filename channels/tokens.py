@@ -30,7 +30,8 @@ class Signer:
     def verify(self, purpose: str, token: str) -> str:
         """The payload of a token made for `purpose`; BadToken otherwise."""
         body, dot, mac = token.partition(".")
-        if not dot or not hmac.compare_digest(mac, self._mac(purpose, body)):
+        expected = self._mac(purpose, body).encode()
+        if not dot or not hmac.compare_digest(mac.encode("utf-8", "replace"), expected):
             raise BadToken("the token's signature does not match")
         try:
             return _decode(body).decode()
