@@ -62,7 +62,7 @@ def site(tmp_path: Path) -> Iterator[tuple[LiveServer, PushService, Any]]:
 def test_a_push_reaches_the_service_worker_and_its_click_is_scored(site) -> None:
     from playwright.sync_api import sync_playwright
 
-    server, push, runtime = site
+    server, push, _ = site
     base = f"http://localhost:{server.port}"  # a secure context for service workers
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
