@@ -9,6 +9,7 @@ first write). A simulation's throw-away database also turns off fsync.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -24,10 +25,16 @@ MIGRATIONS = "engine.store:migrations"
 
 
 class Database:
-    """One SQLAlchemy engine and the way this project opens transactions on it."""
+    """One SQLAlchemy engine and the way this project opens transactions on it.
+
+    On SQLite, transactions of one process take turns on a Python lock first: SQLite's own
+    busy handler waits by sleeping in growing steps, so threads of one process (API requests,
+    the tick, the dispatcher) would otherwise wake long after the database is free.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._turns = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -35,7 +42,11 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as connection:
+        if self._turns is None:
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        with self._turns, self.engine.begin() as connection:
             yield connection
 
     def dispose(self) -> None:
