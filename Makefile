@@ -1,4 +1,4 @@
-# The two commands of the quick start: `make run` and `make test`.
+# The two commands of the quick start: `make run` (the service) and `make test`.
 # Each creates .venv and installs nurture into it (with its dev tools) when missing.
 
 PYTHON ?= python3
@@ -16,8 +16,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/nurture check workflows
-	$(BIN)/nurture graph workflows/jewelry.flow
-	$(BIN)/nurture simulate workflows/jewelry.flow --events workflows/journeys/jewelry.jsonl
+	$(BIN)/nurture serve --workflows workflows
 
 test: lint typecheck unit
 
@@ -35,6 +34,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest_speed
 	$(BIN)/python -m bench.simulate_speed
 	$(BIN)/python -m bench.tick_speed
+	$(BIN)/python -m bench.push_speed
+	$(BIN)/python -m bench.http_ingest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
