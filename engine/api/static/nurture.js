@@ -46,7 +46,12 @@
   }
 
   async function worker(path) {
-    var registration = await navigator.serviceWorker.register(path || "/sw.js");
+    path = path || "/sw.js";
+    if (api !== global.location.origin && path.indexOf("api=") < 0) {
+      // the site's own worker (importScripts of ours) needs to know where the API is
+      path += (path.indexOf("?") < 0 ? "?" : "&") + "api=" + encodeURIComponent(api);
+    }
+    var registration = await navigator.serviceWorker.register(path);
     await navigator.serviceWorker.ready;
     return registration;
   }
