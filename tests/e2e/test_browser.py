@@ -127,3 +127,47 @@ def test_a_push_reaches_the_service_worker_and_its_click_is_scored(site) -> None
 def _clicked(server: LiveServer) -> dict[str, Any] | None:
     exported = httpx.get(f"{server.url}/v1/subscribers/ann", headers=AUTH).json()
     return exported if any(e["type"] == "push_click" for e in exported["events"]) else None
+
+
+def test_a_rotated_subscription_is_registered_again_by_the_service_worker(site) -> None:
+    from playwright.sync_api import sync_playwright
+
+    server, push, _ = site
+    base = f"http://localhost:{server.port}"
+    fresh = push.browser("rotated")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            context = browser.new_context()
+            context.grant_permissions(["notifications"], origin=base)
+            page = context.new_page()
+            page.goto(f"{base}/?subscriber=zoe")
+            page.wait_for_function("document.body.dataset.worker === 'ready'")
+            # subscribe() hands the worker zoe's identity, then fails offline at
+            # pushManager.subscribe (no vendor push service here)
+            outcome = page.evaluate("nurture.subscribe(identity).then(r => r.status,"
+                                    " e => 'failed: ' + e)")
+            assert outcome.startswith("failed")
+            worker = context.service_workers[0]
+            wait_for(lambda: worker.evaluate(
+                "caches.open('nurture').then(c => c.match('https://nurture.invalid/identity'))"
+                ".then(r => !!r)"), what="the stored identity")
+            worker.evaluate("""([endpoint, p256dh, auth]) => {
+                const event = new ExtendableEvent('pushsubscriptionchange');
+                Object.defineProperty(event, 'newSubscription', {value: {
+                    toJSON: () => ({endpoint, keys: {p256dh, auth}})}});
+                self.dispatchEvent(event);
+            }""", [push.endpoint("rotated"), fresh.p256dh, fresh.auth_secret])
+            exported = wait_for(lambda: _registered(server, "zoe"), what="the new subscription")
+            assert [s["endpoint"] for s in exported["push_subscriptions"]] == [
+                push.endpoint("rotated")]
+        finally:
+            browser.close()
+
+
+def _registered(server: LiveServer, subscriber: str) -> dict[str, Any] | None:
+    answer = httpx.get(f"{server.url}/v1/subscribers/{subscriber}", headers=AUTH)
+    if answer.status_code != 200:
+        return None
+    exported = answer.json()
+    return exported if exported["push_subscriptions"] else None
