@@ -10,10 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from datetime import datetime
 from pathlib import Path
-
-from sqlalchemy import func, select
 
 from channels.endpoints import PushEndpointPolicy
 from channels.tokens import Signer
@@ -24,8 +21,8 @@ from engine.config import Settings
 from engine.events import Event
 from engine.metrics import Metrics
 from engine.processor import Engine, IngestResult
+from engine.store import queries
 from engine.store.database import Database
-from engine.store.states import DISPATCHES, SCHEDULE
 
 log = logging.getLogger("nurture.runtime")
 
@@ -97,11 +94,5 @@ class Runtime:
         return tuple(signature)
 
     def backlog(self) -> tuple[int, int]:
-        now: datetime = self.clock.now()
         with self.database.transaction() as connection:
-            due = connection.execute(select(func.count()).select_from(SCHEDULE).where(
-                SCHEDULE.c.due_at <= now)).scalar_one()
-            dispatches = connection.execute(select(func.count()).select_from(DISPATCHES).where(
-                DISPATCHES.c.status.in_(("queued", "sending")),
-                DISPATCHES.c.due_at <= now)).scalar_one()
-        return int(due), int(dispatches)
+            return queries.backlog(connection, self.clock.now())

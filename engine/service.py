@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import IO
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import make_url
 
 from engine.clock import SystemClock
 from engine.dispatcher import Dispatcher
@@ -122,17 +121,17 @@ class Service:
     # ------------------------------------------------------------ one scheduler per SQLite
 
     def _take_sqlite_lock(self) -> None:
-        url = make_url(self.runtime.settings.db)
-        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        database_file = self.runtime.database.sqlite_file()
+        if database_file is None:
             return
-        path = Path(os.path.abspath(url.database)).with_suffix(".scheduler.lock")
+        path = Path(database_file).with_suffix(".scheduler.lock")
         handle = path.open("w")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             raise AlreadyRunning(
-                f"another nurture process runs the scheduler on {url.database}: on SQLite run "
+                f"another nurture process runs the scheduler on {database_file}: on SQLite run "
                 "one `nurture serve` or `nurture worker`; several workers need PostgreSQL "
                 "(NURTURE_DB=postgresql+psycopg://…)") from None
         handle.write(str(os.getpid()))

@@ -11,7 +11,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from engine.api.auth import runtime_of, subscriber_token
@@ -63,7 +62,7 @@ def public_key(runtime: Current) -> PublicKey:
 async def health(request: Request, runtime: Current) -> JSONResponse:
     checks = {"workflows": len(runtime.catalog.workflows)}
     try:
-        await run_in_threadpool(_ping, runtime)
+        await run_in_threadpool(runtime.database.ping)
         checks["database"] = "ok"  # type: ignore[assignment]
     except Exception as problem:  # the database is down: say so, do not crash
         return JSONResponse({"status": "failing", "database": str(problem)[:200]},
@@ -73,11 +72,6 @@ async def health(request: Request, runtime: Current) -> JSONResponse:
     if scheduler is not None:
         body["scheduler"] = "running" if scheduler.running else "stopped"
     return JSONResponse(body)
-
-
-def _ping(runtime: Runtime) -> None:
-    with runtime.database.engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)

@@ -17,7 +17,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from channels.tokens import BadToken
@@ -26,7 +25,7 @@ from engine.api.errors import field_error
 from engine.events import Event
 from engine.links import unsubscribe_event
 from engine.runtime import Runtime
-from engine.store.states import DELIVERIES, SUBSCRIBERS
+from engine.store import queries
 
 router = APIRouter()
 Current = Annotated[Runtime, Depends(runtime_of)]
@@ -43,16 +42,7 @@ def _delivery(runtime: Runtime, reference: str) -> dict[str, Any] | None:
     if not subscriber_key.isdigit() or not seq.isdigit():
         return None
     with runtime.database.transaction() as connection:
-        row = connection.execute(
-            select(SUBSCRIBERS.c.external_id, DELIVERIES.c.workflow, DELIVERIES.c.message,
-                   DELIVERIES.c.channel)
-            .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
-            .where(DELIVERIES.c.subscriber_id == int(subscriber_key),
-                   DELIVERIES.c.seq == int(seq))).one_or_none()
-    if row is None:
-        return None
-    return {"subscriber": row.external_id, "workflow": row.workflow, "message": row.message,
-            "channel": row.channel}
+        return queries.delivery_by_reference(connection, int(subscriber_key), int(seq))
 
 
 def _record(runtime: Runtime, kind: str, reference: str, key: str,

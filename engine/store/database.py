@@ -52,6 +52,18 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def ping(self) -> None:
+        """Raises if the database cannot be reached."""
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
+    def sqlite_file(self) -> str | None:
+        """The file of a SQLite database (None for other databases or in memory)."""
+        url = self.engine.url
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return os.path.abspath(url.database)
+
 
 def open_database(url: str, *, migrate: bool = True, durable: bool = True) -> Database:
     """Connect to `url` and bring its schema to the latest migration.

@@ -10,11 +10,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from engine.store.states import (
     CONSENTS,
     DELIVERIES,
+    DISPATCHES,
     ENROLMENTS,
     EVENTS,
     LEDGER,
@@ -157,3 +158,25 @@ def trace_delivery(connection: Connection, key: int, seq: int) -> dict[str, Any]
             "channel": delivery.channel, "status": delivery.status,
             "decided_at": delivery.decided_at, "stage_entered_at": visit.entered_at,
             "entered_by": visit.cause, "scores_at_entry": scores}
+
+
+def delivery_by_reference(connection: Connection, key: int, seq: int) -> dict[str, Any] | None:
+    """The delivery a token points at (`SUBSCRIBER.SEQ`), with its subscriber's id."""
+    row = connection.execute(
+        select(SUBSCRIBERS.c.external_id, DELIVERIES.c.workflow, DELIVERIES.c.message,
+               DELIVERIES.c.channel)
+        .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
+        .where(DELIVERIES.c.subscriber_id == key, DELIVERIES.c.seq == seq)).one_or_none()
+    if row is None:
+        return None
+    return {"subscriber": row.external_id, "workflow": row.workflow, "message": row.message,
+            "channel": row.channel}
+
+
+def backlog(connection: Connection, now: datetime) -> tuple[int, int]:
+    """(due work, dispatches) due by now and not yet done."""
+    due = connection.execute(select(func.count()).select_from(SCHEDULE).where(
+        SCHEDULE.c.due_at <= now)).scalar_one()
+    dispatches = connection.execute(select(func.count()).select_from(DISPATCHES).where(
+        DISPATCHES.c.status.in_(("queued", "sending")), DISPATCHES.c.due_at <= now)).scalar_one()
+    return int(due), int(dispatches)
