@@ -26,9 +26,11 @@ from engine.state import StoredEvent, SubscriberState
 from engine.state_cache import StateCache
 from engine.store import states as store
 from engine.store.bulk import BatchWriter
-from engine.store.database import Database
+from engine.store.database import Conflict, Database
 
 RecordSink = Callable[[Record], None]
+ATTEMPTS = 5
+"""Tries of a batch that raced another process (the same new subscriber or event id)."""
 
 
 @dataclass(slots=True)
@@ -85,7 +87,16 @@ class Engine:
         subscribers = list(by_subscriber)
         for start in range(0, len(subscribers), self.batch_size):
             batch = {s: by_subscriber[s] for s in subscribers[start:start + self.batch_size]}
-            result.accepted += self._ingest_batch(batch, result.duplicates)
+            for attempt in range(1, ATTEMPTS + 1):
+                duplicates: list[str] = []
+                try:
+                    result.accepted += self._ingest_batch(batch, duplicates)
+                except Conflict:
+                    if attempt == ATTEMPTS:
+                        raise
+                    continue  # another process raced us: read everything again
+                result.duplicates += duplicates
+                break
         return result
 
     def _ingest_batch(self, batch: dict[str, list[Event]], duplicates: list[str]) -> int:
@@ -131,6 +142,8 @@ class Engine:
                     raise RuntimeError(f"due work of subscribers {ids[:5]} was not consumed")
                 done.update(ids)
                 states = store.load_by_id(connection, ids, self.plan, self.cache)
+                if not states:
+                    return result  # other workers have them all; they will finish them
                 for state in states.values():
                     assert state.id is not None
                     state.recording = self.on_record is not None

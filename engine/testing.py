@@ -45,7 +45,7 @@ class FlowTest:
     """One test's run of the engine over some workflow files, in frozen time."""
 
     def __init__(self, paths: tuple[str, ...], start: datetime, folder: Path,
-                 live_push: bool) -> None:
+                 live_push: bool, database: str | None = None) -> None:
         from freezegun import freeze_time
 
         result = load_paths(paths)
@@ -54,8 +54,8 @@ class FlowTest:
         self.catalog = result.catalog
         self._freezer = freeze_time(start)
         self._frozen = self._freezer.start()
-        self.database: Database = open_database(f"sqlite:///{folder / 'nurture-test.db'}",
-                                                durable=False)
+        self.database: Database = open_database(
+            database or f"sqlite:///{folder / 'nurture-test.db'}", durable=False)
         self.records: list[Record] = []
         self.channel = RecordingChannel()
         self.engine = Engine(self.catalog, self.database, on_record=self.records.append,
@@ -178,11 +178,13 @@ class NurtureFixture:
         self.runs: list[FlowTest] = []
 
     def load(self, *paths: str | Path, start: str | datetime = "2026-01-05T09:00:00Z",
-             live_push: bool = False) -> FlowTest:
+             live_push: bool = False, database: str | None = None) -> FlowTest:
+        """A run of these workflow files; `database` is an empty database's URL (default: a
+        new SQLite file of the test's own)."""
         instant = parse_instant(start, "start") if isinstance(start, str) else start
         folder = self.folder / f"run-{len(self.runs)}"
         folder.mkdir()
-        run = FlowTest(tuple(str(p) for p in paths), instant, folder, live_push)
+        run = FlowTest(tuple(str(p) for p in paths), instant, folder, live_push, database)
         self.runs.append(run)
         return run
 

@@ -39,4 +39,4 @@ def check_lines(write_flow: Callable[..., str]) -> Callable[..., list[str]]:
     return check
 
 
-pytest_plugins = ["pytester", "tests.channels.fixtures"]
+pytest_plugins = ["pytester", "tests.channels.fixtures", "tests.databases"]

@@ -18,10 +18,25 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.store.types import json_dumps, json_loads
 
 MIGRATIONS = "engine.store:migrations"
+CONFLICTS = {"23505", "40001", "40P01"}
+"""PostgreSQL: unique violation, serialization failure, deadlock detected."""
+
+
+class Conflict(RuntimeError):
+    """Another process changed the same rows at the same time; the work can be retried."""
+
+
+def is_conflict(problem: IntegrityError | OperationalError) -> bool:
+    code = getattr(problem.orig, "sqlstate", None) or getattr(problem.orig, "pgcode", None)
+    if code is not None:
+        return code in CONFLICTS
+    text = str(problem.orig or "").lower()  # SQLite
+    return "unique constraint failed" in text or "database is locked" in text
 
 
 class Database:
@@ -42,12 +57,18 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        if self._turns is None:
-            with self.engine.begin() as connection:
+        """One transaction; a race with another process surfaces as `Conflict`."""
+        try:
+            if self._turns is None:
+                with self.engine.begin() as connection:
+                    yield connection
+                return
+            with self._turns, self.engine.begin() as connection:
                 yield connection
-            return
-        with self._turns, self.engine.begin() as connection:
-            yield connection
+        except (IntegrityError, OperationalError) as problem:
+            if is_conflict(problem):
+                raise Conflict(str(problem.orig or problem)[:300]) from problem
+            raise
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -60,9 +60,12 @@ def due_subscriber_ids(connection: Connection, now: datetime, limit: int) -> lis
 def load_by_external_id(connection: Connection, external_ids: Sequence[str], plan: Plan,
                         now: datetime, cache: StateCache) -> dict[str, SubscriberState]:
     """States of these subscribers; those not stored yet come back new (id None)."""
+    # Lock the rows (PostgreSQL): one transaction at a time works on a subscriber. In id
+    # order, so that two batches never wait for each other in a circle.
     versions = connection.execute(
         select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.external_id, SUBSCRIBERS.c.version)
-        .where(SUBSCRIBERS.c.external_id.in_(external_ids))).all()
+        .where(SUBSCRIBERS.c.external_id.in_(external_ids)).order_by(SUBSCRIBERS.c.id)
+        .with_for_update()).all()
     states = _current(connection, versions, plan, cache)
     for external_id in external_ids:
         if external_id not in states:
@@ -72,9 +75,12 @@ def load_by_external_id(connection: Connection, external_ids: Sequence[str], pla
 
 def load_by_id(connection: Connection, ids: Sequence[int], plan: Plan,
                cache: StateCache) -> dict[str, SubscriberState]:
+    """States of the subscribers no other transaction is working on (PostgreSQL skips the
+    locked ones: another worker, or an API request, has them)."""
     versions = connection.execute(
         select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.external_id, SUBSCRIBERS.c.version)
-        .where(SUBSCRIBERS.c.id.in_(ids))).all()
+        .where(SUBSCRIBERS.c.id.in_(ids)).order_by(SUBSCRIBERS.c.id)
+        .with_for_update(skip_locked=True)).all()
     return _current(connection, versions, plan, cache)
 
 

@@ -76,7 +76,7 @@ class Shop:
 
 
 @pytest.fixture
-def shop_factory(tmp_path: Path, client_tls: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch):
+def shop_factory(tmp_path: Path, client_tls: ssl.SSLContext, database_url: str):
     databases: list[Database] = []
 
     def build(flow: str | None = None, smtp: SmtpServer | None = None,
@@ -88,7 +88,7 @@ def shop_factory(tmp_path: Path, client_tls: ssl.SSLContext, monkeypatch: pytest
             paths = [str(tmp_path / "w.flow")]
         catalog = load_paths(paths).catalog
         assert catalog is not None
-        database = open_database(f"sqlite:///{tmp_path / 'shop.db'}")
+        database = open_database(database_url)
         databases.append(database)
         clock = VirtualClock(start)
         vapid = VapidKey.generate()

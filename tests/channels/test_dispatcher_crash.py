@@ -17,6 +17,7 @@ from channels.tokens import Signer
 from engine.store import outbox, push_subscriptions
 from tests.channels.conftest import SECRET
 from tests.channels.peers import PushService
+from tests.databases import url_of
 
 SUBSCRIBERS = 600
 
@@ -51,7 +52,7 @@ def test_a_killed_dispatcher_resumes_without_loss_or_second_sends(shop_factory,
         for index in range(SUBSCRIBERS):
             shop.event(f"s{index:03d}", "subscribed", channels=["push"])
         shop.advance(minutes=10)  # every welcome push is decided: 600 dispatches queued
-        url = f"sqlite:///{tmp_path / 'shop.db'}"
+        url = url_of(shop.database)
         pem = shop.vapid.pem().decode()
 
         first = run_dispatcher(url, push, pem)

@@ -72,8 +72,11 @@ def test_a_push_reaches_the_service_worker_and_its_click_is_scored(site) -> None
             page = context.new_page()
             cdp = context.new_cdp_session(page)
             registrations: list[dict[str, Any]] = []
+            versions: list[dict[str, Any]] = []
             cdp.on("ServiceWorker.workerRegistrationUpdated",
                    lambda event: registrations.extend(event["registrations"]))
+            cdp.on("ServiceWorker.workerVersionUpdated",
+                   lambda event: versions.extend(event["versions"]))
             cdp.send("ServiceWorker.enable")
             page.goto(f"{base}/?subscriber=ann")
             page.wait_for_function("document.body.dataset.worker === 'ready'")
@@ -102,6 +105,9 @@ def test_a_push_reaches_the_service_worker_and_its_click_is_scored(site) -> None
             registration = wait_for(lambda: [r for r in registrations
                                              if r["scopeURL"].startswith(base)],
                                     what="the service worker registration")[0]
+            wait_for(lambda: any(v["registrationId"] == registration["registrationId"]
+                                 and v["status"] == "activated" for v in versions),
+                     what="the activated service worker")
             cdp.send("ServiceWorker.deliverPushMessage", {
                 "origin": base, "registrationId": registration["registrationId"],
                 "data": json.dumps(payload)})

@@ -31,15 +31,16 @@ START = "2026-01-05T09:00:00Z"
 
 
 @pytest.fixture
-def flow(nurture: NurtureFixture, tmp_path: Path,
-         monkeypatch: pytest.MonkeyPatch) -> Callable[..., FlowTest]:
-    """Write `w.flow` (the test's workflow plus MESSAGES) and start a run at `start`."""
+def flow(nurture: NurtureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+         database_url: str) -> Callable[..., FlowTest]:
+    """Write `w.flow` (the test's workflow plus MESSAGES) and start a run at `start`, on
+    SQLite and (with NURTURE_TEST_PG) on PostgreSQL."""
     monkeypatch.chdir(tmp_path)
 
     def load(text: str, start: str = START, live_push: bool = False,
              messages: str = MESSAGES) -> FlowTest:
         Path("w.flow").write_text(text + messages, encoding="utf-8")
-        return nurture.load("w.flow", start=start, live_push=live_push)
+        return nurture.load("w.flow", start=start, live_push=live_push, database=database_url)
 
     return load
 

@@ -8,6 +8,7 @@ the same things at the same instants, whatever the events and wherever the ticks
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -85,12 +86,13 @@ steps = st.lists(st.tuples(st.integers(0, 60 * 36), st.integers(0, len(EVENT_TYP
 
 
 def run(events: list[Event], ticks: list[datetime] | None, end: datetime,
-        cache_size: int = 0) -> tuple[Any, ...]:
+        cache_size: int = 0, database_url: str | None = None) -> tuple[Any, ...]:
     catalog = load_text(FLOW, "shop.flow").catalog
     assert catalog is not None
     records: list[Record] = []
     with tempfile.TemporaryDirectory() as folder:
-        database = open_database(f"sqlite:///{Path(folder) / 'n.db'}", durable=False)
+        database = open_database(database_url or f"sqlite:///{Path(folder) / 'n.db'}",
+                                 durable=False)
         clock = VirtualClock(START if ticks is not None else end)
         engine = Engine(catalog, database, clock=clock, on_record=records.append,
                         push_needs_subscription=False, cache_size=cache_size)
@@ -124,6 +126,19 @@ def run(events: list[Event], ticks: list[datetime] | None, end: datetime,
 @given(plan=steps)
 def test_one_pass_equals_many_passes_through_the_database(plan: list[tuple[int, int, bool]],
                                                           cache_size: int) -> None:
+    check_passes(plan, cache_size, None)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(plan=steps)
+def test_the_same_on_postgresql(plan: list[tuple[int, int, bool]],
+                                pg_database_url_factory: Callable[[], str]) -> None:
+    check_passes(plan, 100, pg_database_url_factory)
+
+
+def check_passes(plan: list[tuple[int, int, bool]], cache_size: int,
+                 new_url: Callable[[], str] | None) -> None:
     events = [Event("ann", "subscribed", START, {"channels": ["push", "email"]}, None, 0)]
     ticks: list[datetime] = []
     at = START
@@ -135,7 +150,7 @@ def test_one_pass_equals_many_passes_through_the_database(plan: list[tuple[int, 
         event_type, properties = EVENT_TYPES[kind]
         events.append(Event("ann", event_type, at, properties, None, seq))
     end = at + timedelta(days=6)
-    at_once = run(events, None, end)
-    step_by_step = run(events, ticks, end, cache_size)
+    at_once = run(events, None, end, 0, new_url() if new_url else None)
+    step_by_step = run(events, ticks, end, cache_size, new_url() if new_url else None)
     assert at_once == step_by_step
     assert at_once[0]  # something happened

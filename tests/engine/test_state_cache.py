@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,8 +31,8 @@ message hi push { title "Hi" }
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    db = open_database(f"sqlite:///{tmp_path / 'n.db'}")
+def database(database_url: str) -> Iterator[Database]:
+    db = open_database(database_url)
     yield db
     db.dispose()
 

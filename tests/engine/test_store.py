@@ -12,13 +12,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import event, insert, select, text
-from sqlalchemy.exc import IntegrityError
 
 from dsl.loader import load_text
 from engine.clock import VirtualClock
 from engine.events import parse_event
 from engine.processor import Engine
-from engine.store.database import Database, open_database
+from engine.store.database import Conflict, Database, open_database
 from engine.store.states import ENROLMENTS, EVENTS, SUBSCRIBERS
 from engine.store.tables import metadata
 
@@ -26,7 +25,14 @@ T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
+def database(database_url: str) -> Iterator[Database]:
+    db = open_database(database_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def sqlite_database(tmp_path: Path) -> Iterator[Database]:
     db = open_database(f"sqlite:///{tmp_path / 'n.db'}")
     yield db
     db.dispose()
@@ -37,8 +43,8 @@ def test_the_migrations_create_exactly_the_models(database: Database) -> None:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
 
 
-def test_sqlite_runs_in_wal_mode(database: Database) -> None:
-    with database.transaction() as connection:
+def test_sqlite_runs_in_wal_mode(sqlite_database: Database) -> None:
+    with sqlite_database.transaction() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
@@ -74,15 +80,15 @@ def test_one_active_enrolment_per_workflow_and_event_ids_are_unique(database: Da
     with database.transaction() as connection:
         connection.execute(insert(ENROLMENTS), {**row, "ended_at": T0})  # an ended one
         connection.execute(insert(ENROLMENTS), row)
-    with pytest.raises(IntegrityError), database.transaction() as connection:
+    with pytest.raises(Conflict), database.transaction() as connection:
         connection.execute(insert(ENROLMENTS), row)
     event_row = {"subscriber_id": 1, "seq": 1, "key": "e1", "type": "x", "at": T0, "properties": {},
                  "received_at": T0}
     with database.transaction() as connection:
         connection.execute(insert(EVENTS), event_row)
-    with pytest.raises(IntegrityError), database.transaction() as connection:
+    with pytest.raises(Conflict), database.transaction() as connection:
         connection.execute(insert(EVENTS), {**event_row, "seq": 2})  # the same id
-    with pytest.raises(IntegrityError), database.transaction() as connection:
+    with pytest.raises(Conflict), database.transaction() as connection:
         connection.execute(insert(EVENTS), {**event_row, "key": "e2"})  # the same number
 
 
@@ -101,7 +107,9 @@ message hello push { title "Hi" }
 """
 
 
-def test_tick_reads_only_subscribers_with_due_work_through_indexes(database: Database) -> None:
+def test_tick_reads_only_subscribers_with_due_work_through_indexes(
+        sqlite_database: Database) -> None:
+    database = sqlite_database
     catalog = load_text(FLOW, "w.flow").catalog
     assert catalog is not None
     clock = VirtualClock(T0)

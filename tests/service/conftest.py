@@ -86,8 +86,8 @@ def build_runtime(folder: Path, flow: str = FLOW, **settings: Any) -> Runtime:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    runtime = build_runtime(tmp_path)
+def api(tmp_path: Path, database_url: str) -> Iterator[Api]:
+    runtime = build_runtime(tmp_path, db=database_url)
     with TestClient(create_app(runtime)) as client:
         yield Api(client, runtime, runtime.clock, tmp_path)  # type: ignore[arg-type]
     runtime.database.dispose()

@@ -26,9 +26,9 @@ from tests.service.conftest import AUTH, FLOW, LiveServer, build_runtime, wait_f
 
 
 @pytest.fixture
-def live(tmp_path: Path, client_tls: ssl.SSLContext, push_service: PushService
-         ) -> Iterator[tuple[Runtime, Service, LiveServer]]:
-    runtime = build_runtime(tmp_path, push_allow_hosts=("127.0.0.1",))
+def live(tmp_path: Path, client_tls: ssl.SSLContext, push_service: PushService,
+         database_url: str) -> Iterator[tuple[Runtime, Service, LiveServer]]:
+    runtime = build_runtime(tmp_path, db=database_url, push_allow_hosts=("127.0.0.1",))
     runtime.clock = SystemClock()
     runtime._engine.clock = runtime.clock  # real time for everything
     dispatcher = Dispatcher(
