@@ -1,9 +1,9 @@
 """Loading subscribers' states for a batch, and writing back what the journey changed.
 
 A batch costs a fixed number of statements whatever its size: each table is read once with
-`IN (…)` over the batch's subscribers (through an index), and each kind of change is written
-with one executemany. Nothing here scans a table: the cost of a batch follows the batch, not
-the number of subscribers stored.
+`IN (…)` (on PostgreSQL `= ANY(array)`) over the batch's subscribers (through an index), and
+each kind of change is written with one executemany. Nothing here scans a table: the cost of
+a batch follows the batch, not the number of subscribers stored.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, func, insert, select
+from sqlalchemy import ARRAY, ColumnElement, Connection, Table, any_, func, insert, literal, select
 
 from engine.plan import Plan
 from engine.state import (
@@ -43,17 +43,35 @@ PUSH_SUBSCRIPTIONS = cast(Table, t.PushSubscription.__table__)
 DISPATCHES = cast(Table, t.Dispatch.__table__)
 
 
+def _among(connection: Connection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN (values)`; on PostgreSQL `column = ANY(array)`: one parameter instead of
+    one per value (a batch's lists are hundreds long, and the driver parses every one)."""
+    if connection.dialect.name == "postgresql":
+        return cast(ColumnElement[bool],
+                    column == any_(literal(list(values), ARRAY(column.type))))
+    return cast(ColumnElement[bool], column.in_(values))
+
+
 def existing_event_keys(connection: Connection, keys: Sequence[str]) -> set[str]:
     if not keys:
         return set()
-    rows = connection.execute(select(EVENTS.c.key).where(EVENTS.c.key.in_(keys)))
+    rows = connection.execute(select(EVENTS.c.key).where(_among(connection, EVENTS.c.key, keys)))
     return {row.key for row in rows}
 
 
 def due_subscriber_ids(connection: Connection, now: datetime, limit: int) -> list[int]:
-    """Subscribers with work due by `now`, earliest first (an index range scan on due_at)."""
-    rows = connection.execute(select(SCHEDULE.c.subscriber_id).where(SCHEDULE.c.due_at <= now)
-                              .order_by(SCHEDULE.c.due_at).limit(limit))
+    """Subscribers with work due by `now`, earliest first (an index range scan on due_at).
+
+    On PostgreSQL the subscribers are locked as they are found, skipping those another
+    transaction holds: several workers ticking at once each take the next free subscribers
+    instead of all finding the same first ones, locked, and giving up.
+    """
+    query = (select(SCHEDULE.c.subscriber_id).where(SCHEDULE.c.due_at <= now)
+             .order_by(SCHEDULE.c.due_at).limit(limit))
+    if connection.dialect.name == "postgresql":
+        query = (query.join(SUBSCRIBERS, SUBSCRIBERS.c.id == SCHEDULE.c.subscriber_id)
+                 .with_for_update(of=SUBSCRIBERS, skip_locked=True))
+    rows = connection.execute(query)
     return list(dict.fromkeys(row.subscriber_id for row in rows))
 
 
@@ -64,7 +82,8 @@ def load_by_external_id(connection: Connection, external_ids: Sequence[str], pla
     # order, so that two batches never wait for each other in a circle.
     versions = connection.execute(
         select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.external_id, SUBSCRIBERS.c.version)
-        .where(SUBSCRIBERS.c.external_id.in_(external_ids)).order_by(SUBSCRIBERS.c.id)
+        .where(_among(connection, SUBSCRIBERS.c.external_id, external_ids))
+        .order_by(SUBSCRIBERS.c.id)
         .with_for_update()).all()
     states = _current(connection, versions, plan, cache)
     for external_id in external_ids:
@@ -79,7 +98,7 @@ def load_by_id(connection: Connection, ids: Sequence[int], plan: Plan,
     locked ones: another worker, or an API request, has them)."""
     versions = connection.execute(
         select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.external_id, SUBSCRIBERS.c.version)
-        .where(SUBSCRIBERS.c.id.in_(ids)).order_by(SUBSCRIBERS.c.id)
+        .where(_among(connection, SUBSCRIBERS.c.id, ids)).order_by(SUBSCRIBERS.c.id)
         .with_for_update(skip_locked=True)).all()
     return _current(connection, versions, plan, cache)
 
@@ -96,7 +115,8 @@ def _current(connection: Connection, versions: Sequence[Any], plan: Plan,
         else:
             missing.append(row.id)
     if missing:
-        rows = connection.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.id.in_(missing))).all()
+        rows = connection.execute(
+            select(SUBSCRIBERS).where(_among(connection, SUBSCRIBERS.c.id, missing))).all()
         states.update(_from_rows(connection, rows, plan))
     return states
 
@@ -121,28 +141,29 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
 
     for row in connection.execute(select(CONSENTS.c.subscriber_id, CONSENTS.c.channel,
                                          CONSENTS.c.granted)
-                                  .where(CONSENTS.c.subscriber_id.in_(ids))
+                                  .where(_among(connection, CONSENTS.c.subscriber_id, ids))
                                   .order_by(CONSENTS.c.id)):
         states[row.subscriber_id].consents[row.channel] = row.granted
     for row in connection.execute(select(TAGS.c.subscriber_id, TAGS.c.tag)
-                                  .where(TAGS.c.subscriber_id.in_(ids))):
+                                  .where(_among(connection, TAGS.c.subscriber_id, ids))):
         states[row.subscriber_id].tags.add(row.tag)
     for row in connection.execute(
             select(PUSH_SUBSCRIPTIONS.c.subscriber_id, PUSH_SUBSCRIPTIONS.c.id)
-            .where(PUSH_SUBSCRIPTIONS.c.subscriber_id.in_(ids),
+            .where(_among(connection, PUSH_SUBSCRIPTIONS.c.subscriber_id, ids),
                    PUSH_SUBSCRIPTIONS.c.removed_at.is_(None))
             .order_by(PUSH_SUBSCRIPTIONS.c.id)):
         states[row.subscriber_id].push_subscriptions.append(row.id)
 
     enrolments: dict[int, Enrolment] = {}
     for row in connection.execute(select(ENROLMENTS).where(
-            ENROLMENTS.c.subscriber_id.in_(ids), ENROLMENTS.c.ended_at.is_(None))):
+            _among(connection, ENROLMENTS.c.subscriber_id, ids), ENROLMENTS.c.ended_at.is_(None))):
         enrolment = Enrolment(row.workflow, row.stage, row.stage_seq, row.stage_entered_at,
                               row.enrolled_at, set(row.seen), row.id)
         enrolments[row.id] = enrolment
         states[row.subscriber_id].enrolments[row.workflow] = enrolment
 
-    for row in connection.execute(select(SCORES).where(SCORES.c.subscriber_id.in_(ids))):
+    for row in connection.execute(
+            select(SCORES).where(_among(connection, SCORES.c.subscriber_id, ids))):
         states[row.subscriber_id].scores[(row.workflow, row.score)] = ScoreState(
             row.workflow, row.score, row.total,
             {k: Decimal(v) for k, v in row.fit.items()},
@@ -154,7 +175,7 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
         since = oldest - plan.longest_max_window
         for row in connection.execute(
                 select(LEDGER.c.subscriber_id, LEDGER.c.rule, LEDGER.c.delta, LEDGER.c.at)
-                .where(LEDGER.c.subscriber_id.in_(ids), LEDGER.c.at > since,
+                .where(_among(connection, LEDGER.c.subscriber_id, ids), LEDGER.c.at > since,
                        LEDGER.c.kind == "event", LEDGER.c.rule.in_(sorted(plan.capped_rules)))
                 .order_by(LEDGER.c.at, LEDGER.c.id)):
             states[row.subscriber_id].capped.setdefault(row.rule, []).append(
@@ -165,12 +186,14 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
         for row in connection.execute(
                 select(DELIVERIES.c.subscriber_id, DELIVERIES.c.channel,
                        DELIVERIES.c.decided_at)
-                .where(DELIVERIES.c.subscriber_id.in_(ids), DELIVERIES.c.decided_at > since,
+                .where(_among(connection, DELIVERIES.c.subscriber_id, ids),
+                       DELIVERIES.c.decided_at > since,
                        DELIVERIES.c.status == "sent")
                 .order_by(DELIVERIES.c.decided_at)):
             states[row.subscriber_id].sent.setdefault(row.channel, []).append(row.decided_at)
 
-    for row in connection.execute(select(SCHEDULE).where(SCHEDULE.c.subscriber_id.in_(ids))):
+    for row in connection.execute(
+            select(SCHEDULE).where(_among(connection, SCHEDULE.c.subscriber_id, ids))):
         state = states[row.subscriber_id]
         owner = enrolments.get(row.enrolment_id) if row.enrolment_id is not None else None
         state.due.append(Due(row.kind, row.due_at, row.workflow, owner, row.stage_seq,

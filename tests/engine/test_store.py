@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -11,13 +13,15 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, insert, select, text
 
 from dsl.loader import load_text
 from engine.clock import VirtualClock
 from engine.events import parse_event
 from engine.processor import Engine
-from engine.store.database import Conflict, Database, open_database
+from engine.store import states
+from engine.store.database import Conflict, Database, alembic_config, open_database
 from engine.store.states import ENROLMENTS, EVENTS, SUBSCRIBERS
 from engine.store.tables import metadata
 
@@ -174,3 +178,45 @@ def test_the_outbox_migration_numbers_existing_deliveries(tmp_path: Path) -> Non
     with db.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     db.dispose()
+
+
+def test_ticks_on_postgresql_share_due_work_instead_of_waiting_for_each_other(
+        pg_database_url_factory: Callable[[], str]) -> None:
+    database = open_database(pg_database_url_factory())
+    try:
+        catalog = load_text(FLOW, "w.flow").catalog
+        assert catalog is not None
+        clock = VirtualClock(T0)
+        engine = Engine(catalog, database, clock=clock, push_needs_subscription=False)
+        engine.ingest([parse_event({"subscriber": f"s{i:02d}", "type": "subscribed",
+                                    "properties": {"channels": ["push"]}}, i, default_at=T0)
+                       for i in range(20)])
+        clock.advance_to(T0 + timedelta(minutes=12))
+        with database.transaction() as first:  # a worker holding its batch
+            held = states.due_subscriber_ids(first, clock.now(), 8)
+            with database.transaction() as second:
+                other = states.due_subscriber_ids(second, clock.now(), 8)
+            assert len(held) == len(other) == 8 and not set(held) & set(other)
+            assert engine.tick().subscribers == 12  # every subscriber but the held ones
+        assert engine.tick().subscribers == 8
+        assert engine.tick().subscribers == 0
+    finally:
+        database.dispose()
+
+
+def test_processes_starting_together_on_a_new_postgresql_database_migrate_it_once(
+        pg_database_url_factory: Callable[[], str]) -> None:
+    url = pg_database_url_factory()
+    opening = [subprocess.Popen(  # four workers started at once on an empty database
+        [sys.executable, "-c", "import sys; from engine.store.database import open_database; "
+         "open_database(sys.argv[1]).dispose()", url], stderr=subprocess.PIPE)
+        for _ in range(4)]
+    for process in opening:
+        _, errors = process.communicate(timeout=60)
+        assert process.returncode == 0, errors.decode()
+    database = open_database(url, migrate=False)
+    with database.transaction() as connection:
+        assert connection.exec_driver_sql(
+            "SELECT version_num FROM alembic_version").scalars().all() == [
+            ScriptDirectory.from_config(alembic_config()).get_current_head()]
+    database.dispose()
