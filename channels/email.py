@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
+from typing import overload
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from channels.base import Outcome
@@ -83,12 +84,27 @@ class SmtpSender:
         self.timeout = timeout
         self.tls = tls or ssl.create_default_context()
 
-    def send_all(self, jobs: Sequence[EmailJob]) -> list[Outcome]:
-        """Send a batch over one connection (reconnecting if the relay drops it)."""
-        outcomes: list[Outcome] = []
+    @overload
+    def send_all(self, jobs: Sequence[EmailJob]) -> list[Outcome]: ...
+
+    @overload
+    def send_all(self, jobs: Sequence[EmailJob],
+                 may_send: Callable[[EmailJob], bool]) -> list[Outcome | None]: ...
+
+    def send_all(self, jobs: Sequence[EmailJob],
+                 may_send: Callable[[EmailJob], bool] | None = None
+                 ) -> list[Outcome | None] | list[Outcome]:
+        """Send a batch over one connection (reconnecting if the relay drops it).
+
+        `may_send` is asked just before each message: one it refuses is not sent (None).
+        """
+        outcomes: list[Outcome | None] = []
         connection: smtplib.SMTP | None = None
         try:
             for job in jobs:
+                if may_send is not None and not may_send(job):
+                    outcomes.append(None)
+                    continue
                 if connection is None:
                     try:
                         connection = self._connect()

@@ -32,6 +32,7 @@ class WebhookSender:
     def __init__(self, secret: bytes, *, concurrency: int = 16, timeout: float = 10.0,
                  ssl: Any = True) -> None:
         self.secret = secret
+        self.concurrency = concurrency
         self.limit = asyncio.Semaphore(concurrency)
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.ssl = ssl

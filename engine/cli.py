@@ -308,11 +308,15 @@ def serve(db: str | None, workflows: str | None, host: str, port: int) -> None:
 @main.command()
 @click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
 @click.option("--workflows", default=None, help="Folder of .flow files (NURTURE_WORKFLOWS).")
+@click.option("--lease", type=click.FloatRange(min=1), default=120, show_default=True,
+              help="Seconds a claimed batch of dispatches is held: if this worker dies, "
+                   "another one takes the batch over after this long.")
 @reports_bugs
-def worker(db: str | None, workflows: str | None) -> None:
+def worker(db: str | None, workflows: str | None, lease: float) -> None:
     """Scheduler and dispatcher only (several of them need PostgreSQL)."""
     import signal
     import threading
+    from datetime import timedelta
 
     from engine import logs
     from engine.service import AlreadyRunning
@@ -320,6 +324,7 @@ def worker(db: str | None, workflows: str | None) -> None:
     settings = load_settings().with_flags(db=db, workflows=workflows)
     logs.configure()
     runtime, service = _service(settings)
+    service.dispatcher.lease = timedelta(seconds=lease)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

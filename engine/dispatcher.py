@@ -7,6 +7,12 @@ the sends whose answer it had not yet written (bounded by the senders' concurren
 group); everything else is either recorded or still leased and comes back when the lease ends.
 A push sent twice carries the same `Topic`, so the push service keeps one.
 
+Several dispatchers share one outbox (PostgreSQL): a claim is a random token written on its
+rows. While a batch is in hand its lease is renewed every third of the lease, so a slow batch
+is never taken over under a live dispatcher; a send starts only while the claim still holds
+its row with time to spare, and outcomes are written only to rows the claim still holds. A
+dispatcher that dies stops renewing, and its rows return to the pool when the lease ends.
+
 Retries: 429, 5xx, timeouts and lost connections (SMTP 4xx too) are tried again after an
 exponential backoff with jitter (30 s, 1 min, 2 min, … up to 6 h), never before the peer's
 `Retry-After`; after 10 attempts the dispatch fails. A push not delivered before its TTL ends
@@ -21,6 +27,7 @@ import json
 import logging
 import random
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -103,6 +110,35 @@ class Links:
         return f"{self.public_url.rstrip('/')}/v1/unsubscribe?token={token}"
 
 
+@dataclass(slots=True)
+class Lease:
+    """One claim on a batch of dispatches."""
+
+    token: str
+    until: datetime
+    margin: timedelta
+    """No send starts later than this before the lease ends."""
+    start_by: datetime = field(init=False)
+    held: set[int] = field(default_factory=set)
+    """Rows the claim still holds (a renewal drops those another claim took over)."""
+    unsent: set[int] = field(default_factory=set)
+    """Rows not started because the lease was running out."""
+    slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    """Sends in flight per channel (made in the batch's event loop)."""
+
+    def __post_init__(self) -> None:
+        self.start_by = self.until - self.margin
+
+    def extend(self, until: datetime, held: set[int]) -> None:
+        self.until, self.start_by, self.held = until, until - self.margin, held
+
+    def slot(self, channel: str, concurrency: int) -> asyncio.Semaphore:
+        found = self.slots.get(channel)
+        if found is None:
+            found = self.slots[channel] = asyncio.Semaphore(concurrency)
+        return found
+
+
 class Dispatcher:
     def __init__(self, database: Database, links: Links, *, clock: Clock | None = None,
                  push: WebPushSender | None = None, email: SmtpSender | None = None,
@@ -124,11 +160,29 @@ class Dispatcher:
         now = self.clock.now()
         channels = [name for name, sender in (("push", self.push), ("email", self.email),
                                               ("webhook", self.webhook)) if sender is not None]
+        lease = Lease(secrets.token_hex(16), now + self.lease, self.lease / 3)
         with self.database.transaction() as connection:
-            claimed = outbox.claim(connection, now, now + self.lease, self.batch_size, channels)
+            claimed = outbox.claim(connection, now, lease.until, self.batch_size, channels,
+                                   lease.token)
         stats = DispatchStats(len(claimed))
         if not claimed:
             return stats
+        lease.held.update(item.id for item in claimed)
+        renewing = asyncio.create_task(self._renew(lease))
+        try:
+            await self._see_through(claimed, lease, now, stats)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+        if lease.unsent:  # the lease could not be renewed: give back what did not start
+            with contextlib.suppress(Exception), self.database.transaction() as connection:
+                outbox.release(connection, sorted(lease.unsent), lease.token,
+                               self.clock.now())
+        return stats
+
+    async def _see_through(self, claimed: list[Claimed], lease: Lease, now: datetime,
+                           stats: DispatchStats) -> None:
         buffer: list[tuple[Claimed, Outcome]] = []
         sending: list[Awaitable[list[tuple[Claimed, Outcome]]]] = []
         emails: list[Claimed] = []
@@ -139,16 +193,33 @@ class Dispatcher:
             elif item.channel == "email":
                 emails.append(item)
             else:
-                sending.append(self._send_one(item))
+                sending.append(self._send_one(item, lease))
         if emails:
-            sending.append(self._send_emails(emails))
+            sending.append(self._send_emails(emails, lease))
         for finished in asyncio.as_completed(sending):
             buffer.extend(await finished)
             if len(buffer) >= self.group:
-                self._record(buffer, stats)
+                self._record(buffer, stats, lease)
                 buffer = []
-        self._record(buffer, stats)
-        return stats
+        self._record(buffer, stats, lease)
+
+    async def _renew(self, lease: Lease) -> None:
+        """Keep the claim's rows while the batch is in hand (cancelled when it is done)."""
+        every = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            until = self.clock.now() + self.lease
+            try:
+                with self.database.transaction() as connection:
+                    kept = outbox.renew(connection, sorted(lease.held), lease.token, until)
+            except Exception:
+                log.exception("could not renew the lease of a batch of dispatches")
+                continue
+            lost = lease.held - kept
+            if lost:
+                log.warning("%d dispatches of this batch were taken over by another "
+                            "dispatcher; they are not sent from here", len(lost))
+            lease.extend(until, kept)
 
     async def run(self, stop: asyncio.Event, idle: float = 1.0) -> None:
         """Dispatch until `stop` is set; a batch in hand is always finished first."""
@@ -183,7 +254,29 @@ class Dispatcher:
                 return Outcome("failed", None, "expired: its TTL ended before it was sent")
         return None
 
-    async def _send_one(self, item: Claimed) -> list[tuple[Claimed, Outcome]]:
+    def _may_start(self, item: Claimed, lease: Lease) -> bool:
+        """Whether a send may start: the claim holds the row, with time to spare."""
+        if item.id not in lease.held:
+            return False
+        if self.clock.now() >= lease.start_by:
+            lease.unsent.add(item.id)
+            return False
+        return True
+
+    async def _send_one(self, item: Claimed, lease: Lease) -> list[tuple[Claimed, Outcome]]:
+        # The check comes once a slot is free, just before the request: a send waiting for a
+        # slot while the claim loses its row is never started.
+        async with lease.slot(item.channel, self._concurrency(item.channel)):
+            if not self._may_start(item, lease):
+                return []
+            return await self._send_now(item)
+
+    def _concurrency(self, channel: str) -> int:
+        sender = self.push if channel == "push" else self.webhook
+        assert sender is not None
+        return max(1, sender.concurrency)
+
+    async def _send_now(self, item: Claimed) -> list[tuple[Claimed, Outcome]]:
         if item.channel == "push":
             assert self.push is not None and item.endpoint and item.p256dh and item.auth
             content = item.content
@@ -200,18 +293,23 @@ class Dispatcher:
             WebhookJob(item.delivery_key, item.address, body.encode()), self.clock.now())
         return [(item, outcome)]
 
-    async def _send_emails(self, items: list[Claimed]) -> list[tuple[Claimed, Outcome]]:
+    async def _send_emails(self, items: list[Claimed],
+                           lease: Lease) -> list[tuple[Claimed, Outcome]]:
         assert self.email is not None
         jobs = [EmailJob(item.delivery_key, item.address or "", item.content.get("subject") or "",
                          item.content.get("text"),
                          self.links.tracked_html(item, item.content.get("html")),
                          self.links.unsubscribe_url(item)) for item in items]
-        outcomes = await asyncio.to_thread(self.email.send_all, jobs)
-        return list(zip(items, outcomes, strict=True))
+        by_key = {item.delivery_key: item for item in items}
+        outcomes = await asyncio.to_thread(
+            self.email.send_all, jobs, lambda job: self._may_start(by_key[job.key], lease))
+        return [(item, outcome) for item, outcome in zip(items, outcomes, strict=True)
+                if outcome is not None]
 
     # ------------------------------------------------------------ outcomes
 
-    def _record(self, results: list[tuple[Claimed, Outcome]], stats: DispatchStats) -> None:
+    def _record(self, results: list[tuple[Claimed, Outcome]], stats: DispatchStats,
+                lease: Lease) -> None:
         if not results:
             return
         now = self.clock.now()
@@ -220,7 +318,7 @@ class Dispatcher:
         gone = [item.push_subscription_id for item, outcome in results
                 if outcome.kind == "gone" and item.push_subscription_id is not None]
         with self.database.transaction() as connection:
-            outbox.record(connection, self.writer, rows)
+            outbox.record(connection, self.writer, rows, lease.token)
             outbox.remove_subscriptions(connection, gone, now, "the push service answered "
                                         "404/410: the subscription is gone")
         for channel, row in zip(channels, rows, strict=True):

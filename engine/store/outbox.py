@@ -59,8 +59,8 @@ class Recorded:
 
 
 def claim(connection: Connection, now: datetime, lease_until: datetime, limit: int,
-          channels: Sequence[str]) -> list[Claimed]:
-    """Lease up to `limit` due dispatches of these channels, earliest first."""
+          channels: Sequence[str], token: str) -> list[Claimed]:
+    """Lease up to `limit` due dispatches of these channels, earliest first, for `token`."""
     due = (select(DISPATCHES.c.id)
            .where(DISPATCHES.c.status.in_(OPEN), DISPATCHES.c.due_at <= now,
                   DISPATCHES.c.channel.in_(channels))
@@ -68,7 +68,8 @@ def claim(connection: Connection, now: datetime, lease_until: datetime, limit: i
            .with_for_update(skip_locked=True))  # (several workers: PostgreSQL only)
     ids = [row.id for row in connection.execute(
         update(DISPATCHES).where(DISPATCHES.c.id.in_(due.scalar_subquery()))
-        .values(status="sending", due_at=lease_until, attempts=DISPATCHES.c.attempts + 1)
+        .values(status="sending", due_at=lease_until, attempts=DISPATCHES.c.attempts + 1,
+                claimed_by=token)
         .returning(DISPATCHES.c.id))]
     if not ids:
         return []
@@ -89,12 +90,35 @@ def claim(connection: Connection, now: datetime, lease_until: datetime, limit: i
                     r.removed_at is not None) for r in rows]
 
 
-def record(connection: Connection, writer: BatchWriter, results: Sequence[Recorded]) -> None:
-    """Write outcomes of rows this dispatcher holds (a row is written once per attempt)."""
+def record(connection: Connection, writer: BatchWriter, results: Sequence[Recorded],
+           token: str) -> None:
+    """Write outcomes of rows this claim still holds (a row taken over is left alone)."""
     writer.update(connection, DISPATCHES,
-                  ("status", "due_at", "last_status", "last_error", "finished_at"), ("id",),
-                  [(r.status, r.due_at, r.last_status, r.last_error, r.finished_at, r.id)
-                   for r in results])
+                  ("status", "claimed_by", "due_at", "last_status", "last_error", "finished_at"),
+                  ("id", "claimed_by"),  # (in the table's order: SQLAlchemy writes SET so)
+                  [(r.status, None, r.due_at, r.last_status, r.last_error, r.finished_at, r.id,
+                    token) for r in results])
+
+
+def renew(connection: Connection, ids: Sequence[int], token: str,
+          lease_until: datetime) -> set[int]:
+    """Extend the lease of rows this claim still holds; the ids it still holds."""
+    if not ids:
+        return set()
+    return {row.id for row in connection.execute(
+        update(DISPATCHES).where(DISPATCHES.c.id.in_(ids), DISPATCHES.c.claimed_by == token,
+                                 DISPATCHES.c.status == "sending")
+        .values(due_at=lease_until).returning(DISPATCHES.c.id))}
+
+
+def release(connection: Connection, ids: Sequence[int], token: str, now: datetime) -> None:
+    """Give back rows this claim did not get to (another claim may take them at once)."""
+    if ids:
+        connection.execute(update(DISPATCHES).where(
+            DISPATCHES.c.id.in_(ids), DISPATCHES.c.claimed_by == token,
+            DISPATCHES.c.status == "sending")
+            .values(status="queued", due_at=now, claimed_by=None,
+                    attempts=DISPATCHES.c.attempts - 1))
 
 
 def remove_subscriptions(connection: Connection, subscription_ids: Sequence[int],

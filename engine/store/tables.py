@@ -278,6 +278,9 @@ class Dispatch(Base):
     """The e-mail address or webhook URL it goes to."""
     status: Mapped[str] = mapped_column(String(16))
     """`queued`, `sending`, `delivered`, `gone`, `failed`, `expired`."""
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    """The claim that holds a `sending` row: renewals and outcomes of any other claim (one
+    whose lease ran out and was taken over) leave the row alone."""
     attempts: Mapped[int]
     due_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]

@@ -79,6 +79,8 @@ class Received:
     payload: dict[str, Any]
     headers: dict[str, str]
     at: float
+    sender: str = ""
+    """The VAPID `sub` of the application server that sent it."""
 
 
 class _Server:
@@ -159,18 +161,20 @@ class PushService(_Server):
         browser = self.browsers.get(name)
         if browser is None:
             return web.Response(status=404, text="no such subscription")
+        sender = ""
         if self.verify:
             problem = self._check(request, body, browser)
             if problem:
                 self.problems.append(f"{name}: {problem}")
                 return web.Response(status=400, text=problem)
+            sender = _claims(request.headers["Authorization"]).get("sub", "")
         queued = self.answers.get(name)
         status, headers = queued.pop(0) if queued else self.default_answer.get(name, (201, {}))
         if status in (200, 201, 202) and self.verify:
             plain = http_ece.decrypt(body, private_key=browser.private_key,
                                      auth_secret=browser.auth, version="aes128gcm")
             self.received.append(Received(name, json.loads(plain), dict(request.headers),
-                                          time.time()))
+                                          time.time(), sender))
         elif status in (200, 201, 202):
             self.received.append(Received(name, {}, {}, time.time()))
         return web.Response(status=status, headers=headers, text="")
@@ -189,6 +193,13 @@ class PushService(_Server):
             return "Authorization is not vapid"
         parts = dict(p.split("=", 1) for p in credentials.split(","))
         return _verify_jwt(parts.get("t", ""), parts.get("k", ""), self.origin)
+
+
+def _claims(authorization: str) -> dict[str, Any]:
+    credentials = authorization.partition(" ")[2]
+    token = dict(p.split("=", 1) for p in credentials.split(",")).get("t", "")
+    claims: dict[str, Any] = json.loads(unb64(token.split(".")[1]))
+    return claims
 
 
 def _verify_jwt(token: str, key: str, audience: str) -> str | None:

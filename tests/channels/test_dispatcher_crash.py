@@ -99,7 +99,7 @@ def test_leases_and_attempts_after_a_crash(shop_factory, push_service: PushServi
     shop.advance(minutes=10)
     with shop.database.transaction() as connection:
         claimed = outbox.claim(connection, shop.clock.now(), shop.clock.now() +
-                               timedelta(minutes=2), 100, ["push"])
+                               timedelta(minutes=2), 100, ["push"], "dead-dispatcher")
     assert len(claimed) == 1  # ...and then this "dispatcher" dies
     assert shop.dispatch().claimed == 0  # leased: nobody else takes it
     shop.clock.advance_to(shop.clock.now() + timedelta(minutes=2))
