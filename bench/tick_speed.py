@@ -56,10 +56,11 @@ def population(total: int) -> Iterator[list[Event]]:
         yield batch
 
 
-def build(path: Path, total: int) -> None:
+def build(url: str, total: int) -> None:
+    """Enrol `total` subscribers through the engine (five morning cohorts, the rest at noon)."""
     catalog = load_paths([str(ROOT / "workflows" / "jewelry.flow")]).catalog
     assert catalog is not None
-    database = open_database(f"sqlite:///{path}")
+    database = open_database(url)
     clock = VirtualClock(MORNING)
     engine = Engine(catalog, database, clock=clock, push_needs_subscription=False,
                     batch_size=5000)
@@ -75,13 +76,13 @@ def build(path: Path, total: int) -> None:
     database.dispose()
 
 
-def ticks(path: Path, traced: bool) -> list[tuple[float, int, int]]:
+def ticks(url: str, traced: bool) -> list[tuple[float, int, int]]:
     """(seconds, subscribers processed, peak traced bytes) for each cohort's tick."""
     catalog = load_paths([str(ROOT / "workflows" / "jewelry.flow")]).catalog
     assert catalog is not None
     results = []
     for cohort in range(COHORTS):
-        database: Database = open_database(f"sqlite:///{path}", migrate=False)
+        database: Database = open_database(url, migrate=False)
         clock = VirtualClock(MORNING + timedelta(minutes=10 + cohort))
         engine = Engine(catalog, database, clock=clock, push_needs_subscription=False,
                         batch_size=500)
@@ -125,9 +126,9 @@ def main() -> None:
             path = folder / f"tick-{total}.db"
             if not path.exists():
                 print(f"  building {total:,} enrolled subscribers ...", flush=True)
-                build(path, total)
-            timed = ticks(fresh_copy(path), traced=False)
-            traced = ticks(fresh_copy(path), traced=True)
+                build(f"sqlite:///{path}", total)
+            timed = ticks(f"sqlite:///{fresh_copy(path)}", traced=False)
+            traced = ticks(f"sqlite:///{fresh_copy(path)}", traced=True)
             assert all(n == COHORT for _, n, _ in timed + traced), (timed, traced)
             medians[total] = statistics.median(t for t, _, _ in timed)
             print(f"  {total:>9,} enrolled: tick of {COHORT:,} due subscribers "
