@@ -10,6 +10,7 @@ decrypts; that payload is delivered to the page's service worker through the Dev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -108,13 +109,17 @@ def test_a_push_reaches_the_service_worker_and_its_click_is_scored(site) -> None
             wait_for(lambda: any(v["registrationId"] == registration["registrationId"]
                                  and v["status"] == "activated" for v in versions),
                      what="the activated service worker")
-            cdp.send("ServiceWorker.deliverPushMessage", {
-                "origin": base, "registrationId": registration["registrationId"],
-                "data": json.dumps(payload)})
-            shown = wait_for(lambda: page.evaluate(
-                "navigator.serviceWorker.ready.then(r => r.getNotifications())"
-                ".then(ns => ns.map(n => ({title: n.title, body: n.body, data: n.data})))"),
-                what="the notification")
+            shown = None
+            for _ in range(4):  # (once, under the full suite's load, a delivery came to nothing)
+                cdp.send("ServiceWorker.deliverPushMessage", {
+                    "origin": base, "registrationId": registration["registrationId"],
+                    "data": json.dumps(payload)})
+                with contextlib.suppress(AssertionError):
+                    shown = wait_for(lambda: page.evaluate(
+                        "navigator.serviceWorker.ready.then(r => r.getNotifications())"
+                        ".then(ns => ns.map(n => ({title: n.title, body: n.body, "
+                        "data: n.data})))"), timeout=8, what="the notification")
+                    break
             assert shown == [{"title": "10% off", "body": "Just for you",
                               "data": {"url": "https://shop.example/offer",
                                        "token": payload["token"]}}]
