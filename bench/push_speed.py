@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -82,11 +81,10 @@ def main() -> None:
                                  str(cert_file), str(key_file)], stdout=subprocess.PIPE,
                                 text=True)
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-        client_tls = ssl.create_default_context(cafile=str(ca_file))
         try:
             floor = encryption_floor()
             naive = naive_loop(port, str(ca_file), args.naive)
-            rate, outcomes = dispatcher_rate(Path(folder), port, client_tls, args.messages)
+            rate, outcomes = dispatcher_rate(Path(folder), port, str(ca_file), args.messages)
         finally:
             sink.terminate()
             received = sink.communicate(timeout=10)[0].strip()
@@ -127,8 +125,7 @@ def naive_loop(port: int, ca_file: str, count: int) -> float:
     return count / (time.perf_counter() - began)
 
 
-def dispatcher_rate(folder: Path, port: int, client_tls: ssl.SSLContext,
-                    count: int) -> tuple[float, str]:
+def dispatcher_rate(folder: Path, port: int, ca_file: str, count: int) -> tuple[float, str]:
     catalog = load_text(FLOW, "news.flow").catalog
     assert catalog is not None
     database = open_database(f"sqlite:///{folder / 'push.db'}")
@@ -147,7 +144,7 @@ def dispatcher_rate(folder: Path, port: int, client_tls: ssl.SSLContext,
     vapid = VapidKey.generate()
     sender = WebPushSender(vapid, "mailto:ops@shop.example",
                            PushEndpointPolicy.from_hosts([f"127.0.0.1:{port}"]),
-                           SystemClock().now, ssl=client_tls, concurrency=64)
+                           SystemClock().now, ca_file=ca_file, concurrency=64)
     dispatcher = Dispatcher(database, Links(Signer(b"0" * 32), "https://nurture.example"),
                             clock=SystemClock(), push=sender, batch_size=1000)
 

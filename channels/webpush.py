@@ -2,9 +2,9 @@
 
 The only module that imports pywebpush, for its encoder (aes128gcm with a fresh ephemeral key
 per message). Everything else that makes sending fast is here: one VAPID header per push-service
-origin (see `channels.vapid`), one aiohttp session per origin with keep-alive connections, a
-bound on requests in flight, a finite timeout, no redirects, and a resolver that only connects
-to addresses the endpoint policy accepts.
+origin (see `channels.vapid`), and libcurl underneath (`channels.curl`): keep-alive connections
+reused per host, a bound on requests in flight, a finite timeout, no redirects, and a check at
+connection time that only lets it connect to addresses the endpoint policy accepts.
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 from pywebpush import WebPusher
 
 from channels.base import Outcome
+from channels.curl import CurlClient, TransferError
 from channels.endpoints import MAX_ENDPOINT, EndpointError, PushEndpointPolicy
 from channels.vapid import VapidKey
 from dsl.model import PUSH_PLAINTEXT_LIMIT
@@ -70,67 +68,32 @@ class PushJob:
     topic: str
 
 
-class RefusedAddress(OSError):
-    """A push endpoint's name leads only to addresses the policy refuses."""
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves names and keeps only the addresses the endpoint policy accepts."""
-
-    def __init__(self, policy: PushEndpointPolicy) -> None:
-        self.policy = policy
-        self._inner: AbstractResolver | None = None
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        if self._inner is None:
-            self._inner = ThreadedResolver()  # needs the running loop
-        results = await self._inner.resolve(host, port, family)
-        kept = []
-        for result in results:
-            try:
-                self.policy.check_address(host, port, result["host"])
-            except EndpointError:
-                continue
-            kept.append(result)
-        if not kept:
-            raise RefusedAddress(f"{host} resolves only to addresses that are not allowed "
-                                 f"({', '.join(r['host'] for r in results)})")
-        return kept
-
-    async def close(self) -> None:
-        if self._inner is not None:
-            await self._inner.close()
-
-
 class WebPushSender:
     """Sends push jobs; one instance per dispatcher (it owns sessions per origin)."""
 
     def __init__(self, vapid: VapidKey, subject: str, policy: PushEndpointPolicy,
                  wall_clock: Callable[[], datetime], *, concurrency: int = 64,
-                 timeout: float = 10.0, ssl: Any = True) -> None:
+                 timeout: float = 10.0, ca_file: str | None = None) -> None:
         """`wall_clock` dates the VAPID signature: push services check `exp` against real
-        time, whatever clock the dispatcher runs on."""
+        time, whatever clock the dispatcher runs on. `ca_file` replaces the system's CA
+        bundle (tests and benchmarks trust a throw-away CA)."""
         self.vapid = vapid
         self.wall_clock = wall_clock
         self.subject = subject
         self.policy = policy
         self.concurrency = concurrency
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.ssl = ssl
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self.http = CurlClient(concurrency=concurrency, timeout=timeout, ca_file=ca_file,
+                               address_check=self._refused_address)
         self._origins: dict[str, str] = {}
         """Origin -> "" if the policy accepts it, else why not."""
 
-    def _session(self, origin: str) -> aiohttp.ClientSession:
-        session = self._sessions.get(origin)
-        if session is None:
-            connector = aiohttp.TCPConnector(limit=self.concurrency, ssl=self.ssl,
-                                             resolver=GuardedResolver(self.policy))
-            session = self._sessions[origin] = aiohttp.ClientSession(
-                connector=connector, timeout=self.timeout, trust_env=False,
-                auto_decompress=False)
-        return session
+    def _refused_address(self, host: str, port: int, address: str) -> str | None:
+        """Checked by libcurl's connection step for every address it is about to use."""
+        try:
+            self.policy.check_address(host, port, address)
+        except EndpointError as problem:
+            return str(problem)
+        return None
 
     def _checked_origin(self, endpoint: str) -> str:
         """The endpoint's origin once the policy accepts it (checked once per origin)."""
@@ -163,30 +126,26 @@ class WebPushSender:
                                  "keys": {"p256dh": job.p256dh, "auth": job.auth}}).encode(job.data)
         except Exception as problem:  # pywebpush raises plain exceptions for bad keys
             return Outcome("failed", None, f"cannot encrypt for this subscription: {problem}")
-        headers = {
-            "TTL": str(job.ttl), "Urgency": URGENCY.get(job.urgency, "normal"),
-            "Topic": job.topic, "Content-Encoding": "aes128gcm",
-            "Content-Type": "application/octet-stream",
-            "Authorization": self.vapid.authorization(origin, self.subject, self.wall_clock()),
-        }
-        try:  # the connector's limit bounds the requests in flight per origin
-            async with self._session(origin).post(
-                    job.endpoint, data=encoded["body"], headers=headers,
-                    allow_redirects=False) as response:
-                text = (await response.content.read(2048)).decode("utf-8", "replace")
-                return classify(response.status, response.headers.get("Retry-After"),
-                                text, moment)
-        except aiohttp.ClientConnectorError as problem:
-            if isinstance(problem.os_error, RefusedAddress):
-                return Outcome("failed", None, f"endpoint refused: {problem.os_error}")
-            return Outcome("retry", None, f"{type(problem).__name__}: {problem}"[:300])
-        except (TimeoutError, aiohttp.ClientError, OSError) as problem:
-            return Outcome("retry", None, f"{type(problem).__name__}: {problem}"[:300])
+        headers = [
+            f"TTL: {job.ttl}", f"Urgency: {URGENCY.get(job.urgency, 'normal')}",
+            f"Topic: {job.topic}", "Content-Encoding: aes128gcm",
+            "Content-Type: application/octet-stream", "Expect:",
+            "Authorization: " + self.vapid.authorization(origin, self.subject,
+                                                         self.wall_clock()),
+        ]
+        try:
+            response = await self.http.post(job.endpoint, encoded["body"], headers)
+        except TransferError as problem:
+            if problem.refused:
+                return Outcome("failed", None, f"endpoint refused: {problem.refused}")
+            return Outcome("retry", None, f"{'timeout' if problem.timed_out else 'transfer'}"
+                                          f": {problem}"[:300])
+        retry_after = (str(response.retry_after) if response.retry_after > 0 else None)
+        return classify(response.status, retry_after,
+                        response.body.decode("utf-8", "replace"), moment)
 
     async def close(self) -> None:
-        for session in self._sessions.values():
-            await session.close()
-        self._sessions.clear()
+        await self.http.close()
 
 
 def classify(status: int, retry_after: str | None, text: str, now: datetime) -> Outcome:

@@ -355,7 +355,7 @@ def from_settings(settings: Settings, database: Database, clock: Clock | None = 
     try:
         push = WebPushSender(settings.vapid_key(), settings.vapid_subject,
                              PushEndpointPolicy.from_hosts(settings.push_allow_hosts),
-                             SystemClock().now, ssl=ssl)
+                             SystemClock().now)
     except ConfigError as problem:
         log.warning("web push is off: %s", problem)
     if not settings.smtp_url:

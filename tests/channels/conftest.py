@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,7 +75,7 @@ class Shop:
 
 
 @pytest.fixture
-def shop_factory(tmp_path: Path, client_tls: ssl.SSLContext, database_url: str):
+def shop_factory(tmp_path: Path, ca_file: str, database_url: str):
     databases: list[Database] = []
 
     def build(flow: str | None = None, smtp: SmtpServer | None = None,
@@ -95,7 +94,7 @@ def shop_factory(tmp_path: Path, client_tls: ssl.SSLContext, database_url: str):
         links = Links(Signer(SECRET), "https://nurture.example")
         push = WebPushSender(vapid, "mailto:ops@shop.example",
                              PushEndpointPolicy.from_hosts(["127.0.0.1"]), SystemClock().now,
-                             ssl=client_tls, timeout=push_timeout)
+                             ca_file=ca_file, timeout=push_timeout)
         email = SmtpSender(f"smtp://127.0.0.1:{smtp.port}?starttls=no",
                            "Shop <news@shop.example>") if smtp else None
         dispatcher = Dispatcher(database, links, clock=clock, push=push, email=email,

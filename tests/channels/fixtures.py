@@ -33,6 +33,14 @@ def client_tls(ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
+@pytest.fixture(scope="session")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The throw-away CA as a file, for libcurl (the push sender)."""
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
 @pytest.fixture
 def push_service(server_tls: ssl.SSLContext) -> Iterator[PushService]:
     service = PushService(server_tls)

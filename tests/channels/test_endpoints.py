@@ -10,7 +10,7 @@ import pytest
 
 from channels.endpoints import EndpointError, PushEndpointPolicy, is_public
 from channels.vapid import VapidKey
-from channels.webpush import GuardedResolver, PushJob, RefusedAddress, WebPushSender
+from channels.webpush import PushJob, WebPushSender
 from tests.channels.peers import Browser
 
 STRICT = PushEndpointPolicy.from_hosts([])
@@ -64,25 +64,6 @@ def test_an_allowed_host_may_be_local_and_use_http() -> None:
 ])
 def test_public_addresses(address: str, public: bool) -> None:
     assert is_public(address) is public
-
-
-class FixedResolver:
-    def __init__(self, *addresses: str) -> None:
-        self.addresses = addresses
-
-    async def resolve(self, host: str, port: int = 0, family: Any = None) -> list[Any]:
-        return [{"hostname": host, "host": a, "port": port, "family": 2, "proto": 6,
-                 "flags": 0} for a in self.addresses]
-
-
-def test_the_resolver_keeps_only_public_addresses_at_connection_time() -> None:
-    resolver = GuardedResolver(STRICT)
-    resolver._inner = FixedResolver("10.0.0.5", "93.184.216.34")  # type: ignore[assignment]
-    kept = asyncio.run(resolver.resolve("push.example", 443))
-    assert [r["host"] for r in kept] == ["93.184.216.34"]
-    resolver._inner = FixedResolver("10.0.0.5")  # type: ignore[assignment]
-    with pytest.raises(RefusedAddress, match=r"10\.0\.0\.5"):
-        asyncio.run(resolver.resolve("rebound.example", 443))
 
 
 def test_a_push_to_a_name_that_resolves_to_loopback_fails_without_connecting() -> None:

@@ -5,7 +5,6 @@ These tests use the real clock: the scheduler's jobs run in their own threads on
 
 from __future__ import annotations
 
-import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from tests.service.conftest import AUTH, FLOW, LiveServer, build_runtime, wait_f
 
 
 @pytest.fixture
-def live(tmp_path: Path, client_tls: ssl.SSLContext, push_service: PushService,
+def live(tmp_path: Path, ca_file: str, push_service: PushService,
          database_url: str) -> Iterator[tuple[Runtime, Service, LiveServer]]:
     runtime = build_runtime(tmp_path, db=database_url, push_allow_hosts=("127.0.0.1",))
     runtime.clock = SystemClock()
@@ -35,7 +34,7 @@ def live(tmp_path: Path, client_tls: ssl.SSLContext, push_service: PushService,
         runtime.database, Links(runtime.signer, "http://127.0.0.1"), clock=runtime.clock,
         push=WebPushSender(runtime.vapid, "mailto:ops@shop.example",
                            PushEndpointPolicy.from_hosts(["127.0.0.1"]), SystemClock().now,
-                           ssl=client_tls),
+                           ca_file=ca_file),
         webhook=WebhookSender(b"x" * 32))
     service = Service(runtime, dispatcher, tick_seconds=0.1, dispatch_seconds=0.1,
                       watch_seconds=0.2)
