@@ -1,7 +1,8 @@
 """The dispatcher: claims due dispatches, sends them, records what came of each.
 
-One claim takes a batch and leases it; pushes and webhooks go out concurrently (each sender
-bounds its requests in flight), e-mails over one SMTP connection in a worker thread. Outcomes
+One claim takes a batch and leases it; pushes and webhooks go out concurrently (a fixed pool
+of senders per channel, as many as the channel's concurrency), e-mails over one SMTP
+connection in a worker thread. Outcomes
 are written in groups as the answers arrive, so a dispatcher killed mid-batch repeats at most
 the sends whose answer it had not yet written (bounded by the senders' concurrency and one
 group); everything else is either recorded or still leased and comes back when the lease ends.
@@ -28,7 +29,7 @@ import logging
 import random
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import unescape
@@ -123,20 +124,12 @@ class Lease:
     """Rows the claim still holds (a renewal drops those another claim took over)."""
     unsent: set[int] = field(default_factory=set)
     """Rows not started because the lease was running out."""
-    slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
-    """Sends in flight per channel (made in the batch's event loop)."""
 
     def __post_init__(self) -> None:
         self.start_by = self.until - self.margin
 
     def extend(self, until: datetime, held: set[int]) -> None:
         self.until, self.start_by, self.held = until, until - self.margin, held
-
-    def slot(self, channel: str, concurrency: int) -> asyncio.Semaphore:
-        found = self.slots.get(channel)
-        if found is None:
-            found = self.slots[channel] = asyncio.Semaphore(concurrency)
-        return found
 
 
 class Dispatcher:
@@ -183,8 +176,10 @@ class Dispatcher:
 
     async def _see_through(self, claimed: list[Claimed], lease: Lease, now: datetime,
                            stats: DispatchStats) -> None:
+        """Send the batch: per channel a fixed pool of senders (the channel's concurrency)
+        takes the next dispatch in turn; outcomes are written in groups as they come."""
         buffer: list[tuple[Claimed, Outcome]] = []
-        sending: list[Awaitable[list[tuple[Claimed, Outcome]]]] = []
+        queues: dict[str, list[Claimed]] = {}
         emails: list[Claimed] = []
         for item in claimed:
             settled = self._settled_without_sending(item, now)
@@ -193,14 +188,33 @@ class Dispatcher:
             elif item.channel == "email":
                 emails.append(item)
             else:
-                sending.append(self._send_one(item, lease))
-        if emails:
-            sending.append(self._send_emails(emails, lease))
-        for finished in asyncio.as_completed(sending):
-            buffer.extend(await finished)
+                queues.setdefault(item.channel, []).append(item)
+
+        def collect(results: list[tuple[Claimed, Outcome]]) -> None:
+            nonlocal buffer
+            buffer.extend(results)
             if len(buffer) >= self.group:
                 self._record(buffer, stats, lease)
                 buffer = []
+
+        async def sender(pending: Iterator[Claimed]) -> None:
+            # The lease is checked when a sender is free, just before the request: a dispatch
+            # still waiting while the claim loses its row is never started.
+            for item in pending:
+                if self._may_start(item, lease):
+                    collect(await self._send_now(item))
+
+        async def emailer() -> None:
+            collect(await self._send_emails(emails, lease))
+
+        work: list[Awaitable[None]] = []
+        for channel, items in queues.items():
+            pending = iter(items)  # shared: each sender takes the next one
+            work.extend(sender(pending)
+                        for _ in range(min(len(items), self._concurrency(channel))))
+        if emails:
+            work.append(emailer())
+        await asyncio.gather(*work)
         self._record(buffer, stats, lease)
 
     async def _renew(self, lease: Lease) -> None:
@@ -262,14 +276,6 @@ class Dispatcher:
             lease.unsent.add(item.id)
             return False
         return True
-
-    async def _send_one(self, item: Claimed, lease: Lease) -> list[tuple[Claimed, Outcome]]:
-        # The check comes once a slot is free, just before the request: a send waiting for a
-        # slot while the claim loses its row is never started.
-        async with lease.slot(item.channel, self._concurrency(item.channel)):
-            if not self._may_start(item, lease):
-                return []
-            return await self._send_now(item)
 
     def _concurrency(self, channel: str) -> int:
         sender = self.push if channel == "push" else self.webhook
