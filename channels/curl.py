@@ -249,15 +249,29 @@ class CurlClient:
             self._watched.discard(fd)
 
     def _on_timer(self, milliseconds: int) -> None:
+        # libcurl asks for a call in `milliseconds` (-1: none). A call already planned for no
+        # later is kept (waking early is harmless: `_timed_out` asks libcurl again), so a
+        # burst of new transfers does not cancel and re-plan a timer each.
+        loop = self._loop
+        if milliseconds < 0 or loop is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        due = loop.time() + milliseconds / 1000
         if self._timer is not None:
+            if self._timer.when() <= due:
+                return
             self._timer.cancel()
-            self._timer = None
-        if milliseconds >= 0 and self._loop is not None:
-            self._timer = self._loop.call_later(milliseconds / 1000, self._timed_out)
+        self._timer = loop.call_at(due, self._timed_out)
 
     def _timed_out(self) -> None:
         self._timer = None
         self._act(pycurl.SOCKET_TIMEOUT, 0)
+        if self._multi is not None and self._timer is None:
+            wait = self._multi.timeout()  # what libcurl still waits for, if it did not say
+            if wait >= 0:
+                self._on_timer(wait)
 
     def _arm_sweep(self) -> None:
         if self._sweep is None and self._loop is not None:
