@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.simulate_speed
 	$(BIN)/python -m bench.tick_speed
 	$(BIN)/python -m bench.push_speed
+	$(BIN)/python -m bench.http_clients
 	$(BIN)/python -m bench.http_ingest
 
 clean:
