@@ -185,3 +185,11 @@ def test_the_client_works_again_in_a_new_event_loop_after_closing(
     second = run(client, (f"{recorder.origin}/push/b", b"2"), (f"{recorder.origin}/c", b"3"))
     assert [a.status for a in first + second] == [201, 201, 201]
     assert sorted(recorder.bodies) == [b"1", b"2", b"3"]
+
+
+def test_retry_after_as_an_http_date_becomes_seconds_from_now(recorder: Recorder) -> None:
+    from email.utils import formatdate
+    recorder.status, recorder.extra = 503, {"Retry-After": formatdate(time.time() + 90,
+                                                                       usegmt=True)}
+    [answer] = run(CurlClient(), (f"{recorder.origin}/push/a", b"{}"))
+    assert answer.status == 503 and 88 <= answer.retry_after <= 90
