@@ -56,6 +56,11 @@ class TransferError(Exception):
         """Set when every address was refused by the guard: a permanent failure."""
 
     @property
+    def permanent(self) -> bool:
+        """Trying again cannot help: a refused address or a URL libcurl cannot take."""
+        return self.refused is not None or self.code == pycurl.E_URL_MALFORMAT
+
+    @property
     def timed_out(self) -> bool:
         return bool(self.code == pycurl.E_OPERATION_TIMEDOUT)
 
@@ -126,11 +131,16 @@ class CurlClient:
             transfer.host, transfer.port = _host_port(url)
             transfer.body = bytearray()
             transfer.refused = []
+            try:
+                handle.setopt(pycurl.URL, url)
+                handle.setopt(pycurl.POSTFIELDS, body)
+                handle.setopt(pycurl.HTTPHEADER, headers)
+            except (ValueError, pycurl.error) as problem:  # UnicodeEncodeError is a ValueError
+                self._free.append(handle)
+                raise TransferError(pycurl.E_URL_MALFORMAT,
+                                    f"cannot send this request: {problem}") from None
             future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
             transfer.future = future
-            handle.setopt(pycurl.URL, url)
-            handle.setopt(pycurl.POSTFIELDS, body)
-            handle.setopt(pycurl.HTTPHEADER, headers)
             self._multi.add_handle(handle)
             self._running += 1
             self._arm_sweep()

@@ -138,6 +138,8 @@ class WebPushSender:
         except TransferError as problem:
             if problem.refused:
                 return Outcome("failed", None, f"endpoint refused: {problem.refused}")
+            if problem.permanent:
+                return Outcome("failed", None, str(problem)[:300])
             return Outcome("retry", None, f"{'timeout' if problem.timed_out else 'transfer'}"
                                           f": {problem}"[:300])
         retry_after = (str(response.retry_after) if response.retry_after > 0 else None)

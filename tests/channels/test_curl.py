@@ -113,7 +113,7 @@ def test_nothing_listening_is_a_transfer_error_that_can_be_retried() -> None:
     from tests.channels.peers import free_port
     [problem] = run(CurlClient(), (f"http://127.0.0.1:{free_port()}/push/a", b"{}"))
     assert isinstance(problem, TransferError) and not problem.timed_out
-    assert problem.refused is None
+    assert problem.refused is None and not problem.permanent
 
 
 def test_the_guard_sees_each_address_before_connecting_and_can_refuse_it(
@@ -193,3 +193,13 @@ def test_retry_after_as_an_http_date_becomes_seconds_from_now(recorder: Recorder
                                                                        usegmt=True)}
     [answer] = run(CurlClient(), (f"{recorder.origin}/push/a", b"{}"))
     assert answer.status == 503 and 88 <= answer.retry_after <= 90
+
+
+def test_a_url_libcurl_cannot_take_is_an_error_and_its_place_is_given_back(
+        recorder: Recorder) -> None:
+    client = CurlClient(concurrency=1)
+    answers = run(client, (f"{recorder.origin}/push/\u0105", b"1"),
+                  (f"{recorder.origin}/push/a\x00b", b"2"), (f"{recorder.origin}/push/c", b"3"))
+    assert [type(a).__name__ for a in answers[:2]] == ["TransferError", "TransferError"]
+    assert "cannot send" in str(answers[0]) and answers[0].permanent
+    assert answers[2].status == 201
