@@ -6,7 +6,7 @@ TLS, HTTP parsing and connection reuse happen in C. Everything else keeps aiohtt
 
 One `CurlClient` drives one `CurlMulti` from the running event loop: libcurl tells us which
 sockets to watch (`M_SOCKETFUNCTION`, loop readers/writers) and when to call back
-(`M_TIMERFUNCTION`, `call_later`); finished transfers resolve their futures. A one-second
+(`M_TIMERFUNCTION`, `call_at`); finished transfers resolve their futures. A one-second
 sweep asks libcurl to look at everything again, as a guard against a missed socket event.
 Connections are kept alive per host and reused (HTTP/2 multiplexing where the server speaks
 it); at most `concurrency` transfers run at once.
@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import certifi
 import pycurl
@@ -83,8 +84,7 @@ def default_ca_file() -> str:
 class _Transfer:
     """What one easy handle is doing now."""
 
-    host: str = ""
-    port: int = 0
+    url: str = ""
     future: asyncio.Future[Response] | None = None
     body: bytearray = field(default_factory=bytearray)
     refused: list[str] = field(default_factory=list)
@@ -128,7 +128,7 @@ class CurlClient:
         async with self._slots:
             handle = self._free.pop()
             transfer: _Transfer = handle.transfer
-            transfer.host, transfer.port = _host_port(url)
+            transfer.url = url
             transfer.body = bytearray()
             transfer.refused = []
             try:
@@ -227,8 +227,11 @@ class CurlClient:
         assert check is not None
 
         def open_socket(purpose: int, address: Any) -> Any:
+            # Only when a connection opens (they are reused), so the URL is parsed here.
+            parts = urlsplit(transfer.url)
             host = str(address.addr[0])
-            refused = check(transfer.host, transfer.port, host)
+            refused = check(parts.hostname or "", parts.port or (
+                443 if parts.scheme == "https" else 80), host)
             if refused is not None:
                 transfer.refused.append(host)
                 return pycurl.SOCKET_BAD
@@ -331,8 +334,8 @@ class CurlClient:
             return
         refused = None
         if transfer.refused and code == pycurl.E_COULDNT_CONNECT:
-            refused = (f"{transfer.host} resolves only to addresses that are not allowed "
-                       f"({', '.join(transfer.refused)})")
+            refused = (f"{urlsplit(transfer.url).hostname} resolves only to addresses that "
+                       f"are not allowed ({', '.join(transfer.refused)})")
         self._finish(handle)
         future.set_exception(TransferError(code, message, refused))
 
@@ -346,14 +349,3 @@ class CurlClient:
         self._running -= 1
         self._free.append(handle)
 
-
-def _host_port(url: str) -> tuple[str, int]:
-    scheme, _, rest = url.partition("://")
-    authority = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    if authority.startswith("["):
-        host, _, tail = authority[1:].partition("]")
-        port = tail[1:] if tail.startswith(":") else ""
-    else:
-        host, _, port = authority.partition(":")
-    default = 443 if scheme == "https" else 80
-    return host.lower(), int(port) if port.isdigit() else default

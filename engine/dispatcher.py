@@ -70,9 +70,9 @@ class DispatchStats:
 
     def add(self, other: DispatchStats) -> None:
         self.claimed += other.claimed
-        for key, count in other.by_channel.items():
-            for _ in range(count):
-                self.count(*key)
+        for (channel, status), count in other.by_channel.items():
+            self.outcomes[status] = self.outcomes.get(status, 0) + count
+            self.by_channel[(channel, status)] = self.by_channel.get((channel, status), 0) + count
 
 
 @dataclass(frozen=True, slots=True)
