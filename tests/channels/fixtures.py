@@ -13,6 +13,23 @@ from tests.channels.peers import PushService, SmtpServer, WebhookReceiver
 SECRET = b"test-secret-for-tokens-and-hooks"
 """Signs the test tokens and webhooks."""
 
+ANY_HOUR = """
+workflow welcome {
+  entry on subscribed
+  stage first {
+    after 10 minutes: send push welcome
+  }
+}
+
+message welcome push {
+  title "Hi {{ subscriber.id }}!"
+  body "Thanks for subscribing."
+  url "https://shop.example/bestsellers"
+}
+"""
+"""A welcome push with no quiet hours, for tests whose dispatcher runs on the real clock: the
+jewelry workflow's quiet hours would hold their pushes back at night."""
+
 
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:

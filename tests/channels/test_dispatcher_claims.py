@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 from engine.clock import SystemClock
 from engine.store import outbox
 from engine.store.outbox import Recorded
+from tests.channels.fixtures import ANY_HOUR
 from tests.channels.peers import PushService
 
 
 def _queued_pushes(shop_factory, push: PushService, count: int):
-    shop = shop_factory(start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
+    shop = shop_factory(ANY_HOUR, start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
     for index in range(count):
         shop.subscribe_browser(f"s{index:02d}", push, f"s{index:02d}")
         shop.event(f"s{index:02d}", "subscribed", channels=["push"])

@@ -16,6 +16,7 @@ from pathlib import Path
 from channels.tokens import Signer
 from engine.store import outbox, push_subscriptions
 from tests.channels.conftest import SECRET
+from tests.channels.fixtures import ANY_HOUR
 from tests.channels.peers import PushService
 from tests.databases import url_of
 
@@ -42,7 +43,7 @@ def test_a_killed_dispatcher_resumes_without_loss_or_second_sends(shop_factory,
     push = PushService(tls=None)  # plain http: the test allows its host explicitly
     push.delay = 0.05
     try:
-        shop = shop_factory(start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
+        shop = shop_factory(ANY_HOUR, start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
         for index in range(SUBSCRIBERS):
             who = f"s{index:03d}"
             browser = push.browser(who)
