@@ -20,6 +20,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from engine.store.checkpoint import BACKSTOP_PAGES, Checkpointer
 from engine.store.types import json_dumps, json_loads
 
 MIGRATIONS = "engine.store:migrations"
@@ -50,6 +51,8 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._turns = threading.Lock() if engine.dialect.name == "sqlite" else None
+        path = self.sqlite_file()
+        self.checkpointer = Checkpointer(path) if path is not None else None
 
     @property
     def dialect(self) -> str:
@@ -63,14 +66,19 @@ class Database:
                 with self.engine.begin() as connection:
                     yield connection
                 return
-            with self._turns, self.engine.begin() as connection:
-                yield connection
+            with self._turns:
+                with self.engine.begin() as connection:
+                    yield connection
+                if self.checkpointer is not None:
+                    self.checkpointer.committed()
         except (IntegrityError, OperationalError) as problem:
             if is_conflict(problem):
                 raise Conflict(str(problem.orig or problem)[:300]) from problem
             raise
 
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
     def ping(self) -> None:
@@ -120,9 +128,9 @@ def _sqlite_engine(url: str, durable: bool) -> Engine:
         cursor.execute(f"PRAGMA synchronous={'NORMAL' if durable else 'OFF'}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
-        # A batch writes more than the default 1,000 pages: checkpoint every ~40 MB of
-        # WAL instead of after every commit (pages rewritten meanwhile are copied once).
-        cursor.execute("PRAGMA wal_autocheckpoint=10000")
+        # The log is copied back by a thread of its own (`Checkpointer`); a commit does it
+        # only as a backstop, when the log has grown large.
+        cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -13,7 +13,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, ColumnElement, Connection, Table, any_, func, insert, literal, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    String,
+    Table,
+    any_,
+    func,
+    insert,
+    literal,
+    select,
+)
 
 from engine.plan import Plan
 from engine.state import (
@@ -27,7 +38,7 @@ from engine.state import (
 from engine.state_cache import StateCache
 from engine.store import tables as t
 from engine.store.bulk import BatchWriter
-from engine.store.types import from_micros, to_micros
+from engine.store.types import from_micros, json_dumps, to_micros
 
 SUBSCRIBERS = cast(Table, t.Subscriber.__table__)
 EVENTS = cast(Table, t.Event.__table__)
@@ -44,12 +55,17 @@ DISPATCHES = cast(Table, t.Dispatch.__table__)
 
 
 def _among(connection: Connection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
-    """`column IN (values)`; on PostgreSQL `column = ANY(array)`: one parameter instead of
-    one per value (a batch's lists are hundreds long, and the driver parses every one)."""
+    """`column` is one of `values`, passed as a single parameter: on PostgreSQL
+    `column = ANY(array)`, on SQLite `column IN (SELECT value FROM json_each(…))`.
+
+    A batch's lists are hundreds long; as `IN (?, ?, …)` the statement would be rendered
+    again for every length and every value bound one by one, costing more than the lookups.
+    """
     if connection.dialect.name == "postgresql":
         return cast(ColumnElement[bool],
                     column == any_(literal(list(values), ARRAY(column.type))))
-    return cast(ColumnElement[bool], column.in_(values))
+    listed = func.json_each(literal(json_dumps(list(values)), String)).table_valued("value")
+    return cast(ColumnElement[bool], column.in_(select(listed.c.value)))
 
 
 def existing_event_keys(connection: Connection, keys: Sequence[str]) -> set[str]:

@@ -145,7 +145,8 @@ def test_tick_reads_only_subscribers_with_due_work_through_indexes(
             plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}",
                                               parameters).all()
             details = [row[-1] for row in plan]
-            scans = [d for d in details if d.startswith("SCAN")]
+            # reading the batch's own list of keys (json_each over one parameter) is no scan
+            scans = [d for d in details if d.startswith("SCAN") and "VIRTUAL TABLE" not in d]
             assert not scans, f"{statement}\n→ {details}"
 
 
