@@ -14,7 +14,8 @@ from tests.channels.peers import PushService
 
 
 def _queued_pushes(shop_factory, push: PushService, count: int):
-    shop = shop_factory(ANY_HOUR, start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
+    shop = shop_factory(
+        ANY_HOUR, start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
     for index in range(count):
         shop.subscribe_browser(f"s{index:02d}", push, f"s{index:02d}")
         shop.event(f"s{index:02d}", "subscribed", channels=["push"])

@@ -43,7 +43,8 @@ def test_a_killed_dispatcher_resumes_without_loss_or_second_sends(shop_factory,
     push = PushService(tls=None)  # plain http: the test allows its host explicitly
     push.delay = 0.05
     try:
-        shop = shop_factory(ANY_HOUR, start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
+        shop = shop_factory(
+            ANY_HOUR, start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
         for index in range(SUBSCRIBERS):
             who = f"s{index:03d}"
             browser = push.browser(who)
