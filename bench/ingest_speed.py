@@ -26,6 +26,7 @@ from pathlib import Path
 from bench.journeys import batches, journeys
 from dsl.loader import load_paths
 from engine.clock import VirtualClock
+from engine.collector import tune_for_long_runs
 from engine.processor import Engine
 from engine.store.database import open_database
 
@@ -46,6 +47,7 @@ def main() -> None:
         "scattered": journeys(args.subscribers, args.events_each, start, span),
         "visits": journeys(args.subscribers, args.events_each, start, span, per_visit=10),
     }
+    tune_for_long_runs()  # as `nurture serve` does; the streams above are set aside with it
     print(f"{args.subscribers:,} subscribers, {args.events_each - 1} behaviour events each, "
           f"batches of {args.batch}, SQLite (WAL, synchronous=NORMAL)")
     for shape, events in shapes.items():

@@ -7,6 +7,7 @@ knows about Lark: the parser turns its tree into these dataclasses and the tree 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from decimal import Decimal
@@ -42,6 +43,14 @@ class Span:
 # ---------------------------------------------------------------- durations and periods
 
 UNIT_SECONDS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+
+
+@functools.lru_cache(maxsize=1024)
+def _delta(amount: Number, unit: str) -> timedelta:
+    """A duration as a timedelta (computed once: the engine asks for it at every step)."""
+    return timedelta(seconds=float(Decimal(amount) * UNIT_SECONDS[unit]))
+
+
 PERIOD_SECONDS: dict[str, int] = {"hour": 3600, "day": 86400, "week": 604800}
 
 
@@ -58,7 +67,7 @@ class Duration:
 
     @property
     def delta(self) -> timedelta:
-        return timedelta(seconds=float(self.seconds))
+        return _delta(self.amount, self.unit)
 
     def __str__(self) -> str:
         plural = "" if self.amount == 1 else "s"

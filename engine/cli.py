@@ -17,6 +17,7 @@ import click
 
 from dsl.graph import FORMATS, render_graph
 from dsl.loader import LoadResult, load_paths
+from engine.collector import tune_for_long_runs
 from engine.config import ConfigError, load_settings
 from engine.events import EventError, parse_instant
 from engine.records import Record
@@ -153,6 +154,7 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
     def emit(record: Record) -> None:
         click.echo(record.to_json() if table is None else table.line(record))
 
+    tune_for_long_runs()
     summary = sim.simulate(result.catalog, parsed.events, start, until, emit)  # consumes them
     notes = [f"{summary.events} event(s) of {summary.subscribers} subscriber(s) simulated "
              f"from {start:%Y-%m-%dT%H:%M:%SZ} to {until:%Y-%m-%dT%H:%M:%SZ}: "
@@ -215,6 +217,7 @@ def dispatch(db: str | None, once: bool, lease: float) -> None:
     database = open_database(settings.db)
     dispatcher = from_settings(settings, database)
     dispatcher.lease = timedelta(seconds=lease)
+    tune_for_long_runs()
     try:
         asyncio.run(_dispatch(dispatcher, once, settings.tick_seconds))
     finally:
@@ -255,7 +258,9 @@ def _service(settings: Any) -> tuple[Any, Any]:
         click.echo(str(warning), err=True)
     database = open_database(settings.db)
     runtime = Runtime(settings, database, result.catalog)
-    return runtime, Service(runtime, from_settings(settings, database))
+    service = Service(runtime, from_settings(settings, database))
+    tune_for_long_runs()
+    return runtime, service
 
 
 def _banner(runtime: Any, url: str | None) -> None:

@@ -76,10 +76,11 @@ class WorkflowPlan:
     """Stage -> its transitions in written order, `when` and `on … where` compiled."""
     awaited: dict[str, frozenset[str]] = field(default_factory=dict)
     """Stage -> the events its `after … unless EVENT` steps watch for."""
+    name: str = field(init=False)
+    """The workflow's name (a plain attribute: it is read for every rule of every event)."""
 
-    @property
-    def name(self) -> str:
-        return self.workflow.name
+    def __post_init__(self) -> None:
+        self.name = self.workflow.name
 
 
 @dataclass(slots=True)

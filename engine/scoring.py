@@ -87,8 +87,9 @@ def change(plan: WorkflowPlan, moment: Moment, score: str, delta: Decimal, rule:
     event = moment.event if kind == "event" else None
     state.changes.ledger.append(LedgerRow(plan.name, score, kind, delta, total.total, rule,
                                           event, moment.at))
-    moment.record(plan.name, "score", {"score": score, "delta": tidy(delta),
-                                       "total": tidy(total.total), "rule": rule})
+    if state.recording:
+        moment.record(plan.name, "score", {"score": score, "delta": tidy(delta),
+                                           "total": tidy(total.total), "rule": rule})
 
 
 # ---------------------------------------------------------------- fit

@@ -139,11 +139,12 @@ def _send(moment: Moment, workflow: WorkflowPlan, step: SendStep, rendered: Rend
     delivery = _deliver(moment, workflow, step, "sent", None, fields, rendered.lang)
     if options.outbox:
         delivery.dispatches = _recipients(moment, rendered)
-    shown: dict[str, Any] = {"channel": rendered.channel, "message": rendered.message,
-                             "lang": rendered.lang}
-    for name in RECORDED_FIELDS[rendered.channel]:
-        shown[name] = fields.get(name)
-    moment.record(workflow.name, "send", shown)
+    if moment.state.recording:
+        shown: dict[str, Any] = {"channel": rendered.channel, "message": rendered.message,
+                                 "lang": rendered.lang}
+        for name in RECORDED_FIELDS[rendered.channel]:
+            shown[name] = fields.get(name)
+        moment.record(workflow.name, "send", shown)
 
 
 RECORDED_FIELDS = {"push": ("title", "body", "url"), "email": ("subject",),
