@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 
 from channels.base import Channel, Outgoing, Rendered
 from dsl import model as m
@@ -29,6 +30,7 @@ from engine.store.bulk import BatchWriter
 from engine.store.database import Conflict, Database
 
 RecordSink = Callable[[Record], None]
+_EVENT_ORDER = attrgetter("at", "seq")
 ATTEMPTS = 5
 """Tries of a batch that raced another process (the same new subscriber or event id)."""
 
@@ -107,15 +109,19 @@ class Engine:
             stored_keys = store.existing_event_keys(connection, keys)
             states = store.load_by_external_id(connection, list(batch), self.plan, now,
                                                self.cache)
+            recording = self.on_record is not None
             for subscriber, events in batch.items():
-                fresh = [e for e in events if e.key is None or e.key not in stored_keys]
-                duplicates.extend(e.key for e in events if e.key in stored_keys)
-                if not fresh:
-                    continue
-                fresh.sort(key=lambda e: (e.at, e.seq))
+                fresh = events
+                if stored_keys:
+                    fresh = [e for e in events if e.key is None or e.key not in stored_keys]
+                    duplicates.extend(e.key for e in events if e.key in stored_keys)
+                    if not fresh:
+                        continue
+                if len(fresh) > 1:
+                    fresh.sort(key=_EVENT_ORDER)
                 accepted += len(fresh)
                 state = states[subscriber]
-                state.recording = self.on_record is not None
+                state.recording = recording
                 rank = state.id if state.id is not None else min(e.seq for e in fresh)
                 self.journey.advance(state, [StoredEvent(e) for e in fresh], now, rank,
                                      until_inclusive=False)

@@ -46,7 +46,6 @@ def _earn(plan: WorkflowPlan, moment: Moment, rule: EventRulePlan) -> None:
         state = moment.state
         score = state.score(plan.name, rule.score)
         score.contributions.append(Contribution(rule.ref, points, points, 0, moment.at))
-        score.stored_contributions = None
         _wake_for_decay(state, plan.name, moment.at + decay.every)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from engine.events import Event
@@ -63,6 +64,10 @@ class Due:
         return (self.due_at, self.nominal_at, self.order)
 
 
+_DUE_ORDER = attrgetter("due_at", "nominal_at", "order")
+"""`Due.sort_key`, read in C (the journey asks for the next due work twice per event)."""
+
+
 @dataclass(slots=True, eq=False)
 class Contribution:
     """Points of one event that are still decaying: value = points * factor^steps."""
@@ -93,7 +98,9 @@ class ScoreState:
     stored_fit: dict[str, str] | None = None
     """The `fit` column as last written (kept until the fit rules that hold change)."""
     stored_contributions: list[list[Any]] | None = None
-    """The `contributions` column as last written (kept until a contribution changes)."""
+    """The `contributions` column as last written: item i is contribution i's stored form.
+    Earning only appends (the new ones are added to it when written); a decay step changes
+    values and drops contributions, and sets it to None (written anew)."""
 
 
 @dataclass(slots=True)
@@ -181,6 +188,25 @@ class Changes:
     removed_due: list[int] = field(default_factory=list)
     """`order` of stored due work that is done or cancelled."""
 
+    def clear(self) -> None:
+        """Once written: empty every list (most are empty already)."""
+        if self.events:
+            self.events.clear()
+        if self.consents:
+            self.consents.clear()
+        if self.tags:
+            self.tags.clear()
+        if self.ledger:
+            self.ledger.clear()
+        if self.visits:
+            self.visits.clear()
+        if self.deliveries:
+            self.deliveries.clear()
+        if self.enrolments:
+            self.enrolments.clear()
+        if self.removed_due:
+            self.removed_due.clear()
+
 
 @dataclass(slots=True, eq=False)
 class SubscriberState:
@@ -234,26 +260,26 @@ class SubscriberState:
             self.changes.removed_due.append(due.order)
 
     def next_due(self) -> Due | None:
-        return min(self.due, key=Due.sort_key) if self.due else None
+        return min(self.due, key=_DUE_ORDER) if self.due else None
 
     def settle(self, sent_window: timedelta, max_window: timedelta) -> None:
         """After the batch's changes are committed: everything in memory is now stored, at
         the next version. Send and cap history older than any window needs is dropped."""
         if self.subscriber_dirty:  # written at the next version (store.states.save)
             self.version += 1
-        self.subscriber_dirty = self.attributes_dirty = False
-        for enrolment in self.enrolments.values():
-            enrolment.dirty = False
-        for score in self.scores.values():
-            score.stored, score.dirty = score.stored or score.dirty, False
-        for due in self.due:
-            due.stored, due.dirty = True, False
+            self.subscriber_dirty = self.attributes_dirty = False
         changes = self.changes
-        for rows in (changes.events, changes.consents, changes.tags, changes.ledger,
-                     changes.visits, changes.deliveries, changes.enrolments,
-                     changes.removed_due):
-            if rows:
-                rows.clear()
+        if changes.enrolments:  # every enrolment marked dirty is listed there
+            for enrolment in changes.enrolments:
+                enrolment.dirty = False
+            changes.enrolments.clear()
+        for score in self.scores.values():
+            if score.dirty:
+                score.stored, score.dirty = True, False
+        for due in self.due:
+            if not due.stored or due.dirty:
+                due.stored, due.dirty = True, False
+        changes.clear()
         if self.records:
             self.records = []
         if self.processed_until is not None:

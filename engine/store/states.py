@@ -185,7 +185,8 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
             {k: Decimal(v) for k, v in row.fit.items()},
             [Contribution(form[0], Decimal(form[1]), Decimal(form[2]), form[3],
                           from_micros(form[4]), form) for form in row.contributions],
-            stored=True)
+            stored=True, stored_fit=dict(row.fit),
+            stored_contributions=list(row.contributions))
 
     if plan.capped_rules and oldest is not None:
         since = oldest - plan.longest_max_window
@@ -343,8 +344,11 @@ def _save_scores(connection: Connection, writer: BatchWriter,
                 continue
             if score.stored_fit is None:
                 score.stored_fit = {k: str(v) for k, v in score.fit.items()}
-            if score.stored_contributions is None:
+            stored = score.stored_contributions
+            if stored is None:
                 score.stored_contributions = [_stored_form(c) for c in score.contributions]
+            elif len(stored) < len(score.contributions):
+                stored += [_stored_form(c) for c in score.contributions[len(stored):]]
             values = (score.total, score.stored_fit, score.stored_contributions)
             if score.stored:
                 changed.append((*values, state.id, score.workflow, score.score))
