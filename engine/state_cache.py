@@ -29,15 +29,23 @@ class StateCache:
     def __len__(self) -> int:
         return len(self._states)
 
-    def take(self, external_id: str, key: int, version: int) -> SubscriberState | None:
-        """The kept state of this subscriber if it is the stored version, else None."""
+    def take(self, stored: Iterable[tuple[int, str, int]]
+             ) -> tuple[dict[str, SubscriberState], list[int]]:
+        """For `(id, external_id, version)` as stored: the kept states that are that version,
+        and the ids of the subscribers whose state must be read again."""
+        current: dict[str, SubscriberState] = {}
+        stale: list[int] = []
         with self._lock:
-            state = self._states.pop(external_id, None)
-        if state is None or state.id != key or state.version != version:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return state
+            states = self._states
+            for key, external_id, version in stored:
+                state = states.pop(external_id, None)
+                if state is None or state.id != key or state.version != version:
+                    stale.append(key)
+                else:
+                    current[external_id] = state
+        self.hits += len(current)
+        self.misses += len(stale)
+        return current, stale
 
     def keep(self, states: Iterable[SubscriberState]) -> None:
         if self.capacity <= 0:

@@ -122,14 +122,7 @@ def load_by_id(connection: Connection, ids: Sequence[int], plan: Plan,
 def _current(connection: Connection, versions: Sequence[Any], plan: Plan,
              cache: StateCache) -> dict[str, SubscriberState]:
     """Kept states that are still current, and the others read from the database."""
-    states: dict[str, SubscriberState] = {}
-    missing: list[int] = []
-    for row in versions:
-        kept = cache.take(row.external_id, row.id, row.version)
-        if kept is not None:
-            states[row.external_id] = kept
-        else:
-            missing.append(row.id)
+    states, missing = cache.take(versions)
     if missing:
         rows = connection.execute(
             select(SUBSCRIBERS).where(_among(connection, SUBSCRIBERS.c.id, missing))).all()
