@@ -39,6 +39,7 @@ from channels.vapid import VapidKey
 from channels.webpush import WebPushSender
 from dsl.loader import load_text
 from engine.clock import SystemClock, VirtualClock
+from engine.collector import tune_for_long_runs
 from engine.dispatcher import Dispatcher, Links
 from engine.events import parse_event
 from engine.processor import Engine
@@ -147,6 +148,8 @@ def dispatcher_rate(folder: Path, port: int, ca_file: str, count: int) -> tuple[
                            SystemClock().now, ca_file=ca_file, concurrency=64)
     dispatcher = Dispatcher(database, Links(Signer(b"0" * 32), "https://nurture.example"),
                             clock=SystemClock(), push=sender, batch_size=1000)
+
+    tune_for_long_runs()  # as `nurture dispatch` does
 
     async def drain() -> tuple[float, str]:
         try:
