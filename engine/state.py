@@ -268,18 +268,8 @@ class SubscriberState:
         if self.subscriber_dirty:  # written at the next version (store.states.save)
             self.version += 1
             self.subscriber_dirty = self.attributes_dirty = False
-        changes = self.changes
-        if changes.enrolments:  # every enrolment marked dirty is listed there
-            for enrolment in changes.enrolments:
-                enrolment.dirty = False
-            changes.enrolments.clear()
-        for score in self.scores.values():
-            if score.dirty:
-                score.stored, score.dirty = True, False
-        for due in self.due:
-            if not due.stored or due.dirty:
-                due.stored, due.dirty = True, False
-        changes.clear()
+        # (scores, due work and enrolments were marked stored as they were written)
+        self.changes.clear()
         if self.records:
             self.records = []
         if self.processed_until is not None:

@@ -226,7 +226,9 @@ def save(connection: Connection, writer: BatchWriter, states: Iterable[Subscribe
          now: datetime) -> None:
     """Write every change of these states (one transaction is the caller's).
 
-    Each subscriber's `version` goes up by one; the caller settles the states after commit.
+    Rows written are marked stored as they are written (a batch that fails is thrown away
+    whole, states included); each subscriber's `version` goes up by one, and the caller
+    settles the states after commit.
     """
     states = list(states)
     _save_subscribers(connection, writer, states)
@@ -320,6 +322,9 @@ def _save_enrolments(connection: Connection, writer: BatchWriter,
             enrolment.id = row.id
     writer.update(connection, ENROLMENTS, ENROLMENT_COLUMNS, ("id",),
                   [(*_enrolment_values(e), e.id) for e in changed])
+    for state in states:
+        for enrolment in state.changes.enrolments:
+            enrolment.dirty = False
 
 
 def _enrolment_values(enrolment: Enrolment) -> tuple[Any, ...]:
@@ -347,6 +352,7 @@ def _save_scores(connection: Connection, writer: BatchWriter,
                 changed.append((*values, state.id, score.workflow, score.score))
             else:
                 new.append((state.id, score.workflow, score.score, *values))
+            score.stored, score.dirty = True, False
     writer.insert(connection, SCORES, ("subscriber_id", "workflow", "score", "total", "fit",
                                        "contributions"), new)
     writer.update(connection, SCORES, ("total", "fit", "contributions"),
@@ -366,14 +372,21 @@ def _save_schedule(connection: Connection, writer: BatchWriter,
                    states: list[SubscriberState]) -> None:
     writer.delete(connection, SCHEDULE, ("subscriber_id", "seq"),
                   [(s.id, seq) for s in states for seq in s.changes.removed_due])
-    new = [(s.id, d.order, d.due_at, d.kind, d.workflow,
-            d.enrolment.id if d.enrolment is not None else None, d.stage_seq, d.step,
-            d.occurrence, d.nominal_at)
-           for s in states for d in s.due if not d.stored]
+    new: list[tuple[Any, ...]] = []
+    moved: list[tuple[Any, ...]] = []
+    for state in states:
+        for due in state.due:
+            if not due.stored:
+                new.append((state.id, due.order, due.due_at, due.kind, due.workflow,
+                            due.enrolment.id if due.enrolment is not None else None,
+                            due.stage_seq, due.step, due.occurrence, due.nominal_at))
+                due.stored, due.dirty = True, False
+            elif due.dirty:
+                moved.append((due.due_at, due.nominal_at, state.id, due.order))
+                due.dirty = False
     writer.insert(connection, SCHEDULE, SCHEDULE_COLUMNS, new)
     writer.update(connection, SCHEDULE, ("due_at", "nominal_at"), ("subscriber_id", "seq"),
-                  [(d.due_at, d.nominal_at, s.id, d.order)
-                   for s in states for d in s.due if d.stored and d.dirty])
+                  moved)
 
 
 def next_due_at(connection: Connection) -> datetime | None:
