@@ -43,7 +43,7 @@ class EventError(ValueError):
 
 def parse_event(raw: Any, seq: int = 0, default_at: datetime | None = None) -> Event:
     """Validate one event object. `default_at` stands in for a missing `at` (else required)."""
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict | Mapping):  # (a dict is checked without the ABC)
         raise EventError("event", f"expected a JSON object, got {_kind(raw)}")
     unknown = [key for key in raw if key not in FIELDS]
     if unknown:
@@ -57,7 +57,7 @@ def parse_event(raw: Any, seq: int = 0, default_at: datetime | None = None) -> E
                                  f"digits and '_'), got {_show(kind)}")
     at = parse_instant(raw.get("at"), "at") if "at" in raw or default_at is None else default_at
     properties = raw.get("properties", {})
-    if not isinstance(properties, Mapping):
+    if not isinstance(properties, dict | Mapping):
         raise EventError("properties", f"expected a JSON object, got {_kind(properties)}")
     _check_reserved(kind, properties)
     return Event(sys.intern(subscriber), sys.intern(kind), at, dict(properties),

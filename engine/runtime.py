@@ -19,6 +19,7 @@ from dsl.loader import LoadResult, load_paths
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
 from engine.events import Event
+from engine.group_commit import GroupCommit
 from engine.metrics import Metrics
 from engine.processor import Engine, IngestResult
 from engine.store import queries
@@ -41,6 +42,8 @@ class Runtime:
         self._lock = threading.Lock()
         self._engine = self._build(catalog)
         self.files_seen = self._files_signature()
+        self.groups = GroupCommit(lambda events: self.engine.ingest(events))
+        """API requests that wait for the writer are written together (group commit)."""
 
     @property
     def engine(self) -> Engine:
@@ -54,7 +57,7 @@ class Runtime:
         return Engine(catalog, self.database, clock=self.clock)
 
     def ingest(self, events: list[Event]) -> IngestResult:
-        result = self.engine.ingest(events)
+        result = self.groups.submit(events)
         self.metrics.events.inc(result.accepted)
         self.metrics.duplicates.inc(len(result.duplicates))
         return result

@@ -9,10 +9,10 @@ reorder a subscriber's journey).
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -97,7 +97,7 @@ async def post_events(request: Request, runtime: Authorised) -> Accepted:
 async def _json(request: Request) -> Any:
     body = await request.body()
     try:
-        return json.loads(body)
+        return orjson.loads(body)
     except (ValueError, UnicodeDecodeError) as problem:
         raise ApiError(422, f"body: not JSON ({problem})",
                        [{"field": "body", "message": "not JSON"}]) from None
