@@ -33,8 +33,11 @@ commit starts it again, so an unused database holds no thread."""
 class Checkpointer:
     """Checkpoints one SQLite database file in the background, nudged after each commit."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, durable: bool = True) -> None:
+        """`durable=False`: a throw-away database (see `open_database`), copied without
+        fsync."""
         self.path = path
+        self.durable = durable
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -67,6 +70,8 @@ class Checkpointer:
     def _run(self) -> None:
         connection = sqlite3.connect(self.path, isolation_level=None, timeout=30,
                                      check_same_thread=False)
+        if not self.durable:
+            connection.execute("PRAGMA synchronous=OFF")
         try:
             self._loop(connection)
         finally:

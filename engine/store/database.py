@@ -48,11 +48,11 @@ class Database:
     the tick, the dispatcher) would otherwise wake long after the database is free.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, durable: bool = True) -> None:
         self.engine = engine
         self._turns = threading.Lock() if engine.dialect.name == "sqlite" else None
         path = self.sqlite_file()
-        self.checkpointer = Checkpointer(path) if path is not None else None
+        self.checkpointer = Checkpointer(path, durable) if path is not None else None
 
     @property
     def dialect(self) -> str:
@@ -106,7 +106,7 @@ def open_database(url: str, *, migrate: bool = True, durable: bool = True) -> Da
     else:
         engine = create_engine(url, pool_pre_ping=True, json_serializer=json_dumps,
                                json_deserializer=json_loads)
-    database = Database(engine)
+    database = Database(engine, durable=durable)
     if migrate:
         upgrade(database)
     return database
