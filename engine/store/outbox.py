@@ -15,7 +15,13 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from engine.store.bulk import BatchWriter
-from engine.store.states import DELIVERIES, DISPATCHES, PUSH_SUBSCRIPTIONS, SUBSCRIBERS
+from engine.store.states import (
+    DELIVERIES,
+    DISPATCHES,
+    PUSH_SUBSCRIPTIONS,
+    SUBSCRIBERS,
+    among,
+)
 
 OPEN = ("queued", "sending")
 
@@ -74,20 +80,20 @@ def claim(connection: Connection, now: datetime, lease_until: datetime, limit: i
     if not ids:
         return []
     rows = connection.execute(
-        select(DISPATCHES, SUBSCRIBERS.c.external_id, DELIVERIES.c.workflow,
-               DELIVERIES.c.message, DELIVERIES.c.content, PUSH_SUBSCRIPTIONS.c.endpoint,
-               PUSH_SUBSCRIPTIONS.c.p256dh, PUSH_SUBSCRIPTIONS.c.auth,
-               PUSH_SUBSCRIPTIONS.c.removed_at)
+        select(DISPATCHES.c.id, DISPATCHES.c.subscriber_id, SUBSCRIBERS.c.external_id,
+               DISPATCHES.c.delivery_seq, DISPATCHES.c.channel, DISPATCHES.c.attempts,
+               DISPATCHES.c.address, DISPATCHES.c.expires_at, DELIVERIES.c.workflow,
+               DELIVERIES.c.message, DELIVERIES.c.content, DISPATCHES.c.push_subscription_id,
+               PUSH_SUBSCRIPTIONS.c.endpoint, PUSH_SUBSCRIPTIONS.c.p256dh,
+               PUSH_SUBSCRIPTIONS.c.auth, PUSH_SUBSCRIPTIONS.c.removed_at.is_not(None))
         .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DISPATCHES.c.subscriber_id)
         .join(DELIVERIES, (DELIVERIES.c.subscriber_id == DISPATCHES.c.subscriber_id)
               & (DELIVERIES.c.seq == DISPATCHES.c.delivery_seq))
         .outerjoin(PUSH_SUBSCRIPTIONS,
                    PUSH_SUBSCRIPTIONS.c.id == DISPATCHES.c.push_subscription_id)
-        .where(DISPATCHES.c.id.in_(ids)).order_by(DISPATCHES.c.due_at, DISPATCHES.c.id))
-    return [Claimed(r.id, r.subscriber_id, r.external_id, r.delivery_seq, r.channel, r.attempts,
-                    r.address, r.expires_at, r.workflow, r.message, dict(r.content),
-                    r.push_subscription_id, r.endpoint, r.p256dh, r.auth,
-                    r.removed_at is not None) for r in rows]
+        .where(among(connection, DISPATCHES.c.id, ids))
+        .order_by(DISPATCHES.c.due_at, DISPATCHES.c.id))
+    return [Claimed(*row) for row in rows]
 
 
 def record(connection: Connection, writer: BatchWriter, results: Sequence[Recorded],

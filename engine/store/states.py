@@ -54,7 +54,7 @@ PUSH_SUBSCRIPTIONS = cast(Table, t.PushSubscription.__table__)
 DISPATCHES = cast(Table, t.Dispatch.__table__)
 
 
-def _among(connection: Connection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+def among(connection: Connection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
     """`column` is one of `values`, passed as a single parameter: on PostgreSQL
     `column = ANY(array)`, on SQLite `column IN (SELECT value FROM json_each(…))`.
 
@@ -71,7 +71,7 @@ def _among(connection: Connection, column: Any, values: Sequence[Any]) -> Column
 def existing_event_keys(connection: Connection, keys: Sequence[str]) -> set[str]:
     if not keys:
         return set()
-    rows = connection.execute(select(EVENTS.c.key).where(_among(connection, EVENTS.c.key, keys)))
+    rows = connection.execute(select(EVENTS.c.key).where(among(connection, EVENTS.c.key, keys)))
     return {row.key for row in rows}
 
 
@@ -98,7 +98,7 @@ def load_by_external_id(connection: Connection, external_ids: Sequence[str], pla
     # order, so that two batches never wait for each other in a circle.
     versions = connection.execute(
         select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.external_id, SUBSCRIBERS.c.version)
-        .where(_among(connection, SUBSCRIBERS.c.external_id, external_ids))
+        .where(among(connection, SUBSCRIBERS.c.external_id, external_ids))
         .order_by(SUBSCRIBERS.c.id)
         .with_for_update()).all()
     states = _current(connection, versions, plan, cache)
@@ -114,7 +114,7 @@ def load_by_id(connection: Connection, ids: Sequence[int], plan: Plan,
     locked ones: another worker, or an API request, has them)."""
     versions = connection.execute(
         select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.external_id, SUBSCRIBERS.c.version)
-        .where(_among(connection, SUBSCRIBERS.c.id, ids)).order_by(SUBSCRIBERS.c.id)
+        .where(among(connection, SUBSCRIBERS.c.id, ids)).order_by(SUBSCRIBERS.c.id)
         .with_for_update(skip_locked=True)).all()
     return _current(connection, versions, plan, cache)
 
@@ -125,7 +125,7 @@ def _current(connection: Connection, versions: Sequence[Any], plan: Plan,
     states, missing = cache.take(versions)
     if missing:
         rows = connection.execute(
-            select(SUBSCRIBERS).where(_among(connection, SUBSCRIBERS.c.id, missing))).all()
+            select(SUBSCRIBERS).where(among(connection, SUBSCRIBERS.c.id, missing))).all()
         states.update(_from_rows(connection, rows, plan))
     return states
 
@@ -150,29 +150,29 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
 
     for row in connection.execute(select(CONSENTS.c.subscriber_id, CONSENTS.c.channel,
                                          CONSENTS.c.granted)
-                                  .where(_among(connection, CONSENTS.c.subscriber_id, ids))
+                                  .where(among(connection, CONSENTS.c.subscriber_id, ids))
                                   .order_by(CONSENTS.c.id)):
         states[row.subscriber_id].consents[row.channel] = row.granted
     for row in connection.execute(select(TAGS.c.subscriber_id, TAGS.c.tag)
-                                  .where(_among(connection, TAGS.c.subscriber_id, ids))):
+                                  .where(among(connection, TAGS.c.subscriber_id, ids))):
         states[row.subscriber_id].tags.add(row.tag)
     for row in connection.execute(
             select(PUSH_SUBSCRIPTIONS.c.subscriber_id, PUSH_SUBSCRIPTIONS.c.id)
-            .where(_among(connection, PUSH_SUBSCRIPTIONS.c.subscriber_id, ids),
+            .where(among(connection, PUSH_SUBSCRIPTIONS.c.subscriber_id, ids),
                    PUSH_SUBSCRIPTIONS.c.removed_at.is_(None))
             .order_by(PUSH_SUBSCRIPTIONS.c.id)):
         states[row.subscriber_id].push_subscriptions.append(row.id)
 
     enrolments: dict[int, Enrolment] = {}
     for row in connection.execute(select(ENROLMENTS).where(
-            _among(connection, ENROLMENTS.c.subscriber_id, ids), ENROLMENTS.c.ended_at.is_(None))):
+            among(connection, ENROLMENTS.c.subscriber_id, ids), ENROLMENTS.c.ended_at.is_(None))):
         enrolment = Enrolment(row.workflow, row.stage, row.stage_seq, row.stage_entered_at,
                               row.enrolled_at, set(row.seen), row.id)
         enrolments[row.id] = enrolment
         states[row.subscriber_id].enrolments[row.workflow] = enrolment
 
     for row in connection.execute(
-            select(SCORES).where(_among(connection, SCORES.c.subscriber_id, ids))):
+            select(SCORES).where(among(connection, SCORES.c.subscriber_id, ids))):
         states[row.subscriber_id].scores[(row.workflow, row.score)] = ScoreState(
             row.workflow, row.score, row.total,
             {k: Decimal(v) for k, v in row.fit.items()},
@@ -185,7 +185,7 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
         since = oldest - plan.longest_max_window
         for row in connection.execute(
                 select(LEDGER.c.subscriber_id, LEDGER.c.rule, LEDGER.c.delta, LEDGER.c.at)
-                .where(_among(connection, LEDGER.c.subscriber_id, ids), LEDGER.c.at > since,
+                .where(among(connection, LEDGER.c.subscriber_id, ids), LEDGER.c.at > since,
                        LEDGER.c.kind == "event", LEDGER.c.rule.in_(sorted(plan.capped_rules)))
                 .order_by(LEDGER.c.at, LEDGER.c.id)):
             states[row.subscriber_id].capped.setdefault(row.rule, []).append(
@@ -196,14 +196,14 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
         for row in connection.execute(
                 select(DELIVERIES.c.subscriber_id, DELIVERIES.c.channel,
                        DELIVERIES.c.decided_at)
-                .where(_among(connection, DELIVERIES.c.subscriber_id, ids),
+                .where(among(connection, DELIVERIES.c.subscriber_id, ids),
                        DELIVERIES.c.decided_at > since,
                        DELIVERIES.c.status == "sent")
                 .order_by(DELIVERIES.c.decided_at)):
             states[row.subscriber_id].sent.setdefault(row.channel, []).append(row.decided_at)
 
     for row in connection.execute(
-            select(SCHEDULE).where(_among(connection, SCHEDULE.c.subscriber_id, ids))):
+            select(SCHEDULE).where(among(connection, SCHEDULE.c.subscriber_id, ids))):
         state = states[row.subscriber_id]
         owner = enrolments.get(row.enrolment_id) if row.enrolment_id is not None else None
         state.due.append(Due(row.kind, row.due_at, row.workflow, owner, row.stage_seq,
