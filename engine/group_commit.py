@@ -50,6 +50,17 @@ class GroupCommit:
         self.groups = 0
         """Batches written (for tests and metrics)."""
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for the batch being written (for tests and metrics)."""
+        with self._lock:
+            return len(self._waiting)
+
+    @property
+    def writing(self) -> bool:
+        with self._lock:
+            return self._writing
+
     def submit(self, events: list[Event]) -> IngestResult:
         request = _Request(events)
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,8 +72,10 @@ def submit_all(groups: GroupCommit, gate: Gate, requests: list[list[Event]]
         thread = threading.Thread(target=run, args=(index,))
         thread.start()
         others.append(thread)
-        while len(groups._waiting) < index:  # queued in this order
-            threading.Event().wait(0.001)
+        deadline = time.monotonic() + 10
+        while groups.waiting < index and time.monotonic() < deadline:  # queued in this order
+            time.sleep(0.001)
+        assert groups.waiting == index
     gate.release.set()
     for thread in [first, *others]:
         thread.join(10)
@@ -122,7 +125,7 @@ def test_a_failed_group_fails_each_of_its_requests_and_the_next_group_is_written
     assert all(isinstance(answer, RuntimeError) for answer in answers)
     gate.fail = None
     assert groups.submit([event("d", "d")]) == IngestResult(1, [])
-    assert groups._writing is False
+    assert groups.writing is False
 
 
 @pytest.fixture
