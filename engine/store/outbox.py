@@ -93,7 +93,7 @@ def claim(connection: Connection, now: datetime, lease_until: datetime, limit: i
                    PUSH_SUBSCRIPTIONS.c.id == DISPATCHES.c.push_subscription_id)
         .where(among(connection, DISPATCHES.c.id, ids))
         .order_by(DISPATCHES.c.due_at, DISPATCHES.c.id))
-    return [Claimed(*row) for row in rows]
+    return [Claimed(*tuple(row)) for row in rows]
 
 
 def record(connection: Connection, writer: BatchWriter, results: Sequence[Recorded],
