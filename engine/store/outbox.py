@@ -79,7 +79,7 @@ def claim(connection: Connection, now: datetime, lease_until: datetime, limit: i
         .returning(DISPATCHES.c.id))]
     if not ids:
         return []
-    rows = connection.execute(
+    rows: Any = connection.execute(  # rows in the order of Claimed's fields
         select(DISPATCHES.c.id, DISPATCHES.c.subscriber_id, SUBSCRIBERS.c.external_id,
                DISPATCHES.c.delivery_seq, DISPATCHES.c.channel, DISPATCHES.c.attempts,
                DISPATCHES.c.address, DISPATCHES.c.expires_at, DELIVERIES.c.workflow,
@@ -93,7 +93,7 @@ def claim(connection: Connection, now: datetime, lease_until: datetime, limit: i
                    PUSH_SUBSCRIPTIONS.c.id == DISPATCHES.c.push_subscription_id)
         .where(among(connection, DISPATCHES.c.id, ids))
         .order_by(DISPATCHES.c.due_at, DISPATCHES.c.id))
-    return [Claimed(*tuple(row)) for row in rows]
+    return [Claimed(*row) for row in rows]
 
 
 def record(connection: Connection, writer: BatchWriter, results: Sequence[Recorded],
