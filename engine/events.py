@@ -60,6 +60,7 @@ def parse_event(raw: Any, seq: int = 0, default_at: datetime | None = None) -> E
     if not isinstance(properties, dict | Mapping):
         raise EventError("properties", f"expected a JSON object, got {_kind(properties)}")
     _check_reserved(kind, properties)
+    _check_text(properties, "properties")
     return Event(sys.intern(subscriber), sys.intern(kind), at, dict(properties),
                  _identifier(raw, "id"), seq)
 
@@ -101,6 +102,7 @@ def _identifier(raw: Mapping[str, Any], name: str, required: bool = False) -> st
     text = str(value)
     if not text.strip() or len(text) > MAX_ID:
         raise EventError(name, f"must be 1 to {MAX_ID} characters, got {_show(value)}")
+    _check_text(text, name)
     return text
 
 
@@ -121,6 +123,25 @@ def _check_reserved(kind: str, properties: Mapping[str, Any]) -> None:
             _channels(properties["channels"])
     elif kind == "attributes":
         _email(properties, "properties.email")
+
+
+def _check_text(value: Any, field_path: str) -> None:
+    """Every string is text that can be stored: JSON's `\\ud800` escapes can carry half of a
+    UTF-16 pair, which no database or push payload accepts."""
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError as problem:
+                raise EventError(field_path, f"not valid text: {problem.reason} at character "
+                                             f"{problem.start}") from None
+    elif isinstance(value, dict | Mapping):
+        for key, item in value.items():
+            _check_text(key, field_path)
+            _check_text(item, f"{field_path}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_text(item, f"{field_path}[{index}]")
 
 
 def _channels(value: Any) -> None:

@@ -12,7 +12,6 @@ simulation.
 from __future__ import annotations
 
 import heapq
-import json
 import pickle
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from dsl import model as m
 from engine.clock import VirtualClock
@@ -53,8 +54,8 @@ def read_events(stream: IO[str]) -> EventsFile:
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as problem:
+            raw = orjson.loads(line)  # the JSON the HTTP API accepts
+        except orjson.JSONDecodeError as problem:
             result.problems.append(InputProblem(number, problem.colno,
                                                 f"not valid JSON: {problem.msg}"))
             continue

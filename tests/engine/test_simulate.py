@@ -132,13 +132,27 @@ def test_bad_lines_are_all_reported_with_their_numbers_and_nothing_runs(tmp_path
     code, out, err = run("simulate", flow, "--events", feed)
     assert code == 1
     assert out.splitlines() == [
-        f"{feed}:3:2: error: not valid JSON: Expecting property name enclosed in double quotes",
+        f"{feed}:3:2: error: not valid JSON: unexpected character, expected a string key",
         f"{feed}:4:1: error: at: '2026-01-05' has no time zone; add 'Z' for UTC or an offset "
         "such as '+01:00'",
         f"{feed}:5:1: error: properties.channels[0]: 'sms' is not a channel; expected 'push' "
         "or 'email'",
     ]
     assert "nothing simulated" in err
+
+
+def test_lines_the_api_would_refuse_are_refused_with_their_place(tmp_path: Path) -> None:
+    # half of a UTF-16 pair (no database or push payload takes it), NaN: not JSON for the API
+    flow = write(tmp_path, "w.flow", FLOW)
+    feed = write(tmp_path, "e.jsonl", '{"subscriber": "a\\ud800", "type": "x", '
+                 '"at": "2026-01-05T09:00:00Z"}\n{"subscriber": "b", "type": "x", '
+                 '"at": "2026-01-05T09:00:00Z", "properties": {"n": NaN}}\n')
+    code, out, err = run("simulate", flow, "--events", feed)
+    assert code == 1
+    assert out.splitlines() == [
+        f"{feed}:1:18: error: not valid JSON: no low surrogate in string",
+        f"{feed}:2:84: error: not valid JSON: unexpected character, expected a JSON value"]
+    assert "Traceback" not in out + err
 
 
 def test_repeated_event_ids_are_stored_once_and_reported(tmp_path: Path) -> None:
