@@ -1,6 +1,6 @@
 """Four `nurture worker` processes on one PostgreSQL: one truth, no duplicate sends.
 
-5,000 subscribers of the jewelry shop act between 20 and 12 days ago; their events are
+3,000 subscribers of the jewelry shop act between 20 and 12 days ago; their events are
 ingested with the engine's clock 11 days ago, which leaves ten days of due work (drips,
 postponed sends, idle moves, decay) to the workers' ticks on real time. Every decision made up
 to the moment the test started is compared with a single-process run of the same events, and
@@ -38,7 +38,7 @@ from tests.service.conftest import wait_for
 
 pytestmark = [pytest.mark.pg, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-SUBSCRIBERS = 5000
+SUBSCRIBERS = 3000
 SECRET = b"scale-test-secret-000000000000000"
 WINDOWS = {"push": [(timedelta(days=1), 1), (timedelta(days=7), 3)],
            "email": [(timedelta(days=7), 2)]}
