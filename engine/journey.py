@@ -73,7 +73,7 @@ class Journey:
             at = due.due_at
             if state.processed_until is not None and at < state.processed_until:
                 at = state.processed_until
-            state.due.remove(due)
+            state.take(due)
             kept = self._process_due(Moment(state, at, DUE_PHASE, rank), due)
             if not kept and due.stored:
                 state.changes.removed_due.append(due.order)

@@ -54,8 +54,7 @@ def _wake_for_decay(state: SubscriberState, workflow: str, at: datetime) -> None
     for due in state.due:
         if due.kind == "decay" and due.workflow == workflow:
             if due.due_at > at:  # a score that decays faster than the others
-                due.due_at = due.nominal_at = at
-                due.dirty = True
+                state.bring_forward(due, at)
             return
     state.schedule(Due("decay", at, workflow, None, 0, 0, 0, at, state.new_order()))
 

@@ -224,6 +224,10 @@ class SubscriberState:
     subscriber_dirty: bool = False
     attributes_dirty: bool = False
     next_order: int = 0
+    _next: Due | None = None
+    """The earliest of `due` while `_next_known`: the journey asks for it twice per event,
+    and most events add work later than it or none, so it is kept rather than searched."""
+    _next_known: bool = False
 
     def score(self, workflow: str, score: str) -> ScoreState:
         key = (workflow, score)
@@ -236,17 +240,38 @@ class SubscriberState:
         state = self.scores.get((workflow, score))
         return state.total if state is not None else Decimal(0)
 
+    # `due` changes only through these methods, which keep `_next` right.
+
     def schedule(self, due: Due) -> Due:
         self.due.append(due)
+        if self._next_known and (self._next is None or DUE_ORDER(due) < DUE_ORDER(self._next)):
+            self._next = due
         return due
 
-    def unschedule(self, due: Due) -> None:
+    def take(self, due: Due) -> None:
+        """Remove `due` from the pending work (done, or about to be done)."""
         self.due.remove(due)
+        if due is self._next:
+            self._next_known = False
+
+    def unschedule(self, due: Due) -> None:
+        """Cancel `due`: removed, and deleted from storage with the batch."""
+        self.take(due)
         if due.stored:
             self.changes.removed_due.append(due.order)
 
+    def bring_forward(self, due: Due, at: datetime) -> None:
+        """Make pending `due` due earlier, at `at` (its nominal time with it)."""
+        due.due_at = due.nominal_at = at
+        due.dirty = True
+        if self._next_known and self._next is not None and DUE_ORDER(due) < DUE_ORDER(self._next):
+            self._next = due
+
     def next_due(self) -> Due | None:
-        return min(self.due, key=DUE_ORDER) if self.due else None
+        if not self._next_known:
+            self._next = min(self.due, key=DUE_ORDER) if self.due else None
+            self._next_known = True
+        return self._next
 
     def settle(self, sent_window: timedelta, max_window: timedelta) -> None:
         """After the batch's changes are committed: everything in memory is now stored, at

@@ -206,7 +206,7 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
             select(SCHEDULE).where(among(connection, SCHEDULE.c.subscriber_id, ids))):
         state = states[row.subscriber_id]
         owner = enrolments.get(row.enrolment_id) if row.enrolment_id is not None else None
-        state.due.append(Due(row.kind, row.due_at, row.workflow, owner, row.stage_seq,
+        state.schedule(Due(row.kind, row.due_at, row.workflow, owner, row.stage_seq,
                              row.step, row.occurrence, row.nominal_at, row.seq, stored=True))
         state.next_order = max(state.next_order, row.seq)
 
