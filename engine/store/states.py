@@ -282,18 +282,40 @@ def _save_subscribers(connection: Connection, writer: BatchWriter,
                       states: list[SubscriberState]) -> None:
     new = [s for s in states if s.id is None]
     changed = [s for s in states if s.id is not None and s.subscriber_dirty]
-    if new:  # few (first sight only), and their ids are needed: one by one with RETURNING
-        result = connection.execute(
-            insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id, sort_by_parameter_order=True),
-            [{"external_id": s.external_id, "created_at": s.created_at,
-              **dict(zip(SUBSCRIBER_COLUMNS, _progress(s), strict=True)),
-              **dict(zip(ATTRIBUTE_COLUMNS, _attributes(s), strict=True))} for s in new])
-        for state, row in zip(new, result.all(), strict=True):
-            state.id = row.id
+    if new:  # first sight only; their ids are needed for every other row
+        rows = [(s.external_id, s.created_at, *_progress(s), *_attributes(s)) for s in new]
+        ids = _insert_with_ids(connection, writer, SUBSCRIBERS,
+                               ("external_id", "created_at", *SUBSCRIBER_COLUMNS,
+                                *ATTRIBUTE_COLUMNS), rows)
+        for state, new_id in zip(new, ids, strict=True):
+            state.id = new_id
     writer.update(connection, SUBSCRIBERS, SUBSCRIBER_COLUMNS, ("id",),
                   [(*_progress(s), s.id) for s in changed])
     writer.update(connection, SUBSCRIBERS, ATTRIBUTE_COLUMNS, ("id",),
                   [(*_attributes(s), s.id) for s in changed if s.attributes_dirty])
+
+
+def _insert_with_ids(connection: Connection, writer: BatchWriter, table: Table,
+                     columns: Sequence[str], rows: list[tuple[Any, ...]]) -> list[int]:
+    """Insert rows whose new ids the caller needs, returning the ids in the rows' order.
+
+    On PostgreSQL the ids are taken from the table's sequence first and the rows go through
+    the driver's pipelined executemany: `INSERT … RETURNING` of many rows is one long
+    statement with thousands of parameters, which psycopg parses anew every time (it caches
+    statements of up to 50 parameters), and which made a batch of new subscribers three
+    times slower. On SQLite one `INSERT … RETURNING` per batch costs little.
+    """
+    if connection.dialect.name == "postgresql":
+        ids = list(map(int, connection.exec_driver_sql(
+            "SELECT nextval(pg_get_serial_sequence(%(t)s, 'id')) FROM generate_series(1, %(n)s)",
+            {"t": table.name, "n": len(rows)}).scalars()))
+        writer.insert(connection, table, ("id", *columns),
+                      [(new_id, *row) for new_id, row in zip(ids, rows, strict=True)])
+        return ids
+    result = connection.execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True),
+        [dict(zip(columns, row, strict=True)) for row in rows])
+    return [row.id for row in result.all()]
 
 
 def _progress(state: SubscriberState) -> tuple[Any, ...]:
@@ -313,13 +335,12 @@ def _save_enrolments(connection: Connection, writer: BatchWriter,
     new = [(s.id, e) for s in states for e in s.changes.enrolments if e.id is None]
     changed = [e for s in states for e in s.changes.enrolments if e.dirty and e.id is not None]
     if new:
-        result = connection.execute(
-            insert(ENROLMENTS).returning(ENROLMENTS.c.id, sort_by_parameter_order=True),
-            [{"subscriber_id": sid, "workflow": e.workflow, "enrolled_at": e.enrolled_at,
-              **dict(zip(ENROLMENT_COLUMNS, _enrolment_values(e), strict=True))}
-             for sid, e in new])
-        for (_, enrolment), row in zip(new, result.all(), strict=True):
-            enrolment.id = row.id
+        rows = [(sid, e.workflow, e.enrolled_at, *_enrolment_values(e)) for sid, e in new]
+        ids = _insert_with_ids(connection, writer, ENROLMENTS,
+                               ("subscriber_id", "workflow", "enrolled_at", *ENROLMENT_COLUMNS),
+                               rows)
+        for (_, enrolment), new_id in zip(new, ids, strict=True):
+            enrolment.id = new_id
     writer.update(connection, ENROLMENTS, ENROLMENT_COLUMNS, ("id",),
                   [(*_enrolment_values(e), e.id) for e in changed])
     for state in states:

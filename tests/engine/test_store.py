@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -221,3 +222,54 @@ def test_processes_starting_together_on_a_new_postgresql_database_migrate_it_onc
             "SELECT version_num FROM alembic_version").scalars().all() == [
             ScriptDirectory.from_config(alembic_config()).get_current_head()]
     database.dispose()
+
+
+def test_two_writers_meeting_the_same_new_subscribers_lose_no_event(database_url: str) -> None:
+    """Two API processes see the first events of the same new subscribers at once: one of
+    them inserts each subscriber, the other's batch conflicts, is read again and retried,
+    and every event of both is stored and scored once (on PostgreSQL the new ids come from
+    the sequences, on SQLite from `INSERT … RETURNING`)."""
+    catalog = load_text(FLOW, "w.flow").catalog
+    assert catalog is not None
+    first, second = open_database(database_url), open_database(database_url)
+    rounds, people = 6, 40
+    try:
+        engines = [Engine(catalog, db, clock=VirtualClock(T0), push_needs_subscription=False)
+                   for db in (first, second)]
+        for number in range(rounds):
+            barrier = threading.Barrier(2)
+            failures: list[BaseException] = []
+
+            def feed(engine: Engine, side: int, number: int = number,
+                     barrier: threading.Barrier = barrier,
+                     failures: list[BaseException] = failures) -> None:
+                events = [parse_event({"subscriber": f"r{number}-p{i}", "type": "click",
+                                       "id": f"r{number}-p{i}-{side}"}, i, default_at=T0)
+                          for i in range(people)]
+                barrier.wait()
+                try:
+                    result = engine.ingest(events)
+                    assert result.accepted == people and result.duplicates == []
+                except BaseException as problem:  # reported below, in the test's thread
+                    failures.append(problem)
+
+            threads = [threading.Thread(target=feed, args=(engine, side))
+                       for side, engine in enumerate(engines)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert failures == []
+        with first.transaction() as connection:
+            counts = connection.execute(
+                select(SUBSCRIBERS.c.external_id, SUBSCRIBERS.c.event_count)).all()
+            stored = connection.execute(select(EVENTS.c.key)).scalars().all()
+            totals = connection.execute(text(
+                "SELECT SUM(delta) FROM ledger GROUP BY subscriber_id")).scalars().all()
+        assert len(counts) == rounds * people  # each subscriber once
+        assert {count for _, count in counts} == {2}  # both of its events
+        assert len(stored) == len(set(stored)) == 2 * rounds * people
+        assert {Decimal(str(total)) for total in totals} == {Decimal(10)}  # 5 + 5, each once
+    finally:
+        first.dispose()
+        second.dispose()
