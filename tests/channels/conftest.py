@@ -47,6 +47,16 @@ class Shop:
                                          "properties": properties}, self.seq,
                                         default_at=self.clock.now())])
 
+    def event_of_each(self, subscribers: list[str], kind: str, **properties: object) -> None:
+        """The same event from each subscriber, at this instant, as one batch."""
+        events = []
+        for subscriber in subscribers:
+            self.seq += 1
+            events.append(parse_event({"subscriber": subscriber, "type": kind,
+                                       "properties": properties}, self.seq,
+                                      default_at=self.clock.now()))
+        self.engine.ingest(events)
+
     def subscribe_browser(self, subscriber: str, push: PushService, name: str) -> None:
         browser = push.browser(name)
         with self.database.transaction() as connection:

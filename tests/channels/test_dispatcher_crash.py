@@ -45,14 +45,13 @@ def test_a_killed_dispatcher_resumes_without_loss_or_second_sends(shop_factory,
     try:
         shop = shop_factory(
             ANY_HOUR, start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
-        for index in range(SUBSCRIBERS):
-            who = f"s{index:03d}"
-            browser = push.browser(who)
-            with shop.database.transaction() as connection:
+        everyone = [f"s{index:03d}" for index in range(SUBSCRIBERS)]
+        with shop.database.transaction() as connection:
+            for who in everyone:
+                browser = push.browser(who)
                 push_subscriptions.add(connection, who, push.endpoint(who), browser.p256dh,
                                        browser.auth_secret, shop.clock.now())
-        for index in range(SUBSCRIBERS):
-            shop.event(f"s{index:03d}", "subscribed", channels=["push"])
+        shop.event_of_each(everyone, "subscribed", channels=["push"])
         shop.advance(minutes=10)  # every welcome push is decided: 600 dispatches queued
         url = url_of(shop.database)
         pem = shop.vapid.pem().decode()
