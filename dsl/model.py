@@ -43,14 +43,6 @@ class Span:
 # ---------------------------------------------------------------- durations and periods
 
 UNIT_SECONDS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400, "week": 604800}
-
-
-@functools.lru_cache(maxsize=1024)
-def _delta(amount: Number, unit: str) -> timedelta:
-    """A duration as a timedelta (computed once: the engine asks for it at every step)."""
-    return timedelta(seconds=float(Decimal(amount) * UNIT_SECONDS[unit]))
-
-
 PERIOD_SECONDS: dict[str, int] = {"hour": 3600, "day": 86400, "week": 604800}
 
 
@@ -67,11 +59,17 @@ class Duration:
 
     @property
     def delta(self) -> timedelta:
-        return _delta(self.amount, self.unit)
+        return _delta(self)
 
     def __str__(self) -> str:
         plural = "" if self.amount == 1 else "s"
         return f"{self.amount} {self.unit}{plural}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _delta(duration: Duration) -> timedelta:
+    """A duration as a timedelta (computed once: the engine asks for it at every step)."""
+    return timedelta(seconds=float(duration.seconds))
 
 
 @dataclass(frozen=True, slots=True)

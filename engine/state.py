@@ -244,8 +244,7 @@ class SubscriberState:
 
     def schedule(self, due: Due) -> Due:
         self.due.append(due)
-        if self._next_known and (self._next is None or DUE_ORDER(due) < DUE_ORDER(self._next)):
-            self._next = due
+        self._consider(due)
         return due
 
     def take(self, due: Due) -> None:
@@ -264,7 +263,11 @@ class SubscriberState:
         """Make pending `due` due earlier, at `at` (its nominal time with it)."""
         due.due_at = due.nominal_at = at
         due.dirty = True
-        if self._next_known and self._next is not None and DUE_ORDER(due) < DUE_ORDER(self._next):
+        self._consider(due)
+
+    def _consider(self, due: Due) -> None:
+        """`due` was added or made earlier: it may be the new earliest."""
+        if self._next_known and (self._next is None or DUE_ORDER(due) < DUE_ORDER(self._next)):
             self._next = due
 
     def next_due(self) -> Due | None:
