@@ -55,21 +55,27 @@ class Duration:
 
     @property
     def seconds(self) -> Decimal:
-        return Decimal(self.amount) * UNIT_SECONDS[self.unit]
+        return _seconds(self.amount, self.unit)
 
     @property
     def delta(self) -> timedelta:
-        return _delta(self)
+        return _delta(self.amount, self.unit)
 
     def __str__(self) -> str:
         plural = "" if self.amount == 1 else "s"
         return f"{self.amount} {self.unit}{plural}"
 
 
+def _seconds(amount: Number, unit: str) -> Decimal:
+    return Decimal(amount) * UNIT_SECONDS[unit]
+
+
 @functools.lru_cache(maxsize=1024)
-def _delta(duration: Duration) -> timedelta:
-    """A duration as a timedelta (computed once: the engine asks for it at every step)."""
-    return timedelta(seconds=float(duration.seconds))
+def _delta(amount: Number, unit: str) -> timedelta:
+    """A duration as a timedelta, computed once: the engine asks for it at every step (keyed
+    by the fields, since hashing the dataclass itself runs Python code and costs twice as
+    much)."""
+    return timedelta(seconds=float(_seconds(amount, unit)))
 
 
 @dataclass(frozen=True, slots=True)
