@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -110,8 +111,10 @@ def test_a_server_that_does_not_answer_in_time_is_a_timeout(recorder: Recorder) 
 
 
 def test_nothing_listening_is_a_transfer_error_that_can_be_retried() -> None:
-    from tests.channels.peers import free_port
-    [problem] = run(CurlClient(), (f"http://127.0.0.1:{free_port()}/push/a", b"{}"))
+    with socket.socket() as bound:  # bound, never listening: refused, and no one else's port
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        [problem] = run(CurlClient(), (f"http://127.0.0.1:{port}/push/a", b"{}"))
     assert isinstance(problem, TransferError) and not problem.timed_out
     assert problem.refused is None and not problem.permanent
 

@@ -97,17 +97,21 @@ class LiveServer:
     """The app on a real uvicorn server in a thread (real HTTP on loopback)."""
 
     def __init__(self, app: Any) -> None:
+        import socket
         import threading
 
         import uvicorn
 
-        from tests.channels.peers import free_port
-
-        self.port = free_port()
+        # The socket is bound here and handed over, so that no other test process (the suite
+        # runs in several) can take the port between choosing it and listening on it.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        self.port = int(listener.getsockname()[1])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
                                                     log_config=None, access_log=False,
                                                     lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [listener]},
+                                       daemon=True)
         self.thread.start()
         import time
         deadline = time.time() + 20
