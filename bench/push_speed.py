@@ -94,7 +94,7 @@ def main() -> None:
         print(f"  nurture dispatcher: {rate:,.0f} messages/s ({outcomes}); the sink counted "
               f"{received} requests")
         print(f"  dispatcher / naive: {rate / naive:,.0f}x (target >= 20x); dispatcher / floor: "
-              f"{rate / floor:.0%} (target >= 25%); target >= 4,000/s")
+              f"{rate / floor:.1%} (target >= 25%); target >= 4,000/s")
 
 
 def encryption_floor(count: int = 3000) -> float:
