@@ -4,8 +4,10 @@ Writes a seeded JSON-lines file of 200,000 events of the jewelry shop (subscript
 first 9 days, then page views, opens, clicks, forms, purchases, declined offers and attribute
 changes spread over the 90 days), then runs the real command line in a child process —
 `nurture simulate workflows/jewelry.flow --events FILE --json --until START+90d` — with its
-output going to a file, and reports the wall time, the child's peak resident memory and the
-number of timeline records. Targets: under 60 s, under 500 MB.
+output going to a file, and reports the wall time, the peak memory and the
+number of timeline records. Targets: under 60 s, under 500 MB. The simulation shares its
+subscribers among one process per CPU (`--jobs` sets the number): the memory reported is the
+sampled peak of all of them together, as the machine sees it.
 
     .venv/bin/python -m bench.simulate_speed [--subscribers N] [--events-each N]
 """
@@ -14,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -34,6 +38,7 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--events-each", type=int, default=20)
     parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--jobs", type=int, help="passed on to `nurture simulate`")
     args = parser.parse_args()
     until = START + timedelta(days=args.days)
     with tempfile.TemporaryDirectory() as folder:
@@ -48,22 +53,70 @@ def main() -> None:
         command = [str(Path(sys.executable).with_name("nurture")), "simulate",
                    str(ROOT / "workflows" / "jewelry.flow"), "--events", str(feed), "--json",
                    "--until", until.isoformat()]
+        if args.jobs is not None:
+            command += ["--jobs", str(args.jobs)]
         began = time.perf_counter()
         with timeline.open("w", encoding="utf-8") as out:
-            finished = subprocess.run(command, stdout=out, stderr=subprocess.PIPE, text=True,
-                                      check=False)
+            child = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE, text=True)
+            sampler = TreeMemory(child.pid)
+            sampler.start()
+            _, stderr = child.communicate()
+            sampler.stop.set()
+            sampler.join()
         elapsed = time.perf_counter() - began
-        if finished.returncode != 0:
-            raise SystemExit(f"simulate failed ({finished.returncode}): {finished.stderr}")
+        if child.returncode != 0:
+            raise SystemExit(f"simulate failed ({child.returncode}): {stderr}")
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
         kinds = Counter(json.loads(line)["kind"] for line in timeline.open(encoding="utf-8"))
         events = sum(1 for _ in feed.open(encoding="utf-8"))
         print(f"  {args.subscribers:,} subscribers, {events:,} events over {args.days} days: "
-              f"{elapsed:.1f} s wall, peak memory {peak / 2**20:.0f} MiB (targets: < 60 s, "
-              f"< 500 MB)")
+              f"{elapsed:.1f} s wall, peak memory {sampler.peak / 2**20:.0f} MiB in all its "
+              f"processes (targets: < 60 s, < 500 MB); the largest one process: "
+              f"{peak / 2**20:.0f} MiB")
         print(f"  timeline: {sum(kinds.values()):,} records ("
               + ", ".join(f"{n:,} {k}" for k, n in kinds.most_common()) + ")")
-        print(f"  {finished.stderr.strip()}")
+        print(f"  {stderr.strip()}")
+
+
+class TreeMemory(threading.Thread):
+    """Samples the memory of a process and all its descendants every 50 ms; keeps the peak.
+
+    Proportional set size (PSS): a page that forked processes share counts once in all, so the
+    sum is what the simulation takes from the machine. Linux only (`/proc`)."""
+
+    def __init__(self, root: int) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.05):
+            self.peak = max(self.peak, sum(map(_pss, self._tree())))
+
+    def _tree(self) -> list[int]:
+        parents: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        tree = [self.root]
+        for pid in tree:
+            tree += [child for child, parent in parents.items() if parent == pid]
+        return tree
+
+
+def _pss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 if __name__ == "__main__":

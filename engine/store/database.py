@@ -94,15 +94,16 @@ class Database:
         return os.path.abspath(url.database)
 
 
-def open_database(url: str, *, migrate: bool = True, durable: bool = True) -> Database:
+def open_database(url: str, *, migrate: bool = True, durable: bool = True,
+                  cache_mib: int = 64) -> Database:
     """Connect to `url` and bring its schema to the latest migration.
 
     `durable=False` (simulations, tests) skips fsync on SQLite: a crash may lose the file,
-    which such a database does not mind.
+    which such a database does not mind. `cache_mib`: SQLite's page cache per connection.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(url, durable)
+        engine = _sqlite_engine(url, durable, cache_mib)
     else:
         engine = create_engine(url, pool_pre_ping=True, json_serializer=json_dumps,
                                json_deserializer=json_loads)
@@ -112,7 +113,7 @@ def open_database(url: str, *, migrate: bool = True, durable: bool = True) -> Da
     return database
 
 
-def _sqlite_engine(url: str, durable: bool) -> Engine:
+def _sqlite_engine(url: str, durable: bool, cache_mib: int) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         folder = os.path.dirname(os.path.abspath(parsed.database))
@@ -127,7 +128,7 @@ def _sqlite_engine(url: str, durable: bool) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={'NORMAL' if durable else 'OFF'}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
+        cursor.execute(f"PRAGMA cache_size={-1024 * cache_mib}")  # in KiB when negative
         # The log is copied back by a thread of its own (`Checkpointer`); a commit does it
         # only as a backstop, when the log has grown large.
         cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")

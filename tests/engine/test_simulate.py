@@ -202,12 +202,45 @@ def test_many_subscribers_spill_to_sorted_runs_with_the_same_result(
     lines += [{"subscriber": f"s{i:02d}", "type": "click", "at": "2026-01-05T20:00:00Z"}
               for i in range(0, 30, 3)]
     feed = write(tmp_path, "e.jsonl", events(*lines))
-    _, in_memory, _ = run("simulate", flow, "--events", feed, "--json")
+    _, in_memory, _ = run("simulate", flow, "--events", feed, "--json", "--jobs", "1")
     monkeypatch.setattr(sim, "SUBSCRIBERS_PER_BATCH", 4)
     monkeypatch.setattr(sim, "PICKLE_CHUNK", 3)
-    _, spilled, _ = run("simulate", flow, "--events", feed, "--json")
+    _, spilled, _ = run("simulate", flow, "--events", feed, "--json", "--jobs", "1")
     assert spilled == in_memory
     assert len(in_memory.splitlines()) == 30 + 10 + 20  # enters, moves, sends
+
+
+def test_processes_sharing_the_subscribers_print_the_same_timeline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flow = write(tmp_path, "w.flow", FLOW)
+    lines = [sub(f"s{i:02d}", f"2026-01-05T{9 + i % 5:02d}:{i:02d}:00Z") for i in range(30)]
+    # ten who subscribe at one instant, written in reverse: their steps fall due together
+    # exactly at --until, in the final tick, in different processes
+    lines += [sub(f"t{i}", "2026-01-06T09:00:00Z") for i in reversed(range(10))]
+    lines += [{"subscriber": f"s{i:02d}", "type": "click", "at": "2026-01-05T20:00:00Z"}
+              for i in range(0, 30, 3)]
+    # one event id repeated by subscribers whose batches go to different processes
+    lines += [{"id": "same", "subscriber": who, "type": "click", "at": "2026-01-05T21:00:00Z"}
+              for who in ("s28", "s01", "s13")]
+    feed = write(tmp_path, "e.jsonl", events(*lines))
+    monkeypatch.setattr(sim, "SUBSCRIBERS_PER_BATCH", 4)
+    until = ("--until", "2026-01-07T09:00:00Z")
+    code, alone, alone_err = run("simulate", flow, "--events", feed, "--json", *until,
+                                 "--jobs", "1")
+    assert code == 0
+    for jobs in ("2", "3"):
+        code, shared, shared_err = run("simulate", flow, "--events", feed, "--json", *until,
+                                       "--jobs", jobs)
+        assert code == 0
+        assert shared == alone
+        assert shared_err == alone_err
+    records = [json.loads(line) for line in alone.splitlines()]
+    last = [(r["subscriber"], r["kind"]) for r in records if r["at"] == "2026-01-07T09:00:00Z"]
+    assert last == [(f"t{i}", "send") for i in reversed(range(10))]  # in the order they came
+    moved = [r["subscriber"] for r in records
+             if r["kind"] == "enter" and r["stage"] == "b" and r["at"].endswith("21:00:00Z")]
+    assert moved == ["s01"]  # the repeated id is s01's alone: its subscriber came first
+    assert "2 event(s) repeated an earlier event's id and were stored once" in alone_err
 
 
 def test_the_table_aligns_its_columns(tmp_path: Path, in_root: None) -> None:
