@@ -210,6 +210,9 @@ def test_many_subscribers_spill_to_sorted_runs_with_the_same_result(
     assert len(in_memory.splitlines()) == 30 + 10 + 20  # enters, moves, sends
 
 
+# The simulator forks; a test process may have threads of its own (pytest-xdist's), which
+# Python 3.12 and later warn about. The command itself forks before starting any thread.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_processes_sharing_the_subscribers_print_the_same_timeline(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     flow = write(tmp_path, "w.flow", FLOW)
