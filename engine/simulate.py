@@ -74,32 +74,28 @@ def read_events(stream: IO[str]) -> EventsFile:
 
 
 @dataclass(slots=True)
-class Summary:
-    events: int = 0
-    subscribers: int = 0
-    duplicates: int = 0
-    after_until: int = 0
+class Tally:
+    """What was simulated, counted as it went (in each process)."""
+
     records: int = 0
     hidden: int = 0
     """Records before `--from`, simulated but not printed."""
     sends: int = 0
     skips: int = 0
 
+
+@dataclass(slots=True)
+class Summary(Tally):
+    events: int = 0
+    subscribers: int = 0
+    duplicates: int = 0
+    after_until: int = 0
+
     def count(self, tally: Tally) -> None:
         self.records += tally.records
         self.hidden += tally.hidden
         self.sends += tally.sends
         self.skips += tally.skips
-
-
-@dataclass(slots=True)
-class Tally:
-    """What one process simulated, counted as it went."""
-
-    records: int = 0
-    hidden: int = 0
-    sends: int = 0
-    skips: int = 0
 
 
 SortKey = tuple[int, int, int, int]
