@@ -1,11 +1,14 @@
-"""`nurture simulate`: the engine itself, on a throw-away database, in virtual time.
+"""`nurture simulate`: the engine itself, on throw-away databases, in virtual time.
 
-Nothing here re-implements a rule. Events go through `Engine.ingest` with a virtual clock set to
-the end of the simulation, so each subscriber is carried through its events and every piece of
-due work in between, each at its exact instant (virtual time jumps from one due time to the
-next). Subscribers are independent of one another, so they are simulated in batches; each
-batch's records are sorted and, when there is more than one batch, spilled to a temporary file,
-and the files are merged into one timeline in time order. Memory follows the batch, not the
+Nothing here re-implements a rule but one: an event `id` is stored once, which the engine
+checks against its database, is checked here first, because the subscribers may be shared
+among processes with databases of their own. Events go through `Engine.ingest` with a virtual
+clock set to the end of the simulation, so each subscriber is carried through its events and
+every piece of due work in between, each at its exact instant (virtual time jumps from one due
+time to the next). Subscribers are independent of one another, so they are simulated in
+batches, shared among forked processes when there are several CPUs; each batch's records are
+printed and sorted and, when there is more than one batch, spilled to a temporary file, and
+the files are merged into one timeline in time order. Memory follows the batch, not the
 simulation.
 """
 
