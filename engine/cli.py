@@ -7,6 +7,7 @@ command exit 1; a Python traceback appears only for a bug in nurture, and says s
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import traceback
 from collections.abc import Callable
@@ -288,7 +289,8 @@ def _banner(runtime: Any, url: str | None) -> None:
 @click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
 @click.option("--workflows", default=None, help="Folder of .flow files (NURTURE_WORKFLOWS).")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="0: any free port (the banner says which).")
 @reports_bugs
 def serve(db: str | None, workflows: str | None, host: str, port: int) -> None:
     """The service: HTTP API, scheduler and dispatcher in one process."""
@@ -301,6 +303,8 @@ def serve(db: str | None, workflows: str | None, host: str, port: int) -> None:
     from engine.service import AlreadyRunning
 
     settings = load_settings().with_flags(db=db, workflows=workflows)
+    listener = _listen(host, port)
+    port = int(listener.getsockname()[1])
     if "NURTURE_PUBLIC_URL" not in os.environ and settings.public_url == "http://localhost:8000":
         settings = settings.with_flags(public_url=f"http://{_display(host)}:{port}")
     logs.configure()
@@ -312,11 +316,37 @@ def serve(db: str | None, workflows: str | None, host: str, port: int) -> None:
         sys.exit(2)
     signal.signal(signal.SIGHUP, lambda *_: service.reload())
     _banner(runtime, f"http://{_display(host)}:{port}")
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime, scheduler=service), host=host,
+                                           port=port, log_config=None, access_log=False))
     try:
-        uvicorn.run(create_app(runtime, scheduler=service), host=host, port=port,
-                    log_config=None, access_log=False)
+        server.run(sockets=[listener])
+    except KeyboardInterrupt:  # Ctrl-C after a graceful shutdown, as `uvicorn.run` takes it
+        pass
     finally:
+        listener.close()
         runtime.database.dispose()
+    if not server.started:
+        sys.exit(3)  # uvicorn logged why; the exit status `uvicorn.run` gives
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The service's socket, bound before anything starts.
+
+    Bound here rather than by uvicorn, so that a port in use is one clear line and exit 1
+    before the scheduler claims the database, and so that `--port 0` works: the system picks
+    a free port, and the banner and the links in messages name the one it picked.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as problem:
+        listener.close()
+        click.echo(f"nurture: cannot listen on {host}:{port}: {problem.strerror or problem}",
+                   err=True)
+        sys.exit(1)
+    return listener
 
 
 @main.command()

@@ -292,9 +292,17 @@ class SmtpServer:
         options: dict[str, Any] = {}
         if users is not None:
             options.update(authenticator=authenticate, auth_require_tls=tls is not None)
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=free_port(),
-                                     tls_context=tls, require_starttls=require_starttls,
-                                     **options)
+        class AnyFreePort(Controller):  # type: ignore[misc]
+            """Binds port 0, so that no other test process takes the port between its choice
+            and the bind; the port the system gave is read before aiosmtpd first connects."""
+
+            def _trigger_server(self) -> None:
+                assert self.server is not None
+                self.port = self.server.sockets[0].getsockname()[1]
+                super()._trigger_server()
+
+        self.controller = AnyFreePort(Handler(), hostname="127.0.0.1", port=0, tls_context=tls,
+                                      require_starttls=require_starttls, **options)
         self.controller.start()
 
     @property

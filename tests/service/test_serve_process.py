@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
-from tests.channels.peers import free_port
 from tests.service.conftest import FLOW, wait_for
 
+NURTURE = Path(sys.executable).with_name("nurture")
+BANNER = re.compile(r"demo page http://localhost:(\d+)/")
 SECOND = """\
 workflow later { stage only { } }
 """
@@ -24,13 +27,16 @@ def test_sighup_reloads_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
     workflows = tmp_path / "workflows"
     workflows.mkdir()
     (workflows / "shop.flow").write_text(FLOW, encoding="utf-8")
-    port = free_port()
-    log = (tmp_path / "serve.log").open("w+")
+    log_file = tmp_path / "serve.log"
+    log = log_file.open("ab")  # the child's own end, appending: reading never moves it
     environment = {**os.environ, "NURTURE_TICK_SECONDS": "0.5"}
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("nurture")), "serve", "--db",
-         f"sqlite:///{tmp_path / 'n.db'}", "--workflows", str(workflows), "--port", str(port)],
+    process = subprocess.Popen(  # port 0: the system picks a free one, the banner names it
+        [str(NURTURE), "serve", "--db", f"sqlite:///{tmp_path / 'n.db'}", "--workflows",
+         str(workflows), "--port", "0"],
         cwd=tmp_path, env=environment, stderr=log, stdout=subprocess.DEVNULL)
+    banner = wait_for(lambda: BANNER.search(log_file.read_text()), 30, "the banner")
+    port = int(banner.group(1))
+    assert port != 0
     url = f"http://127.0.0.1:{port}"
 
     def health() -> dict[str, object] | None:
@@ -46,7 +52,7 @@ def test_sighup_reloads_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
         wait_for(lambda: (health() or {}).get("workflows") == 2, 10, "the reload")
         (workflows / "later.flow").write_text("workflow later { stage }", encoding="utf-8")
         process.send_signal(signal.SIGHUP)
-        wait_for(lambda: "reload refused" in _read(log), 10, "the refusal")
+        wait_for(lambda: "reload refused" in log_file.read_text(), 10, "the refusal")
         assert health() == {"status": "ok", "workflows": 2, "database": "ok",
                             "scheduler": "running"}
         process.send_signal(signal.SIGTERM)
@@ -56,8 +62,8 @@ def test_sighup_reloads_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait(10)
-    text = _read(log)
     log.close()
+    text = log_file.read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     messages = [line["message"] for line in lines]
     assert "workflows reloaded" in messages
@@ -68,7 +74,17 @@ def test_sighup_reloads_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
     assert all(line["level"] in ("info", "warning", "error") for line in lines)
 
 
-def _read(log) -> str:  # type: ignore[no-untyped-def]
-    log.flush()
-    log.seek(0)
-    return str(log.read())
+def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    """The port is bound before anything else starts: no traceback, no database claimed."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [str(NURTURE), "serve", "--db", f"sqlite:///{tmp_path / 'n.db'}", "--workflows",
+             str(tmp_path), "--port", str(port)],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"nurture: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert not (tmp_path / "n.db").exists()
