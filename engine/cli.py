@@ -275,8 +275,10 @@ def _service(settings: Any) -> tuple[Any, Any]:
 
 def _banner(runtime: Any, url: str | None) -> None:
     settings = runtime.settings
+    # The key itself stays out of the output (which a service manager keeps as its log):
+    # its first characters tell which key it is, the file has it whole.
     key = ("from NURTURE_API_KEY" if settings.api_key else
-           f"{runtime.api_key} (in {settings.secret_file.with_name('api-key')})")
+           f"{runtime.api_key[:8]}… (in {settings.secret_file.with_name('api-key')})")
     lines = [f"nurture: {len(runtime.catalog.workflows)} workflow(s) from {settings.workflows}, "
              f"database {settings.db}"]
     if url:

@@ -37,6 +37,9 @@ def test_sighup_reloads_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
     banner = wait_for(lambda: BANNER.search(log_file.read_text()), 30, "the banner")
     port = int(banner.group(1))
     assert port != 0
+    api_key = (tmp_path / ".nurture" / "api-key").read_text().strip()
+    assert len(api_key) >= 32
+    assert f"API key {api_key[:8]}… (in " in log_file.read_text()
     url = f"http://127.0.0.1:{port}"
 
     def health() -> dict[str, object] | None:
@@ -72,6 +75,7 @@ def test_sighup_reloads_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
     assert messages.index("scheduler stopped") > messages.index("workflows reloaded")
     assert messages.index("Application shutdown complete.") > messages.index("scheduler stopped")
     assert all(line["level"] in ("info", "warning", "error") for line in lines)
+    assert api_key not in text  # a secret: not in what the service manager logs
 
 
 def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
