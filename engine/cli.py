@@ -280,7 +280,7 @@ def _banner(runtime: Any, url: str | None) -> None:
     key = ("from NURTURE_API_KEY" if settings.api_key else
            f"{runtime.api_key[:8]}… (in {settings.secret_file.with_name('api-key')})")
     lines = [f"nurture: {len(runtime.catalog.workflows)} workflow(s) from {settings.workflows}, "
-             f"database {settings.db}"]
+             f"database {_without_password(settings.db)}"]
     if url:
         lines.append(f"nurture: demo page {url}/  API {url}/v1  schema {url}/openapi.json")
     lines.append(f"nurture: API key {key}")
@@ -387,6 +387,17 @@ def worker(db: str | None, workflows: str | None, lease: float) -> None:
     finally:
         service.stop()
         runtime.database.dispose()
+
+
+def _without_password(url: str) -> str:
+    """A database URL fit for a log: `postgresql://nurture:***@db/nurture`."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(an unreadable URL)"
 
 
 def _display(host: str) -> str:

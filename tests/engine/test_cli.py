@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
@@ -145,3 +146,28 @@ def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
     assert completed.returncode == 1
     assert completed.stdout == f"{broken}:1:10: error: unexpected '{{'; expected a name\n"
     assert "Traceback" not in completed.stderr
+
+
+def test_the_banner_keeps_secrets_out_of_the_log(capsys: pytest.CaptureFixture[str],
+                                                 tmp_path: Path) -> None:
+    """`serve` and `worker` print a banner that service managers keep as their log: the
+    database password and the generated API key do not appear in it."""
+    from types import SimpleNamespace
+
+    from engine.cli import _banner
+    from engine.config import Settings
+
+    settings = Settings(db="postgresql+psycopg://nurture:s3cr%40t@db.internal:5432/nurture",
+                        workflows="workflows", secret_file=tmp_path / ".nurture" / "secret")
+    key = "Hp52TOfXq1w2e3r4t5y6u7i8o9p0asdf"
+    runtime = SimpleNamespace(settings=settings, api_key=key,
+                              catalog=SimpleNamespace(workflows=[object()]))
+    _banner(runtime, "http://localhost:8000")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "nurture: 1 workflow(s) from workflows, database "
+        "postgresql+psycopg://nurture:***@db.internal:5432/nurture",
+        "nurture: demo page http://localhost:8000/  API http://localhost:8000/v1  "
+        "schema http://localhost:8000/openapi.json",
+        f"nurture: API key Hp52TOfX… (in {tmp_path / '.nurture' / 'api-key'})",
+    ]
