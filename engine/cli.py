@@ -274,13 +274,15 @@ def _service(settings: Any) -> tuple[Any, Any]:
 
 
 def _banner(runtime: Any, url: str | None) -> None:
+    from engine.store.database import printable_url
+
     settings = runtime.settings
     # The key itself stays out of the output (which a service manager keeps as its log):
     # its first characters tell which key it is, the file has it whole.
     key = ("from NURTURE_API_KEY" if settings.api_key else
            f"{runtime.api_key[:8]}… (in {settings.secret_file.with_name('api-key')})")
     lines = [f"nurture: {len(runtime.catalog.workflows)} workflow(s) from {settings.workflows}, "
-             f"database {_without_password(settings.db)}"]
+             f"database {printable_url(settings.db)}"]
     if url:
         lines.append(f"nurture: demo page {url}/  API {url}/v1  schema {url}/openapi.json")
     lines.append(f"nurture: API key {key}")
@@ -387,17 +389,6 @@ def worker(db: str | None, workflows: str | None, lease: float) -> None:
     finally:
         service.stop()
         runtime.database.dispose()
-
-
-def _without_password(url: str) -> str:
-    """A database URL fit for a log: `postgresql://nurture:***@db/nurture`."""
-    from sqlalchemy import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(an unreadable URL)"
 
 
 def _display(host: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from engine.store.checkpoint import BACKSTOP_PAGES, Checkpointer
 from engine.store.types import json_dumps, json_loads
@@ -139,6 +139,14 @@ def _sqlite_engine(url: str, durable: bool, cache_mib: int) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def printable_url(url: str) -> str:
+    """A database URL fit for a log: `postgresql://nurture:***@db/nurture`."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(an unreadable URL)"
 
 
 def alembic_config(database: Database | None = None) -> Config:
