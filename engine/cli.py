@@ -41,13 +41,25 @@ def reports_bugs(command: F) -> F:
         except BrokenPipeError:  # the reader went away (`| head`): stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
-        except Exception:
+        except Exception as problem:
+            if _unusable_database(problem):
+                click.echo(f"nurture: {problem}", err=True)
+                sys.exit(2)
             click.echo("nurture: internal error — this is a bug in nurture, not in your files. "
                        "Please report it with the traceback below.", err=True)
             traceback.print_exc()
             sys.exit(70)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _unusable_database(problem: Exception) -> bool:
+    """A database that cannot be opened is the operator's setting, not a bug in nurture.
+
+    Its exception's module is looked up only if it was loaded: it pulls in SQLAlchemy, which
+    `nurture check` does without."""
+    store = sys.modules.get("engine.store.database")
+    return store is not None and isinstance(problem, store.DatabaseUnavailable)
 
 
 def print_diagnostics(result: LoadResult) -> None:

@@ -18,7 +18,13 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+)
 
 from engine.store.checkpoint import BACKSTOP_PAGES, Checkpointer
 from engine.store.types import json_dumps, json_loads
@@ -26,6 +32,12 @@ from engine.store.types import json_dumps, json_loads
 MIGRATIONS = "engine.store:migrations"
 CONFLICTS = {"23505", "40001", "40P01"}
 """PostgreSQL: unique violation, serialization failure, deadlock detected."""
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database URL cannot be used: unreadable, no driver, unreachable, not a database.
+
+    The operator's setting, not a bug: the command line says so in one line."""
 
 
 class Conflict(RuntimeError):
@@ -101,12 +113,32 @@ def open_database(url: str, *, migrate: bool = True, durable: bool = True,
     `durable=False` (simulations, tests) skips fsync on SQLite: a crash may lose the file,
     which such a database does not mind. `cache_mib`: SQLite's page cache per connection.
     """
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(url, durable, cache_mib)
-    else:
-        engine = create_engine(url, pool_pre_ping=True, json_serializer=json_dumps,
-                               json_deserializer=json_loads)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUnavailable(
+            "the database URL is not one nurture can read; it looks like "
+            "sqlite:///nurture.db or postgresql+psycopg://user@host/database") from None
+    shown = printable_url(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = _sqlite_engine(url, durable, cache_mib)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, json_serializer=json_dumps,
+                                   json_deserializer=json_loads)
+    except (NoSuchModuleError, ImportError) as problem:
+        raise DatabaseUnavailable(
+            f"cannot open the database {shown}: no driver for it ({problem}); nurture works "
+            "with sqlite:/// and postgresql+psycopg://") from None
+    except OSError as problem:  # the SQLite file's folder cannot be made
+        raise DatabaseUnavailable(f"cannot open the database {shown}: {problem}") from None
+    try:  # the first connection: unreachable, refused, or not a database
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except DBAPIError as problem:
+        engine.dispose()
+        reason = str(problem.orig or problem).strip().splitlines()[0]
+        raise DatabaseUnavailable(f"cannot open the database {shown}: {reason}") from None
     database = Database(engine, durable=durable)
     if migrate:
         upgrade(database)

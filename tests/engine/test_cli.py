@@ -171,3 +171,33 @@ def test_the_banner_keeps_secrets_out_of_the_log(capsys: pytest.CaptureFixture[s
         "schema http://localhost:8000/openapi.json",
         f"nurture: API key Hp52TOfX… (in {tmp_path / '.nurture' / 'api-key'})",
     ]
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("nonsense", "the database URL is not one nurture can read; it looks like "
+                 "sqlite:///nurture.db or postgresql+psycopg://user@host/database"),
+    ("mysql://nurture@localhost/db", "cannot open the database mysql://nurture@localhost/db: "
+     "no driver for it (No module named 'MySQLdb'); nurture works with sqlite:/// and "
+     "postgresql+psycopg://"),
+    ("sqlite:///{tmp}/not-a-database.db", "cannot open the database "
+     "sqlite:///{tmp}/not-a-database.db: file is not a database"),
+    ("sqlite:///{tmp}/not-a-database.db/inside.db", "cannot open the database "
+     "sqlite:///{tmp}/not-a-database.db/inside.db: [Errno 17] File exists: "
+     "'{tmp}/not-a-database.db'"),
+    ("postgresql+psycopg://nurture:s3cret@127.0.0.1:{port}/test", "cannot open the database "
+     "postgresql+psycopg://nurture:***@127.0.0.1:{port}/test: connection failed: connection to "
+     'server at "127.0.0.1", port {port} failed: Connection refused'),
+])
+def test_a_database_that_cannot_be_opened_is_one_line_and_exit_2(
+        url: str, reason: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator's setting, not a bug: no traceback, the password not shown."""
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-a-database.db").write_text("these are notes, not a database\n")
+    with socket.socket() as closed:  # bound, not listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        values = {"tmp": str(tmp_path), "port": closed.getsockname()[1]}
+        code, out, err = run("dispatch", "--once", "--db", url.format(**values))
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [f"nurture: {reason.format(**values)}"]
