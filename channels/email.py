@@ -51,7 +51,12 @@ class SmtpRelay:
         if starttls not in ("auto", "require", "no"):
             raise ValueError("NURTURE_SMTP_URL: starttls is auto, require or no")
         implicit = parts.scheme == "smtps"
-        return cls(parts.hostname, parts.port or (465 if implicit else 25), implicit, starttls,
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or out of range
+            raise ValueError("NURTURE_SMTP_URL: the port is not a number from 1 to "
+                             "65535") from None
+        return cls(parts.hostname, port or (465 if implicit else 25), implicit, starttls,
                    unquote(parts.username) if parts.username else None,
                    unquote(parts.password) if parts.password else None)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from channels.email import SmtpRelay
 from channels.tokens import new_secret
 from channels.vapid import VapidKey, load_or_create
 
@@ -122,6 +123,11 @@ def load_settings(environ: Mapping[str, str] | None = None,
             continue
         chosen[name] = _convert(variable, name, text)
     settings = Settings(**chosen)
+    if settings.smtp_url:  # checked here, so that a service never starts with a broken one
+        try:
+            SmtpRelay.from_url(settings.smtp_url)
+        except ValueError as problem:
+            raise ConfigError(str(problem)) from None
     if not settings.vapid_subject.startswith(("mailto:", "https:")):
         raise ConfigError("NURTURE_VAPID_SUBJECT: a mailto: or https: contact, got "
                           f"{settings.vapid_subject!r}")

@@ -32,10 +32,18 @@ def test_the_environment_wins_over_dotenv_and_flags_win_over_both(tmp_path: Path
     ("NURTURE_TICK_SECONDS", "soon", "NURTURE_TICK_SECONDS: a number of seconds"),
     ("NURTURE_TICK_SECONDS", "0", "more than 0"),
     ("NURTURE_VAPID_SUBJECT", "ops@shop.example", "NURTURE_VAPID_SUBJECT: a mailto: or https:"),
+    ("NURTURE_SMTP_URL", "http://mail.example", r"NURTURE_SMTP_URL: use smtp://\["),
+    ("NURTURE_SMTP_URL", "smtp://", r"NURTURE_SMTP_URL: use smtp://\["),
+    ("NURTURE_SMTP_URL", "smtp://ops:pw@mail.example:submission",
+     "NURTURE_SMTP_URL: the port is not a number from 1 to 65535"),
+    ("NURTURE_SMTP_URL", "smtps://mail.example:70000", "the port is not a number"),
+    ("NURTURE_SMTP_URL", "smtp://mail.example?starttls=maybe", "starttls is auto, require or no"),
 ])
 def test_bad_settings_name_the_variable(variable: str, value: str, words: str) -> None:
-    with pytest.raises(ConfigError, match=words):
+    """Checked when the settings are read: a service never starts with one of these."""
+    with pytest.raises(ConfigError, match=words) as raised:
         load_settings({variable: value}, dotenv=None)
+    assert "pw" not in str(raised.value)  # a password in a URL is not repeated
 
 
 def test_keys_are_created_readable_by_their_owner_only(tmp_path: Path) -> None:
