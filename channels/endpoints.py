@@ -11,6 +11,7 @@ returns addresses that pass, so a name that resolves to 127.0.0.1 later is refus
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,15 +28,17 @@ class EndpointError(ValueError):
 @dataclass(frozen=True, slots=True)
 class PushEndpointPolicy:
     allowed: frozenset[str] = frozenset()
-    """`host` or `host:port` entries, lower-case."""
+    """`host` or `host:port` entries (`[address]:port` for IPv6), as `allowed_host` writes."""
 
     @classmethod
     def from_hosts(cls, hosts: Iterable[str]) -> PushEndpointPolicy:
-        return cls(frozenset(host.strip().lower() for host in hosts if host.strip()))
+        return cls(frozenset(allowed_host(host) for host in hosts if host.strip()))
 
     def is_allowed(self, host: str, port: int | None) -> bool:
         host = host.lower().strip("[]")
-        return host in self.allowed or (port is not None and f"{host}:{port}" in self.allowed)
+        host = _address(host) or host
+        return host in self.allowed or (
+            port is not None and _with_port(host, port) in self.allowed)
 
     def check_url(self, endpoint: str) -> tuple[str, int]:
         """The (host, port) of an acceptable endpoint URL; EndpointError otherwise."""
@@ -74,6 +77,50 @@ class PushEndpointPolicy:
             raise EndpointError(f"{host} does not resolve ({problem})") from None
         for info in infos:
             self.check_address(host, port, str(info[4][0]))
+
+
+HOST_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
+                       r"(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?\Z")
+
+
+def allowed_host(entry: str) -> str:
+    """One `NURTURE_PUSH_ALLOW_HOSTS` entry as the policy compares it: `host` or `host:port`,
+    lower-case, an IP address in its one written form (`[0:0::1]:8443` is `[::1]:8443`).
+
+    An entry that can never match (a URL, a path, a bad port) is refused: silently allowing
+    nothing would leave the operator wondering why their push service is refused."""
+    text = entry.strip().lower()
+    if "/" in text:
+        raise EndpointError(f"{entry.strip()!r}: a host, not a URL (such as push.example.com "
+                            "or 127.0.0.1:8443)")
+    host, port = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            host = ""
+        port = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise EndpointError(f"{entry.strip()!r}: the port is not a number from 1 to 65535")
+    address = _address(host)
+    if address is None and not HOST_NAME.match(host):
+        raise EndpointError(f"{entry.strip()!r} is not a host name or address, optionally "
+                            "with a port (such as push.example.com or 127.0.0.1:8443)")
+    host = address or host
+    return _with_port(host, int(port)) if port else host
+
+
+def _with_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _address(text: str) -> str | None:
+    """An IP address in its one written form (`2001:db8:0::1` is `2001:db8::1`), or None."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 def is_public(address: str) -> bool:

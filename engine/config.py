@@ -17,6 +17,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from channels.email import SmtpRelay
+from channels.endpoints import EndpointError, allowed_host
 from channels.tokens import new_secret
 from channels.vapid import VapidKey, load_or_create
 
@@ -136,7 +137,13 @@ def load_settings(environ: Mapping[str, str] | None = None,
 
 def _convert(variable: str, name: str, text: str) -> Any:
     if name == "push_allow_hosts":
-        return tuple(host.strip() for host in text.split(",") if host.strip())
+        hosts = tuple(host.strip() for host in text.split(",") if host.strip())
+        try:  # checked now; the push policy reads them when it is made
+            for host in hosts:
+                allowed_host(host)
+        except EndpointError as problem:
+            raise ConfigError(f"{variable}: {problem}") from None
+        return hosts
     if name in ("vapid_key_file", "secret_file"):
         return Path(text)
     if name == "tick_seconds":

@@ -57,6 +57,33 @@ def test_an_allowed_host_may_be_local_and_use_http() -> None:
         policy.check_resolved("http://127.0.0.1:9999/push/a")  # another port is not allowed
 
 
+def test_allowed_hosts_are_written_as_operators_write_them() -> None:
+    """Case, spaces and an IPv6 address in brackets (with or without a port) all match."""
+    policy = PushEndpointPolicy.from_hosts([" Push.Test ", "[::1]:8443", "[fd00:0:0::5]"])
+    assert policy.allowed == {"push.test", "[::1]:8443", "fd00::5"}
+    assert not policy.is_allowed("::1:8443", None)  # an address of its own, not ::1 and a port
+    policy.check_resolved("http://[::1]:8443/push/a")
+    policy.check_address("fd00:0::5", 443, "fd00::5")
+    assert policy.check_url("http://[FD00::0:5]/push/a") == ("fd00::0:5", 80)
+    assert policy.check_url("https://PUSH.test/x") == ("push.test", 443)
+    with pytest.raises(EndpointError):
+        policy.check_resolved("http://[::1]:9999/push/a")
+
+
+@pytest.mark.parametrize(("entry", "reason"), [
+    ("https://push.example.com", "a host, not a URL"),
+    ("push.example.com/v1", "a host, not a URL"),
+    ("push.example.com:push", "the port is not a number from 1 to 65535"),
+    ("127.0.0.1:0", "the port is not a number"),
+    ("[::1]:70000", "the port is not a number"),
+    ("::::", "is not a host name or address"),
+    ("push example", "is not a host name or address"),
+])
+def test_an_allowed_host_that_could_never_match_is_refused(entry: str, reason: str) -> None:
+    with pytest.raises(EndpointError, match=reason):
+        PushEndpointPolicy.from_hosts([entry])
+
+
 @pytest.mark.parametrize(("address", "public"), [
     ("8.8.8.8", True), ("2a00:1450:4001::200e", True), ("192.168.1.1", False),
     ("172.16.0.1", False), ("::ffff:127.0.0.1", False), ("224.0.0.1", False),

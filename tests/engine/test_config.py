@@ -38,6 +38,8 @@ def test_the_environment_wins_over_dotenv_and_flags_win_over_both(tmp_path: Path
      "NURTURE_SMTP_URL: the port is not a number from 1 to 65535"),
     ("NURTURE_SMTP_URL", "smtps://mail.example:70000", "the port is not a number"),
     ("NURTURE_SMTP_URL", "smtp://mail.example?starttls=maybe", "starttls is auto, require or no"),
+    ("NURTURE_PUSH_ALLOW_HOSTS", "127.0.0.1:8443, https://push.example",
+     "NURTURE_PUSH_ALLOW_HOSTS: 'https://push.example': a host, not a URL"),
 ])
 def test_bad_settings_name_the_variable(variable: str, value: str, words: str) -> None:
     """Checked when the settings are read: a service never starts with one of these."""
