@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from engine.api import errors, events, pages, subscribers, tracking
+from engine.api.limits import MAX_BODY, MAX_EVENTS_BODY, BodyLimit
 from engine.runtime import Runtime
 
 
@@ -43,6 +44,7 @@ def create_app(runtime: Runtime, scheduler: Any = None, **fastapi: Any) -> FastA
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_credentials=False,
                        allow_methods=["GET", "POST", "DELETE"],
                        allow_headers=["Content-Type", "Authorization", "X-Nurture-Token"])
+    app.add_middleware(BodyLimit, limits={"/v1/events": MAX_EVENTS_BODY}, default=MAX_BODY)
     errors.install(app)
     for router in (events.router, subscribers.router, tracking.router, pages.router):
         app.include_router(router)

@@ -4,7 +4,8 @@ Every event of a request is validated before anything is stored; if one is wrong
 is refused with each wrong field of each wrong event, and nothing is stored. Repeated ids
 (idempotency keys) are answered as duplicates, not stored twice. `at` defaults to now; an event
 more than five minutes in the future is refused (a client clock that is wrong would otherwise
-reorder a subscriber's journey).
+reorder a subscriber's journey). An event's properties take at most 64 KiB as JSON, a request
+at most 8 MiB (`engine.api.limits`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from engine.events import Event, EventError, parse_event
 
 router = APIRouter()
 MAX_BATCH = 1000
+MAX_PROPERTIES = 64 * 1024
+"""An event's properties as JSON, at most: they are stored with every event."""
 FUTURE = timedelta(minutes=5)
 
 
@@ -58,6 +61,7 @@ def _body_schema() -> dict[str, Any]:
 @router.post("/v1/events", response_model=Accepted, openapi_extra={"requestBody": _body_schema()},
              summary="Ingest one event or a batch",
              responses={401: {"description": "No or wrong API key"},
+                        413: {"description": "More than 1,000 events, or a body over 8 MiB"},
                         422: {"description": "A field of an event is wrong: nothing stored"}})
 async def post_events(request: Request, runtime: Authorised) -> Accepted:
     raw = await _json(request)
@@ -80,6 +84,10 @@ async def post_events(request: Request, runtime: Authorised) -> Accepted:
             event = parse_event(item, seq=index, default_at=now)
         except EventError as problem:
             errors.append({"event": index, "field": problem.field, "message": problem.message})
+            continue
+        if len(orjson.dumps(event.properties)) > MAX_PROPERTIES:
+            errors.append({"event": index, "field": "properties",
+                           "message": f"larger than {MAX_PROPERTIES:,} bytes as JSON"})
             continue
         if event.at > now + FUTURE:
             errors.append({"event": index, "field": "at",

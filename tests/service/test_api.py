@@ -198,3 +198,57 @@ def test_ssrf_endpoints_are_refused(tmp_path, monkeypatch: pytest.MonkeyPatch) -
             assert answer.status_code == 422, endpoint
             assert answer.json()["errors"][0]["field"] == "endpoint"
     runtime.database.dispose()
+
+
+def test_an_event_with_properties_over_64_kib_is_refused(api: Api) -> None:
+    big = {"subscriber": "ann", "type": "page_view", "properties": {"notes": "x" * 70_000}}
+    answer = api.post_events({"events": [SUBSCRIBED, big]})
+    assert answer.status_code == 422
+    assert answer.json()["errors"] == [{"event": 1, "field": "properties",
+                                        "message": "larger than 65,536 bytes as JSON"}]
+    assert api.count("events") == 0
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_read(api: Api) -> None:
+    """Ingestion takes up to 8 MiB (1,000 events); every other call 64 KiB. A declared length
+    over the limit is refused at once; a body in chunks as soon as it passes the limit."""
+    events = {"events": [{"subscriber": f"s{i}", "type": "page_view",
+                          "properties": {"notes": "x" * 9_000}} for i in range(1000)]}
+    answer = api.post_events(events)
+    assert answer.status_code == 413
+    too_large = "larger than 8,388,608 bytes"
+    assert answer.json() == {"detail": f"body: {too_large}",
+                             "errors": [{"field": "body", "message": too_large}]}
+    assert api.count("events") == 0
+
+    def chunks() -> Any:
+        for _ in range(5):
+            yield b"x" * 16_384
+
+    answer = api.client.post("/v1/unsubscribe?token=t", content=chunks())  # no Content-Length
+    assert answer.status_code == 413
+    assert answer.json()["errors"] == [{"field": "body", "message": "larger than 65,536 bytes"}]
+    answer = api.client.post("/v1/unsubscribe?token=t", content=b"List-Unsubscribe=One-Click")
+    assert answer.status_code == 403  # small enough: read, then the token is checked
+
+
+def test_the_server_answers_413_without_waiting_for_the_rest_of_the_body(
+        tmp_path: Any) -> None:
+    """On a real server: a client that keeps sending gets its answer once it passes the limit,
+    and nothing waits for (or stores) the rest."""
+    from engine.api import create_app
+    from tests.service.conftest import LiveServer, build_runtime
+
+    runtime = build_runtime(tmp_path)
+    server = LiveServer(create_app(runtime))
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            client.sendall(b"POST /v1/unsubscribe?token=t HTTP/1.1\r\nHost: x\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n")
+            for _ in range(8):  # 128 KiB of a body that never ends
+                client.sendall(b"4000\r\n" + b"x" * 0x4000 + b"\r\n")
+            answer = client.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 413 ")
+    finally:
+        server.stop()
+        runtime.database.dispose()
