@@ -82,7 +82,15 @@ def load_text(text: str, path: str = "<text>", base_dir: str | None = None) -> L
 
 
 def _file_reader(flow_path: str, problems: list[Diagnostic]) -> FileReader:
+    """Reads `file "…"` fields: relative to the workflow file, in its folder or below.
+
+    Templates are rendered into messages that leave the machine: a file from anywhere else
+    (`../.env`, the signing secret in `../.nurture/`) would be mailed out by whoever may edit
+    workflows. The check follows symbolic links, as reading does. The rule does not depend on
+    how the file was loaded (alone, or within a folder), so `nurture check` of one file and of
+    its folder agree."""
     folder = os.path.dirname(flow_path)
+    inside = os.path.realpath(folder or ".")
 
     def read(relative: str, span: m.Span) -> str | None:
         if os.path.isabs(relative):
@@ -90,6 +98,14 @@ def _file_reader(flow_path: str, problems: list[Diagnostic]) -> FileReader:
                                         "the workflow file"))
             return None
         path = os.path.normpath(os.path.join(folder, relative))
+        if os.path.commonpath([os.path.realpath(path), inside]) != inside:
+            link = os.path.commonpath([os.path.abspath(path), os.path.abspath(folder)]) == \
+                os.path.abspath(folder)
+            problems.append(error(span, f"file \"{relative}\" is "
+                                        f"{'a link to a file ' if link else ''}outside the "
+                                        "workflow file's folder: a template must be in it or "
+                                        "below it"))
+            return None
         try:
             return Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:

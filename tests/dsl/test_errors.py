@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -346,6 +347,26 @@ def test_missing_template_file(check_lines: Check) -> None:
                 '  html file "templates/news.html"\n}\n')
     assert check_lines(text) == [
         "w.flow:6:13: error: file not found: templates/news.html",
+    ]
+
+
+def test_a_template_file_must_be_in_the_workflow_files_folder(
+        check_lines: Check, write_flow: Callable[..., str], tmp_path: Path) -> None:
+    """Templates go out in messages: a workflow may not read (and mail) files from elsewhere,
+    such as the service's `.env` or `.nurture/secret`, not even through a link."""
+    write_flow(".env", "NURTURE_SMTP_URL=smtp://ops:s3cret@mail.example\n")
+    write_flow("flows/templates/ok.html", "<p>fine</p>")
+    (tmp_path / "flows" / "templates" / "env.html").symlink_to(tmp_path / ".env")
+    text = flow("  stage a { }", 'message a email {\n  subject "A"\n'
+                '  html file "templates/ok.html"\n  text file "../.env"\n}\n'
+                'message b email {\n  subject "B"\n  html file "templates/env.html"\n}\n'
+                'message c email {\n  subject "C"\n  html file "templates/../templates/ok.html"'
+                "\n}\n")
+    assert check_lines(text, name="flows/w.flow") == [
+        "flows/w.flow:7:13: error: file \"../.env\" is outside the workflow file's folder: a "
+        "template must be in it or below it",
+        "flows/w.flow:11:13: error: file \"templates/env.html\" is a link to a file outside the "
+        "workflow file's folder: a template must be in it or below it",
     ]
 
 
