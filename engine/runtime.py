@@ -65,17 +65,21 @@ class Runtime:
     def reload(self) -> LoadResult:
         """Load the workflow files again; swap them in only if they check clean."""
         with self._lock:
+            # Taken before reading, so that an edit made while loading is seen next time;
+            # recorded only once the outcome is logged and in force, so that whoever waits
+            # for `files_changed()` to settle finds both.
+            signature = self._files_signature()
             result = load_paths([self.settings.workflows])
-            self.files_seen = self._files_signature()
             if result.catalog is None:
                 for problem in result.errors:
                     log.error("workflow reload refused: %s", problem,
                               extra={"diagnostic": str(problem)})
                 log.error("workflow reload refused: the last good workflows keep running")
-                return result
-            self._engine = self._build(result.catalog)
-            log.info("workflows reloaded", extra={"files": len(result.files),
-                                                  "workflows": len(result.catalog.workflows)})
+            else:
+                self._engine = self._build(result.catalog)
+                log.info("workflows reloaded", extra={"files": len(result.files),
+                                                      "workflows": len(result.catalog.workflows)})
+            self.files_seen = signature
             return result
 
     def files_changed(self) -> bool:
