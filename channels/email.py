@@ -65,7 +65,7 @@ def build_message(job: EmailJob, sender: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = job.to
-    message["Subject"] = job.subject
+    message["Subject"] = " ".join(job.subject.split())  # one line, whatever the template made
     message["Date"] = formatdate(localtime=False, usegmt=True)
     domain = parseaddr(sender)[1].rpartition("@")[2] or "nurture.invalid"
     message["Message-ID"] = f"<{job.key}@{domain}>"
@@ -148,8 +148,11 @@ class SmtpSender:
 
     def _send(self, connection: smtplib.SMTP, job: EmailJob) -> Outcome:
         try:
-            refused = connection.send_message(build_message(job, self.sender),
-                                              to_addrs=[job.to])
+            message = build_message(job, self.sender)
+        except (ValueError, TypeError) as problem:  # an address no header can carry
+            return Outcome("failed", None, f"cannot write this e-mail: {problem}"[:300])
+        try:
+            refused = connection.send_message(message, to_addrs=[job.to])
         except smtplib.SMTPRecipientsRefused as problem:
             code, text = next(iter(problem.recipients.values()))
             return _answer(code, text)

@@ -154,9 +154,18 @@ def _channels(value: Any) -> None:
                              f"{_show(channel)} is not a channel; expected 'push' or 'email'")
 
 
+EMAIL_ADDRESS = re.compile(r'[^\s@<>(),;:"\[\]\\]+@[^\s@<>(),;:"\[\]\\]+\Z')
+"""One mailbox, `name@domain`: no spaces or line breaks (which would let a value add mail
+headers), no display name or list. Deliberately plain: the relay has the last word."""
+
+
+def is_email_address(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 254 and EMAIL_ADDRESS.match(value) is not None
+
+
 def _email(properties: Mapping[str, Any], field_path: str) -> None:
     value = properties.get("email")
-    if value is not None and (not isinstance(value, str) or "@" not in value):
+    if value is not None and not is_email_address(value):
         raise EventError(field_path, f"expected an e-mail address, got {_show(value)}")
 
 

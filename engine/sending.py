@@ -25,6 +25,7 @@ from channels.webpush import fits, payload
 from dsl import model as m
 from dsl.errors import RenderError
 from dsl.model import PUSH_PLAINTEXT_LIMIT
+from engine.events import is_email_address
 from engine.moment import Moment
 from engine.plan import Plan, WorkflowPlan
 from engine.scoring import score_values
@@ -101,9 +102,8 @@ def _missing_consent_or_address(state: SubscriberState, channel: str,
     if not state.consents.get(channel, False):
         return "no_consent"
     if channel == "email":
-        address = state.attributes.get("email")
-        if not isinstance(address, str) or "@" not in address:
-            return "no_address"
+        if not is_email_address(state.attributes.get("email")):
+            return "no_address"  # none, or none that can be used
     elif channel == "push" and push_needs_subscription and not state.push_subscriptions:
         return "no_address"
     return None

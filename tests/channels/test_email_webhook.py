@@ -85,6 +85,24 @@ def test_starttls_and_authentication(ca, server_tls: ssl.SSLContext,
         server.stop()
 
 
+def test_one_e_mail_that_cannot_be_written_fails_alone(smtp_server: SmtpServer) -> None:
+    """An address no header can carry (stored before addresses were checked as they are now)
+    fails that e-mail for good; the rest of the batch goes out, and a subject the template
+    broke over lines goes out on one line (a value cannot add headers)."""
+    sender = SmtpSender(f"smtp://127.0.0.1:{smtp_server.port}?starttls=no", "news@shop.example")
+    jobs = [EmailJob("1.1", "anna@example.com", "Hello", "text", None, "https://n.example/u"),
+            EmailJob("2.1", "bob@example.com\r\nBcc: eve@example.com", "Hello", "text", None,
+                     "https://n.example/u"),
+            EmailJob("3.1", "cid@example.com", "Hello Cid\r\nBcc: eve@example.com", "text",
+                     None, "https://n.example/u")]
+    outcomes = sender.send_all(jobs)
+    assert [o.kind for o in outcomes] == ["delivered", "failed", "delivered"]
+    assert outcomes[1].detail.startswith("cannot write this e-mail: ")
+    assert [to for _, to in smtp_server.envelopes] == [["anna@example.com"], ["cid@example.com"]]
+    assert smtp_server.messages[1]["Subject"] == "Hello Cid Bcc: eve@example.com"
+    assert smtp_server.messages[1]["Bcc"] is None
+
+
 @pytest.mark.parametrize("url", ["http://relay.example", "smtp://", "smtp://h?starttls=maybe"])
 def test_a_bad_smtp_url_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match="NURTURE_SMTP_URL"):
