@@ -116,7 +116,10 @@ class SmtpSender:
                     except (OSError, smtplib.SMTPException) as problem:
                         outcomes.append(_temporary(problem))
                         continue
-                outcome = self._send(connection, job)
+                try:
+                    outcome = self._send(connection, job)
+                except Exception as problem:  # unforeseen: this one is retried, not the batch
+                    outcome = _temporary(problem)
                 if outcome.kind == "retry" and outcome.status is None:
                     _close(connection)  # the connection is in doubt: a new one next time
                     connection = None

@@ -202,7 +202,7 @@ class Dispatcher:
             # still waiting while the claim loses its row is never started.
             for item in pending:
                 if self._may_start(item, lease):
-                    collect(await self._send_now(item))
+                    collect(await self._send_guarded(item))
 
         async def emailer() -> None:
             collect(await self._send_emails(emails, lease))
@@ -281,6 +281,17 @@ class Dispatcher:
         sender = self.push if channel == "push" else self.webhook
         assert sender is not None
         return max(1, sender.concurrency)
+
+    async def _send_guarded(self, item: Claimed) -> list[tuple[Claimed, Outcome]]:
+        """A send that raises (a bug, or an input nobody foresaw) is recorded and tried again
+        later like a temporary failure, up to the attempts' limit; it must not stop the
+        batch, whose other outcomes would then go unrecorded and be sent a second time."""
+        try:
+            return await self._send_now(item)
+        except Exception as problem:
+            log.exception("dispatch %d could not be sent", item.id)
+            return [(item, Outcome("retry", None, f"internal error: {type(problem).__name__}: "
+                                                  f"{problem}"[:300]))]
 
     async def _send_now(self, item: Claimed) -> list[tuple[Claimed, Outcome]]:
         if item.channel == "push":

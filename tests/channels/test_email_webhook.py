@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -101,6 +102,27 @@ def test_one_e_mail_that_cannot_be_written_fails_alone(smtp_server: SmtpServer) 
     assert [to for _, to in smtp_server.envelopes] == [["anna@example.com"], ["cid@example.com"]]
     assert smtp_server.messages[1]["Subject"] == "Hello Cid Bcc: eve@example.com"
     assert smtp_server.messages[1]["Bcc"] is None
+
+
+def test_an_e_mail_whose_send_raises_is_retried_and_the_batch_goes_on(
+        smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import channels.email
+
+    real = channels.email.build_message
+
+    def build(job: EmailJob, sender: str) -> Any:
+        if job.key == "2.1":
+            raise RuntimeError("forced")
+        return real(job, sender)
+
+    monkeypatch.setattr(channels.email, "build_message", build)
+    sender = SmtpSender(f"smtp://127.0.0.1:{smtp_server.port}?starttls=no", "news@shop.example")
+    jobs = [EmailJob(f"{n}.1", f"{who}@example.com", "Hello", "text", None, "https://n.example/u")
+            for n, who in ((1, "anna"), (2, "bob"), (3, "cid"))]
+    outcomes = sender.send_all(jobs)
+    assert [(o.kind, o.detail) for o in outcomes][1] == ("retry", "RuntimeError: forced")
+    assert [o.kind for o in outcomes] == ["delivered", "retry", "delivered"]
+    assert [to for _, to in smtp_server.envelopes] == [["anna@example.com"], ["cid@example.com"]]
 
 
 @pytest.mark.parametrize("url", ["http://relay.example", "smtp://", "smtp://h?starttls=maybe"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from channels.tokens import Signer
 from tests.channels.conftest import SECRET, T0
 from tests.channels.peers import PushService
@@ -123,3 +125,34 @@ def test_413_is_final(shop_factory, push_service: PushService) -> None:
     shop.dispatch()
     assert [(d["status"], d["attempts"]) for d in shop.dispatches("anna")] == [("failed", 1)]
     assert push_service.requests["laptop"] == 1
+
+
+def test_a_send_that_raises_is_retried_later_and_the_batch_goes_on(
+        shop_factory, push_service: PushService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception in one send (here, forced) must not stop the batch: its other pushes are
+    delivered and recorded, and this one waits for its next attempt like a temporary failure."""
+    import engine.dispatcher
+
+    real = engine.dispatcher.payload
+
+    def payload(fields: dict[str, object], tag: str, token: str) -> bytes:
+        if Signer(SECRET).verify("push", token).startswith("2."):  # bob's delivery
+            raise RuntimeError("forced")
+        return real(fields, tag, token)
+
+    monkeypatch.setattr(engine.dispatcher, "payload", payload)
+    shop = shop_factory()
+    for who in ("anna", "bob", "cid"):
+        shop.subscribe_browser(who, push_service, who)
+        shop.event(who, "subscribed", channels=["push"])
+    shop.advance(minutes=10)
+    assert shop.dispatch().outcomes == {"delivered": 2, "queued": 1}
+    [bob] = shop.dispatches("bob")
+    assert (bob["status"], bob["attempts"]) == ("queued", 1)
+    assert bob["last_error"] == "internal error: RuntimeError: forced"
+    assert bob["due_at"] >= shop.clock.now() + timedelta(seconds=24)  # 30 s, -20% at most
+    assert sorted(push_service.requests) == ["anna", "cid"]
+    monkeypatch.setattr(engine.dispatcher, "payload", real)
+    shop.clock.advance_to(bob["due_at"])
+    assert shop.dispatch().outcomes == {"delivered": 1}
+    assert push_service.requests["bob"] == 1
