@@ -10,9 +10,10 @@ out only after that commit.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter
 
 from channels.base import Channel, Outgoing, Rendered
@@ -29,6 +30,7 @@ from engine.store import states as store
 from engine.store.bulk import BatchWriter
 from engine.store.database import Conflict, Database
 
+log = logging.getLogger("nurture.engine")
 RecordSink = Callable[[Record], None]
 _EVENT_ORDER = attrgetter("at", "seq")
 ATTEMPTS = 5
@@ -54,9 +56,16 @@ class Engine:
     def __init__(self, catalog: m.Catalog, database: Database, *, clock: Clock | None = None,
                  channels: Mapping[str, Channel] | None = None,
                  on_record: RecordSink | None = None, push_needs_subscription: bool = True,
-                 outbox: bool = True, batch_size: int = 500, cache_size: int = 20_000) -> None:
+                 outbox: bool = True, batch_size: int = 500, cache_size: int = 20_000,
+                 quarantine: timedelta | None = None) -> None:
         """`outbox=False` (the simulator, tests) hands decided sends to `channels` in process
-        instead of writing them to the outbox for the dispatcher."""
+        instead of writing them to the outbox for the dispatcher.
+
+        `quarantine` (the service's choice): when a tick's batch fails with an unexpected
+        exception, its subscribers are done one by one, and the due work of one that fails
+        alone is put off by this long (logged), so that one subscriber whose state trips a
+        bug does not stop the scheduled work of everyone after it. Without it, the
+        exception propagates (the simulator and tests want to see it)."""
         self.plan: Plan = build_plan(catalog)
         self.journey = Journey(self.plan, SendOptions(push_needs_subscription, outbox))
         self.database = database
@@ -66,6 +75,7 @@ class Engine:
         self.on_record = on_record
         self.batch_size = batch_size
         self.cache = StateCache(cache_size)
+        self.quarantine = quarantine
 
     # ------------------------------------------------------------ events
 
@@ -140,25 +150,62 @@ class Engine:
         done: set[int] = set()
         while stop is None or not stop():
             now = self.clock.now()
-            with self.database.transaction() as connection:
+            taken: list[int] = []
+            try:
+                states = self._tick_batch(now, done, taken)
+            except Conflict:
+                raise
+            except Exception:
+                if self.quarantine is None or not taken:
+                    raise
+                states = self._tick_one_by_one(taken, now)
+            if states is None:
+                return result  # nothing due, or other workers have it all
+            result.subscribers += len(states)
+            result.records += sum(len(s.records) for s in states)
+            self._hand_out(states)
+        return result
+
+    def _tick_batch(self, now: datetime, done: set[int], taken: list[int],
+                    ids: list[int] | None = None) -> list[SubscriberState] | None:
+        """One transaction: find the next due subscribers (unless `ids` says which), advance
+        them, save them. On PostgreSQL finding them locks them, until the commit."""
+        with self.database.transaction() as connection:
+            if ids is None:
                 ids = store.due_subscriber_ids(connection, now, self.batch_size)
                 if not ids:
-                    return result
+                    return None
                 if done.issuperset(ids):
                     raise RuntimeError(f"due work of subscribers {ids[:5]} was not consumed")
                 done.update(ids)
-                states = store.load_by_id(connection, ids, self.plan, self.cache)
-                if not states:
-                    return result  # other workers have them all; they will finish them
-                for state in states.values():
-                    assert state.id is not None
-                    state.recording = self.on_record is not None
-                    self.journey.advance(state, [], now, state.id)
-                store.save(connection, self.writer, states.values(), now)
-            result.subscribers += len(states)
-            result.records += sum(len(s.records) for s in states.values())
-            self._hand_out(states.values())
-        return result
+                taken += ids
+            states = store.load_by_id(connection, ids, self.plan, self.cache)
+            if not states:
+                return None
+            for state in states.values():
+                assert state.id is not None
+                state.recording = self.on_record is not None
+                self.journey.advance(state, [], now, state.id)
+            store.save(connection, self.writer, states.values(), now)
+        return list(states.values())
+
+    def _tick_one_by_one(self, ids: list[int], now: datetime) -> list[SubscriberState]:
+        """A failed batch again, a subscriber at a time; one that fails alone waits."""
+        assert self.quarantine is not None
+        states: list[SubscriberState] = []
+        for subscriber_id in ids:
+            try:
+                states += self._tick_batch(now, set(), [], [subscriber_id]) or []
+            except Conflict:
+                raise  # as from a whole batch: another process raced this one
+            except Exception:
+                until = now + self.quarantine
+                log.exception("the due work of subscriber %d failed; it is put off until %s",
+                              subscriber_id, f"{until:%Y-%m-%dT%H:%M:%SZ}",
+                              extra={"subscriber_id": subscriber_id})
+                with self.database.transaction() as connection:
+                    store.put_off_due(connection, subscriber_id, now, until)
+        return states
 
     def next_due_at(self) -> datetime | None:
         """When the earliest pending work is due (for the simulator and the scheduler)."""

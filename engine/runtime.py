@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from channels.endpoints import PushEndpointPolicy
@@ -26,6 +27,8 @@ from engine.store import queries
 from engine.store.database import Database
 
 log = logging.getLogger("nurture.runtime")
+QUARANTINE = timedelta(hours=1)
+"""How long the service puts off the due work of a subscriber whose processing fails."""
 
 
 class Runtime:
@@ -54,7 +57,7 @@ class Runtime:
         return self._engine.plan.catalog
 
     def _build(self, catalog: m.Catalog) -> Engine:
-        return Engine(catalog, self.database, clock=self.clock)
+        return Engine(catalog, self.database, clock=self.clock, quarantine=QUARANTINE)
 
     def ingest(self, events: list[Event]) -> IngestResult:
         result = self.groups.submit(events)

@@ -24,6 +24,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    update,
 )
 
 from engine.plan import Plan
@@ -408,6 +409,17 @@ def _save_schedule(connection: Connection, writer: BatchWriter,
     writer.insert(connection, SCHEDULE, SCHEDULE_COLUMNS, new)
     writer.update(connection, SCHEDULE, ("due_at", "nominal_at"), ("subscriber_id", "seq"),
                   moved)
+
+
+def put_off_due(connection: Connection, subscriber_id: int, now: datetime,
+                until: datetime) -> None:
+    """Move a subscriber's work due by `now` to `until` (its nominal times stay, and so does
+    the order of its postponed sends). The version moves on, so that no process uses a state
+    it kept in memory with the old times."""
+    connection.execute(update(SCHEDULE).where(SCHEDULE.c.subscriber_id == subscriber_id,
+                                              SCHEDULE.c.due_at <= now).values(due_at=until))
+    connection.execute(update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber_id)
+                       .values(version=SUBSCRIBERS.c.version + 1))
 
 
 def next_due_at(connection: Connection) -> datetime | None:

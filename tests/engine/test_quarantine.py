@@ -1,0 +1,95 @@
+"""One subscriber whose due work fails does not stop everyone else's (the service's engine)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dsl.loader import load_text
+from engine.clock import VirtualClock
+from engine.events import parse_event
+from engine.journey import Journey
+from engine.processor import Engine
+from engine.records import Record
+from engine.store.database import Database, open_database
+
+FLOW = """\
+workflow drip {
+  stage first { after 10 minutes: send push hello }
+}
+message hello push { title "Hello" }
+"""
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+@pytest.fixture
+def database(tmp_path: Path, database_url: str) -> Iterator[Database]:
+    opened = open_database(database_url or f"sqlite:///{tmp_path / 'q.db'}")
+    yield opened
+    opened.dispose()
+
+
+def engine_on(database: Database, records: list[Record], **options: Any) -> Engine:
+    catalog = load_text(FLOW, "drip.flow").catalog
+    assert catalog is not None
+    engine = Engine(catalog, database, clock=VirtualClock(T0), on_record=records.append,
+                    push_needs_subscription=False, batch_size=10, **options)
+    engine.ingest([parse_event({"subscriber": who, "type": "subscribed",
+                                "properties": {"channels": ["push"]}}, n, default_at=T0)
+                   for n, who in enumerate(("ann", "bob", "cid"))])
+    return engine
+
+
+def failing_for(who: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journey raises for one subscriber, as a bug tripped by their state would."""
+    real = Journey.advance
+
+    def advance(self: Journey, state: Any, *args: Any, **kwargs: Any) -> None:
+        if state.external_id == who:
+            raise ValueError("a bug")
+        real(self, state, *args, **kwargs)
+
+    monkeypatch.setattr(Journey, "advance", advance)
+
+
+def test_the_others_are_done_and_the_failing_one_waits_an_hour(
+        database: Database, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    records: list[Record] = []
+    engine = engine_on(database, records, quarantine=timedelta(hours=1))
+    failing_for("bob", monkeypatch)
+    engine.clock.advance_to(T0 + timedelta(minutes=10))  # type: ignore[attr-defined]
+    with caplog.at_level(logging.ERROR, logger="nurture.engine"):
+        result = engine.tick()
+    assert result.subscribers == 2
+    assert [(r.subscriber, r.kind, r.at) for r in records if r.kind == "send"] == [
+        ("ann", "send", T0 + timedelta(minutes=10)), ("cid", "send", T0 + timedelta(minutes=10))]
+    [logged] = [r for r in caplog.records if r.name == "nurture.engine"]
+    assert logged.getMessage() == ("the due work of subscriber 2 failed; it is put off until "
+                                   "2026-03-02T10:10:00Z")
+    assert logged.exc_info is not None and str(logged.exc_info[1]) == "a bug"
+    assert engine.next_due_at() == T0 + timedelta(minutes=70)
+    assert engine.tick().subscribers == 0  # nothing else due: the tick does not spin on bob
+
+    monkeypatch.undo()  # the bug is fixed: bob's push goes an hour late, once
+    engine.clock.advance_to(T0 + timedelta(minutes=70))  # type: ignore[attr-defined]
+    assert engine.tick().subscribers == 1
+    assert [(r.subscriber, r.at) for r in records if r.kind == "send"][-1] == (
+        "bob", T0 + timedelta(minutes=70))
+    assert engine.next_due_at() is None
+
+
+def test_without_quarantine_the_failure_is_raised(
+        database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator and users' tests want to see the exception, not a postponed step."""
+    engine = engine_on(database, [])
+    failing_for("bob", monkeypatch)
+    engine.clock.advance_to(T0 + timedelta(minutes=10))  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="a bug"):
+        engine.tick()
+    assert engine.next_due_at() == T0 + timedelta(minutes=10)  # nothing was saved
