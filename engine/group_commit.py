@@ -12,7 +12,8 @@ once, as before; none waits for a timer.
 Within a group, events keep their arrival order (a later request's events at the same instant
 come after an earlier one's), and each request's answer is its own: how many of its events were
 accepted, and which of its ids were duplicates (of stored events, of its own events, or of an
-earlier request's in the same group).
+earlier request's in the same group). If a group fails, its requests are written again one by
+one: a request whose events trip an error fails alone.
 """
 
 from __future__ import annotations
@@ -120,15 +121,33 @@ class GroupCommit:
                 accepted[id(request)] += 1
         try:
             result = self._ingest(merged)
+        except Exception as problem:
+            self.groups += 1
+            if len(group) == 1:
+                group[0].error = problem
+            else:
+                self._write_alone(group)
+            return
         except BaseException as problem:
             for request in group:
                 request.error = problem
             raise
-        finally:
-            self.groups += 1
+        self.groups += 1
         for key in result.duplicates:  # already stored: each key belongs to one request
             owner = owners[key]
             accepted[id(owner)] -= 1
             duplicates[id(owner)].append(key)
         for request in group:
             request.result = IngestResult(accepted[id(request)], duplicates[id(request)])
+
+    def _write_alone(self, group: list[_Request]) -> None:
+        """After a group failed: each request on its own, so that one request whose events
+        trip an error fails alone and the others are answered as if they had come alone
+        (ids that part of the group already stored come back as duplicates)."""
+        for request in group:
+            try:
+                request.result = self._ingest(request.events)
+            except Exception as problem:
+                request.error = problem
+            finally:
+                self.groups += 1

@@ -48,6 +48,8 @@ class Gate:
             assert self.release.wait(10)
         if self.fail is not None:
             raise self.fail
+        if any(e.subscriber == "poison" for e in events):
+            raise ValueError("a bug that one subscriber's events trip")
         duplicates = [e.key for e in events if e.key in self.stored]
         self.stored.update(e.key for e in events if e.key is not None)
         return IngestResult(len(events) - len(duplicates), duplicates)
@@ -125,6 +127,24 @@ def test_a_failed_group_fails_each_of_its_requests_and_the_next_group_is_written
     assert all(isinstance(answer, RuntimeError) for answer in answers)
     gate.fail = None
     assert groups.submit([event("d", "d")]) == IngestResult(1, [])
+    assert groups.writing is False
+
+
+def test_a_request_that_fails_its_group_fails_alone() -> None:
+    """The group is written again request by request: only the request whose events trip
+    the error gets it; the others get their answers, as if they had come alone."""
+    gate = Gate()
+    groups = GroupCommit(gate)
+    answers = submit_all(groups, gate, [[event("a", "a")], [event("b", "b")],
+                                        [event("poison", "p"), event("c", "c")],
+                                        [event("d", "d")]])
+    assert answers[0] == IngestResult(1, [])
+    assert answers[1] == IngestResult(1, [])
+    assert isinstance(answers[2], ValueError)
+    assert answers[3] == IngestResult(1, [])
+    # the first alone; then b, poison+c and d together (refused); then each alone
+    assert [[e.subscriber for e in batch] for batch in gate.batches] == [
+        ["a"], ["b", "poison", "c", "d"], ["b"], ["poison", "c"], ["d"]]
     assert groups.writing is False
 
 
