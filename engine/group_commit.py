@@ -12,8 +12,8 @@ once, as before; none waits for a timer.
 Within a group, events keep their arrival order (a later request's events at the same instant
 come after an earlier one's), and each request's answer is its own: how many of its events were
 accepted, and which of its ids were duplicates (of stored events, of its own events, or of an
-earlier request's in the same group). If a group fails, its requests are written again one by
-one: a request whose events trip an error fails alone.
+earlier request's in the same group). If a group fails before any of it is stored, its requests
+are written again one by one: a request whose events trip an error fails alone.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.events import Event
-from engine.processor import IngestResult
+from engine.processor import IngestResult, PartlyIngested
 
 Ingest = Callable[[list[Event]], IngestResult]
 MOST_EVENTS = 5_000
@@ -123,8 +123,9 @@ class GroupCommit:
             result = self._ingest(merged)
         except Exception as problem:
             self.groups += 1
-            if len(group) == 1:
-                group[0].error = problem
+            if len(group) == 1 or isinstance(problem, PartlyIngested):
+                for request in group:  # part is stored: writing again could store it twice
+                    request.error = problem
             else:
                 self._write_alone(group)
             return

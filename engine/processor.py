@@ -37,6 +37,11 @@ ATTEMPTS = 5
 """Tries of a batch that raced another process (the same new subscriber or event id)."""
 
 
+class PartlyIngested(RuntimeError):
+    """An ingest call failed after some of its batches were stored: trying the same events
+    again would store those a second time (all but those with ids)."""
+
+
 @dataclass(slots=True)
 class IngestResult:
     accepted: int = 0
@@ -99,17 +104,26 @@ class Engine:
         subscribers = list(by_subscriber)
         for start in range(0, len(subscribers), self.batch_size):
             batch = {s: by_subscriber[s] for s in subscribers[start:start + self.batch_size]}
-            for attempt in range(1, ATTEMPTS + 1):
-                duplicates: list[str] = []
-                try:
-                    result.accepted += self._ingest_batch(batch, duplicates)
-                except Conflict:
-                    if attempt == ATTEMPTS:
-                        raise
-                    continue  # another process raced us: read everything again
-                result.duplicates += duplicates
-                break
+            try:
+                self._ingest_with_retries(batch, result)
+            except Exception as problem:
+                if start == 0:
+                    raise  # nothing was stored
+                raise PartlyIngested(f"{result.accepted} event(s) were stored before: "
+                                     f"{problem}") from problem
         return result
+
+    def _ingest_with_retries(self, batch: dict[str, list[Event]], result: IngestResult) -> None:
+        for attempt in range(1, ATTEMPTS + 1):
+            duplicates: list[str] = []
+            try:
+                result.accepted += self._ingest_batch(batch, duplicates)
+            except Conflict:
+                if attempt == ATTEMPTS:
+                    raise
+                continue  # another process raced us: read everything again
+            result.duplicates += duplicates
+            return
 
     def _ingest_batch(self, batch: dict[str, list[Event]], duplicates: list[str]) -> int:
         now = self.clock.now()

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from engine.api.auth import Authorised
 from engine.api.errors import ApiError
 from engine.events import Event, EventError, parse_event
+from engine.processor import PartlyIngested
 
 router = APIRouter()
 MAX_BATCH = 1000
@@ -98,7 +99,12 @@ async def post_events(request: Request, runtime: Authorised) -> Accepted:
         first = errors[0]
         raise ApiError(422, f"event {first['event']}: {first['field']}: {first['message']} "
                             "(nothing was stored)", errors)
-    result = await run_in_threadpool(runtime.ingest, events)
+    try:
+        result = await run_in_threadpool(runtime.ingest, events)
+    except PartlyIngested as problem:
+        raise ApiError(500, f"some of the events were stored before an error ({problem}); "
+                            "sending them again stores again those without an `id`",
+                       [{"field": "events", "message": "partly stored"}]) from problem
     return Accepted(accepted=result.accepted, duplicates=result.duplicates)
 
 

@@ -180,3 +180,41 @@ def test_many_threads_through_the_engine_store_every_event_once(database: Databa
                   for who in (f"s{i}" for i in range(7))
                   if (key := queries.subscriber_key(connection, who)) is not None]
     assert sum(total for found in totals for total in found.values()) == 200
+
+
+def test_an_engine_call_that_fails_after_storing_part_says_so(
+        database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of subscribers are transactions of their own: a failure in a later one leaves
+    the earlier ones stored. The error says so, and a group is then not written again
+    (events without ids would be stored twice); a failure before anything is stored is
+    plain, and the group is written again request by request."""
+    from engine.journey import Journey
+    from engine.processor import PartlyIngested
+
+    catalog = load_text(FLOW, "w.flow").catalog
+    assert catalog is not None
+    engine = Engine(catalog, database, clock=VirtualClock(T0), push_needs_subscription=False,
+                    batch_size=1)
+    real = Journey.advance
+
+    def advance(self: Journey, state: object, *args: object, **kwargs: object) -> None:
+        if getattr(state, "external_id", None) == "poison":
+            raise ValueError("a bug")
+        real(self, state, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Journey, "advance", advance)
+    with pytest.raises(PartlyIngested, match="1 event\\(s\\) were stored before: a bug"):
+        engine.ingest([event("a", None, 0), event("poison", None, 1)])
+    with pytest.raises(ValueError, match="a bug"):
+        engine.ingest([event("poison", None, 0), event("b", None, 1)])
+    with database.transaction() as connection:
+        assert queries.subscriber_key(connection, "a") is not None
+        assert queries.subscriber_key(connection, "b") is None
+
+    gate = Gate()
+    groups = GroupCommit(gate)
+    gate.fail = PartlyIngested("2 event(s) were stored before: a bug")
+    answers = submit_all(groups, gate, [[event("x", None)], [event("y", None)],
+                                        [event("z", None)]])
+    assert all(isinstance(answer, PartlyIngested) for answer in answers)
+    assert len(gate.batches) == 2  # the first request, then the group: nothing again

@@ -252,3 +252,20 @@ def test_the_server_answers_413_without_waiting_for_the_rest_of_the_body(
     finally:
         server.stop()
         runtime.database.dispose()
+
+
+def test_a_request_stored_in_part_before_an_error_says_so(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.processor import PartlyIngested
+
+    def ingest(events: Any) -> Any:
+        raise PartlyIngested("1 event(s) were stored before: the disk is full")
+
+    monkeypatch.setattr(api.runtime, "ingest", ingest)
+    answer = api.post_events(SUBSCRIBED)
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "detail": "some of the events were stored before an error (1 event(s) were stored "
+                  "before: the disk is full); sending them again stores again those without "
+                  "an `id`",
+        "errors": [{"field": "events", "message": "partly stored"}]}
