@@ -359,8 +359,8 @@ def _listen(host: str, port: int) -> socket.socket:
         listener.bind((host, port))
     except OSError as problem:
         listener.close()
-        click.echo(f"nurture: cannot listen on {host}:{port}: {problem.strerror or problem}",
-                   err=True)
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        click.echo(f"nurture: cannot listen on {where}: {problem.strerror or problem}", err=True)
         sys.exit(1)
     return listener
 
@@ -404,4 +404,7 @@ def worker(db: str | None, workflows: str | None, lease: float) -> None:
 
 
 def _display(host: str) -> str:
-    return "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
+    """The host as a URL names it (an IPv6 address in brackets)."""
+    if host in ("127.0.0.1", "0.0.0.0", "::", "::1"):
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
