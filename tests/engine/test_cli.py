@@ -201,3 +201,36 @@ def test_a_database_that_cannot_be_opened_is_one_line_and_exit_2(
         code, out, err = run("dispatch", "--once", "--db", url.format(**values))
     assert (code, out) == (2, "")
     assert err.splitlines() == [f"nurture: {reason.format(**values)}"]
+
+
+def test_the_service_socket_has_nagle_off_on_its_connections() -> None:
+    """`serve` binds its socket itself; asyncio sets TCP_NODELAY on accepted connections only
+    if that socket names IPPROTO_TCP. Without it, HTTP ingestion ran ~20% slower."""
+    import asyncio
+    import socket
+
+    from engine.cli import _listen
+
+    listener = _listen("127.0.0.1", 0)
+
+    async def accepted_nodelay() -> int:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[int] = loop.create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                accepted = transport.get_extra_info("socket")
+                answer.set_result(accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+        server = await loop.create_server(Probe, sock=listener)
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        try:
+            return await asyncio.wait_for(answer, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    try:
+        assert asyncio.run(accepted_nodelay()) == 1
+    finally:
+        listener.close()

@@ -104,7 +104,7 @@ class LiveServer:
 
         # The socket is bound here and handed over, so that no other test process (the suite
         # runs in several) can take the port between choosing it and listening on it.
-        listener = socket.socket()
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listener.bind(("127.0.0.1", 0))
         self.port = int(listener.getsockname()[1])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
