@@ -63,10 +63,13 @@ def test_only_the_claim_holding_a_row_renews_it_or_writes_its_outcome(
 def test_a_batch_that_outlasts_its_lease_is_renewed_and_not_taken_over(
         shop_factory) -> None:
     push = PushService(tls=None)
-    push.delay = 0.1
+    push.delay = 0.2
     try:
         shop = _queued_pushes(shop_factory, push, 16)
-        shop.dispatcher.lease = timedelta(seconds=0.6)  # the batch needs about 1.6 s
+        # The batch needs about 3.2 s. Renewals come every 0.5 s, so a renewal may be up to
+        # 1 s late (this loop also runs the rival's queries; the suite runs in parallel)
+        # before a row is lost: with a 0.6 s lease, a late one let the rival in.
+        shop.dispatcher.lease = timedelta(seconds=1.5)
         rival_got: list[int] = []
 
         async def rival(done: asyncio.Event) -> None:
