@@ -1,6 +1,7 @@
 """Prometheus metrics of a running service (`/metrics`).
 
-Counters for what happens (events ingested, sends by channel and outcome), the tick's
+Counters for what happens (events ingested, sends by channel and outcome, subscribers whose
+due work failed and was put off: one to alert on), the tick's
 duration, and the backlog read from the database when scraped (due work and dispatches due
 now), so that several processes sharing a database report the same backlog.
 """
@@ -36,6 +37,9 @@ class Metrics:
                                   registry=self.registry)
         self.sends = Counter("nurture_sends", "Dispatch outcomes",
                              ["channel", "outcome"], registry=self.registry)
+        self.put_off = Counter("nurture_due_work_put_off",
+                               "Subscribers whose due work failed and was put off",
+                               registry=self.registry)
         self.tick = Histogram("nurture_tick_seconds", "Duration of a tick",
                               registry=self.registry,
                               buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60))

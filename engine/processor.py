@@ -55,6 +55,8 @@ class TickResult:
     """Subscribers whose due work was done."""
     records: int = 0
     """Timeline records written (counted only when a listener wants them)."""
+    put_off: int = 0
+    """Subscribers whose due work failed and was put off (`quarantine`)."""
 
 
 class Engine:
@@ -172,7 +174,8 @@ class Engine:
             except Exception:
                 if self.quarantine is None or not taken:
                     raise
-                states = self._tick_one_by_one(taken, now)
+                states, put_off = self._tick_one_by_one(taken, now)
+                result.put_off += put_off
             if states is None:
                 return result  # nothing due, or other workers have it all
             result.subscribers += len(states)
@@ -203,10 +206,13 @@ class Engine:
             store.save(connection, self.writer, states.values(), now)
         return list(states.values())
 
-    def _tick_one_by_one(self, ids: list[int], now: datetime) -> list[SubscriberState]:
-        """A failed batch again, a subscriber at a time; one that fails alone waits."""
+    def _tick_one_by_one(self, ids: list[int],
+                         now: datetime) -> tuple[list[SubscriberState], int]:
+        """A failed batch again, a subscriber at a time; one that fails alone waits. The
+        states done, and how many subscribers' work was put off."""
         assert self.quarantine is not None
         states: list[SubscriberState] = []
+        put_off = 0
         for subscriber_id in ids:
             try:
                 states += self._tick_batch(now, set(), [], [subscriber_id]) or []
@@ -219,7 +225,8 @@ class Engine:
                               extra={"subscriber_id": subscriber_id})
                 with self.database.transaction() as connection:
                     store.put_off_due(connection, subscriber_id, now, until)
-        return states
+                put_off += 1
+        return states, put_off
 
     def next_due_at(self) -> datetime | None:
         """When the earliest pending work is due (for the simulator and the scheduler)."""

@@ -95,6 +95,7 @@ class Service:
         result = self.runtime.engine.tick(stop=self.stopping.is_set)
         elapsed = time.perf_counter() - began
         self.runtime.metrics.tick.observe(elapsed)
+        self.runtime.metrics.put_off.inc(result.put_off)
         if result.subscribers:
             log.info("tick", extra={"subscribers": result.subscribers,
                                     "seconds": round(elapsed, 4)})

@@ -66,7 +66,7 @@ def test_the_others_are_done_and_the_failing_one_waits_an_hour(
     engine.clock.advance_to(T0 + timedelta(minutes=10))  # type: ignore[attr-defined]
     with caplog.at_level(logging.ERROR, logger="nurture.engine"):
         result = engine.tick()
-    assert result.subscribers == 2
+    assert (result.subscribers, result.put_off) == (2, 1)
     assert [(r.subscriber, r.kind, r.at) for r in records if r.kind == "send"] == [
         ("ann", "send", T0 + timedelta(minutes=10)), ("cid", "send", T0 + timedelta(minutes=10))]
     [logged] = [r for r in caplog.records if r.name == "nurture.engine"]

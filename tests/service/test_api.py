@@ -165,6 +165,7 @@ def test_the_public_key_health_metrics_and_schema(api: Api) -> None:
     api.post_events(SUBSCRIBED)
     metrics = api.client.get("/metrics").text
     assert "nurture_events_ingested_total 1.0" in metrics
+    assert "nurture_due_work_put_off_total 0.0" in metrics  # one to alert on
     assert 'nurture_due_backlog{kind="outbox"} 1.0' in metrics  # the welcome e-mail
     schema = api.client.get("/openapi.json").json()
     assert {"/v1/events", "/v1/subscribers/{subscriber_id}", "/v1/push/public-key",
