@@ -8,13 +8,14 @@ Compiled templates are cached by source, since the same few fields render millio
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nodes
 from jinja2 import Template as JinjaTemplate
-from jinja2.exceptions import SecurityError
+from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -62,10 +63,30 @@ def render(compiled: Compiled, variables: Mapping[str, Any]) -> str:
         return compiled.template.render(variables)
     except SecurityError as problem:
         raise RenderError(f"not allowed in a template: {problem}") from None
+    except UndefinedError as problem:
+        raise RenderError(_undefined(compiled, str(problem))) from None
     except JinjaTemplateError as problem:
         raise RenderError(str(problem)) from None
     except (TypeError, ValueError, ArithmeticError, LookupError) as problem:
         raise RenderError(f"{type(problem).__name__}: {problem}") from None
+
+
+_MISSING_KEY = re.compile(r"'dict object' has no attribute '(.+)'")
+
+
+def _undefined(compiled: Compiled, text: str) -> str:
+    """Jinja's "'dict object' has no attribute 'first_name'" in a marketer's terms, when the
+    template reads that name from one variable only (`subscriber.first_name`)."""
+    missing = _MISSING_KEY.fullmatch(text)
+    if missing is None:
+        return text
+    name = missing[1]
+    owners = sorted({variable for variable, attribute, _ in compiled.attributes
+                     if attribute == name})
+    if len(owners) != 1:
+        return text
+    read = f"{owners[0]}.{name}"
+    return f"{read} is undefined; a default avoids this: {{{{ {read} | default('…') }}}}"
 
 
 def _free_names(tree: nodes.Template) -> frozenset[str]:

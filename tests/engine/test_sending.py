@@ -250,7 +250,9 @@ message strict push { title "Hi {{ subscriber.first_name }}" }
         ("2026-01-06T09:00:00Z", "skip", "push strict: render_error"),
         ("2026-01-07T09:00:00Z", "send", "push strict"),  # the next occurrence, not a retry
     ]
-    assert "first_name" in (run.skipped("ann")[0].note or "")
+    assert run.skipped("ann")[0].note == (
+        "title: subscriber.first_name is undefined; a default avoids this: "
+        "{{ subscriber.first_name | default('…') }}")
 
 
 def test_consent_is_checked_before_rendering(flow) -> None:
