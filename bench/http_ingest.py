@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from bench.journeys import journeys
-from tests.channels.peers import free_port
+from bench.push_speed import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

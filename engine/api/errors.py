@@ -30,11 +30,16 @@ def field_error(status: int, field: str, message: str, **more: Any) -> ApiError:
                                                      **more}])
 
 
+def response(problem: ApiError) -> JSONResponse:
+    """The answer to an ApiError, in the one shape every refusal has."""
+    return JSONResponse({"detail": problem.detail, "errors": problem.errors},
+                        status_code=problem.status, headers=problem.headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, problem: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": problem.detail, "errors": problem.errors},
-                            status_code=problem.status, headers=problem.headers)
+        return response(problem)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, problem: RequestValidationError) -> JSONResponse:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.api.errors import ApiError
+from engine.api.errors import ApiError, response
 
 MAX_BODY = 64 * 1024
 """Every call but ingestion: a push subscription, a form, a token are a few hundred bytes."""
@@ -37,9 +36,7 @@ class BodyLimit:
         limit = self.limits.get(scope["path"], self.default)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            problem = too_large(limit)
-            await JSONResponse({"detail": problem.detail, "errors": problem.errors},
-                               status_code=413)(scope, receive, send)
+            await response(too_large(limit))(scope, receive, send)
             return
         received = 0
 

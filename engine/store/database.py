@@ -119,7 +119,7 @@ def open_database(url: str, *, migrate: bool = True, durable: bool = True,
         raise DatabaseUnavailable(
             "the database URL is not one nurture can read; it looks like "
             "sqlite:///nurture.db or postgresql+psycopg://user@host/database") from None
-    shown = printable_url(url)
+    shown = parsed.render_as_string(hide_password=True)
     try:
         if parsed.get_backend_name() == "sqlite":
             engine = _sqlite_engine(url, durable, cache_mib)
