@@ -229,27 +229,30 @@ class Journey:
         for index, step in enumerate(stage.steps):
             if isinstance(step, m.OnEnter):
                 decide_send(self.plan, workflow, moment,
-                            SendStep(enrolment, stage, index, 0, moment.at), None,
+                            SendStep(enrolment, stage, index, index, 0, moment.at), None,
                             self.options)
+        steps = workflow.step_keys[stage_name].keys
         for index, step in enumerate(stage.steps):
             if isinstance(step, m.After):
-                self._plan_work(state, "step", moment.at + step.delay.delta, enrolment, index, 0)
+                self._plan_work(state, "step", moment.at + step.delay.delta, enrolment, index,
+                                0, steps[index])
             elif isinstance(step, m.Every):
                 self._plan_work(state, "step", moment.at + step.interval.delta, enrolment,
-                                index, 1)
+                                index, 1, steps[index])
+        transitions = workflow.transition_keys[stage_name].keys
         for index, transition in enumerate(stage.transitions):
             if isinstance(transition, m.GoAfter):
                 self._plan_work(state, "move", moment.at + transition.delay.delta, enrolment,
-                                index, 0)
+                                index, 0, transitions[index])
             elif isinstance(transition, m.GoIdle):
                 self._plan_work(state, "idle", moment.at + transition.idle.delta, enrolment,
-                                index, 0)
+                                index, 0, transitions[index])
 
     @staticmethod
     def _plan_work(state: SubscriberState, kind: str, at: datetime, enrolment: Enrolment,
-                   index: int, occurrence: int) -> None:
-        state.schedule(Due(kind, at, enrolment.workflow, enrolment, enrolment.stage_seq, index,
-                           occurrence, at, state.new_order()))
+                   number: int, occurrence: int, key: str) -> None:
+        state.schedule(Due(kind, at, enrolment.workflow, enrolment, enrolment.stage_seq, number,
+                           occurrence, at, state.new_order(), key))
 
     @staticmethod
     def _cancel_stage_work(state: SubscriberState, enrolment: Enrolment) -> None:
@@ -282,7 +285,7 @@ class Journey:
                        event_type: str | None) -> m.Transition | None:
         state = moment.state
         names: Any = None
-        for guarded in workflow.transitions[enrolment.stage]:
+        for guarded in workflow.transitions.get(enrolment.stage, ()):  # () if edited away
             transition = guarded.node
             match transition:
                 case m.GoWhen():
@@ -327,18 +330,24 @@ class Journey:
         if (enrolment is None or state.enrolments.get(workflow.name) is not enrolment
                 or enrolment.stage_seq != due.stage_seq
                 or enrolment.stage not in workflow.stages):
-            return False  # left the stage (or the workflow changed under it)
+            return False  # left the stage (or an edit removed the stage)
         stage = workflow.stages[enrolment.stage]
         kept = False
-        if due.kind == "step":
-            self._run_step(workflow, stage, enrolment, moment, due)
-        elif due.kind == "send":
-            kept = decide_send(self.plan, workflow, moment,
-                               SendStep(enrolment, stage, due.step, due.occurrence,
-                                        due.nominal_at), due, self.options)
+        if due.kind in ("step", "send"):
+            index = workflow.step_keys[stage.name].position(due.step, due.key)
+            if index is None:
+                return False  # an edit removed (or changed) the step: its work goes with it
+            if due.kind == "step":
+                self._run_step(workflow, stage, enrolment, moment, due, index)
+            else:
+                kept = decide_send(self.plan, workflow, moment,
+                                   SendStep(enrolment, stage, index, due.step, due.occurrence,
+                                            due.nominal_at), due, self.options)
         elif due.kind == "idle":
-            transition = stage.transitions[due.step]
-            assert isinstance(transition, m.GoIdle)
+            index = workflow.transition_keys[stage.name].position(due.step, due.key)
+            transition = stage.transitions[index] if index is not None else None
+            if not isinstance(transition, m.GoIdle):
+                return False  # an edit removed the transition
             wake = self._idle_since(state, enrolment) + transition.idle.delta
             if wake > moment.at:  # an event came since: check again later
                 due.due_at = due.nominal_at = wake
@@ -349,8 +358,9 @@ class Journey:
         return kept
 
     def _run_step(self, workflow: WorkflowPlan, stage: m.Stage, enrolment: Enrolment,
-                  moment: Moment, due: Due) -> None:
-        step = stage.steps[due.step]
+                  moment: Moment, due: Due, index: int) -> None:
+        """Run the step now at `index` (planned as number `due.step`)."""
+        step = stage.steps[index]
         if isinstance(step, m.After):
             if step.unless is not None and step.unless in enrolment.seen:
                 return  # cancelled: the `unless` event arrived since entering the stage
@@ -359,9 +369,10 @@ class Journey:
                 following = due.occurrence + 1
                 self._plan_work(moment.state, "step",
                                 enrolment.stage_entered_at + following * step.interval.delta,
-                                enrolment, due.step, following)
+                                enrolment, due.step, following,
+                                workflow.step_keys[stage.name].keys[index])
         else:
-            return
+            return  # work planned before keys, whose number now names an `on enter` step
         decide_send(self.plan, workflow, moment,
-                    SendStep(enrolment, stage, due.step, due.occurrence, due.due_at), None,
-                    self.options)
+                    SendStep(enrolment, stage, index, due.step, due.occurrence, due.due_at),
+                    None, self.options)

@@ -1,13 +1,17 @@
 """The loaded catalog, indexed for the engine's hot path.
 
 A `Plan` is built once per catalog: rules are looked up by event type instead of scanned, time
-zones, quiet hours and caps are converted once, and the fit rules get stable signatures so that
-the fit rules that hold can be remembered across reloads that move lines around.
+zones, quiet hours and caps are converted once, and the fit rules, stage steps and transitions
+get stable keys, so that what was remembered or planned for them (fit rules that hold, pending
+steps, timers) follows them across reloads that move lines around, and is dropped with them
+when an edit removes or changes them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -57,6 +61,24 @@ class DecayPlan:
     ref: str
 
 
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The stable keys of a stage's steps (or transitions), in written order."""
+
+    keys: tuple[str, ...]
+    positions: dict[str, int]
+
+    def position(self, hint: int, key: str | None) -> int | None:
+        """Where the step planned as number `hint` with `key` is now; None if it is gone.
+
+        Work planned before keys were stored (`key` None) trusts the number."""
+        if key is None:
+            return hint if 0 <= hint < len(self.keys) else None
+        if 0 <= hint < len(self.keys) and self.keys[hint] == key:
+            return hint
+        return self.positions.get(key)
+
+
 @dataclass(slots=True)
 class WorkflowPlan:
     workflow: m.Workflow
@@ -76,6 +98,9 @@ class WorkflowPlan:
     """Stage -> its transitions in written order, `when` and `on … where` compiled."""
     awaited: dict[str, frozenset[str]] = field(default_factory=dict)
     """Stage -> the events its `after … unless EVENT` steps watch for."""
+    step_keys: dict[str, Keys] = field(default_factory=dict)
+    """Stage -> the keys of its steps (see `step_key`)."""
+    transition_keys: dict[str, Keys] = field(default_factory=dict)
     name: str = field(init=False)
     """The workflow's name (a plain attribute: it is read for every rule of every event)."""
 
@@ -162,7 +187,53 @@ def _workflow_plan(workflow: m.Workflow) -> WorkflowPlan:
     for stage in workflow.stages:
         plan.transitions[stage.name] = [Guarded(t, _transition_test(t))
                                         for t in stage.transitions]
+        plan.step_keys[stage.name] = _keys(step_text(s) for s in stage.steps)
+        plan.transition_keys[stage.name] = _keys(transition_text(t) for t in stage.transitions)
     return plan
+
+
+def step_text(step: m.Step) -> str:
+    """A step as what it does, whatever its line or spelling (`24 hours` is `1 day`)."""
+    match step:
+        case m.OnEnter():
+            when = "on enter"
+        case m.After(delay=delay, unless=unless):
+            when = f"after {_seconds(delay)}" + (f" unless {unless}" if unless else "")
+        case m.Every(interval=interval, times=times):
+            when = f"every {_seconds(interval)}" + (f", {times} times" if times else "")
+    action = step.action
+    values = ", ".join(f"{name} = {value!r}" for name, value in action.params)
+    return f"{when}: send {action.channel} {action.message}" + (
+        f" with {values}" if values else "")
+
+
+def transition_text(transition: m.Transition) -> str:
+    match transition:
+        case m.GoWhen(condition=condition):
+            when = f"when {describe(condition)}"
+        case m.GoOn(event=event, where=where):
+            when = f"on {event}" + (f" where {describe(where)}" if where else "")
+        case m.GoAfter(delay=delay):
+            when = f"after {_seconds(delay)}"
+        case m.GoIdle(idle=idle):
+            when = f"when idle for {_seconds(idle)}"
+    return f"go to {transition.target} {when}"
+
+
+def _seconds(duration: m.Duration) -> str:
+    return f"{duration.seconds.normalize():f}s"
+
+
+def _keys(texts: Iterable[str]) -> Keys:
+    """Short digests of the texts; a text written twice in one stage is told apart by its
+    rank among its twins (`#2`)."""
+    seen: dict[str, int] = {}
+    keys = []
+    for text in texts:
+        seen[text] = seen.get(text, 0) + 1
+        signed = text if seen[text] == 1 else f"{text} #{seen[text]}"
+        keys.append(hashlib.blake2b(signed.encode(), digest_size=8).hexdigest())
+    return Keys(tuple(keys), {key: index for index, key in enumerate(keys)})
 
 
 def _compiled(condition: m.Condition | None) -> Predicate | None:

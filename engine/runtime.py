@@ -44,6 +44,7 @@ class Runtime:
         self.metrics = Metrics(self.backlog)
         self._lock = threading.Lock()
         self._engine = self._build(catalog)
+        self.warn_of_stranded(catalog)
         self.files_seen = self._files_signature()
         self.groups = GroupCommit(lambda events: self.engine.ingest(events))
         """API requests that wait for the writer are written together (group commit)."""
@@ -82,8 +83,22 @@ class Runtime:
                 self._engine = self._build(result.catalog)
                 log.info("workflows reloaded", extra={"files": len(result.files),
                                                       "workflows": len(result.catalog.workflows)})
+                self.warn_of_stranded(result.catalog)
             self.files_seen = signature
             return result
+
+    def warn_of_stranded(self, catalog: m.Catalog) -> None:
+        """Say when subscribers are in a stage that the workflows no longer declare (an edit
+        removed or renamed it): nothing runs for them there, and only an operator can tell
+        whether that was meant."""
+        stages = {w.name: {s.name for s in w.stages} for w in catalog.workflows}
+        with self.database.transaction() as connection:
+            found = queries.stranded(connection, stages)
+        for workflow, stage, count in found:
+            log.warning("%d subscriber(s) are in stage '%s' of workflow '%s', which the "
+                        "workflows no longer declare: nothing runs for them until they exit "
+                        "or the stage is back", count, stage, workflow,
+                        extra={"workflow": workflow, "stage": stage, "subscribers": count})
 
     def files_changed(self) -> bool:
         return self._files_signature() != self.files_seen

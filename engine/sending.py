@@ -40,6 +40,10 @@ class SendStep:
     enrolment: Enrolment
     stage: m.Stage
     index: int
+    """Where the step is in the stage now."""
+    number: int
+    """Its number in the stage as the subscriber entered it (they differ after an edit moved
+    the step): deliveries and postponed sends are filed under it."""
     occurrence: int
     nominal_at: datetime
 
@@ -129,7 +133,8 @@ def _postpone(state: SubscriberState, workflow: WorkflowPlan, step: SendStep, wh
         state.schedule(waiting)
         return True
     state.schedule(Due("send", when, workflow.name, step.enrolment, step.enrolment.stage_seq,
-                       step.index, step.occurrence, step.nominal_at, state.new_order()))
+                       step.number, step.occurrence, step.nominal_at, state.new_order(),
+                       workflow.step_keys[step.stage.name].keys[step.index]))
     return False
 
 
@@ -168,7 +173,7 @@ def _deliver(moment: Moment, workflow: WorkflowPlan, step: SendStep, status: str
     state.delivery_count += 1
     row = DeliveryRow(
         state.delivery_count, step.enrolment, workflow.name, step.stage.name,
-        step.enrolment.stage_seq, step.index, step.occurrence, step.rule, action.channel,
+        step.enrolment.stage_seq, step.number, step.occurrence, step.rule, action.channel,
         action.message, lang, status, reason, content, step.nominal_at, moment.at)
     state.changes.deliveries.append(row)
     return row

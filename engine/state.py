@@ -52,11 +52,16 @@ class Due:
     enrolment: Enrolment | None
     stage_seq: int
     step: int
+    """The step's (or transition's) number in the stage as it was when the subscriber
+    entered it: with `stage_seq` and `occurrence`, what names a delivery of this visit."""
     occurrence: int
     nominal_at: datetime
     order: int
     """Creation order: work due at the same instant runs in the order it was planned. Also
     the row's key (with the subscriber)."""
+    key: str | None = None
+    """The step's stable key (`engine.plan.step_text`): where it is now, if an edit of the
+    workflow moved it, and whether it is still there (None: work planned before keys)."""
     stored: bool = False
     dirty: bool = False
 

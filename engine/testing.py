@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from channels.recording import RecordingChannel
+from dsl import model as m
 from dsl.loader import load_paths
 from engine.events import parse_event, parse_instant
 from engine.processor import Engine, IngestResult
@@ -48,21 +49,31 @@ class FlowTest:
                  live_push: bool, database: str | None = None) -> None:
         from freezegun import freeze_time
 
-        result = load_paths(paths)
-        if result.catalog is None:
-            raise WorkflowLoadError("\n".join(str(d) for d in result.diagnostics))
-        self.catalog = result.catalog
+        self.paths = paths
+        self.live_push = live_push
+        self.catalog = _loaded(paths)
         self._freezer = freeze_time(start)
         self._frozen = self._freezer.start()
         self.database: Database = open_database(
             database or f"sqlite:///{folder / 'nurture-test.db'}", durable=False)
         self.records: list[Record] = []
         self.channel = RecordingChannel()
-        self.engine = Engine(self.catalog, self.database, on_record=self.records.append,
-                             channels={"push": self.channel, "email": self.channel,
-                                       "webhook": self.channel},
-                             push_needs_subscription=live_push, outbox=False)
+        self.engine = self._engine()
         self._seq = 0
+
+    def _engine(self) -> Engine:
+        return Engine(self.catalog, self.database, on_record=self.records.append,
+                      channels={"push": self.channel, "email": self.channel,
+                                "webhook": self.channel},
+                      push_needs_subscription=self.live_push, outbox=False)
+
+    def reload(self, *paths: str | Path) -> None:
+        """Load the workflow files again (these, or the same ones), as the service does when
+        a file changes: subscribers in flight go on under the edited workflows."""
+        if paths:
+            self.paths = tuple(str(p) for p in paths)
+        self.catalog = _loaded(self.paths)
+        self.engine = self._engine()
 
     def close(self) -> None:
         self.database.dispose()
@@ -168,6 +179,13 @@ class FlowTest:
         if len(names) != 1:
             raise ValueError(f"several workflows are loaded ({', '.join(names)}): name one")
         return names[0]
+
+
+def _loaded(paths: tuple[str, ...]) -> m.Catalog:
+    result = load_paths(paths)
+    if result.catalog is None:
+        raise WorkflowLoadError("\n".join(str(d) for d in result.diagnostics))
+    return result.catalog
 
 
 class NurtureFixture:

@@ -180,3 +180,18 @@ def backlog(connection: Connection, now: datetime) -> tuple[int, int]:
     dispatches = connection.execute(select(func.count()).select_from(DISPATCHES).where(
         DISPATCHES.c.status.in_(("queued", "sending")), DISPATCHES.c.due_at <= now)).scalar_one()
     return int(due), int(dispatches)
+
+
+def stranded(connection: Connection, stages: dict[str, set[str]]) -> list[tuple[str, str, int]]:
+    """(workflow, stage, subscribers) of active enrolments in a stage that `stages` (workflow
+    -> its stages) does not have: what an edit that removed or renamed a stage left behind.
+    Enrolments in workflows that are not loaded at all are not counted (they wait unseen).
+    One scan of the enrolments: for reloads, not for the hot path."""
+    rows = connection.execute(
+        select(ENROLMENTS.c.workflow, ENROLMENTS.c.stage, func.count().label("subscribers"))
+        .where(ENROLMENTS.c.ended_at.is_(None),
+               ENROLMENTS.c.workflow.in_(sorted(stages)))
+        .group_by(ENROLMENTS.c.workflow, ENROLMENTS.c.stage)
+        .order_by(ENROLMENTS.c.workflow, ENROLMENTS.c.stage))
+    return [(row.workflow, row.stage, int(row.subscribers)) for row in rows
+            if row.stage not in stages[row.workflow]]

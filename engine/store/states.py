@@ -208,7 +208,8 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
         state = states[row.subscriber_id]
         owner = enrolments.get(row.enrolment_id) if row.enrolment_id is not None else None
         state.schedule(Due(row.kind, row.due_at, row.workflow, owner, row.stage_seq,
-                           row.step, row.occurrence, row.nominal_at, row.seq, stored=True))
+                           row.step, row.occurrence, row.nominal_at, row.seq, row.step_key,
+                           stored=True))
         state.next_order = max(state.next_order, row.seq)
 
 
@@ -220,7 +221,7 @@ ATTRIBUTE_COLUMNS = ("attributes", "timezone", "locale")
 ENROLMENT_COLUMNS = ("stage", "stage_seq", "stage_entered_at", "ended_at", "exit_reason",
                      "seen")
 SCHEDULE_COLUMNS = ("subscriber_id", "seq", "due_at", "kind", "workflow", "enrolment_id",
-                    "stage_seq", "step", "occurrence", "nominal_at")
+                    "stage_seq", "step", "occurrence", "nominal_at", "step_key")
 
 
 def save(connection: Connection, writer: BatchWriter, states: Iterable[SubscriberState],
@@ -401,7 +402,8 @@ def _save_schedule(connection: Connection, writer: BatchWriter,
             if not due.stored:
                 new.append((state.id, due.order, due.due_at, due.kind, due.workflow,
                             due.enrolment.id if due.enrolment is not None else None,
-                            due.stage_seq, due.step, due.occurrence, due.nominal_at))
+                            due.stage_seq, due.step, due.occurrence, due.nominal_at,
+                            due.key))
                 due.stored, due.dirty = True, False
             elif due.dirty:
                 moved.append((due.due_at, due.nominal_at, state.id, due.order))

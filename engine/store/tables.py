@@ -208,10 +208,15 @@ class DueWork(Base):
         ForeignKey("enrolments.id", ondelete="CASCADE"))
     stage_seq: Mapped[int]
     step: Mapped[int]
-    """Index of the stage step (step, send) or transition (move, idle)."""
+    """Number of the stage step (step, send) or transition (move, idle) in the stage as the
+    subscriber entered it."""
     occurrence: Mapped[int]
     nominal_at: Mapped[datetime]
     """When it was first due: postponed sends go out in this order."""
+    step_key: Mapped[str | None] = mapped_column(String(16))
+    """The step's (or transition's) stable key: an edit of the workflow that moves the step
+    does not change it; one that removes or rewrites the step leaves it matching nothing,
+    and the work is dropped (`engine.plan.step_text`). Null in rows written before keys."""
 
 
 class Delivery(Base):

@@ -80,6 +80,26 @@ def test_the_full_loop_without_a_browser(live, push_service: PushService) -> Non
         assert http.get("/healthz").json()["scheduler"] == "running"
 
 
+def test_an_edit_that_removes_a_stage_with_subscribers_in_it_is_reported(live, caplog) -> None:
+    """Before step keys, every event of such a subscriber failed (500): the engine looked
+    up the transitions of a stage that was gone."""
+    runtime, _, server = live
+    with httpx.Client(base_url=server.url) as http:
+        assert http.post("/v1/events", headers=AUTH, json={
+            "subscriber": "zoe", "type": "subscribed",
+            "properties": {"channels": ["email"]}}).status_code == 200
+        flow = Path(runtime.settings.workflows) / "shop.flow"
+        flow.write_text(FLOW.replace("stage browsing {", "stage looking {"), encoding="utf-8")
+        wait_for(lambda: "1 subscriber(s) are in stage 'browsing' of workflow 'shop', which "
+                         "the workflows no longer declare" in caplog.text, what="the warning")
+        answer = http.post("/v1/events", headers=AUTH, json={
+            "subscriber": "zoe", "type": "page_view", "properties": {"url": "/diamonds"}})
+        assert answer.status_code == 200, answer.text
+        exported = http.get("/v1/subscribers/zoe", headers=AUTH).json()
+    assert exported["scores"]["shop"]["engagement"]["total"] == 30
+    assert [e["stage"] for e in exported["enrolments"]] == ["browsing"]
+
+
 def test_ingesting_while_the_scheduler_runs_loses_no_event(live) -> None:
     runtime, _, server = live
     posted: list[int] = []
