@@ -29,6 +29,9 @@ class EventRulePlan:
     rule: m.EventRule
     ref: str
     """`FILE:LINE`."""
+    key: str
+    """Stable across edits that move lines (what the rule counts: its workflow, score, event
+    and condition): the ledger files its additions under it, and a `max` counts them by it."""
     max_window: timedelta | None
     max_points: Decimal | None
     where: Predicate | None
@@ -115,6 +118,9 @@ class Plan:
     by_name: dict[str, WorkflowPlan]
     variants: dict[tuple[str, str], tuple[m.Message, ...]]
     capped_rules: frozenset[str]
+    """Keys of the event rules with a `max`."""
+    capped_refs: dict[str, str]
+    """`FILE:LINE` -> key of those rules (for ledger rows written before keys)."""
     longest_max_window: timedelta
     longest_cap_window: timedelta
     fit_uses_tags: bool
@@ -135,7 +141,8 @@ def build_plan(catalog: m.Catalog) -> Plan:
         workflows=workflows,
         by_name={w.name: w for w in workflows},
         variants={key: tuple(value) for key, value in variants.items()},
-        capped_rules=frozenset(r.ref for r in capped),
+        capped_rules=frozenset(r.key for r in capped),
+        capped_refs={r.ref: r.key for r in capped},
         longest_max_window=max((r.max_window for r in capped if r.max_window), default=timedelta()),
         longest_cap_window=max(caps, default=timedelta()),
         fit_uses_tags=any(f.uses_tags for w in workflows for f in w.fit_rules),
@@ -158,10 +165,14 @@ def _workflow_plan(workflow: m.Workflow) -> WorkflowPlan:
                                        if isinstance(step, m.After) and step.unless)
                  for stage in workflow.stages},
     )
+    rule_keys = _keys(f"{workflow.name}/{score.name}: on {rule.event}" + (
+        f" where {describe(rule.where)}" if rule.where else "")
+        for score in workflow.scores for rule in score.event_rules).keys
+    numbered = iter(rule_keys)
     for score in workflow.scores:
         for rule in score.event_rules:
             plan.event_rules.setdefault(rule.event, []).append(EventRulePlan(
-                score.name, rule, rule.span.rule_ref,
+                score.name, rule, rule.span.rule_ref, next(numbered),
                 rule.max.window if rule.max else None,
                 Decimal(rule.max.count) if rule.max else None, _compiled(rule.where)))
         seen: dict[str, int] = {}

@@ -41,7 +41,7 @@ def _earn(plan: WorkflowPlan, moment: Moment, rule: EventRulePlan) -> None:
         if points == 0:
             return  # the cap leaves nothing: no ledger entry, no record (SPEC §1.5a)
     decay = plan.decays.get(rule.score)
-    change(plan, moment, rule.score, points, rule.ref, "event")
+    change(plan, moment, rule.score, points, rule.ref, "event", rule.key)
     if decay is not None:
         state = moment.state
         score = state.score(plan.name, rule.score)
@@ -62,7 +62,7 @@ def _wake_for_decay(state: SubscriberState, workflow: str, at: datetime) -> None
 def _within_max(moment: Moment, rule: EventRulePlan, points: Decimal) -> Decimal:
     """What is left under `max M per PERIOD`: the rule's additions in (t - W, t] count."""
     assert rule.max_window is not None and rule.max_points is not None
-    history = moment.state.capped.setdefault(rule.ref, [])
+    history = moment.state.capped.setdefault(rule.key, [])
     cutoff = moment.at - rule.max_window
     while history and history[0][0] <= cutoff:
         history.pop(0)
@@ -76,7 +76,7 @@ def _within_max(moment: Moment, rule: EventRulePlan, points: Decimal) -> Decimal
 
 
 def change(plan: WorkflowPlan, moment: Moment, score: str, delta: Decimal, rule: str,
-           kind: str) -> None:
+           kind: str, rule_key: str | None = None) -> None:
     """Add `delta` to a score: the total, a ledger row and a timeline record."""
     state = moment.state
     total = state.score(plan.name, score)
@@ -84,7 +84,7 @@ def change(plan: WorkflowPlan, moment: Moment, score: str, delta: Decimal, rule:
     total.dirty = True
     event = moment.event if kind == "event" else None
     state.changes.ledger.append(LedgerRow(plan.name, score, kind, delta, total.total, rule,
-                                          event, moment.at))
+                                          event, moment.at, rule_key))
     if state.recording:
         moment.record(plan.name, "score", {"score": score, "delta": tidy(delta),
                                            "total": tidy(total.total), "rule": rule})

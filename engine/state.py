@@ -116,6 +116,8 @@ class LedgerRow:
     rule: str
     event: StoredEvent | None
     at: datetime
+    rule_key: str | None = None
+    """An event rule's stable key (`EventRulePlan.key`)."""
 
 
 @dataclass(slots=True)

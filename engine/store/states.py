@@ -19,10 +19,12 @@ from sqlalchemy import (
     Connection,
     String,
     Table,
+    and_,
     any_,
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -184,13 +186,18 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
 
     if plan.capped_rules and oldest is not None:
         since = oldest - plan.longest_max_window
+        legacy = plan.capped_refs  # rows written before rule keys, by the rule's line
         for row in connection.execute(
-                select(LEDGER.c.subscriber_id, LEDGER.c.rule, LEDGER.c.delta, LEDGER.c.at)
+                select(LEDGER.c.subscriber_id, LEDGER.c.rule, LEDGER.c.rule_key,
+                       LEDGER.c.delta, LEDGER.c.at)
                 .where(among(connection, LEDGER.c.subscriber_id, ids), LEDGER.c.at > since,
-                       LEDGER.c.kind == "event", LEDGER.c.rule.in_(sorted(plan.capped_rules)))
+                       LEDGER.c.kind == "event",
+                       or_(LEDGER.c.rule_key.in_(sorted(plan.capped_rules)),
+                           and_(LEDGER.c.rule_key.is_(None),
+                                LEDGER.c.rule.in_(sorted(legacy)))))
                 .order_by(LEDGER.c.at, LEDGER.c.id)):
-            states[row.subscriber_id].capped.setdefault(row.rule, []).append(
-                (row.at, row.delta))
+            key = row.rule_key or legacy[row.rule]
+            states[row.subscriber_id].capped.setdefault(key, []).append((row.at, row.delta))
 
     if plan.longest_cap_window and oldest is not None:
         since = oldest - plan.longest_cap_window
@@ -247,7 +254,7 @@ def save(connection: Connection, writer: BatchWriter, states: Iterable[Subscribe
         visits += [(v.enrolment.id, sid, v.workflow, v.stage, v.seq, v.at, v.cause)
                    for v in changes.visits]
         ledger += [(sid, e.workflow, e.score, e.kind, e.delta, e.total, e.rule, _seq(e.event),
-                    e.at) for e in changes.ledger]
+                    e.at, e.rule_key) for e in changes.ledger]
         deliveries += [(sid, d.seq, d.workflow, d.enrolment.id, d.stage, d.stage_seq, d.step,
                         d.occurrence, d.step_rule, d.channel, d.message, d.lang, d.status,
                         d.reason, d.content, d.nominal_at, d.decided_at)
@@ -264,7 +271,7 @@ def save(connection: Connection, writer: BatchWriter, states: Iterable[Subscribe
     writer.insert(connection, VISITS, ("enrolment_id", "subscriber_id", "workflow", "stage",
                                        "seq", "entered_at", "cause"), visits)
     writer.insert(connection, LEDGER, ("subscriber_id", "workflow", "score", "kind", "delta",
-                                       "total", "rule", "event_seq", "at"), ledger)
+                                       "total", "rule", "event_seq", "at", "rule_key"), ledger)
     writer.insert(connection, DELIVERIES, (
         "subscriber_id", "seq", "workflow", "enrolment_id", "stage", "stage_seq", "step",
         "occurrence", "step_rule", "channel", "message", "lang", "status", "reason", "content",

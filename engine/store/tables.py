@@ -186,6 +186,10 @@ class LedgerEntry(Base):
     event_seq: Mapped[int | None]
     """The event that caused it: `events.seq` of the same subscriber."""
     at: Mapped[datetime]
+    rule_key: Mapped[str | None] = mapped_column(String(16))
+    """An event rule's stable key (`engine.plan.EventRulePlan.key`): a `max N per PERIOD`
+    counts the rule's additions by it, wherever an edit has moved the rule's line. Null for
+    other kinds and in rows written before keys."""
 
 
 class DueWork(Base):

@@ -197,3 +197,45 @@ def test_work_planned_before_step_keys_runs_by_its_number(flow) -> None:
     run.reload()
     run.advance(days=10)
     assert sends(run, "ann") == DRIP_SENDS[:1]
+
+
+CAPPED = """\
+workflow w {
+  score engagement {
+    on email_open +10 max 20 per week
+  }
+  stage a { }
+}
+"""
+
+
+def test_a_max_counts_what_its_rule_added_wherever_an_edit_moves_the_rule(flow) -> None:
+    run = flow(CAPPED)
+    run.event("ann", "subscribed", channels=["push"])
+    run.event("ann", "email_open")
+    run.event("ann", "email_open")
+    edit(CAPPED.replace("  score engagement {\n",
+                        "  score engagement {\n    on page_view +1  # new line above\n"))
+    run.reload()
+    run.advance(hours=1)
+    run.event("ann", "email_open")  # the week's 20 are used up, on whatever line
+    assert run.score("ann", "engagement") == 20
+    edit(CAPPED.replace("max 20 per week", "max 30 per week"))
+    run.reload()
+    run.event("ann", "email_open")  # a higher cap over the same week's history
+    run.event("ann", "email_open")
+    assert run.score("ann", "engagement") == 30
+    assert [line.rule for line in run.ledger("ann")] == ["w.flow:3", "w.flow:3", "w.flow:3"]
+
+
+def test_a_max_still_counts_ledger_rows_written_before_rule_keys(flow) -> None:
+    run = flow(CAPPED)
+    run.event("ann", "subscribed", channels=["push"])
+    run.event("ann", "email_open")
+    run.event("ann", "email_open")
+    with run.database.transaction() as connection:
+        connection.execute(text("UPDATE ledger SET rule_key = NULL"))
+    run.engine.cache.clear()
+    run.advance(hours=1)
+    run.event("ann", "email_open")
+    assert run.score("ann", "engagement") == 20
