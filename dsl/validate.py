@@ -87,6 +87,7 @@ def _check_workflow(workflow: m.Workflow, catalog: m.Catalog,
             yield from _check_send(step.action, catalog)
     yield from _unreachable(workflow)
     yield from _redundant_caps(workflow)
+    yield from _drips_faster_than_caps(workflow)
 
 
 def _check_timezone(workflow: m.Workflow) -> Iterator[Diagnostic]:
@@ -155,6 +156,27 @@ def _redundant_caps(workflow: m.Workflow) -> Iterator[Diagnostic]:
                 if other.window > cap.window and other.count <= cap.count:
                     yield warning(cap.span, f"'{cap}' never applies: '{other}' on {limit.channel}"
                                             " is stricter")
+                    break
+
+
+def _drips_faster_than_caps(workflow: m.Workflow) -> Iterator[Diagnostic]:
+    """An endless `every` that sends more often than a cap of its channel lets through:
+    the sends the cap holds back wait in line (SPEC §1.5a), and the line grows for as long
+    as a subscriber stays in the stage. Legal, and almost never what was meant."""
+    caps = {limit.channel: limit.caps for limit in workflow.limits}
+    for stage in workflow.stages:
+        for step in stage.steps:
+            if not isinstance(step, m.Every) or step.times is not None:
+                continue
+            channel = step.action.channel
+            for cap in caps.get(channel, ()):
+                if cap.count > 0 and step.interval.delta * int(cap.count) < cap.window:
+                    yield warning(step.span, f"'every {step.interval}' sends {channel} more "
+                                             f"often than 'limit {channel} to {cap}' lets "
+                                             f"through: the sends held "
+                                             f"back queue up for as long as a subscriber "
+                                             f"stays in stage '{stage.name}' (give it a "
+                                             f"count, or a longer interval)")
                     break
 
 

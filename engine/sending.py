@@ -66,7 +66,12 @@ class SendOptions:
 
 def decide_send(plan: Plan, workflow: WorkflowPlan, moment: Moment, step: SendStep,
                 waiting: Due | None, options: SendOptions) -> bool:
-    """Send, skip or postpone one send at `moment`; True when `waiting` was put back to wait."""
+    """Send, skip or postpone one send at `moment`; True when `waiting` was put back to wait.
+
+    A new send is checked in the order of SPEC §1.5a (consent, address, then rendering) and
+    only then held back by quiet hours or caps; one that was held back (`waiting`) is
+    checked for consent and address again, and rendered only once it can go: a cap can hold
+    back many sends of one subscriber, each woken at every opening of the window."""
     state = moment.state
     action = step.action
     channel = action.channel
@@ -75,6 +80,10 @@ def decide_send(plan: Plan, workflow: WorkflowPlan, moment: Moment, step: SendSt
         if reason is not None:
             _skip(moment, workflow, step, reason)
             return False
+        if waiting is not None:  # held back before: rendered only once it can go
+            when = _send_time(moment, workflow, channel)
+            if when > moment.at:
+                return _postpone(state, workflow, step, when, waiting)
     variant = choose_variant(plan.variants.get((action.message, channel), ()),
                              state.attributes.get("locale"))
     if variant is None:
@@ -92,13 +101,20 @@ def decide_send(plan: Plan, workflow: WorkflowPlan, moment: Moment, step: SendSt
               f"the rendered push is over {PUSH_PLAINTEXT_LIMIT} bytes as JSON")
         return False
     if channel != "webhook":
-        when = send_time(moment.at, workflow.quiet, subscriber_zone(state, workflow),
-                         state.sent.get(channel, ()), workflow.caps.get(channel, ()))
-        if when > moment.at:
-            return _postpone(state, workflow, step, when, waiting)
+        if waiting is None:
+            when = _send_time(moment, workflow, channel)
+            if when > moment.at:
+                return _postpone(state, workflow, step, when, waiting)
         bisect.insort(state.sent.setdefault(channel, []), moment.at)
     _send(moment, workflow, step, rendered, options)
     return False
+
+
+def _send_time(moment: Moment, workflow: WorkflowPlan, channel: str) -> datetime:
+    """The earliest instant from now outside quiet hours that fits the channel's caps."""
+    state = moment.state
+    return send_time(moment.at, workflow.quiet, subscriber_zone(state, workflow),
+                     state.sent.get(channel, ()), workflow.caps.get(channel, ()))
 
 
 def _missing_consent_or_address(state: SubscriberState, channel: str,

@@ -8,6 +8,8 @@ everything append-only (events, consents, ledger, visits, deliveries) is collect
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -64,7 +66,11 @@ class Due:
     workflow moved it, and whether it is still there (None: work planned before keys)."""
     stored: bool = False
     dirty: bool = False
+    queued: bool = False
+    """In its subscriber's pending work (`SubscriberState.schedule` .. `take`)."""
 
+
+_PUSHES = itertools.count()
 
 DUE_ORDER = attrgetter("due_at", "nominal_at", "order")
 """The order in which due work runs: when due, then when first due (postponed sends keep
@@ -231,10 +237,11 @@ class SubscriberState:
     subscriber_dirty: bool = False
     attributes_dirty: bool = False
     next_order: int = 0
-    _next: Due | None = None
-    """The earliest of `due` while `_next_known`: the journey asks for it twice per event,
-    and most events add work later than it or none, so it is kept rather than searched."""
-    _next_known: bool = False
+    _heap: list[tuple[datetime, datetime, int, int, Due]] = field(default_factory=list)
+    """`due` as a heap in `DUE_ORDER`, for the earliest: the journey asks for it twice per
+    event and after each piece of work done. Entries of work taken or moved since are left
+    in place and skipped when they come up (a subscriber whose sends a cap holds back can
+    have thousands waiting: searching them all for each one done took quadratic time)."""
 
     def score(self, workflow: str, score: str) -> ScoreState:
         key = (workflow, score)
@@ -251,14 +258,14 @@ class SubscriberState:
 
     def schedule(self, due: Due) -> Due:
         self.due.append(due)
+        due.queued = True
         self._consider(due)
         return due
 
     def take(self, due: Due) -> None:
         """Remove `due` from the pending work (done, or about to be done)."""
         self.due.remove(due)
-        if due is self._next:
-            self._next_known = False
+        due.queued = False
 
     def unschedule(self, due: Due) -> None:
         """Cancel `due`: removed, and deleted from storage with the batch."""
@@ -274,14 +281,21 @@ class SubscriberState:
 
     def _consider(self, due: Due) -> None:
         """`due` was added or made earlier: it may be the new earliest."""
-        if self._next_known and (self._next is None or DUE_ORDER(due) < DUE_ORDER(self._next)):
-            self._next = due
+        heap = self._heap
+        if len(heap) > 2 * len(self.due) + 16:  # mostly entries of work gone or moved
+            heap[:] = [(d.due_at, d.nominal_at, d.order, next(_PUSHES), d) for d in self.due]
+            heapq.heapify(heap)
+        else:  # (the count keeps two entries of one piece of work from comparing it)
+            heapq.heappush(heap, (due.due_at, due.nominal_at, due.order, next(_PUSHES), due))
 
     def next_due(self) -> Due | None:
-        if not self._next_known:
-            self._next = min(self.due, key=DUE_ORDER) if self.due else None
-            self._next_known = True
-        return self._next
+        heap = self._heap
+        while heap:
+            due_at, nominal_at, _, _, due = heap[0]
+            if due.queued and due.due_at == due_at and due.nominal_at == nominal_at:
+                return due
+            heapq.heappop(heap)
+        return None
 
     def settle(self, sent_window: timedelta, max_window: timedelta) -> None:
         """After the batch's changes are committed: everything in memory is now stored, at

@@ -174,6 +174,24 @@ def test_redundant_cap_is_a_warning(check_lines: Check) -> None:
     ]
 
 
+def test_an_endless_drip_faster_than_its_cap_is_a_warning(check_lines: Check) -> None:
+    text = flow("  limit push to 1 per day, 5 per week\n"
+                "  stage a {\n"
+                "    every 1 hour: send push hello\n"  # held back: queues without end
+                "    every 1 hour, 48 times: send push hello\n"  # a bounded line: fine
+                "    every 1 day: send push hello\n"  # 7 a week against 5
+                "    every 2 days: send push hello\n"  # fits both
+                "  }")
+    assert check_lines(text) == [
+        "w.flow:4:5: warning: 'every 1 hour' sends push more often than 'limit push to 1 per "
+        "day' lets through: the sends held back queue up for as long as a subscriber stays in "
+        "stage 'a' (give it a count, or a longer interval)",
+        "w.flow:6:5: warning: 'every 1 day' sends push more often than 'limit push to 5 per "
+        "week' lets through: the sends held back queue up for as long as a subscriber stays in "
+        "stage 'a' (give it a count, or a longer interval)",
+    ]
+
+
 def test_unknown_message_field(check_lines: Check) -> None:
     text = flow("  stage a { }", 'message hello push {\n  titel "Hello"\n}\n')
     assert check_lines(text) == [
