@@ -343,6 +343,16 @@ class Journey:
                 kept = decide_send(self.plan, workflow, moment,
                                    SendStep(enrolment, stage, index, due.step, due.occurrence,
                                             due.nominal_at), due, self.options)
+        elif due.kind == "move":
+            index = workflow.transition_keys[stage.name].position(due.step, due.key)
+            transition = stage.transitions[index] if index is not None else None
+            if isinstance(transition, m.GoAfter):
+                wake = enrolment.stage_entered_at + transition.delay.delta
+                if wake > moment.at:  # an edit made the delay longer: wait for it
+                    due.due_at = due.nominal_at = wake
+                    due.dirty = True
+                    state.schedule(due)
+                    return True
         elif due.kind == "idle":
             index = workflow.transition_keys[stage.name].position(due.step, due.key)
             transition = stage.transitions[index] if index is not None else None
@@ -366,10 +376,10 @@ class Journey:
                 return  # cancelled: the `unless` event arrived since entering the stage
         elif isinstance(step, m.Every):
             if step.times is None or due.occurrence < step.times:
-                following = due.occurrence + 1
-                self._plan_work(moment.state, "step",
-                                enrolment.stage_entered_at + following * step.interval.delta,
-                                enrolment, due.step, following,
+                # entry + (k+1)·interval, from this occurrence's own time: an edit that
+                # changed the interval goes on from here, instead of from entry at once
+                self._plan_work(moment.state, "step", due.nominal_at + step.interval.delta,
+                                enrolment, due.step, due.occurrence + 1,
                                 workflow.step_keys[stage.name].keys[index])
         else:
             return  # work planned before keys, whose number now names an `on enter` step

@@ -66,10 +66,19 @@ class DecayPlan:
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """The stable keys of a stage's steps (or transitions), in written order."""
+    """The stable keys of a stage's steps (or transitions), in written order.
+
+    A key is two digests: of the step's whole text (`step_text`), and of what it does
+    without its timing, count or `with` values (`step_gist`). Work planned for a step finds
+    it again by the first wherever an edit moved it, and by the second when the edit
+    changed only those details and no other step of the stage does the same thing (an
+    edited `with` value, a longer delay, another count: the marketer's step still)."""
 
     keys: tuple[str, ...]
-    positions: dict[str, int]
+    texts: dict[str, int]
+    """Digest of a whole text -> position."""
+    gists: dict[str, int]
+    """Digest of a gist -> position, for the gists only one step of the stage has."""
 
     def position(self, hint: int, key: str | None) -> int | None:
         """Where the step planned as number `hint` with `key` is now; None if it is gone.
@@ -79,7 +88,12 @@ class Keys:
             return hint if 0 <= hint < len(self.keys) else None
         if 0 <= hint < len(self.keys) and self.keys[hint] == key:
             return hint
-        return self.positions.get(key)
+        found = self.texts.get(key[:DIGEST])
+        return found if found is not None else self.gists.get(key[DIGEST:])
+
+
+DIGEST = 16
+"""Hex characters of one digest; a stored key is two of them."""
 
 
 @dataclass(slots=True)
@@ -165,10 +179,10 @@ def _workflow_plan(workflow: m.Workflow) -> WorkflowPlan:
                                        if isinstance(step, m.After) and step.unless)
                  for stage in workflow.stages},
     )
-    rule_keys = _keys(f"{workflow.name}/{score.name}: on {rule.event}" + (
-        f" where {describe(rule.where)}" if rule.where else "")
-        for score in workflow.scores for rule in score.event_rules).keys
-    numbered = iter(rule_keys)
+    numbered = iter([_digest(text) for text in _ranked(
+        f"{workflow.name}/{score.name}: on {rule.event}" + (
+            f" where {describe(rule.where)}" if rule.where else "")
+        for score in workflow.scores for rule in score.event_rules)])
     for score in workflow.scores:
         for rule in score.event_rules:
             plan.event_rules.setdefault(rule.event, []).append(EventRulePlan(
@@ -198,8 +212,10 @@ def _workflow_plan(workflow: m.Workflow) -> WorkflowPlan:
     for stage in workflow.stages:
         plan.transitions[stage.name] = [Guarded(t, _transition_test(t))
                                         for t in stage.transitions]
-        plan.step_keys[stage.name] = _keys(step_text(s) for s in stage.steps)
-        plan.transition_keys[stage.name] = _keys(transition_text(t) for t in stage.transitions)
+        plan.step_keys[stage.name] = _keys([(step_text(s), step_gist(s))
+                                            for s in stage.steps])
+        plan.transition_keys[stage.name] = _keys([(transition_text(t), transition_gist(t))
+                                                  for t in stage.transitions])
     return plan
 
 
@@ -218,6 +234,12 @@ def step_text(step: m.Step) -> str:
         f" with {values}" if values else "")
 
 
+def step_gist(step: m.Step) -> str:
+    """What a step does, without when exactly, how often, or with which values."""
+    kind = {m.OnEnter: "on enter", m.After: "after", m.Every: "every"}[type(step)]
+    return f"{kind}: send {step.action.channel} {step.action.message}"
+
+
 def transition_text(transition: m.Transition) -> str:
     match transition:
         case m.GoWhen(condition=condition):
@@ -231,20 +253,38 @@ def transition_text(transition: m.Transition) -> str:
     return f"go to {transition.target} {when}"
 
 
+def transition_gist(transition: m.Transition) -> str:
+    kind = {m.GoWhen: "when", m.GoOn: "on", m.GoAfter: "after", m.GoIdle: "idle"}
+    return f"go to {transition.target} {kind[type(transition)]}"
+
+
 def _seconds(duration: m.Duration) -> str:
     return f"{duration.seconds.normalize():f}s"
 
 
-def _keys(texts: Iterable[str]) -> Keys:
-    """Short digests of the texts; a text written twice in one stage is told apart by its
-    rank among its twins (`#2`)."""
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=DIGEST // 2).hexdigest()
+
+
+def _ranked(texts: Iterable[str]) -> list[str]:
+    """The texts, a text written more than once told apart by its rank (`#2`)."""
     seen: dict[str, int] = {}
-    keys = []
+    ranked = []
     for text in texts:
         seen[text] = seen.get(text, 0) + 1
-        signed = text if seen[text] == 1 else f"{text} #{seen[text]}"
-        keys.append(hashlib.blake2b(signed.encode(), digest_size=8).hexdigest())
-    return Keys(tuple(keys), {key: index for index, key in enumerate(keys)})
+        ranked.append(text if seen[text] == 1 else f"{text} #{seen[text]}")
+    return ranked
+
+
+def _keys(pairs: list[tuple[str, str]]) -> Keys:
+    """Keys from each step's (whole text, gist)."""
+    texts, gists = zip(*pairs, strict=True) if pairs else ((), ())
+    whole = [_digest(text) for text in _ranked(texts)]
+    gist = [_digest(text) for text in gists]
+    once = {g for g in gist if gist.count(g) == 1}
+    return Keys(tuple(w + g for w, g in zip(whole, gist, strict=True)),
+                {w: index for index, w in enumerate(whole)},
+                {g: index for index, g in enumerate(gist) if g in once})
 
 
 def _compiled(condition: m.Condition | None) -> Predicate | None:

@@ -217,10 +217,10 @@ class DueWork(Base):
     occurrence: Mapped[int]
     nominal_at: Mapped[datetime]
     """When it was first due: postponed sends go out in this order."""
-    step_key: Mapped[str | None] = mapped_column(String(16))
-    """The step's (or transition's) stable key: an edit of the workflow that moves the step
-    does not change it; one that removes or rewrites the step leaves it matching nothing,
-    and the work is dropped (`engine.plan.step_text`). Null in rows written before keys."""
+    step_key: Mapped[str | None] = mapped_column(String(32))
+    """The step's (or transition's) stable key (`engine.plan.Keys`): how the work finds its
+    step after an edit of the workflow moved or changed it; work whose step the edit removed
+    matches nothing and is dropped. Null in rows written before keys."""
 
 
 class Delivery(Base):

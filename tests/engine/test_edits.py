@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from engine.records import format_instant
 from tests.engine.conftest import MESSAGES, brief, sends
 
 DRIP = """\
@@ -77,19 +78,89 @@ def test_a_removed_step_takes_its_pending_work_with_it(flow) -> None:
     assert sends(run) == DRIP_SENDS[1:]
 
 
-def test_a_rewritten_step_is_a_new_step_but_the_same_step_in_other_words_is_not(flow) -> None:
+def test_a_step_that_sends_another_message_is_another_step(flow) -> None:
     run = flow(DRIP)
     run.event("ann", "subscribed", channels=["push"])
     run.advance(hours=1)
-    edit(DRIP.replace("after 1 day: send push hello", "after 24 hours: send push hello"))
-    run.reload()  # the same duration: the pending hello stays
-    run.advance(hours=1)
-    edit(DRIP.replace("after 1 day: send push hello", "after 2 days: send push hello"))
-    run.reload()  # another step: the pending hello (of "after 1 day") is dropped
-    run.event("bob", "subscribed", channels=["push"])
+    edit(DRIP.replace("after 1 day: send push hello", "after 1 day: send push nudge"))
+    run.reload()  # the pending hello goes with its step; nudge starts for newcomers
     run.advance(days=10)
-    assert sends(run, "ann") == DRIP_SENDS[1:]
-    assert ("2026-01-07T11:00:00Z", "hello") in sends(run, "bob")
+    assert sends(run) == DRIP_SENDS[1:]
+
+
+def test_a_step_edited_in_its_details_keeps_its_pending_work(flow) -> None:
+    """The same message from the same kind of step, with another delay, count, interval or
+    `with` value, is still the marketer's step: what it planned goes on, under the edit."""
+    version = """workflow w {
+  stage a {
+    after 1 day: send push hello with who = "friend"
+    every 2 days, 2 times: send push drip
+  }
+}
+"""
+    run = flow(version, messages=MESSAGES.replace(
+        "title \"Hello {{ subscriber.first_name | default('you') }}\"",
+        "title \"Hello {{ who }}\""))
+    run.event("ann", "subscribed", channels=["push"])
+    run.advance(hours=1)
+    Path("w.flow").write_text(Path("w.flow").read_text(encoding="utf-8").replace(
+        'after 1 day: send push hello with who = "friend"',
+        'after 3 days: send push hello with who = "dear friend"').replace(
+        "every 2 days, 2 times", "every 24 hours, 4 times"), encoding="utf-8")
+    run.reload()
+    run.advance(days=10)
+    assert [(format_instant(r.at), r.fields["title"]) for r in run.sent("ann")] == [
+        ("2026-01-06T09:00:00Z", "Hello dear friend"),  # the time planned, the new values
+        ("2026-01-07T09:00:00Z", "Drip #a"),  # planned as the first of every 2 days
+        ("2026-01-08T09:00:00Z", "Drip #a"),  # then every 24 hours from it, 4 in all
+        ("2026-01-09T09:00:00Z", "Drip #a"),
+        ("2026-01-10T09:00:00Z", "Drip #a"),
+    ]
+
+
+def test_a_timed_move_waits_for_a_delay_an_edit_made_longer(flow) -> None:
+    version = """workflow w {
+  stage a { go to b after 1 day }
+  stage b { }
+}
+"""
+    run = flow(version)
+    run.event("ann", "subscribed", channels=["push"])
+    run.advance(hours=1)
+    edit(version.replace("go to b after 1 day", "go to b after 3 days"))
+    run.reload()
+    run.advance(days=5)
+    assert brief(run.timeline("ann", "enter")) == [
+        ("2026-01-05T09:00:00Z", "enter", "a"),
+        ("2026-01-08T09:00:00Z", "enter", "b"),
+    ]
+
+
+def test_a_step_whose_message_another_step_also_sends_is_known_by_its_whole_text(flow) -> None:
+    """Two steps sending the same message are told apart by their timing: adding the second
+    leaves the first's work alone; changing the timing of one drops that one's work (which
+    of the two it belonged to can no longer be told)."""
+    version = """workflow w {
+  stage a {
+    after 1 day: send push hello
+  }
+}
+"""
+    run = flow(version)
+    run.event("ann", "subscribed", channels=["push"])
+    run.advance(hours=1)
+    twins = version.replace("    after 1 day: send push hello\n",
+                            "    after 1 day: send push hello\n"
+                            "    after 3 days: send push hello\n")
+    edit(twins)
+    run.reload()
+    run.event("bob", "subscribed", channels=["push"])
+    run.advance(hours=1)
+    edit(twins.replace("after 3 days", "after 4 days"))
+    run.reload()
+    run.advance(days=5)
+    assert sends(run, "ann") == [("2026-01-06T09:00:00Z", "hello")]
+    assert sends(run, "bob") == [("2026-01-06T10:00:00Z", "hello")]  # not its 3-day twin
 
 
 def test_a_postponed_send_goes_out_as_its_own_step_after_an_edit(flow) -> None:

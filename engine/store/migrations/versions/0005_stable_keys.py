@@ -17,7 +17,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table('schedule', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('step_key', sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column('step_key', sa.String(length=32), nullable=True))
     with op.batch_alter_table('ledger', schema=None) as batch_op:
         batch_op.add_column(sa.Column('rule_key', sa.String(length=16), nullable=True))
 
