@@ -94,11 +94,19 @@ class Runtime:
         stages = {w.name: {s.name for s in w.stages} for w in catalog.workflows}
         with self.database.transaction() as connection:
             found = queries.stranded(connection, stages)
+        gone: dict[str, int] = {}
         for workflow, stage, count in found:
+            if workflow not in stages:
+                gone[workflow] = gone.get(workflow, 0) + count
+                continue
             log.warning("%d subscriber(s) are in stage '%s' of workflow '%s', which the "
                         "workflows no longer declare: nothing runs for them until they exit "
                         "or the stage is back", count, stage, workflow,
                         extra={"workflow": workflow, "stage": stage, "subscribers": count})
+        for workflow, count in gone.items():
+            log.warning("%d subscriber(s) are enrolled in workflow '%s', which is not loaded: "
+                        "nothing of it runs for them until it is back", count, workflow,
+                        extra={"workflow": workflow, "subscribers": count})
 
     def files_changed(self) -> bool:
         return self._files_signature() != self.files_seen

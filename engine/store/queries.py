@@ -184,14 +184,13 @@ def backlog(connection: Connection, now: datetime) -> tuple[int, int]:
 
 def stranded(connection: Connection, stages: dict[str, set[str]]) -> list[tuple[str, str, int]]:
     """(workflow, stage, subscribers) of active enrolments in a stage that `stages` (workflow
-    -> its stages) does not have: what an edit that removed or renamed a stage left behind.
-    Enrolments in workflows that are not loaded at all are not counted (they wait unseen).
-    One scan of the enrolments: for reloads, not for the hot path."""
+    -> its stages) does not have, or in a workflow it does not have: what an edit that removed
+    or renamed them left behind. One scan of the enrolments: for reloads, not the hot path."""
     rows = connection.execute(
-        select(ENROLMENTS.c.workflow, ENROLMENTS.c.stage, func.count().label("subscribers"))
-        .where(ENROLMENTS.c.ended_at.is_(None),
-               ENROLMENTS.c.workflow.in_(sorted(stages)))
+        select(ENROLMENTS.c.workflow, ENROLMENTS.c.stage,
+               func.count().label("subscribers"))
+        .where(ENROLMENTS.c.ended_at.is_(None))
         .group_by(ENROLMENTS.c.workflow, ENROLMENTS.c.stage)
         .order_by(ENROLMENTS.c.workflow, ENROLMENTS.c.stage))
     return [(row.workflow, row.stage, int(row.subscribers)) for row in rows
-            if row.stage not in stages[row.workflow]]
+            if row.stage not in stages.get(row.workflow, ())]

@@ -98,6 +98,9 @@ def test_an_edit_that_removes_a_stage_with_subscribers_in_it_is_reported(live, c
         exported = http.get("/v1/subscribers/zoe", headers=AUTH).json()
     assert exported["scores"]["shop"]["engagement"]["total"] == 30
     assert [e["stage"] for e in exported["enrolments"]] == ["browsing"]
+    flow.write_text(FLOW.replace("workflow shop {", "workflow store {"), encoding="utf-8")
+    wait_for(lambda: "1 subscriber(s) are enrolled in workflow 'shop', which is not loaded"
+             in caplog.text, what="the second warning")
 
 
 def test_ingesting_while_the_scheduler_runs_loses_no_event(live) -> None:
