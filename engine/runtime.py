@@ -92,7 +92,7 @@ class Runtime:
         removed or renamed it): nothing runs for them there, and only an operator can tell
         whether that was meant."""
         stages = {w.name: {s.name for s in w.stages} for w in catalog.workflows}
-        with self.database.transaction() as connection:
+        with self.database.reading() as connection:
             found = queries.stranded(connection, stages)
         gone: dict[str, int] = {}
         for workflow, stage, count in found:
@@ -127,5 +127,5 @@ class Runtime:
         return tuple(signature)
 
     def backlog(self) -> tuple[int, int]:
-        with self.database.transaction() as connection:
+        with self.database.reading() as connection:
             return queries.backlog(connection, self.clock.now())

@@ -27,7 +27,7 @@ SubscriberId = Annotated[str, Path(min_length=1, max_length=200,
             responses={404: {"description": "No such subscriber"}})
 def export(subscriber_id: SubscriberId,
            runtime: Authorised) -> JSONResponse:
-    with runtime.database.transaction() as connection:
+    with runtime.database.reading() as connection:
         found = store.export(connection, subscriber_id)
     if found is None:
         raise field_error(404, "subscriber_id", f"no subscriber {subscriber_id!r}")

@@ -52,6 +52,10 @@ def is_conflict(problem: IntegrityError | OperationalError) -> bool:
     return "unique constraint failed" in text or "database is locked" in text
 
 
+READING = "nurture_reading"
+"""Execution option of connections opened by `Database.reading`."""
+
+
 class Database:
     """One SQLAlchemy engine and the way this project opens transactions on it.
 
@@ -87,6 +91,20 @@ class Database:
             if is_conflict(problem):
                 raise Conflict(str(problem.orig or problem)[:300]) from problem
             raise
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A transaction that only reads (an export, a count for metrics, a report): on
+        SQLite a snapshot of the write-ahead log that neither waits for the writer nor holds
+        it up, where `transaction` would queue behind every write and hold the next ones up
+        for as long as the reading takes. Nothing written in it is kept."""
+        with self.engine.connect() as connection:
+            connection.execution_options(**{READING: True})
+            with connection.begin() as transaction:
+                if self.dialect == "postgresql":
+                    connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+                yield connection
+                transaction.rollback()
 
     def dispose(self) -> None:
         if self.checkpointer is not None:
@@ -168,7 +186,8 @@ def _sqlite_engine(url: str, durable: bool, cache_mib: int) -> Engine:
 
     @event.listens_for(engine, "begin")
     def begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        reading = connection.get_execution_options().get(READING, False)
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -77,6 +79,34 @@ def test_write_calls_need_the_api_key(api: Api, headers: dict[str, str]) -> None
     assert api.client.delete("/v1/subscribers/ann", headers=headers).status_code == 401
     assert api.client.post("/v1/subscribers/ann/token", headers=headers).status_code == 401
     assert api.count("events") == 0
+
+
+def test_an_export_and_a_metrics_scrape_do_not_wait_for_the_writer(api: Api) -> None:
+    """Reads are snapshots: on SQLite they used to queue behind writes (and hold the next
+    ones up), so a big export or a scrape stalled ingestion for as long as it took."""
+    api.post_events(SUBSCRIBED)
+    holding, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with api.runtime.database.transaction():
+            holding.set()
+            release.wait(60)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert holding.wait(10)
+        with ThreadPoolExecutor(2) as pool:
+            export = pool.submit(api.client.get, "/v1/subscribers/ann", headers=AUTH)
+            scrape = pool.submit(api.client.get, "/metrics")
+            # were they waiting for the writer, they would still wait when this gives up
+            answers = export.result(timeout=30), scrape.result(timeout=30)
+    finally:
+        release.set()
+        writer.join(10)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json()["consent"] == {"push": True, "email": True}
+    assert "nurture_due_backlog" in answers[1].text
 
 
 def test_export_shows_the_whole_subscriber(api: Api) -> None:
