@@ -7,7 +7,7 @@ import binascii
 from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,10 +25,15 @@ SubscriberId = Annotated[str, Path(min_length=1, max_length=200,
 
 @router.get("/v1/subscribers/{subscriber_id}", summary="Everything about a subscriber",
             responses={404: {"description": "No such subscriber"}})
-def export(subscriber_id: SubscriberId,
-           runtime: Authorised) -> JSONResponse:
+def export(subscriber_id: SubscriberId, runtime: Authorised,
+           limit: Annotated[int, Query(
+               ge=0, le=1_000_000,
+               description="At most this many of the latest events, messages and ledger "
+                           "lines of each score (each list has its full length beside it: "
+                           "`events_total`, `messages_total`, `ledger_total`); 0 for all "
+                           "of them (a complete export)")] = 1000) -> JSONResponse:
     with runtime.database.reading() as connection:
-        found = store.export(connection, subscriber_id)
+        found = store.export(connection, subscriber_id, limit or None)
     if found is None:
         raise field_error(404, "subscriber_id", f"no subscriber {subscriber_id!r}")
     return JSONResponse(plain(found))

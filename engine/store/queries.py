@@ -97,14 +97,30 @@ def scores(connection: Connection, key: int) -> dict[tuple[str, str], Decimal]:
     return {(row.workflow, row.score): row.total for row in rows}
 
 
-def ledger(connection: Connection, key: int) -> list[LedgerLine]:
-    rows = connection.execute(
-        select(LEDGER, EVENTS.c.type.label("event_type"), EVENTS.c.key.label("event_key"))
-        .outerjoin(EVENTS, (EVENTS.c.subscriber_id == LEDGER.c.subscriber_id)
-                   & (EVENTS.c.seq == LEDGER.c.event_seq))
-        .where(LEDGER.c.subscriber_id == key).order_by(LEDGER.c.id))
+def ledger(connection: Connection, key: int, score: tuple[str, str] | None = None,
+           limit: int | None = None) -> list[LedgerLine]:
+    """The subscriber's ledger, oldest first: of one (workflow, score) if given, and only
+    the latest `limit` lines if given."""
+    query = (select(LEDGER, EVENTS.c.type.label("event_type"), EVENTS.c.key.label("event_key"))
+             .outerjoin(EVENTS, (EVENTS.c.subscriber_id == LEDGER.c.subscriber_id)
+                        & (EVENTS.c.seq == LEDGER.c.event_seq))
+             .where(LEDGER.c.subscriber_id == key))
+    if score is not None:
+        query = query.where(LEDGER.c.workflow == score[0], LEDGER.c.score == score[1])
+    if limit is None:
+        rows = list(connection.execute(query.order_by(LEDGER.c.id)))
+    else:
+        rows = list(reversed(connection.execute(
+            query.order_by(LEDGER.c.id.desc()).limit(limit)).all()))
     return [LedgerLine(r.at, r.workflow, r.score, r.kind, r.delta, r.total, r.rule,
                        r.event_type, r.event_key) for r in rows]
+
+
+def ledger_lengths(connection: Connection, key: int) -> dict[tuple[str, str], int]:
+    rows = connection.execute(
+        select(LEDGER.c.workflow, LEDGER.c.score, func.count().label("lines"))
+        .where(LEDGER.c.subscriber_id == key).group_by(LEDGER.c.workflow, LEDGER.c.score))
+    return {(row.workflow, row.score): int(row.lines) for row in rows}
 
 
 def tags(connection: Connection, key: int) -> set[str]:

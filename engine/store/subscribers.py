@@ -25,7 +25,12 @@ from engine.store.tables import Erasure
 ERASURES = cast(Table, Erasure.__table__)
 
 
-def export(connection: Connection, external_id: str) -> dict[str, Any] | None:
+def export(connection: Connection, external_id: str,
+           limit: int | None = None) -> dict[str, Any] | None:
+    """Everything about the subscriber; with `limit`, only the latest `limit` of each list
+    that grows with their activity (events, messages, each score's ledger), each list with
+    its full length beside it (`events_total`, …), so that a client sees what it was not
+    given. A bot's subscriber id can hold millions of events."""
     key = queries.subscriber_key(connection, external_id)
     if key is None:
         return None
@@ -35,7 +40,7 @@ def export(connection: Connection, external_id: str) -> dict[str, Any] | None:
     for consent in consents:
         current[consent["channel"]] = consent["granted"]
     totals = queries.scores(connection, key)
-    ledger = queries.ledger(connection, key)
+    lengths = queries.ledger_lengths(connection, key)
     scores: dict[str, dict[str, Any]] = {}
     for (workflow, name), total in sorted(totals.items()):
         scores.setdefault(workflow, {})[name] = {
@@ -43,10 +48,14 @@ def export(connection: Connection, external_id: str) -> dict[str, Any] | None:
             "ledger": [{"at": line.at, "delta": line.delta, "total": line.total,
                         "kind": line.kind, "rule": line.rule, "event": line.event_type,
                         "event_id": line.event_id}
-                       for line in ledger if line.workflow == workflow and line.score == name]}
+                       for line in queries.ledger(connection, key, (workflow, name), limit)],
+            "ledger_total": lengths.get((workflow, name), 0)}
+    deliveries = _latest(connection, DELIVERIES, key, limit)
+    first = deliveries[0].seq if deliveries else 0
     dispatches: dict[int, list[dict[str, Any]]] = {}
-    for item in connection.execute(select(DISPATCHES).where(DISPATCHES.c.subscriber_id == key)
-                                   .order_by(DISPATCHES.c.id)):
+    for item in connection.execute(select(DISPATCHES).where(
+            DISPATCHES.c.subscriber_id == key, DISPATCHES.c.delivery_seq >= first)
+            .order_by(DISPATCHES.c.id)):
         dispatches.setdefault(item.delivery_seq, []).append(
             {"status": item.status, "attempts": item.attempts,
              "last_status": item.last_status, "last_error": item.last_error,
@@ -54,8 +63,8 @@ def export(connection: Connection, external_id: str) -> dict[str, Any] | None:
     messages = [{"workflow": d.workflow, "stage": d.stage, "message": d.message,
                  "channel": d.channel, "lang": d.lang, "status": d.status, "reason": d.reason,
                  "decided_at": d.decided_at, "content": d.content,
-                 "dispatches": dispatches.get(seq, [])}
-                for seq, d in _numbered_deliveries(connection, key)]
+                 "dispatches": dispatches.get(d.seq, [])}
+                for d in deliveries]
     return {
         "id": external_id,
         "attributes": row.attributes,
@@ -67,21 +76,25 @@ def export(connection: Connection, external_id: str) -> dict[str, Any] | None:
         "enrolments": queries.enrolments(connection, key),
         "scores": scores,
         "messages": messages,
+        "messages_total": row.delivery_count,
         "push_subscriptions": [
             {"endpoint": s.endpoint, "created_at": s.created_at, "removed_at": s.removed_at,
              "removed_reason": s.removed_reason}
             for s in connection.execute(select(PUSH_SUBSCRIPTIONS).where(
                 PUSH_SUBSCRIPTIONS.c.subscriber_id == key).order_by(PUSH_SUBSCRIPTIONS.c.id))],
         "events": [{"id": e.key, "type": e.type, "at": e.at, "properties": e.properties}
-                   for e in connection.execute(select(EVENTS).where(
-                       EVENTS.c.subscriber_id == key).order_by(EVENTS.c.seq))],
+                   for e in _latest(connection, EVENTS, key, limit)],
+        "events_total": row.event_count,
     }
 
 
-def _numbered_deliveries(connection: Connection, key: int) -> list[tuple[int, Any]]:
-    rows = connection.execute(select(DELIVERIES).where(DELIVERIES.c.subscriber_id == key)
-                              .order_by(DELIVERIES.c.seq))
-    return [(row.seq, row) for row in rows]
+def _latest(connection: Connection, table: Table, key: int, limit: int | None) -> list[Any]:
+    """The subscriber's rows of a table numbered by `seq`, oldest first; the latest `limit`."""
+    query = select(table).where(table.c.subscriber_id == key)
+    if limit is None:
+        return list(connection.execute(query.order_by(table.c.seq)))
+    return list(reversed(connection.execute(query.order_by(table.c.seq.desc()).limit(limit))
+                         .all()))
 
 
 def erase(connection: Connection, external_id: str, now: datetime) -> bool:

@@ -81,6 +81,28 @@ def test_write_calls_need_the_api_key(api: Api, headers: dict[str, str]) -> None
     assert api.count("events") == 0
 
 
+def test_an_export_gives_the_latest_of_long_lists_and_their_full_lengths(api: Api) -> None:
+    api.post_events(SUBSCRIBED)
+    api.post_events({"events": [
+        {"subscriber": "ann", "type": "page_view", "id": f"v{n}",
+         "properties": {"url": f"/diamonds/{n}"}} for n in range(5)]})
+    latest = api.client.get("/v1/subscribers/ann?limit=2", headers=AUTH).json()
+    assert [e["id"] for e in latest["events"]] == ["v3", "v4"]
+    assert latest["events_total"] == 6
+    engagement = latest["scores"]["shop"]["engagement"]
+    assert [line["event_id"] for line in engagement["ledger"]] == ["v3", "v4"]
+    assert (engagement["ledger_total"], engagement["total"]) == (5, 150)
+    assert [m["message"] for m in latest["messages"]] == ["welcome", "offer"]
+    assert latest["messages_total"] == 2
+    everything = api.client.get("/v1/subscribers/ann?limit=0", headers=AUTH).json()
+    assert [e["id"] for e in everything["events"]] == ["e1", "v0", "v1", "v2", "v3", "v4"]
+    assert len(everything["scores"]["shop"]["engagement"]["ledger"]) == 5
+    default = api.client.get("/v1/subscribers/ann", headers=AUTH).json()
+    assert default == everything  # fewer than the default 1,000 of anything
+    refused = api.client.get("/v1/subscribers/ann?limit=-1", headers=AUTH)
+    assert refused.status_code == 422 and "limit" in refused.text
+
+
 def test_an_export_and_a_metrics_scrape_do_not_wait_for_the_writer(api: Api) -> None:
     """Reads are snapshots: on SQLite they used to queue behind writes (and hold the next
     ones up), so a big export or a scrape stalled ingestion for as long as it took."""
