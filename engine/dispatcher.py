@@ -43,6 +43,7 @@ from channels.webhook import WebhookJob, WebhookSender
 from channels.webpush import PushJob, WebPushSender, payload, topic
 from engine.clock import Clock, SystemClock
 from engine.config import ConfigError, Settings
+from engine.kept_keys import refuse_lost_keys
 from engine.store import outbox
 from engine.store.bulk import BatchWriter
 from engine.store.database import Database
@@ -367,6 +368,7 @@ def from_settings(settings: Settings, database: Database, clock: Clock | None = 
     it (or for the configuration).
     """
     clock = clock or SystemClock()
+    refuse_lost_keys(settings, database, vapid=False)  # without one, push is off
     secret = settings.signing_secret(create=True)
     push = None
     try:

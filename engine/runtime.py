@@ -21,6 +21,7 @@ from engine.clock import Clock, SystemClock
 from engine.config import Settings
 from engine.events import Event
 from engine.group_commit import GroupCommit
+from engine.kept_keys import refuse_lost_keys
 from engine.metrics import Metrics
 from engine.processor import Engine, IngestResult
 from engine.store import queries
@@ -37,6 +38,7 @@ class Runtime:
         self.settings = settings
         self.database = database
         self.clock: Clock = clock or SystemClock()
+        refuse_lost_keys(settings, database)
         self.signer = Signer(settings.signing_secret(create=True))
         self.vapid = settings.vapid_key(create=True)
         self.api_key = settings.api_key_value(create=True)

@@ -19,6 +19,7 @@ from engine.store.states import (
     ENROLMENTS,
     EVENTS,
     LEDGER,
+    PUSH_SUBSCRIPTIONS,
     SCHEDULE,
     SCORES,
     SUBSCRIBERS,
@@ -210,3 +211,15 @@ def stranded(connection: Connection, stages: dict[str, set[str]]) -> list[tuple[
         .order_by(ENROLMENTS.c.workflow, ENROLMENTS.c.stage))
     return [(row.workflow, row.stage, int(row.subscribers)) for row in rows
             if row.stage not in stages.get(row.workflow, ())]
+
+
+def anything_sent(connection: Connection) -> bool:
+    """Whether any message was sent (links signed with the secret are out there)."""
+    return connection.execute(
+        select(DELIVERIES.c.id).where(DELIVERIES.c.status == "sent").limit(1)).first() is not None
+
+
+def any_live_push_subscription(connection: Connection) -> bool:
+    return connection.execute(
+        select(PUSH_SUBSCRIPTIONS.c.id).where(PUSH_SUBSCRIPTIONS.c.removed_at.is_(None))
+        .limit(1)).first() is not None

@@ -176,6 +176,69 @@ def test_a_rotated_subscription_is_registered_again_by_the_service_worker(site) 
             browser.close()
 
 
+RENEWAL = """async ([replaced, oldEndpoint, newEndpoint, p256dh, auth]) => {
+    const bytes = (text) => Uint8Array.from(
+        atob(text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - text.length % 4) % 4)),
+        (c) => c.charCodeAt(0));
+    const calls = [];
+    const made = (endpoint, key) => ({
+        endpoint, options: {applicationServerKey: key.buffer},
+        unsubscribe: async () => { calls.push('unsubscribe ' + endpoint); return true; },
+        toJSON: () => ({endpoint, keys: {p256dh, auth}})});
+    let held = made(oldEndpoint, bytes(replaced));
+    PushManager.prototype.getSubscription = async function () { return held; };
+    PushManager.prototype.subscribe = async function (options) {
+        calls.push('subscribe');
+        held = made(newEndpoint, new Uint8Array(options.applicationServerKey));
+        return held;
+    };
+    const first = await nurture.refresh(identity);
+    const second = await nurture.refresh(identity);
+    const key = new Uint8Array(held.options.applicationServerKey);
+    const answer = await fetch('/v1/push/public-key');
+    const server = bytes((await answer.json()).public_key);
+    const sameKey = key.length === server.length && key.every((b, i) => b === server[i]);
+    return {calls, first: first.status, second: second.status, sameKey};
+}"""
+"""A browser holding a subscription made for a replaced VAPID key, `refresh` run twice."""
+
+
+def test_a_subscription_made_for_a_replaced_vapid_key_is_made_again(site) -> None:
+    """The browser holds a subscription made for another VAPID key (the server's key was
+    replaced): push services would refuse every message. `refresh` drops it, subscribes
+    with the server's key, and swaps the registrations. (`pushManager` stands in for the
+    vendor's push service, which this machine cannot reach.)"""
+    from playwright.sync_api import sync_playwright
+
+    from channels.vapid import VapidKey
+
+    server, push, _ = site
+    base = f"http://localhost:{server.port}"
+    old, new = push.browser("old"), push.browser("new")
+    registered = httpx.post(f"{server.url}/v1/subscribers/zoe/push-subscriptions", headers=AUTH,
+                            json={"endpoint": push.endpoint("old"),
+                                  "keys": {"p256dh": old.p256dh, "auth": old.auth_secret}})
+    assert registered.status_code == 201
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            context = browser.new_context()
+            context.grant_permissions(["notifications"], origin=base)
+            page = context.new_page()
+            page.goto(f"{base}/?subscriber=zoe")
+            page.wait_for_function("document.body.dataset.worker === 'ready'")
+            result = page.evaluate(RENEWAL, [
+                VapidKey.generate().public_key, push.endpoint("old"), push.endpoint("new"),
+                new.p256dh, new.auth_secret])
+        finally:
+            browser.close()
+    assert result == {"calls": [f"unsubscribe {push.endpoint('old')}", "subscribe"],
+                      "first": "renewed", "second": "current", "sameKey": True}
+    exported = httpx.get(f"{server.url}/v1/subscribers/zoe", headers=AUTH).json()
+    assert [(s["endpoint"], s["removed_at"] is None) for s in exported["push_subscriptions"]] == [
+        (push.endpoint("old"), False), (push.endpoint("new"), True)]
+
+
 def _registered(server: LiveServer, subscriber: str) -> dict[str, Any] | None:
     answer = httpx.get(f"{server.url}/v1/subscribers/{subscriber}", headers=AUTH)
     if answer.status_code != 200:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from dsl.loader import load_text
 from engine.cli import main
+from engine.events import parse_event
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -234,3 +237,51 @@ def test_the_service_socket_has_nagle_off_on_its_connections() -> None:
         assert asyncio.run(accepted_nodelay()) == 1
     finally:
         listener.close()
+
+
+def test_keys_that_the_data_depends_on_are_not_replaced_silently(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database in use and a missing keys folder mean lost keys (a new machine, a container
+    without its volume): a new secret would break every link already sent, a new VAPID key
+    every browser's subscription. What would create them stops and says so; `nurture keys`
+    creates them on purpose."""
+    from engine.config import ConfigError, load_settings
+    from engine.processor import Engine
+    from engine.runtime import Runtime
+    from engine.store import push_subscriptions
+    from engine.store.database import open_database
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("NURTURE_SECRET", "NURTURE_VAPID_PRIVATE_KEY", "NURTURE_DB"):
+        monkeypatch.delenv(name, raising=False)
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    monkeypatch.setenv("NURTURE_DB", url)
+    assert run("keys")[0] == 0
+    database = open_database(url)
+    catalog = load_text('workflow w { stage a { on enter: send webhook crm } }\n'
+                        'message crm webhook { url "https://crm.example/hook" }\n',
+                        "w.flow").catalog
+    assert catalog is not None
+    now = datetime.now(UTC)
+    Engine(catalog, database).ingest([parse_event(
+        {"subscriber": "ann", "type": "subscribed", "properties": {"channels": ["push"]}}, 1,
+        default_at=now)])
+    with database.transaction() as connection:
+        push_subscriptions.add(connection, "ann", "https://push.example/1", "k", "a", now)
+    secret, vapid = Path(".nurture/secret"), Path(".nurture/vapid.pem")
+    kept = secret.read_bytes()
+    secret.unlink()
+    code, _, err = run("dispatch", "--once")
+    assert code == 2 and not secret.exists()
+    assert err.startswith("nurture: the signing secret (.nurture/secret) is missing, but this "
+                          "database holds messages sent with links it signed: restore the file")
+    secret.write_bytes(kept)
+    vapid.unlink()
+    with pytest.raises(ConfigError, match=r"^the VAPID key \(.nurture/vapid.pem\) is missing, "
+                                          "but this database holds browsers' push "
+                                          "subscriptions made for it"):
+        Runtime(load_settings(), database, catalog)  # what `serve` and `worker` build
+    assert not vapid.exists()
+    assert run("keys")[0] == 0  # on purpose
+    Runtime(load_settings(), database, catalog)
+    database.dispose()

@@ -6,7 +6,8 @@
  * Call it when the site chooses (after a click, not on page load): it asks for permission,
  * registers the service worker, subscribes with the VAPID key, and registers the subscription
  * for the subscriber. `nurture.refresh(...)` (on any page load) re-registers if the browser
- * has rotated the subscription. The service worker must be served from the site's own origin
+ * has rotated the subscription, and subscribes again if the subscription was made for another
+ * VAPID key (the server's key was replaced: push services would refuse every message). The service worker must be served from the site's own origin
  * (copy /sw.js, or a one-line `importScripts("https://NURTURE_API/sw.js")`).
  */
 (function (global) {
@@ -45,6 +46,40 @@
     return answer.json();
   }
 
+  async function unregister(endpoint, subscriber, token) {
+    try {
+      await fetch(api + "/v1/subscribers/" + encodeURIComponent(subscriber) +
+                  "/push-subscriptions/remove", {
+        method: "POST",
+        headers: {"Content-Type": "application/json", "X-Nurture-Token": token},
+        body: JSON.stringify({endpoint: endpoint}),
+      });
+    } catch (e) { /* the dispatcher removes it anyway when the push service says it is gone */ }
+  }
+
+  function madeFor(subscription, key) {
+    // whether the subscription was made for this VAPID key (true when the browser does not say)
+    var options = subscription.options;
+    if (!options || !options.applicationServerKey) return true;
+    var had = new Uint8Array(options.applicationServerKey);
+    if (had.length !== key.length) return false;
+    for (var i = 0; i < key.length; i++) if (had[i] !== key[i]) return false;
+    return true;
+  }
+
+  async function stale(registration, key, options) {
+    // the browser's subscription, or null; one made for another VAPID key (the server's key
+    // was replaced) is dropped: push services refuse messages signed with the new key
+    var subscription = await registration.pushManager.getSubscription();
+    if (subscription && !madeFor(subscription, key)) {
+      var endpoint = subscription.endpoint;
+      await subscription.unsubscribe();
+      await unregister(endpoint, options.subscriber, options.token);
+      return {renewed: true, subscription: null};
+    }
+    return {renewed: false, subscription: subscription};
+  }
+
   async function worker(path) {
     path = path || "/sw.js";
     if (api !== global.location.origin && path.indexOf("api=") < 0) {
@@ -73,10 +108,11 @@
       if (permission !== "granted") return {status: permission};
       var registration = await worker(options.serviceWorker);
       await tellWorker(registration, options.subscriber, options.token);
-      var subscription = await registration.pushManager.getSubscription();
+      var key = toBytes(await publicKey());
+      var subscription = (await stale(registration, key, options)).subscription;
       if (!subscription) {
         subscription = await registration.pushManager.subscribe({
-          userVisibleOnly: true, applicationServerKey: toBytes(await publicKey())});
+          userVisibleOnly: true, applicationServerKey: key});
       }
       await register(subscription.toJSON(), options.subscriber, options.token);
       return {status: "subscribed", endpoint: subscription.endpoint};
@@ -85,7 +121,15 @@
       if (!nurture.supported() || Notification.permission !== "granted") return {status: "idle"};
       var registration = await worker(options.serviceWorker);
       await tellWorker(registration, options.subscriber, options.token);
-      var subscription = await registration.pushManager.getSubscription();
+      var key = toBytes(await publicKey());
+      var found = await stale(registration, key, options);
+      if (found.renewed) {
+        var renewed = await registration.pushManager.subscribe({
+          userVisibleOnly: true, applicationServerKey: key});
+        await register(renewed.toJSON(), options.subscriber, options.token);
+        return {status: "renewed", endpoint: renewed.endpoint};
+      }
+      var subscription = found.subscription;
       if (!subscription) return {status: "none"};
       var known = null;
       try { known = global.localStorage.getItem(STORED); } catch (e) { /* private */ }
