@@ -107,6 +107,8 @@ class GroupCommit:
         owners: dict[str, _Request] = {}
         accepted = {id(request): 0 for request in group}
         duplicates: dict[int, list[str]] = {id(request): [] for request in group}
+        erased: dict[int, list[Event]] = {id(request): [] for request in group}
+        sender: dict[int, _Request] = {}  # id of a merged event -> its request
         renumber = len(group) > 1
         for request in group:
             for event in request.events:
@@ -118,6 +120,7 @@ class GroupCommit:
                 if renumber:  # arrival order across the group
                     event = dataclasses.replace(event, seq=len(merged))
                 merged.append(event)
+                sender[id(event)] = request
                 accepted[id(request)] += 1
         try:
             result = self._ingest(merged)
@@ -138,8 +141,13 @@ class GroupCommit:
             owner = owners[key]
             accepted[id(owner)] -= 1
             duplicates[id(owner)].append(key)
+        for event in result.erased:
+            owner = sender[id(event)]
+            accepted[id(owner)] -= 1
+            erased[id(owner)].append(event)
         for request in group:
-            request.result = IngestResult(accepted[id(request)], duplicates[id(request)])
+            request.result = IngestResult(accepted[id(request)], duplicates[id(request)],
+                                          erased[id(request)])
 
     def _write_alone(self, group: list[_Request]) -> None:
         """After a group failed: each request on its own, so that one request whose events

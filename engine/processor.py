@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter
+from typing import Any
 
 from channels.base import Channel, Outgoing, Rendered
 from dsl import model as m
@@ -47,6 +48,8 @@ class IngestResult:
     accepted: int = 0
     duplicates: list[str] = field(default_factory=list)
     """Idempotency keys that were already stored (or repeated in the input): not processed."""
+    erased: list[Event] = field(default_factory=list)
+    """Events of erased subscribers, dated before their erasure: refused (a replay)."""
 
 
 @dataclass(slots=True)
@@ -64,7 +67,8 @@ class Engine:
                  channels: Mapping[str, Channel] | None = None,
                  on_record: RecordSink | None = None, push_needs_subscription: bool = True,
                  outbox: bool = True, batch_size: int = 500, cache_size: int = 20_000,
-                 quarantine: timedelta | None = None) -> None:
+                 quarantine: timedelta | None = None,
+                 fingerprint: Callable[[str], str] | None = None) -> None:
         """`outbox=False` (the simulator, tests) hands decided sends to `channels` in process
         instead of writing them to the outbox for the dispatcher.
 
@@ -72,7 +76,10 @@ class Engine:
         exception, its subscribers are done one by one, and the due work of one that fails
         alone is put off by this long (logged), so that one subscriber whose state trips a
         bug does not stop the scheduled work of everyone after it. Without it, the
-        exception propagates (the simulator and tests want to see it)."""
+        exception propagates (the simulator and tests want to see it).
+
+        `fingerprint` (the service's: a keyed hash of a subscriber id, as erasure keeps it)
+        lets ingestion refuse events of an erased subscriber dated before the erasure."""
         self.plan: Plan = build_plan(catalog)
         self.journey = Journey(self.plan, SendOptions(push_needs_subscription, outbox))
         self.database = database
@@ -83,6 +90,7 @@ class Engine:
         self.batch_size = batch_size
         self.cache = StateCache(cache_size)
         self.quarantine = quarantine
+        self.fingerprint = fingerprint
 
     # ------------------------------------------------------------ events
 
@@ -118,16 +126,19 @@ class Engine:
     def _ingest_with_retries(self, batch: dict[str, list[Event]], result: IngestResult) -> None:
         for attempt in range(1, ATTEMPTS + 1):
             duplicates: list[str] = []
+            erased: list[Event] = []
             try:
-                result.accepted += self._ingest_batch(batch, duplicates)
+                result.accepted += self._ingest_batch(batch, duplicates, erased)
             except Conflict:
                 if attempt == ATTEMPTS:
                     raise
                 continue  # another process raced us: read everything again
             result.duplicates += duplicates
+            result.erased += erased
             return
 
-    def _ingest_batch(self, batch: dict[str, list[Event]], duplicates: list[str]) -> int:
+    def _ingest_batch(self, batch: dict[str, list[Event]], duplicates: list[str],
+                      erased: list[Event]) -> int:
         now = self.clock.now()
         accepted = 0
         with self.database.transaction() as connection:
@@ -135,12 +146,19 @@ class Engine:
             stored_keys = store.existing_event_keys(connection, keys)
             states = store.load_by_external_id(connection, list(batch), self.plan, now,
                                                self.cache)
+            gone = self._erased(connection, states)
             recording = self.on_record is not None
             for subscriber, events in batch.items():
                 fresh = events
+                if subscriber in gone:
+                    fresh = [e for e in events if e.at > gone[subscriber]]
+                    erased += [e for e in events if e.at <= gone[subscriber]]
+                    if not fresh:
+                        del states[subscriber]  # nobody to store
+                        continue
                 if stored_keys:
-                    fresh = [e for e in events if e.key is None or e.key not in stored_keys]
-                    duplicates.extend(e.key for e in events if e.key in stored_keys)
+                    duplicates.extend(e.key for e in fresh if e.key in stored_keys)
+                    fresh = [e for e in fresh if e.key is None or e.key not in stored_keys]
                     if not fresh:
                         continue
                 if len(fresh) > 1:
@@ -154,6 +172,14 @@ class Engine:
             store.save(connection, self.writer, states.values(), now)
         self._hand_out(states.values())
         return accepted
+
+    def _erased(self, connection: Any,
+                states: dict[str, SubscriberState]) -> dict[str, datetime]:
+        """Subscribers new to the database who were erased before: when (the last time)."""
+        if self.fingerprint is None:
+            return {}
+        new = {s: self.fingerprint(s) for s, state in states.items() if state.id is None}
+        return store.erased_at(connection, new)
 
     # ------------------------------------------------------------ time
 

@@ -60,7 +60,12 @@ class Runtime:
         return self._engine.plan.catalog
 
     def _build(self, catalog: m.Catalog) -> Engine:
-        return Engine(catalog, self.database, clock=self.clock, quarantine=QUARANTINE)
+        return Engine(catalog, self.database, clock=self.clock, quarantine=QUARANTINE,
+                      fingerprint=self.erased_id)
+
+    def erased_id(self, subscriber: str) -> str:
+        """What erasure keeps of a subscriber id (see `store.subscribers.erase`)."""
+        return self.signer.fingerprint("erased", subscriber)
 
     def ingest(self, events: list[Event]) -> IngestResult:
         result = self.groups.submit(events)

@@ -49,6 +49,8 @@ class EventBatch(BaseModel):
 class Accepted(BaseModel):
     accepted: int
     duplicates: list[str]
+    erased: int = Field(0, description="Events of subscribers erased after the event's `at`: "
+                                       "refused, so that a replay does not bring them back")
 
 
 def _body_schema() -> dict[str, Any]:
@@ -105,7 +107,8 @@ async def post_events(request: Request, runtime: Authorised) -> Accepted:
         raise ApiError(500, f"some of the events were stored before an error ({problem}); "
                             "sending them again stores again those without an `id`",
                        [{"field": "events", "message": "partly stored"}]) from problem
-    return Accepted(accepted=result.accepted, duplicates=result.duplicates)
+    return Accepted(accepted=result.accepted, duplicates=result.duplicates,
+                    erased=len(result.erased))
 
 
 async def _json(request: Request) -> Any:

@@ -45,7 +45,8 @@ def export(subscriber_id: SubscriberId, runtime: Authorised,
 def erase(subscriber_id: SubscriberId,
           runtime: Authorised) -> Response:
     with runtime.database.transaction() as connection:
-        erased = store.erase(connection, subscriber_id, runtime.clock.now())
+        erased = store.erase(connection, subscriber_id, runtime.clock.now(),
+                             runtime.erased_id(subscriber_id))
     if not erased:
         raise field_error(404, "subscriber_id", f"no subscriber {subscriber_id!r}")
     return Response(status_code=204)

@@ -54,6 +54,7 @@ LEDGER = cast(Table, t.LedgerEntry.__table__)
 SCHEDULE = cast(Table, t.DueWork.__table__)
 DELIVERIES = cast(Table, t.Delivery.__table__)
 PUSH_SUBSCRIPTIONS = cast(Table, t.PushSubscription.__table__)
+ERASURES = cast(Table, t.Erasure.__table__)
 DISPATCHES = cast(Table, t.Dispatch.__table__)
 
 
@@ -92,6 +93,19 @@ def due_subscriber_ids(connection: Connection, now: datetime, limit: int) -> lis
                  .with_for_update(of=SUBSCRIBERS, skip_locked=True))
     rows = connection.execute(query)
     return list(dict.fromkeys(row.subscriber_id for row in rows))
+
+
+def erased_at(connection: Connection, fingerprints: dict[str, str]) -> dict[str, datetime]:
+    """Subscriber id -> when they were last erased, for the ids (given with their keyed
+    hashes) that were."""
+    if not fingerprints:
+        return {}
+    ids = {hashed: external_id for external_id, hashed in fingerprints.items()}
+    rows = connection.execute(
+        select(ERASURES.c.subscriber, func.max(ERASURES.c.erased_at).label("at"))
+        .where(among(connection, ERASURES.c.subscriber, list(ids)))
+        .group_by(ERASURES.c.subscriber))
+    return {ids[row.subscriber]: row.at for row in rows}
 
 
 def load_by_external_id(connection: Connection, external_ids: Sequence[str], plan: Plan,

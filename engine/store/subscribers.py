@@ -97,8 +97,12 @@ def _latest(connection: Connection, table: Table, key: int, limit: int | None) -
                          .all()))
 
 
-def erase(connection: Connection, external_id: str, now: datetime) -> bool:
-    """Delete everything about the subscriber; False if there was nobody to erase."""
+def erase(connection: Connection, external_id: str, now: datetime,
+          fingerprint: str | None = None) -> bool:
+    """Delete everything about the subscriber; False if there was nobody to erase.
+
+    `fingerprint` (a keyed hash of the id) is kept, so that their events dated before now
+    are refused if they come again (`states.erased_at`)."""
     key = queries.subscriber_key(connection, external_id)
     if key is None:
         return False
@@ -106,7 +110,7 @@ def erase(connection: Connection, external_id: str, now: datetime) -> bool:
         select(func.count()).select_from(table).where(table.c.subscriber_id == key)
     ).scalar_one() for table in (EVENTS, DELIVERIES, PUSH_SUBSCRIPTIONS)}
     connection.execute(insert(ERASURES).values(
-        erased_at=now, events=counts["events"], deliveries=counts["deliveries"],
-        push_subscriptions=counts["push_subscriptions"]))
+        erased_at=now, subscriber=fingerprint, events=counts["events"],
+        deliveries=counts["deliveries"], push_subscriptions=counts["push_subscriptions"]))
     connection.execute(delete(SUBSCRIBERS).where(SUBSCRIBERS.c.id == key))
     return True

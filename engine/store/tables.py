@@ -321,6 +321,10 @@ class Erasure(Base):
     __tablename__ = "erasures"
     id: Mapped[int] = mapped_column(primary_key=True)
     erased_at: Mapped[datetime]
+    subscriber: Mapped[str | None] = mapped_column(String(64), index=True)
+    """A keyed hash of the erased subscriber's id (HMAC with the signing secret): events of
+    that id dated before `erased_at` are refused when they come again, so that a replay (a
+    client's retry queue, a re-run import) does not bring the person back."""
     events: Mapped[int]
     deliveries: Mapped[int]
     push_subscriptions: Mapped[int]

@@ -50,9 +50,11 @@ class Gate:
             raise self.fail
         if any(e.subscriber == "poison" for e in events):
             raise ValueError("a bug that one subscriber's events trip")
+        erased = [e for e in events if e.subscriber == "erased"]
+        events = [e for e in events if e.subscriber != "erased"]
         duplicates = [e.key for e in events if e.key in self.stored]
         self.stored.update(e.key for e in events if e.key is not None)
-        return IngestResult(len(events) - len(duplicates), duplicates)
+        return IngestResult(len(events) - len(duplicates), duplicates, erased)
 
 
 def submit_all(groups: GroupCommit, gate: Gate, requests: list[list[Event]]
@@ -98,6 +100,19 @@ def test_requests_that_wait_are_written_together_each_with_its_own_answer() -> N
     assert answers == [IngestResult(1, []), IngestResult(1, ["b1", "old"]),
                        IngestResult(2, ["a1"]), IngestResult(1, ["b1"])]
     assert groups.groups == 2
+
+
+def test_events_of_erased_subscribers_are_counted_for_the_request_that_sent_them() -> None:
+    gate = Gate()
+    groups = GroupCommit(gate)
+    answers = submit_all(groups, gate, [
+        [event("a", "a1")],
+        [event("erased", None), event("b", "b1")],
+        [event("erased", None), event("erased", "x1"), event("c", None)],
+    ])
+    results = [a for a in answers if isinstance(a, IngestResult)]
+    assert [(r.accepted, len(r.erased)) for r in results] == [(1, 0), (1, 1), (1, 2)]
+    assert [e.subscriber for e in results[2].erased] == ["erased", "erased"]
 
 
 def test_a_group_keeps_the_arrival_order_of_its_requests() -> None:

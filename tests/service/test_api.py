@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,20 +21,20 @@ SUBSCRIBED = {"subscriber": "ann", "type": "subscribed", "id": "e1",
 def test_one_event_and_a_batch_are_accepted(api: Api) -> None:
     answer = api.post_events(SUBSCRIBED)
     assert answer.status_code == 200
-    assert answer.json() == {"accepted": 1, "duplicates": []}
+    assert answer.json() == {"accepted": 1, "duplicates": [], "erased": 0}
     answer = api.post_events({"events": [
         {"subscriber": "ann", "type": "page_view", "id": "e2",
          "properties": {"url": "https://shop.example/diamonds"}},
         {"subscriber": "bob", "type": "page_view", "at": "2026-03-02T08:00:00Z"},
     ]})
-    assert answer.json() == {"accepted": 2, "duplicates": []}
+    assert answer.json() == {"accepted": 2, "duplicates": [], "erased": 0}
     assert api.count("events") == 3
 
 
 def test_the_same_event_id_is_stored_once(api: Api) -> None:
     api.post_events(SUBSCRIBED)
     answer = api.post_events({"events": [SUBSCRIBED, SUBSCRIBED]})
-    assert answer.json() == {"accepted": 0, "duplicates": ["e1", "e1"]}
+    assert answer.json() == {"accepted": 0, "duplicates": ["e1", "e1"], "erased": 0}
     assert api.count("events") == 1
 
 
@@ -207,6 +208,31 @@ def test_erase_removes_the_person_and_keeps_anonymous_counts(api: Api) -> None:
         assert connection.exec_driver_sql(
             "SELECT events, deliveries, push_subscriptions FROM erasures").all() == [(2, 1, 1)]
     assert api.client.delete("/v1/subscribers/ann", headers=AUTH).status_code == 404
+
+
+def test_events_replayed_after_an_erasure_do_not_bring_the_person_back(api: Api) -> None:
+    """A client's retry queue or a re-run import sends an erased subscriber's events again:
+    those dated before the erasure are refused, however they are batched; what happens
+    after it (a new sign-up) is a new subscriber."""
+    api.post_events(SUBSCRIBED)
+    api.post_events({"subscriber": "ann", "type": "page_view", "properties": {"url": "/d"}})
+    api.clock.advance_to(api.clock.now() + timedelta(hours=1))
+    assert api.client.delete("/v1/subscribers/ann", headers=AUTH).status_code == 204
+    replay = {"events": [dict(SUBSCRIBED, at="2026-03-02T09:00:00Z"),
+                         {"subscriber": "ann", "type": "page_view", "at": "2026-03-02T09:00:00Z"},
+                         {"subscriber": "bob", "type": "page_view"}]}
+    assert api.post_events(replay).json() == {"accepted": 1, "duplicates": [], "erased": 2}
+    assert api.client.get("/v1/subscribers/ann", headers=AUTH).status_code == 404
+    with api.runtime.database.transaction() as connection:
+        kept = connection.exec_driver_sql("SELECT subscriber FROM erasures").scalar_one()
+    assert len(kept) == 64 and "ann" not in kept  # a keyed hash, not the id
+    api.clock.advance_to(api.clock.now() + timedelta(minutes=1))
+    again = {"subscriber": "ann", "type": "subscribed", "id": "e9",
+             "properties": {"channels": ["email"], "email": "ann@example.com"}}
+    assert api.post_events(again).json()["accepted"] == 1  # after the erasure: a new person
+    body = api.client.get("/v1/subscribers/ann", headers=AUTH).json()
+    assert [e["id"] for e in body["events"]] == ["e9"]
+    assert body["attributes"] == {"email": "ann@example.com"}
 
 
 def test_the_public_key_health_metrics_and_schema(api: Api) -> None:
