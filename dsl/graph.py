@@ -45,13 +45,15 @@ def _edges(workflow: m.Workflow) -> Iterator[tuple[str, str, str]]:
 
 
 def to_mermaid(workflows: tuple[m.Workflow, ...]) -> str:
+    """Node ids are `WORKFLOW__STAGE` (stage names show as labels): a bare stage name such as
+    `end`, `graph` or `style` is a Mermaid keyword and would break the diagram."""
     lines = ["flowchart LR"]
     several = len(workflows) > 1
     for workflow in workflows:
-        prefix = f"{workflow.name}__" if several else ""
+        prefix = f"{workflow.name}__"
         indent = "    " if several else "  "
         if several:
-            lines.append(f"  subgraph {workflow.name}")
+            lines.append(f'  subgraph cluster_{workflow.name} ["{workflow.name}"]')
         entry = f"{prefix}entry"
         lines.append(f'{indent}{entry}(("{_mermaid_text(entry_label(workflow))}"))')
         for stage in workflow.stages:

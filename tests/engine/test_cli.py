@@ -93,14 +93,37 @@ def test_graph_mermaid(write_flow: Callable[..., str]) -> None:
     assert code == 0
     assert out == (
         "flowchart LR\n"
-        '  entry(("on signup"))\n'
-        '  welcome(["welcome"])\n'
-        '  active["active"]\n'
-        '  lapsed["lapsed"]\n'
-        "  entry --> welcome\n"
-        '  welcome -->|"1. when usage >= 3"| active\n'
-        '  welcome -->|"2. idle for 14 days"| lapsed\n'
-        '  lapsed -->|"on login"| active\n'
+        '  trial__entry(("on signup"))\n'
+        '  trial__welcome(["welcome"])\n'
+        '  trial__active["active"]\n'
+        '  trial__lapsed["lapsed"]\n'
+        "  trial__entry --> trial__welcome\n"
+        '  trial__welcome -->|"1. when usage >= 3"| trial__active\n'
+        '  trial__welcome -->|"2. idle for 14 days"| trial__lapsed\n'
+        '  trial__lapsed -->|"on login"| trial__active\n'
+    )
+
+
+def test_graph_mermaid_node_ids_are_never_mermaid_keywords(
+        write_flow: Callable[..., str]) -> None:
+    """`end` alone closes a subgraph in Mermaid; `graph`, `style`, `click`… are keywords."""
+    write_flow("t.flow", "workflow end { stage graph { go to end after 1 day } stage end { } }\n"
+                         "workflow style { stage click { } }\n")
+    _, out, _ = run("graph", "t.flow")
+    assert out == (
+        "flowchart LR\n"
+        '  subgraph cluster_end ["end"]\n'
+        '    end__entry(("on subscribed"))\n'
+        '    end__graph(["graph"])\n'
+        '    end__end["end"]\n'
+        "    end__entry --> end__graph\n"
+        '    end__graph -->|"after 1 day"| end__end\n'
+        "  end\n"
+        '  subgraph cluster_style ["style"]\n'
+        '    style__entry(("on subscribed"))\n'
+        '    style__click(["click"])\n'
+        "    style__entry --> style__click\n"
+        "  end\n"
     )
 
 
@@ -137,7 +160,7 @@ def test_graph_quotes_labels_for_mermaid(write_flow: Callable[..., str]) -> None
     write_flow("t.flow", 'workflow w { stage a { go to b on visit where url contains "/x" } '
                          "stage b { } }")
     _, out, _ = run("graph", "t.flow")
-    assert '  a -->|"on visit where url contains #quot;/x#quot;"| b\n' in out
+    assert '  w__a -->|"on visit where url contains #quot;/x#quot;"| w__b\n' in out
 
 
 def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
