@@ -41,7 +41,7 @@ def _delivery(runtime: Runtime, reference: str) -> dict[str, Any] | None:
     subscriber_key, _, seq = reference.partition(".")
     if not subscriber_key.isdigit() or not seq.isdigit():
         return None
-    with runtime.database.transaction() as connection:
+    with runtime.database.reading() as connection:
         return queries.delivery_by_reference(connection, int(subscriber_key), int(seq))
 
 
