@@ -131,6 +131,8 @@ def _combine(parsed: list[ParsedFile], problems: list[Diagnostic],
     )
     complete = not any(item.syntax_error for item in parsed)
     diagnostics.extend(validate(catalog, complete=complete))
-    diagnostics = sorted(set(diagnostics), key=sort_key)
+    # once each, by position; two at one position in the order they were found (a set's
+    # order would change from one run to the next)
+    diagnostics = sorted(dict.fromkeys(diagnostics), key=sort_key)
     has_errors = any(d.is_error for d in diagnostics)
     return LoadResult(None if has_errors else catalog, tuple(diagnostics), files)

@@ -43,6 +43,9 @@ class Compiled:
     """Top-level variables the template reads."""
     attributes: frozenset[tuple[str, str, int]]
     """`(variable, attribute, line)` for every `variable.attribute` it reads (e.g. scores.x)."""
+    unguarded: frozenset[tuple[str, int]]
+    """`(attribute, line)` of `subscriber.attribute` reads with neither `| default(…)` nor
+    an `is defined` test of that attribute: they fail for a subscriber who lacks it."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -54,7 +57,7 @@ def compile_template(source: str, html: bool = False) -> Compiled:
         template = environment.from_string(tree)
     except TemplateSyntaxError as problem:
         raise TemplateError(problem.message or "syntax error", problem.lineno or 1) from None
-    return Compiled(template, _free_names(tree), _attributes(tree))
+    return Compiled(template, _free_names(tree), _attributes(tree), _unguarded(tree))
 
 
 def render(compiled: Compiled, variables: Mapping[str, Any]) -> str:
@@ -105,6 +108,44 @@ def _attributes(tree: nodes.Template) -> frozenset[tuple[str, str, int]]:
                 isinstance(item.arg.value, str):
             found.add((item.node.name, item.arg.value, item.lineno))
     return frozenset(found)
+
+
+def _unguarded(tree: nodes.Template) -> frozenset[tuple[str, int]]:
+    guarded: set[int] = set()  # ids of reads under `| default` or `is defined`
+    tested: set[str] = set()  # attributes some `is defined` test looks at
+    called: set[int] = set()  # `subscriber.get(…)` and other method calls
+    for applied in tree.find_all(nodes.Filter):
+        if applied.name in ("default", "d") and applied.node is not None:
+            guarded.add(id(applied.node))
+    for test in tree.find_all(nodes.Test):
+        if test.name in ("defined", "undefined"):
+            guarded.add(id(test.node))
+            read = _subscriber_read(test.node)
+            if read is not None:
+                tested.add(read)
+    for call in tree.find_all(nodes.Call):
+        called.add(id(call.node))
+    found: set[tuple[str, int]] = set()
+    reads: list[nodes.Expr] = [*tree.find_all(nodes.Getattr), *tree.find_all(nodes.Getitem)]
+    for expression in reads:
+        read = _subscriber_read(expression)
+        if read is None or id(expression) in guarded or id(expression) in called \
+                or read in tested:
+            continue
+        found.add((read, expression.lineno))
+    return frozenset(found)
+
+
+def _subscriber_read(node: nodes.Node) -> str | None:
+    """The attribute name if `node` is `subscriber.NAME` or `subscriber["NAME"]`."""
+    if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) \
+            and node.node.name == "subscriber":
+        return node.attr
+    if isinstance(node, nodes.Getitem) and isinstance(node.node, nodes.Name) \
+            and node.node.name == "subscriber" and isinstance(node.arg, nodes.Const) \
+            and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
 
 
 class SampleSubscriber(dict[str, Any]):

@@ -270,6 +270,7 @@ def _check_template(message: m.Message, field: str, template: m.Template,
     yield from problems
     if problems:
         return
+    yield from _unguarded_reads(message, field, template, compiled)
     contexts: list[tuple[str, str, dict[str, m.Value], m.Send | None]] = [
         (w.name, st.name, dict(send.params), send) for w, st, send in uses
     ] or [("sample_workflow", "sample_stage", {}, None)]
@@ -285,6 +286,26 @@ def _check_template(message: m.Message, field: str, template: m.Template,
             return
         if message.channel == "webhook" and field == "body":
             yield from _check_json(template, rendered)
+
+
+ALWAYS_THERE = {"push": {"id"}, "email": {"id", "email"}, "webhook": {"id"}}
+"""Attributes every subscriber a message goes to has: the id, and for e-mail the address
+(a send without one is skipped as `no_address` before rendering)."""
+
+
+def _unguarded_reads(message: m.Message, field: str, template: m.Template,
+                     compiled: Compiled) -> Iterator[Diagnostic]:
+    """A `subscriber.X` read without a default: legal (SPEC §1.5a: the send is skipped as
+    `render_error` for a subscriber without X), and worth a warning, since `check` renders
+    with a sample subscriber who has everything and would not show it."""
+    for name, line in sorted(compiled.unguarded):
+        if name in ALWAYS_THERE[message.channel]:
+            continue
+        read = f"subscriber.{name}"
+        yield warning(_template_span(template, line) if template.file else template.span,
+                      f"field '{field}' of message '{message.name}' reads {read} without a "
+                      f"default: a subscriber without it gets no message (render_error); "
+                      f"{{{{ {read} | default('…') }}}} avoids that")
 
 
 def _unknown_names(message: m.Message, field: str, template: m.Template,

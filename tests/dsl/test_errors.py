@@ -192,6 +192,32 @@ def test_an_endless_drip_faster_than_its_cap_is_a_warning(check_lines: Check) ->
     ]
 
 
+def test_a_subscriber_attribute_read_without_a_default_is_a_warning(check_lines: Check) -> None:
+    """`check` renders with a sample subscriber who has every attribute, so it would not show
+    that a subscriber without `first_name` gets nothing (SPEC §1.5a: render_error)."""
+    messages = (
+        'message hello push {\n'
+        '  title "Hi {{ subscriber.first_name }}, {{ subscriber[\'city\'] }}"\n'
+        '  body "{{ subscriber.first_name | default(\'there\') }} {{ subscriber.id }}'
+        ' {{ subscriber.get(\'x\') }} {% if subscriber.vip is defined %}'
+        '{{ subscriber.vip }}{% endif %}"\n'
+        '}\n'
+        'message letter email {\n'
+        '  subject "For {{ subscriber.email }}"\n'  # always there when an e-mail goes out
+        '  text "x"\n'
+        '}\n')
+    text = flow("  stage a {\n    on enter: send push hello\n    on enter: send email letter\n"
+                "  }", messages)
+    assert check_lines(text) == [
+        "w.flow:8:3: warning: field 'title' of message 'hello' reads subscriber.city without a "
+        "default: a subscriber without it gets no message (render_error); "
+        "{{ subscriber.city | default('…') }} avoids that",
+        "w.flow:8:3: warning: field 'title' of message 'hello' reads subscriber.first_name "
+        "without a default: a subscriber without it gets no message (render_error); "
+        "{{ subscriber.first_name | default('…') }} avoids that",
+    ]
+
+
 def test_unknown_message_field(check_lines: Check) -> None:
     text = flow("  stage a { }", 'message hello push {\n  titel "Hello"\n}\n')
     assert check_lines(text) == [
@@ -310,7 +336,11 @@ def test_template_with_an_unknown_name(check_lines: Check) -> None:
 def test_subscriber_attributes_never_fail_with_sample_data(check_lines: Check) -> None:
     text = flow("  stage a { }", 'message hello push {\n  title "Hi {{ subscriber.nickname }}'
                 '{{ subscriber.city | default(\'\') }}"\n}\n')
-    assert check_lines(text) == []
+    assert check_lines(text) == [  # no error; the read without a default is worth a warning
+        "w.flow:5:3: warning: field 'title' of message 'hello' reads subscriber.nickname "
+        "without a default: a subscriber without it gets no message (render_error); "
+        "{{ subscriber.nickname | default('…') }} avoids that",
+    ]
 
 
 def test_template_that_fails_to_render(check_lines: Check) -> None:
@@ -451,5 +481,6 @@ def test_a_push_that_can_never_fit_is_refused(check_lines: Check) -> None:
 
 def test_a_push_whose_size_depends_on_data_is_checked_when_sent(check_lines: Check) -> None:
     text = ('workflow w {\n  stage a { on enter: send push big }\n}\n'
-            'message big push {\n  title "Hi"\n  body "{{ subscriber.story }}"\n}\n')
+            'message big push {\n  title "Hi"\n'
+            '  body "{{ subscriber.story | default(\'\') }}"\n}\n')
     assert check_lines(text) == []
