@@ -29,7 +29,7 @@ from engine.state import StoredEvent, SubscriberState
 from engine.state_cache import StateCache
 from engine.store import states as store
 from engine.store.bulk import BatchWriter
-from engine.store.database import Conflict, Database
+from engine.store.database import Conflict, Database, DatabaseUnavailable
 
 log = logging.getLogger("nurture.engine")
 RecordSink = Callable[[Record], None]
@@ -195,8 +195,8 @@ class Engine:
             taken: list[int] = []
             try:
                 states = self._tick_batch(now, done, taken)
-            except Conflict:
-                raise
+            except (Conflict, DatabaseUnavailable):
+                raise  # not this batch's fault: nobody's work is put off for it
             except Exception:
                 if self.quarantine is None or not taken:
                     raise
@@ -242,8 +242,8 @@ class Engine:
         for subscriber_id in ids:
             try:
                 states += self._tick_batch(now, set(), [], [subscriber_id]) or []
-            except Conflict:
-                raise  # as from a whole batch: another process raced this one
+            except (Conflict, DatabaseUnavailable):
+                raise  # as from a whole batch
             except Exception:
                 until = now + self.quarantine
                 log.exception("the due work of subscriber %d failed; it is put off until %s",

@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from engine.store.database import Conflict, DatabaseUnavailable
+
 
 class ApiError(Exception):
     def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None,
@@ -40,6 +42,21 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, problem: ApiError) -> JSONResponse:
         return response(problem)
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def database_failed(_request: Request, problem: DatabaseUnavailable) -> JSONResponse:
+        # a transient failure, not the client's: nothing of the request was kept (a batch
+        # stored in part says so with a 500), so it can be sent again as it is
+        return response(ApiError(503, f"{problem}; nothing of this request was stored, send it "
+                                      "again", [{"field": "database", "message": "unavailable"}],
+                                 {"Retry-After": "5"}))
+
+    @app.exception_handler(Conflict)
+    async def too_busy(_request: Request, problem: Conflict) -> JSONResponse:
+        return response(ApiError(503, "the database stayed busy with other writers; nothing of "
+                                      "this request was stored, send it again",
+                                 [{"field": "database", "message": "busy"}],
+                                 {"Retry-After": "1"}))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, problem: RequestValidationError) -> JSONResponse:

@@ -35,9 +35,16 @@ CONFLICTS = {"23505", "40001", "40P01"}
 
 
 class DatabaseUnavailable(RuntimeError):
-    """The database URL cannot be used: unreadable, no driver, unreachable, not a database.
+    """The database URL cannot be used: unreadable, no driver, unreachable, not a database;
+    or, once open, it failed (the connection dropped, the server went away, the disk is full).
 
-    The operator's setting, not a bug: the command line says so in one line."""
+    The operator's matter, not a bug: the command line says so in one line, the API answers
+    503 (try again), and the tick does not put anyone's work off for it."""
+
+
+def _failed(problem: DBAPIError) -> DatabaseUnavailable:
+    reason = (str(problem.orig or problem).strip().splitlines() or ["no reason given"])[0]
+    return DatabaseUnavailable(f"the database failed: {reason[:300]}")
 
 
 class Conflict(RuntimeError):
@@ -90,10 +97,28 @@ class Database:
         except (IntegrityError, OperationalError) as problem:
             if is_conflict(problem):
                 raise Conflict(str(problem.orig or problem)[:300]) from problem
+            if isinstance(problem, OperationalError):
+                raise _failed(problem) from problem
+            raise
+        except DBAPIError as problem:
+            if problem.connection_invalidated:
+                raise _failed(problem) from problem
             raise
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
+        try:
+            with self._reading() as connection:
+                yield connection
+        except OperationalError as problem:
+            raise _failed(problem) from problem
+        except DBAPIError as problem:
+            if problem.connection_invalidated:
+                raise _failed(problem) from problem
+            raise
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
         """A transaction that only reads (an export, a count for metrics, a report): on
         SQLite a snapshot of the write-ahead log that neither waits for the writer nor holds
         it up, where `transaction` would queue behind every write and hold the next ones up

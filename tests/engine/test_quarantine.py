@@ -16,7 +16,7 @@ from engine.events import parse_event
 from engine.journey import Journey
 from engine.processor import Engine
 from engine.records import Record
-from engine.store.database import Database, open_database
+from engine.store.database import Database, DatabaseUnavailable, open_database
 
 FLOW = """\
 workflow drip {
@@ -93,3 +93,23 @@ def test_without_quarantine_the_failure_is_raised(
     with pytest.raises(ValueError, match="a bug"):
         engine.tick()
     assert engine.next_due_at() == T0 + timedelta(minutes=10)  # nothing was saved
+
+
+def test_a_failing_database_puts_nobody_off(
+        database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database going away is nobody's state: the tick fails as a whole and is tried
+    again, instead of redoing the batch one by one and putting everyone off by an hour."""
+    records: list[Record] = []
+    engine = engine_on(database, records, quarantine=timedelta(hours=1))
+
+    def advance(self: Journey, state: Any, *args: Any, **kwargs: Any) -> None:
+        raise DatabaseUnavailable("the database failed: server closed the connection")
+
+    monkeypatch.setattr(Journey, "advance", advance)
+    engine.clock.advance_to(T0 + timedelta(minutes=10))  # type: ignore[attr-defined]
+    with pytest.raises(DatabaseUnavailable):
+        engine.tick()
+    monkeypatch.undo()  # the server is back
+    assert engine.tick().subscribers == 3
+    assert {(r.subscriber, r.at) for r in records if r.kind == "send"} == {
+        (who, T0 + timedelta(minutes=10)) for who in ("ann", "bob", "cid")}

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import socket
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from tests.channels.peers import Browser
 from tests.service.conftest import AUTH, Api
@@ -348,3 +351,47 @@ def test_a_request_stored_in_part_before_an_error_says_so(
                   "before: the disk is full); sending them again stores again those without "
                   "an `id`",
         "errors": [{"field": "events", "message": "partly stored"}]}
+
+
+def test_a_database_that_goes_away_is_a_503_to_retry_and_the_retry_is_stored(
+        tmp_path: Path) -> None:
+    """PostgreSQL refusing connections (a restart, a failover): the API answers 503 with
+    Retry-After instead of a bare 500, stores nothing, and the same request sent again once
+    the server is back is stored."""
+    from sqlalchemy import create_engine, make_url, text
+
+    from engine.api import create_app
+    from tests.databases import PG, SKIP_PG
+    from tests.service.conftest import build_runtime
+
+    if PG is None:
+        pytest.skip(SKIP_PG)
+    name = f"nurture_down_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        runtime = build_runtime(tmp_path, db=make_url(PG).set(database=name)
+                                .render_as_string(hide_password=False))
+        with TestClient(create_app(runtime)) as client:
+            def post() -> Any:
+                return client.post("/v1/events", headers=AUTH, json=SUBSCRIBED)
+
+            with admin.connect() as connection:  # the server stops taking connections
+                connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+                connection.execute(text("SELECT pg_terminate_backend(pid) FROM "
+                                        f"pg_stat_activity WHERE datname = '{name}'"))
+            refused = post()
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["Retry-After"] == "5"
+            assert refused.json()["errors"] == [{"field": "database", "message": "unavailable"}]
+            assert "nothing of this request was stored" in refused.json()["detail"]
+            with admin.connect() as connection:
+                connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+            assert post().json() == {"accepted": 1, "duplicates": [], "erased": 0}
+            assert client.get("/v1/subscribers/ann", headers=AUTH).json()["events_total"] == 1
+        runtime.database.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
