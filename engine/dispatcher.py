@@ -48,6 +48,7 @@ from engine.store import outbox
 from engine.store.bulk import BatchWriter
 from engine.store.database import Database
 from engine.store.outbox import Claimed, Recorded
+from engine.timing import after_quiet_hours, parse_quiet
 
 log = logging.getLogger("nurture.dispatcher")
 LINK = re.compile(r'href="(https?://[^"]+)"', re.IGNORECASE)
@@ -55,6 +56,9 @@ LINK = re.compile(r'href="(https?://[^"]+)"', re.IGNORECASE)
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=6)
 MAX_ATTEMPTS = 10
+QUIET_GRACE = timedelta(minutes=5)
+"""A send that comes this late into its quiet hours still goes (decided at 20:59, sent at
+21:00:30); later than that, it waits for their end."""
 
 
 @dataclass(slots=True)
@@ -182,14 +186,24 @@ class Dispatcher:
         buffer: list[tuple[Claimed, Outcome]] = []
         queues: dict[str, list[Claimed]] = {}
         emails: list[Claimed] = []
+        waiting: list[tuple[int, datetime]] = []
         for item in claimed:
             settled = self._settled_without_sending(item, now)
+            quiet_until = _quiet_until(item, now) if settled is None else None
             if settled is not None:
                 buffer.append((item, settled))
+            elif quiet_until is not None:
+                waiting.append((item.id, quiet_until))
+                stats.count(item.channel, "deferred")
             elif item.channel == "email":
                 emails.append(item)
             else:
                 queues.setdefault(item.channel, []).append(item)
+
+        if waiting:
+            with self.database.transaction() as connection:
+                outbox.defer(connection, waiting, lease.token)
+            lease.held.difference_update(dispatch_id for dispatch_id, _ in waiting)
 
         def collect(results: list[tuple[Claimed, Outcome]]) -> None:
             nonlocal buffer
@@ -382,6 +396,20 @@ def from_settings(settings: Settings, database: Database, clock: Clock | None = 
     email = SmtpSender(settings.smtp_url, settings.email_from) if settings.smtp_url else None
     return Dispatcher(database, Links(Signer(secret), settings.public_url), clock=clock,
                       push=push, email=email, webhook=WebhookSender(secret, ssl=ssl))
+
+
+def _quiet_until(item: Claimed, now: datetime) -> datetime | None:
+    """When a send that came late into the quiet hours of its decision may go (their end);
+    None if it may go now. The engine decides sends outside quiet hours; a dispatch can still
+    come late (retries after 429s and timeouts, a dispatcher that was down or behind)."""
+    if item.quiet is None:
+        return None
+    try:
+        window, zone = parse_quiet(item.quiet)
+    except (ValueError, LookupError):  # (ZoneInfoNotFoundError is a KeyError)
+        return None
+    end = after_quiet_hours(now - QUIET_GRACE, window, zone)
+    return end if end > now else None
 
 
 def retry_at(attempts: int, now: datetime, not_before: datetime | None,

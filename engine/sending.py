@@ -30,7 +30,7 @@ from engine.moment import Moment
 from engine.plan import Plan, WorkflowPlan
 from engine.scoring import score_values
 from engine.state import DeliveryRow, DispatchRow, Due, Enrolment, SubscriberState
-from engine.timing import send_time
+from engine.timing import quiet_text, send_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +159,10 @@ def _send(moment: Moment, workflow: WorkflowPlan, step: SendStep, rendered: Rend
     fields = dict(rendered.fields)
     delivery = _deliver(moment, workflow, step, "sent", None, fields, rendered.lang)
     if options.outbox:
-        delivery.dispatches = _recipients(moment, rendered)
+        quiet = None
+        if workflow.quiet is not None and rendered.channel != "webhook":
+            quiet = quiet_text(workflow.quiet, subscriber_zone(moment.state, workflow))
+        delivery.dispatches = _recipients(moment, rendered, quiet)
     if moment.state.recording:
         shown: dict[str, Any] = {"channel": rendered.channel, "message": rendered.message,
                                  "lang": rendered.lang}
@@ -195,16 +198,17 @@ def _deliver(moment: Moment, workflow: WorkflowPlan, step: SendStep, status: str
     return row
 
 
-def _recipients(moment: Moment, rendered: Rendered) -> list[DispatchRow]:
+def _recipients(moment: Moment, rendered: Rendered, quiet: str | None) -> list[DispatchRow]:
     """Where the outbox sends a decided message: every live subscription of a push, the
     address of an e-mail, the URL of a webhook."""
     state = moment.state
     fields = rendered.fields
     if rendered.channel == "push":
         expires = moment.at + timedelta(seconds=int(fields.get("ttl") or 0))
-        return [DispatchRow("push", key, None, expires) for key in state.push_subscriptions]
+        return [DispatchRow("push", key, None, expires, quiet)
+                for key in state.push_subscriptions]
     if rendered.channel == "email":
-        return [DispatchRow("email", None, str(state.attributes.get("email")), None)]
+        return [DispatchRow("email", None, str(state.attributes.get("email")), None, quiet)]
     return [DispatchRow("webhook", None, str(fields.get("url")), None)]
 
 

@@ -161,6 +161,9 @@ class DispatchRow:
     push_subscription: int | None
     address: str | None
     expires_at: datetime | None
+    quiet: str | None = None
+    """The quiet hours that applied, in the subscriber's zone (`timing.quiet_text`): the
+    dispatcher holds back a send that comes late into them."""
 
 
 @dataclass(slots=True)

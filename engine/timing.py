@@ -9,6 +9,7 @@ gap) means the first valid instant after it. A cap window of length W at t count
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -26,6 +27,19 @@ class Window:
         if self.start < self.end:
             return self.start <= local < self.end
         return local >= self.start or local < self.end
+
+
+def quiet_text(quiet: Window, zone: ZoneInfo) -> str:
+    """Quiet hours in a subscriber's zone as the outbox keeps them: `21:00-08:00 Europe/Warsaw`."""
+    return f"{quiet.start:%H:%M}-{quiet.end:%H:%M} {zone.key}"
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_quiet(text: str) -> tuple[Window, ZoneInfo]:
+    """`quiet_text` read back (raises ValueError for anything else)."""
+    span, _, zone = text.partition(" ")
+    start, _, end = span.partition("-")
+    return Window(time.fromisoformat(start), time.fromisoformat(end)), ZoneInfo(zone)
 
 
 @dataclass(frozen=True, slots=True)

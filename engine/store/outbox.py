@@ -46,6 +46,7 @@ class Claimed:
     p256dh: str | None
     auth: str | None
     subscription_removed: bool
+    quiet: str | None
 
     @property
     def delivery_key(self) -> str:
@@ -85,7 +86,8 @@ def claim(connection: Connection, now: datetime, lease_until: datetime, limit: i
                DISPATCHES.c.address, DISPATCHES.c.expires_at, DELIVERIES.c.workflow,
                DELIVERIES.c.message, DELIVERIES.c.content, DISPATCHES.c.push_subscription_id,
                PUSH_SUBSCRIPTIONS.c.endpoint, PUSH_SUBSCRIPTIONS.c.p256dh,
-               PUSH_SUBSCRIPTIONS.c.auth, PUSH_SUBSCRIPTIONS.c.removed_at.is_not(None))
+               PUSH_SUBSCRIPTIONS.c.auth, PUSH_SUBSCRIPTIONS.c.removed_at.is_not(None),
+               DISPATCHES.c.quiet)
         .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DISPATCHES.c.subscriber_id)
         .join(DELIVERIES, (DELIVERIES.c.subscriber_id == DISPATCHES.c.subscriber_id)
               & (DELIVERIES.c.seq == DISPATCHES.c.delivery_seq))
@@ -115,6 +117,17 @@ def renew(connection: Connection, ids: Sequence[int], token: str,
         update(DISPATCHES).where(DISPATCHES.c.id.in_(ids), DISPATCHES.c.claimed_by == token,
                                  DISPATCHES.c.status == "sending")
         .values(due_at=lease_until).returning(DISPATCHES.c.id))}
+
+
+def defer(connection: Connection, until: Sequence[tuple[int, datetime]], token: str) -> None:
+    """Put rows this claim holds back in the queue until a later instant, the attempt not
+    counted (quiet hours, not a failure)."""
+    for dispatch_id, when in until:
+        connection.execute(update(DISPATCHES).where(
+            DISPATCHES.c.id == dispatch_id, DISPATCHES.c.claimed_by == token,
+            DISPATCHES.c.status == "sending")
+            .values(status="queued", due_at=when, claimed_by=None,
+                    attempts=DISPATCHES.c.attempts - 1))
 
 
 def release(connection: Connection, ids: Sequence[int], token: str, now: datetime) -> None:

@@ -274,7 +274,7 @@ def save(connection: Connection, writer: BatchWriter, states: Iterable[Subscribe
                         d.reason, d.content, d.nominal_at, d.decided_at)
                        for d in changes.deliveries]
         dispatches += [(sid, d.seq, r.channel, r.push_subscription, r.address, "queued", 0,
-                        d.decided_at, r.expires_at)
+                        d.decided_at, r.expires_at, r.quiet)
                        for d in changes.deliveries for r in d.dispatches]
     writer.insert(connection, EVENTS, ("subscriber_id", "seq", "key", "type", "at",
                                        "properties", "received_at"), events)
@@ -292,7 +292,7 @@ def save(connection: Connection, writer: BatchWriter, states: Iterable[Subscribe
         "nominal_at", "decided_at"), deliveries)
     writer.insert(connection, DISPATCHES, (
         "subscriber_id", "delivery_seq", "channel", "push_subscription_id", "address", "status",
-        "attempts", "due_at", "expires_at"), dispatches)
+        "attempts", "due_at", "expires_at", "quiet"), dispatches)
     _save_scores(connection, writer, states)
     _save_schedule(connection, writer, states)
 

@@ -298,6 +298,10 @@ class Dispatch(Base):
     """The peer's last answer (HTTP or SMTP code)."""
     last_error: Mapped[str | None] = mapped_column(String(500))
     finished_at: Mapped[datetime | None]
+    quiet: Mapped[str | None] = mapped_column(String(80))
+    """The quiet hours of the decision, in the subscriber's zone (`21:00-08:00
+    Europe/Warsaw`): a send that comes late into them (retries, a dispatcher that was down)
+    waits for their end."""
 
 
 class PushSubscription(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -156,3 +156,47 @@ def test_a_send_that_raises_is_retried_later_and_the_batch_goes_on(
     shop.clock.advance_to(bob["due_at"])
     assert shop.dispatch().outcomes == {"delivered": 1}
     assert push_service.requests["bob"] == 1
+
+
+QUIET = """
+workflow welcome {
+  timezone "Europe/Warsaw"
+  quiet hours 21:00 to 08:00
+  stage first { after 10 minutes: send push welcome }
+}
+message welcome push { title "Hi {{ subscriber.id }}!" }
+"""
+EVENING = datetime(2026, 3, 2, 19, 40, tzinfo=UTC)  # 20:40 in Warsaw (winter time, UTC+1)
+
+
+def test_a_push_that_comes_late_into_quiet_hours_waits_for_their_end(
+        shop_factory, push_service: PushService) -> None:
+    """Decided at 20:50 (outside quiet hours), but the dispatcher gets to it only at 21:10
+    (it was down, or behind, or the push service said 429): it waits for 08:00."""
+    shop = shop_factory(QUIET, start=EVENING)
+    shop.subscribe_browser("anna", push_service, "laptop")
+    shop.event("anna", "subscribed", channels=["push"])
+    shop.advance(minutes=10)  # 20:50: decided, queued
+    shop.clock.advance_to(EVENING + timedelta(minutes=30))  # 21:10
+    assert shop.dispatch().outcomes == {"deferred": 1}
+    [row] = shop.dispatches("anna")
+    morning = datetime(2026, 3, 3, 7, tzinfo=UTC)  # 08:00 in Warsaw
+    assert (row["status"], row["due_at"], row["attempts"], row["quiet"]) == (
+        "queued", morning, 0, "21:00-08:00 Europe/Warsaw")
+    assert push_service.payloads("laptop") == []
+    shop.clock.advance_to(morning - timedelta(seconds=1))
+    assert shop.dispatch().claimed == 0
+    shop.clock.advance_to(morning)
+    assert shop.dispatch().outcomes == {"delivered": 1}
+    assert [p["title"] for p in push_service.payloads("laptop")] == ["Hi anna!"]
+    assert shop.dispatches("anna")[0]["attempts"] == 1
+
+
+def test_a_push_a_few_minutes_into_quiet_hours_still_goes(
+        shop_factory, push_service: PushService) -> None:
+    shop = shop_factory(QUIET, start=EVENING)
+    shop.subscribe_browser("anna", push_service, "laptop")
+    shop.event("anna", "subscribed", channels=["push"])
+    shop.advance(minutes=10)
+    shop.clock.advance_to(EVENING + timedelta(minutes=24))  # 21:04: within the 5-minute grace
+    assert shop.dispatch().outcomes == {"delivered": 1}

@@ -74,7 +74,12 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         pytest.skip(SKIP_PG)
     workflows = tmp_path_factory.mktemp("scale") / "workflows"
     workflows.mkdir()
-    (workflows / "jewelry.flow").write_text((ROOT / "workflows" / "jewelry.flow").read_text())
+    # The workers' dispatchers run on real time, on ten days of sends decided in the past:
+    # with the shop's quiet hours they would hold every one of them back when the test runs
+    # during a Warsaw night (a send that comes late into quiet hours waits for their end).
+    shop = (ROOT / "workflows" / "jewelry.flow").read_text()
+    assert "  quiet hours 21:00 to 08:00\n" in shop
+    (workflows / "jewelry.flow").write_text(shop.replace("  quiet hours 21:00 to 08:00\n", ""))
     (workflows / "templates").mkdir()
     for template in (ROOT / "workflows" / "templates").iterdir():
         (workflows / "templates" / template.name).write_text(template.read_text())
