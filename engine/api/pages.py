@@ -54,7 +54,10 @@ class PublicKey(BaseModel):
 
 @router.get("/v1/push/public-key", response_model=PublicKey,
             summary="The key browsers subscribe with (applicationServerKey)")
-def public_key(runtime: Current) -> PublicKey:
+def public_key(runtime: Current, response: Response) -> PublicKey:
+    # nurture.js reads it on every page load of a subscribed browser (to notice a new key):
+    # the browser's HTTP cache answers most of those
+    response.headers["Cache-Control"] = "public, max-age=3600"
     return PublicKey(public_key=runtime.vapid.public_key)
 
 

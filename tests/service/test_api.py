@@ -239,7 +239,9 @@ def test_events_replayed_after_an_erasure_do_not_bring_the_person_back(api: Api)
 
 
 def test_the_public_key_health_metrics_and_schema(api: Api) -> None:
-    key = api.client.get("/v1/push/public-key").json()["public_key"]
+    answer = api.client.get("/v1/push/public-key")
+    assert answer.headers["Cache-Control"] == "public, max-age=3600"  # read on page loads
+    key = answer.json()["public_key"]
     assert key == api.runtime.vapid.public_key and len(key) == 87
     assert api.client.get("/healthz").json() == {"status": "ok", "workflows": 1,
                                                  "database": "ok"}
