@@ -42,6 +42,24 @@ class DatabaseUnavailable(RuntimeError):
     503 (try again), and the tick does not put anyone's work off for it."""
 
 
+@contextmanager
+def _translated() -> Iterator[None]:
+    """The driver's errors in the terms callers act on: `Conflict` (try again now) and
+    `DatabaseUnavailable` (the database failed: try again later); the rest unchanged."""
+    try:
+        yield
+    except (IntegrityError, OperationalError) as problem:
+        if is_conflict(problem):
+            raise Conflict(str(problem.orig or problem)[:300]) from problem
+        if isinstance(problem, OperationalError):
+            raise _failed(problem) from problem
+        raise
+    except DBAPIError as problem:
+        if problem.connection_invalidated:
+            raise _failed(problem) from problem
+        raise
+
+
 def _failed(problem: DBAPIError) -> DatabaseUnavailable:
     reason = (str(problem.orig or problem).strip().splitlines() or ["no reason given"])[0]
     return DatabaseUnavailable(f"the database failed: {reason[:300]}")
@@ -83,8 +101,9 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One transaction; a race with another process surfaces as `Conflict`."""
-        try:
+        """One transaction; a race with another process surfaces as `Conflict`, a database
+        that fails as `DatabaseUnavailable`."""
+        with _translated():
             if self._turns is None:
                 with self.engine.begin() as connection:
                     yield connection
@@ -94,36 +113,14 @@ class Database:
                     yield connection
                 if self.checkpointer is not None:
                     self.checkpointer.committed()
-        except (IntegrityError, OperationalError) as problem:
-            if is_conflict(problem):
-                raise Conflict(str(problem.orig or problem)[:300]) from problem
-            if isinstance(problem, OperationalError):
-                raise _failed(problem) from problem
-            raise
-        except DBAPIError as problem:
-            if problem.connection_invalidated:
-                raise _failed(problem) from problem
-            raise
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        try:
-            with self._reading() as connection:
-                yield connection
-        except OperationalError as problem:
-            raise _failed(problem) from problem
-        except DBAPIError as problem:
-            if problem.connection_invalidated:
-                raise _failed(problem) from problem
-            raise
-
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
         """A transaction that only reads (an export, a count for metrics, a report): on
         SQLite a snapshot of the write-ahead log that neither waits for the writer nor holds
         it up, where `transaction` would queue behind every write and hold the next ones up
         for as long as the reading takes. Nothing written in it is kept."""
-        with self.engine.connect() as connection:
+        with _translated(), self.engine.connect() as connection:
             connection.execution_options(**{READING: True})
             with connection.begin() as transaction:
                 if self.dialect == "postgresql":
