@@ -407,6 +407,40 @@ def worker(db: str | None, workflows: str | None, lease: float) -> None:
         runtime.database.dispose()
 
 
+@main.command()
+@click.argument("workflow")
+@click.argument("source", metavar="FROM")
+@click.argument("target", metavar="TO")
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@click.option("--workflows", default=None, help="Folder of .flow files (NURTURE_WORKFLOWS).")
+@reports_bugs
+def move(workflow: str, source: str, target: str, db: str | None,
+         workflows: str | None) -> None:
+    """Move the subscribers in stage FROM of WORKFLOW into stage TO (entered now).
+
+    For subscribers left in a stage that an edit renamed or removed (the service names them
+    at start and reload); it works on any stage. Safe while the service runs.
+    """
+    from engine.processor import Engine
+    from engine.store.database import open_database
+
+    settings = load_settings().with_flags(db=db, workflows=workflows)
+    result = load_paths([settings.workflows])
+    if result.catalog is None:
+        print_diagnostics(result)
+        sys.exit(1)
+    database = open_database(settings.db)
+    try:
+        moved = Engine(result.catalog, database).move(workflow, source, target)
+    except ValueError as problem:
+        click.echo(f"nurture: {problem}", err=True)
+        sys.exit(2)
+    finally:
+        database.dispose()
+    click.echo(f"moved {moved} subscriber(s) of workflow '{workflow}' from stage '{source}' "
+               f"to '{target}'", err=True)
+
+
 def _display(host: str) -> str:
     """The host as a URL names it (an IPv6 address in brackets)."""
     if host in ("127.0.0.1", "0.0.0.0", "::", "::1"):

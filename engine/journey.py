@@ -248,6 +248,16 @@ class Journey:
                 self._plan_work(state, "idle", moment.at + transition.idle.delta, enrolment,
                                 index, 0, transitions[index])
 
+    def move(self, state: SubscriberState, workflow_name: str, target: str, at: datetime,
+             rank: int) -> None:
+        """An operator moves an enrolled subscriber into `target` (after an edit renamed the
+        stage they were in, say): the stage is entered as by a transition."""
+        workflow = self.plan.by_name[workflow_name]
+        enrolment = state.enrolments[workflow_name]
+        moment = Moment(state, at, DUE_PHASE, rank)
+        self._enter(workflow, enrolment, target, moment, "moved by an operator")
+        self._try_transitions(workflow, enrolment, moment, None)
+
     @staticmethod
     def _plan_work(state: SubscriberState, kind: str, at: datetime, enrolment: Enrolment,
                    number: int, occurrence: int, key: str) -> None:

@@ -254,6 +254,36 @@ class Engine:
                 put_off += 1
         return states, put_off
 
+    def move(self, workflow: str, source: str, target: str) -> int:
+        """Move everyone enrolled in `source` (a stage an edit renamed or removed, or any
+        other) into `target`, entered now as by a transition; how many were moved. Each is
+        first brought up to now, like a tick would."""
+        plan = self.plan.by_name.get(workflow)
+        if plan is None or target not in plan.stages:
+            raise ValueError(f"workflow '{workflow}' has no stage '{target}'")
+        moved, after, moved_before = 0, 0, 0
+        while True:
+            now = self.clock.now()
+            with self.database.transaction() as connection:
+                ids = store.enrolled_in(connection, workflow, source, self.batch_size, after)
+                if not ids:  # end of a pass; on PostgreSQL busy subscribers were skipped
+                    if after == 0 or moved == moved_before:
+                        return moved
+                    after, moved_before = 0, moved
+                    continue
+                after = ids[-1]
+                states = store.load_by_id(connection, ids, self.plan, self.cache)
+                for state in states.values():
+                    assert state.id is not None
+                    state.recording = self.on_record is not None
+                    self.journey.advance(state, [], now, state.id)
+                    enrolment = state.enrolments.get(workflow)
+                    if enrolment is not None and enrolment.stage == source:
+                        self.journey.move(state, workflow, target, now, state.id)
+                        moved += 1
+                store.save(connection, self.writer, states.values(), now)
+            self._hand_out(states.values())
+
     def next_due_at(self) -> datetime | None:
         """When the earliest pending work is due (for the simulator and the scheduler)."""
         with self.database.transaction() as connection:

@@ -108,7 +108,8 @@ class Runtime:
                 continue
             log.warning("%d subscriber(s) are in stage '%s' of workflow '%s', which the "
                         "workflows no longer declare: nothing runs for them until they exit "
-                        "or the stage is back", count, stage, workflow,
+                        "or the stage is back (`nurture move %s %s STAGE` moves them)",
+                        count, stage, workflow, workflow, stage,
                         extra={"workflow": workflow, "stage": stage, "subscribers": count})
         for workflow, count in gone.items():
             log.warning("%d subscriber(s) are enrolled in workflow '%s', which is not loaded: "

@@ -125,6 +125,16 @@ def load_by_external_id(connection: Connection, external_ids: Sequence[str], pla
     return states
 
 
+def enrolled_in(connection: Connection, workflow: str, stage: str, limit: int,
+                after: int = 0) -> list[int]:
+    """Subscribers (ids above `after`, ascending) with an active enrolment in this stage."""
+    return list(connection.execute(
+        select(ENROLMENTS.c.subscriber_id)
+        .where(ENROLMENTS.c.workflow == workflow, ENROLMENTS.c.stage == stage,
+               ENROLMENTS.c.ended_at.is_(None), ENROLMENTS.c.subscriber_id > after)
+        .order_by(ENROLMENTS.c.subscriber_id).limit(limit)).scalars())
+
+
 def load_by_id(connection: Connection, ids: Sequence[int], plan: Plan,
                cache: StateCache) -> dict[str, SubscriberState]:
     """States of the subscribers no other transaction is working on (PostgreSQL skips the

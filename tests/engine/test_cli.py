@@ -308,3 +308,36 @@ def test_keys_that_the_data_depends_on_are_not_replaced_silently(
     assert run("keys")[0] == 0  # on purpose
     Runtime(load_settings(), database, catalog)
     database.dispose()
+
+
+def test_move_carries_the_subscribers_of_a_renamed_stage_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.processor import Engine
+    from engine.store import queries
+    from engine.store.database import open_database
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("NURTURE_DB", "NURTURE_WORKFLOWS"):
+        monkeypatch.delenv(name, raising=False)
+    workflows = tmp_path / "workflows"
+    workflows.mkdir()
+    flow = "workflow w { stage a { } stage b { } }\n"
+    (workflows / "w.flow").write_text(flow, encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    database = open_database(url)
+    catalog = load_text(flow, "w.flow").catalog
+    assert catalog is not None
+    Engine(catalog, database).ingest([parse_event(
+        {"subscriber": who, "type": "subscribed", "properties": {"channels": ["push"]}}, n,
+        default_at=datetime.now(UTC)) for n, who in enumerate(("ann", "bob"))])
+    (workflows / "w.flow").write_text(flow.replace("stage a", "stage first"), encoding="utf-8")
+    options = ("--db", url, "--workflows", str(workflows))
+    code, _, err = run("move", "w", "a", "nowhere", *options)
+    assert (code, err) == (2, "nurture: workflow 'w' has no stage 'nowhere'\n")
+    code, _, err = run("move", "w", "a", "first", *options)
+    assert (code, err) == (0, "moved 2 subscriber(s) of workflow 'w' from stage 'a' to 'first'\n")
+    with database.transaction() as connection:
+        stages = [queries.stages(connection, queries.subscriber_key(connection, who) or 0)
+                  for who in ("ann", "bob")]
+    assert stages == [{"w": "first"}, {"w": "first"}]
+    database.dispose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from engine.records import format_instant
@@ -310,3 +311,37 @@ def test_a_max_still_counts_ledger_rows_written_before_rule_keys(flow) -> None:
     run.advance(hours=1)
     run.event("ann", "email_open")
     assert run.score("ann", "engagement") == 20
+
+
+def test_an_operator_moves_the_subscribers_of_a_renamed_stage(flow) -> None:
+    """`nurture move` (here the engine's `move`): the stage is entered as by a transition,
+    its steps and timers starting then."""
+    version = """\
+workflow w {
+  stage a {
+    after 2 days: send push hello
+    go to b on purchase
+  }
+  stage b { on enter: send push later }
+}
+"""
+    run = flow(version)
+    run.event("ann", "subscribed", channels=["push"])
+    run.event("bob", "subscribed", channels=["push"])
+    run.advance(hours=1)
+    edit(version.replace("stage a {", "stage first {"))
+    run.reload()
+    with pytest.raises(ValueError, match="workflow 'w' has no stage 'nowhere'"):
+        run.engine.move("w", "a", "nowhere")
+    assert run.engine.move("w", "a", "first") == 2
+    assert run.engine.move("w", "a", "first") == 0  # nobody left there
+    assert (run.stage("ann"), run.stage("bob")) == ("first", "first")
+    run.advance(days=3)
+    run.event("ann", "purchase")
+    assert brief(run.timeline("ann", "enter")) == [
+        ("2026-01-05T09:00:00Z", "enter", "a"),
+        ("2026-01-05T10:00:00Z", "enter", "first"),
+        ("2026-01-08T10:00:00Z", "enter", "b"),
+    ]
+    assert sends(run, "ann") == [("2026-01-07T10:00:00Z", "hello"),
+                                 ("2026-01-08T10:00:00Z", "later")]
