@@ -397,3 +397,19 @@ def test_a_database_that_goes_away_is_a_503_to_retry_and_the_retry_is_stored(
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_writers_that_keep_the_database_busy_through_every_retry_are_a_503(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A race lost five times over (`Conflict` out of the engine's retries): transient, so
+    503 and Retry-After, like a database that failed. (The conflict itself is raised here by
+    hand: making SQLite stay locked through five 30-second waits would take minutes.)"""
+    from engine.store.database import Conflict
+
+    def busy(events: Any) -> Any:
+        raise Conflict("database is locked")
+
+    monkeypatch.setattr(api.runtime, "ingest", busy)
+    answer = api.post_events(SUBSCRIBED)
+    assert (answer.status_code, answer.headers["Retry-After"]) == (503, "1")
+    assert answer.json()["errors"] == [{"field": "database", "message": "busy"}]
