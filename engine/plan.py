@@ -189,11 +189,9 @@ def _workflow_plan(workflow: m.Workflow) -> WorkflowPlan:
                 score.name, rule, rule.span.rule_ref, next(numbered),
                 rule.max.window if rule.max else None,
                 Decimal(rule.max.count) if rule.max else None, _compiled(rule.where)))
-        seen: dict[str, int] = {}
-        for fit in score.fit_rules:
-            text = f"{score.name}: when {describe(fit.condition)} {fit.points}"
-            seen[text] = seen.get(text, 0) + 1
-            signature = text if seen[text] == 1 else f"{text} #{seen[text]}"
+        signatures = _ranked(f"{score.name}: when {describe(fit.condition)} {fit.points}"
+                             for fit in score.fit_rules)
+        for fit, signature in zip(score.fit_rules, signatures, strict=True):
             plan.fit_rules.append(FitRulePlan(score.name, fit, fit.span.rule_ref, signature,
                                               _uses_tags(fit.condition),
                                               predicate(fit.condition)))

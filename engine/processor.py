@@ -210,9 +210,12 @@ class Engine:
         return result
 
     def _tick_batch(self, now: datetime, done: set[int], taken: list[int],
-                    ids: list[int] | None = None) -> list[SubscriberState] | None:
+                    ids: list[int] | None = None,
+                    then: Callable[[SubscriberState], None] | None = None
+                    ) -> list[SubscriberState] | None:
         """One transaction: find the next due subscribers (unless `ids` says which), advance
-        them, save them. On PostgreSQL finding them locks them, until the commit."""
+        them (and do `then` to each), save them. On PostgreSQL finding them locks them, until
+        the commit."""
         with self.database.transaction() as connection:
             if ids is None:
                 ids = store.due_subscriber_ids(connection, now, self.batch_size)
@@ -229,6 +232,8 @@ class Engine:
                 assert state.id is not None
                 state.recording = self.on_record is not None
                 self.journey.advance(state, [], now, state.id)
+                if then is not None:
+                    then(state)
             store.save(connection, self.writer, states.values(), now)
         return list(states.values())
 
@@ -257,32 +262,32 @@ class Engine:
     def move(self, workflow: str, source: str, target: str) -> int:
         """Move everyone enrolled in `source` (a stage an edit renamed or removed, or any
         other) into `target`, entered now as by a transition; how many were moved. Each is
-        first brought up to now, like a tick would."""
+        first brought up to now, as a tick would."""
         plan = self.plan.by_name.get(workflow)
         if plan is None or target not in plan.stages:
             raise ValueError(f"workflow '{workflow}' has no stage '{target}'")
         moved, after, moved_before = 0, 0, 0
+        now = self.clock.now()
+
+        def carry(state: SubscriberState) -> None:
+            nonlocal moved
+            enrolment = state.enrolments.get(workflow)
+            if enrolment is not None and enrolment.stage == source:
+                assert state.id is not None
+                self.journey.move(state, workflow, target, now, state.id)
+                moved += 1
+
         while True:
-            now = self.clock.now()
-            with self.database.transaction() as connection:
+            with self.database.reading() as connection:
                 ids = store.enrolled_in(connection, workflow, source, self.batch_size, after)
-                if not ids:  # end of a pass; on PostgreSQL busy subscribers were skipped
-                    if after == 0 or moved == moved_before:
-                        return moved
-                    after, moved_before = 0, moved
-                    continue
-                after = ids[-1]
-                states = store.load_by_id(connection, ids, self.plan, self.cache)
-                for state in states.values():
-                    assert state.id is not None
-                    state.recording = self.on_record is not None
-                    self.journey.advance(state, [], now, state.id)
-                    enrolment = state.enrolments.get(workflow)
-                    if enrolment is not None and enrolment.stage == source:
-                        self.journey.move(state, workflow, target, now, state.id)
-                        moved += 1
-                store.save(connection, self.writer, states.values(), now)
-            self._hand_out(states.values())
+            if not ids:  # end of a pass; on PostgreSQL busy subscribers were skipped
+                if after == 0 or moved == moved_before:
+                    return moved
+                after, moved_before = 0, moved
+                continue
+            after = ids[-1]
+            now = self.clock.now()
+            self._hand_out(self._tick_batch(now, set(), [], ids, carry) or [])
 
     def next_due_at(self) -> datetime | None:
         """When the earliest pending work is due (for the simulator and the scheduler)."""
