@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,10 @@ class Settings:
     """Where browsers and mail readers reach the API (links in messages)."""
     push_allow_hosts: tuple[str, ...] = field(default_factory=tuple)
     tick_seconds: float = 10.0
+    late_limit: timedelta | None = timedelta(days=1)
+    """A push or e-mail that the engine reaches, or the dispatcher can send, only later than
+    this after its time is dropped (`late`, `expired`) rather than sent stale: after an outage,
+    or for events imported from the past. None: no limit."""
 
     def with_flags(self, **flags: Any) -> Settings:
         """Command-line flags win over the environment (None means "not given")."""
@@ -107,7 +113,10 @@ VARIABLES = {
     "NURTURE_SECRET_FILE": "secret_file", "NURTURE_SMTP_URL": "smtp_url",
     "NURTURE_EMAIL_FROM": "email_from", "NURTURE_PUBLIC_URL": "public_url",
     "NURTURE_PUSH_ALLOW_HOSTS": "push_allow_hosts", "NURTURE_TICK_SECONDS": "tick_seconds",
+    "NURTURE_LATE_LIMIT": "late_limit",
 }
+
+LATE_LIMIT_UNITS = {"minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 
 
 def load_settings(environ: Mapping[str, str] | None = None,
@@ -154,4 +163,20 @@ def _convert(variable: str, name: str, text: str) -> Any:
         if seconds <= 0:
             raise ConfigError(f"{variable}: must be more than 0")
         return seconds
+    if name == "late_limit":
+        return _late_limit(variable, text)
     return text
+
+
+def _late_limit(variable: str, text: str) -> timedelta | None:
+    """`30 minutes`, `24 hours`, `2 days`, `1 week`; `off` for no limit."""
+    if text.strip().lower() == "off":
+        return None
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(minute|hour|day|week)s?\s*", text.lower())
+    if found is None:
+        raise ConfigError(f"{variable}: a duration such as '24 hours' or '2 days', or 'off'; "
+                          f"got {text!r}")
+    limit = timedelta(seconds=float(found[1]) * LATE_LIMIT_UNITS[found[2]])
+    if limit < timedelta(minutes=1):
+        raise ConfigError(f"{variable}: at least 1 minute (or 'off'), got {text!r}")
+    return limit

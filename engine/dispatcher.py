@@ -16,8 +16,10 @@ dispatcher that dies stops renewing, and its rows return to the pool when the le
 
 Retries: 429, 5xx, timeouts and lost connections (SMTP 4xx too) are tried again after an
 exponential backoff with jitter (30 s, 1 min, 2 min, … up to 6 h), never before the peer's
-`Retry-After`; after 10 attempts the dispatch fails. A push not delivered before its TTL ends
-expires. 404/410 remove the subscription; other answers are final.
+`Retry-After`; after 10 attempts the dispatch fails. A push or e-mail not delivered before it
+expires (a push's TTL, the late limit: `NURTURE_LATE_LIMIT` after its decision) is dropped
+rather than sent stale; a push carries what is left of its TTL. 404/410 remove the
+subscription; other answers are final.
 """
 
 from __future__ import annotations
@@ -276,11 +278,12 @@ class Dispatcher:
     # ------------------------------------------------------------ sending
 
     def _settled_without_sending(self, item: Claimed, now: datetime) -> Outcome | None:
-        if item.channel == "push":
-            if item.subscription_removed or item.endpoint is None:
-                return Outcome("gone", None, "the subscription was removed")
-            if item.expires_at is not None and now >= item.expires_at:
-                return Outcome("failed", None, "expired: its TTL ended before it was sent")
+        if item.channel == "push" and (item.subscription_removed or item.endpoint is None):
+            return Outcome("gone", None, "the subscription was removed")
+        if item.expires_at is not None and now > item.expires_at:
+            return Outcome("failed", None, "expired: not sent before "
+                           f"{item.expires_at:%Y-%m-%dT%H:%M:%SZ} (a push's TTL, or the late "
+                           "limit, NURTURE_LATE_LIMIT, after its decision)")
         return None
 
     def _may_start(self, item: Claimed, lease: Lease) -> bool:
@@ -315,8 +318,8 @@ class Dispatcher:
             tag = topic(content.get("topic"), item.delivery_key)
             job = PushJob(item.delivery_key, item.endpoint, item.p256dh, item.auth,
                           payload(content, tag, self.links.click_token(item)),
-                          int(content.get("ttl") or 0), str(content.get("urgency") or "normal"),
-                          tag)
+                          _ttl_left(content, item.decided_at, self.clock.now()),
+                          str(content.get("urgency") or "normal"), tag)
             return [(item, await self.push.send(job, self.clock.now()))]
         assert self.webhook is not None and item.address
         body = item.content.get("body") or json.dumps(
@@ -367,10 +370,18 @@ class Dispatcher:
             return Recorded(item.id, "failed", None, outcome.status,
                             f"gave up after {item.attempts} attempts: {detail}"[:500], now)
         again = retry_at(item.attempts, now, outcome.not_before, self.rng)
-        if item.expires_at is not None and again >= item.expires_at:
+        if item.expires_at is not None and again > item.expires_at:
             return Recorded(item.id, "expired", None, outcome.status,
-                            f"its TTL ends before the next attempt: {detail}"[:500], now)
+                            f"it expires (TTL or late limit) before the next attempt: "
+                            f"{detail}"[:500], now)
         return Recorded(item.id, "queued", again, outcome.status, detail, None)
+
+
+def _ttl_left(content: dict[str, Any], decided_at: datetime, now: datetime) -> int:
+    """The push's `TTL` header: what is left of its `ttl` since the decision (a push sent
+    late, after retries or a backlog, must not live longer than the marketer asked)."""
+    ttl = int(content.get("ttl") or 0)
+    return max(0, ttl - int((now - decided_at).total_seconds()))
 
 
 def from_settings(settings: Settings, database: Database, clock: Clock | None = None,

@@ -58,13 +58,13 @@ class Journey:
             if state.processed_until is not None and at < state.processed_until:
                 # a late event: it happens now in the journey, after what is already done
                 at, phase, order = state.processed_until, DUE_PHASE, rank
-            self._run_due(state, at, rank, inclusive=False)
-            self._process_event(Moment(state, at, phase, order, stored))
+            self._run_due(state, at, now, rank, inclusive=False)
+            self._process_event(Moment(state, at, phase, order, stored, now))
             state.processed_until = at
             state.subscriber_dirty = True
-        self._run_due(state, now, rank, inclusive=until_inclusive)
+        self._run_due(state, now, now, rank, inclusive=until_inclusive)
 
-    def _run_due(self, state: SubscriberState, limit: datetime, rank: int,
+    def _run_due(self, state: SubscriberState, limit: datetime, now: datetime, rank: int,
                  inclusive: bool) -> None:
         while True:
             due = state.next_due()
@@ -74,7 +74,7 @@ class Journey:
             if state.processed_until is not None and at < state.processed_until:
                 at = state.processed_until
             state.take(due)
-            kept = self._process_due(Moment(state, at, DUE_PHASE, rank), due)
+            kept = self._process_due(Moment(state, at, DUE_PHASE, rank, None, now), due)
             if not kept and due.stored:
                 state.changes.removed_due.append(due.order)
             state.processed_until = at
@@ -254,7 +254,7 @@ class Journey:
         stage they were in, say): the stage is entered as by a transition."""
         workflow = self.plan.by_name[workflow_name]
         enrolment = state.enrolments[workflow_name]
-        moment = Moment(state, at, DUE_PHASE, rank)
+        moment = Moment(state, at, DUE_PHASE, rank, None, at)
         self._enter(workflow, enrolment, target, moment, "moved by an operator")
         self._try_transitions(workflow, enrolment, moment, None)
 

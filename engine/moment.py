@@ -24,6 +24,9 @@ class Moment:
     phase: int
     order: int
     event: StoredEvent | None = None
+    now: datetime | None = None
+    """When the engine does this work, by its clock: `at` is behind it when the engine
+    catches up (after an outage, or with events dated in the past)."""
 
     def record(self, workflow: str, kind: str, fields: dict[str, Any],
                note: str | None = None) -> None:

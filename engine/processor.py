@@ -68,7 +68,8 @@ class Engine:
                  on_record: RecordSink | None = None, push_needs_subscription: bool = True,
                  outbox: bool = True, batch_size: int = 500, cache_size: int = 20_000,
                  quarantine: timedelta | None = None,
-                 fingerprint: Callable[[str], str] | None = None) -> None:
+                 fingerprint: Callable[[str], str] | None = None,
+                 late_limit: timedelta | None = None) -> None:
         """`outbox=False` (the simulator, tests) hands decided sends to `channels` in process
         instead of writing them to the outbox for the dispatcher.
 
@@ -79,9 +80,13 @@ class Engine:
         exception propagates (the simulator and tests want to see it).
 
         `fingerprint` (the service's: a keyed hash of a subscriber id, as erasure keeps it)
-        lets ingestion refuse events of an erased subscriber dated before the erasure."""
+        lets ingestion refuse events of an erased subscriber dated before the erasure.
+
+        `late_limit` (the service's `NURTURE_LATE_LIMIT`): pushes and e-mails that the engine
+        reaches later than this after their time are skipped as `late` (see `SendOptions`)."""
         self.plan: Plan = build_plan(catalog)
-        self.journey = Journey(self.plan, SendOptions(push_needs_subscription, outbox))
+        self.journey = Journey(self.plan, SendOptions(push_needs_subscription, outbox,
+                                                           late_limit))
         self.database = database
         self.writer = BatchWriter(database.engine.dialect)
         self.clock: Clock = clock or SystemClock()

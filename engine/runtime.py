@@ -61,7 +61,7 @@ class Runtime:
 
     def _build(self, catalog: m.Catalog) -> Engine:
         return Engine(catalog, self.database, clock=self.clock, quarantine=QUARANTINE,
-                      fingerprint=self.erased_id)
+                      fingerprint=self.erased_id, late_limit=self.settings.late_limit)
 
     def erased_id(self, subscriber: str) -> str:
         """What erasure keeps of a subscriber id (see `store.subscribers.erase`)."""

@@ -62,6 +62,10 @@ class SendOptions:
     """Outside the simulator a push needs a live browser subscription (SPEC §2)."""
     outbox: bool = True
     """Write the recipients of each send to the outbox for the dispatcher."""
+    late_limit: timedelta | None = None
+    """The service's `NURTURE_LATE_LIMIT`: a push or e-mail reached later than this after
+    its time is skipped as `late`, and the outbox drops one not sent within it of its
+    decision. None (the simulator, tests): time is virtual, nothing is late."""
 
 
 def decide_send(plan: Plan, workflow: WorkflowPlan, moment: Moment, step: SendStep,
@@ -101,6 +105,10 @@ def decide_send(plan: Plan, workflow: WorkflowPlan, moment: Moment, step: SendSt
               f"the rendered push is over {PUSH_PLAINTEXT_LIMIT} bytes as JSON")
         return False
     if channel != "webhook":
+        late = _lateness(moment, options.late_limit)
+        if late is not None:
+            _skip(moment, workflow, step, "late", late)
+            return False
         if waiting is None:
             when = _send_time(moment, workflow, channel)
             if when > moment.at:
@@ -108,6 +116,25 @@ def decide_send(plan: Plan, workflow: WorkflowPlan, moment: Moment, step: SendSt
         bisect.insort(state.sent.setdefault(channel, []), moment.at)
     _send(moment, workflow, step, rendered, options)
     return False
+
+
+def _lateness(moment: Moment, limit: timedelta | None) -> str | None:
+    """Why a send reached this late is not sent, or None when it is in time: a message
+    about a visit of last week (an outage, an import of past events) would arrive stale, and
+    all of a journey's missed messages would arrive at once."""
+    if limit is None or moment.now is None or moment.now - moment.at <= limit:
+        return None
+    return (f"due {_span(moment.now - moment.at)} ago, more than the late limit of "
+            f"{_span(limit)} (NURTURE_LATE_LIMIT)")
+
+
+def _span(span: timedelta) -> str:
+    """A duration as an operator reads it: `3 days 4 hours`, `90 minutes`."""
+    minutes = int(span.total_seconds() // 60)
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    parts = [(days, "day"), (hours, "hour")] if days else [(hours, "hour"), (minutes, "minute")]
+    shown = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n]
+    return " ".join(shown) or "under a minute"
 
 
 def _send_time(moment: Moment, workflow: WorkflowPlan, channel: str) -> datetime:
@@ -162,7 +189,7 @@ def _send(moment: Moment, workflow: WorkflowPlan, step: SendStep, rendered: Rend
         quiet = None
         if workflow.quiet is not None and rendered.channel != "webhook":
             quiet = quiet_text(workflow.quiet, subscriber_zone(moment.state, workflow))
-        delivery.dispatches = _recipients(moment, rendered, quiet)
+        delivery.dispatches = _recipients(moment, rendered, quiet, options.late_limit)
     if moment.state.recording:
         shown: dict[str, Any] = {"channel": rendered.channel, "message": rendered.message,
                                  "lang": rendered.lang}
@@ -198,17 +225,22 @@ def _deliver(moment: Moment, workflow: WorkflowPlan, step: SendStep, status: str
     return row
 
 
-def _recipients(moment: Moment, rendered: Rendered, quiet: str | None) -> list[DispatchRow]:
+def _recipients(moment: Moment, rendered: Rendered, quiet: str | None,
+                late_limit: timedelta | None) -> list[DispatchRow]:
     """Where the outbox sends a decided message: every live subscription of a push, the
-    address of an e-mail, the URL of a webhook."""
+    address of an e-mail, the URL of a webhook; a push or an e-mail not sent by the end of
+    the late limit (a push: or of its TTL, if sooner) is dropped then."""
     state = moment.state
     fields = rendered.fields
+    last = moment.at + late_limit if late_limit is not None else None
     if rendered.channel == "push":
         expires = moment.at + timedelta(seconds=int(fields.get("ttl") or 0))
+        if last is not None:
+            expires = min(expires, last)
         return [DispatchRow("push", key, None, expires, quiet)
                 for key in state.push_subscriptions]
     if rendered.channel == "email":
-        return [DispatchRow("email", None, str(state.attributes.get("email")), None, quiet)]
+        return [DispatchRow("email", None, str(state.attributes.get("email")), last, quiet)]
     return [DispatchRow("webhook", None, str(fields.get("url")), None)]
 
 

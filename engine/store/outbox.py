@@ -47,6 +47,8 @@ class Claimed:
     auth: str | None
     subscription_removed: bool
     quiet: str | None
+    decided_at: datetime
+    """The decision's instant: a push's TTL runs from it."""
 
     @property
     def delivery_key(self) -> str:
@@ -87,7 +89,7 @@ def claim(connection: Connection, now: datetime, lease_until: datetime, limit: i
                DELIVERIES.c.message, DELIVERIES.c.content, DISPATCHES.c.push_subscription_id,
                PUSH_SUBSCRIPTIONS.c.endpoint, PUSH_SUBSCRIPTIONS.c.p256dh,
                PUSH_SUBSCRIPTIONS.c.auth, PUSH_SUBSCRIPTIONS.c.removed_at.is_not(None),
-               DISPATCHES.c.quiet)
+               DISPATCHES.c.quiet, DELIVERIES.c.decided_at)
         .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DISPATCHES.c.subscriber_id)
         .join(DELIVERIES, (DELIVERIES.c.subscriber_id == DISPATCHES.c.subscriber_id)
               & (DELIVERIES.c.seq == DISPATCHES.c.delivery_seq))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from channels.email import SmtpSender
 from channels.endpoints import PushEndpointPolicy
@@ -23,7 +23,7 @@ from engine.events import parse_event
 from engine.processor import Engine
 from engine.store import push_subscriptions, queries
 from engine.store.database import Database, open_database
-from engine.store.states import DISPATCHES
+from engine.store.states import DELIVERIES, DISPATCHES
 from tests.channels.fixtures import SECRET
 from tests.channels.peers import PushService, SmtpServer
 
@@ -46,6 +46,17 @@ class Shop:
         self.engine.ingest([parse_event({"subscriber": subscriber, "type": kind,
                                          "properties": properties}, self.seq,
                                         default_at=self.clock.now())])
+
+    def import_events(self, *events: tuple[datetime, str, str, dict[str, object]]) -> None:
+        """`(at, subscriber, type, properties)` dated in the past, as one batch: an import, or
+        a client's queue sent again after an outage."""
+        batch = []
+        for at, subscriber, kind, properties in events:
+            self.seq += 1
+            batch.append(parse_event({"subscriber": subscriber, "type": kind,
+                                      "at": at.isoformat(), "properties": properties},
+                                     self.seq))
+        self.engine.ingest(batch)
 
     def event_of_each(self, subscribers: list[str], kind: str, **properties: object) -> None:
         """The same event from each subscriber, at this instant, as one batch."""
@@ -77,10 +88,16 @@ class Shop:
             await self.dispatcher.close()
 
     def dispatches(self, subscriber: str) -> list[dict[str, object]]:
+        return self._rows(DISPATCHES, subscriber)
+
+    def deliveries(self, subscriber: str) -> list[dict[str, object]]:
+        return self._rows(DELIVERIES, subscriber)
+
+    def _rows(self, table: Table, subscriber: str) -> list[dict[str, object]]:
         with self.database.transaction() as connection:
             key = queries.subscriber_key(connection, subscriber)
-            rows = connection.execute(select(DISPATCHES).where(
-                DISPATCHES.c.subscriber_id == key).order_by(DISPATCHES.c.id)).mappings().all()
+            rows = connection.execute(select(table).where(
+                table.c.subscriber_id == key).order_by(table.c.id)).mappings().all()
         return [dict(row) for row in rows]
 
 
@@ -89,7 +106,8 @@ def shop_factory(tmp_path: Path, ca_file: str, database_url: str):
     databases: list[Database] = []
 
     def build(flow: str | None = None, smtp: SmtpServer | None = None,
-              push_timeout: float = 10.0, start: datetime = T0) -> Shop:
+              push_timeout: float = 10.0, start: datetime = T0,
+              late_limit: timedelta | None = None) -> Shop:
         if flow is None:
             paths = [str(Path(__file__).resolve().parents[2] / "workflows" / "jewelry.flow")]
         else:
@@ -109,7 +127,7 @@ def shop_factory(tmp_path: Path, ca_file: str, database_url: str):
                            "Shop <news@shop.example>") if smtp else None
         dispatcher = Dispatcher(database, links, clock=clock, push=push, email=email,
                                 webhook=WebhookSender(SECRET))
-        engine = Engine(catalog, database, clock=clock)
+        engine = Engine(catalog, database, clock=clock, late_limit=late_limit)
         return Shop(engine, dispatcher, database, clock, vapid)
 
     yield build

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,15 @@ def test_defaults() -> None:
     assert settings.db == "sqlite:///nurture.db"
     assert settings.workflows == "workflows/"
     assert settings.push_allow_hosts == ()
+    assert settings.late_limit == timedelta(days=1)
+
+
+@pytest.mark.parametrize(("value", "limit"), [
+    ("2 days", timedelta(days=2)), ("1 week", timedelta(weeks=1)),
+    ("36 hours", timedelta(hours=36)), ("90 Minutes", timedelta(minutes=90)),
+    ("1.5 day", timedelta(hours=36)), ("off", None), ("OFF", None)])
+def test_the_late_limit(value: str, limit: timedelta | None) -> None:
+    assert load_settings({"NURTURE_LATE_LIMIT": value}, dotenv=None).late_limit == limit
 
 
 def test_the_environment_wins_over_dotenv_and_flags_win_over_both(tmp_path: Path) -> None:
@@ -31,6 +41,10 @@ def test_the_environment_wins_over_dotenv_and_flags_win_over_both(tmp_path: Path
 @pytest.mark.parametrize(("variable", "value", "words"), [
     ("NURTURE_TICK_SECONDS", "soon", "NURTURE_TICK_SECONDS: a number of seconds"),
     ("NURTURE_TICK_SECONDS", "0", "more than 0"),
+    ("NURTURE_LATE_LIMIT", "86400", "NURTURE_LATE_LIMIT: a duration such as '24 hours'"),
+    ("NURTURE_LATE_LIMIT", "1 fortnight", "NURTURE_LATE_LIMIT: a duration"),
+    ("NURTURE_LATE_LIMIT", "30 seconds", "NURTURE_LATE_LIMIT: a duration"),
+    ("NURTURE_LATE_LIMIT", "0.5 minutes", "NURTURE_LATE_LIMIT: at least 1 minute"),
     ("NURTURE_VAPID_SUBJECT", "ops@shop.example", "NURTURE_VAPID_SUBJECT: a mailto: or https:"),
     ("NURTURE_SMTP_URL", "http://mail.example", r"NURTURE_SMTP_URL: use smtp://\["),
     ("NURTURE_SMTP_URL", "smtp://", r"NURTURE_SMTP_URL: use smtp://\["),

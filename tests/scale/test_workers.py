@@ -163,7 +163,9 @@ def workers(world: World, url: str, count: int, lease: float = 120) -> list[Any]
                        "NURTURE_SECRET": SECRET.decode(),
                        "NURTURE_PUSH_ALLOW_HOSTS": f"127.0.0.1:{world.push.port}",
                        "NURTURE_SMTP_URL": f"smtp://127.0.0.1:{world.smtp.port}?starttls=no",
-                       "NURTURE_TICK_SECONDS": "0.5"}
+                       "NURTURE_TICK_SECONDS": "0.5",
+                       # ten days of work decided late on purpose: all of it is to be sent
+                       "NURTURE_LATE_LIMIT": "off"}
         processes.append(subprocess.Popen(
             [nurture, "worker", "--db", url, "--workflows", str(world.scenario.workflows),
              "--lease", str(lease)], env=environment, stderr=subprocess.DEVNULL))

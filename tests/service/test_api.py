@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.channels.peers import Browser
-from tests.service.conftest import AUTH, Api
+from tests.service.conftest import AUTH, T0, Api
 
 SUBSCRIBED = {"subscriber": "ann", "type": "subscribed", "id": "e1",
               "properties": {"channels": ["push", "email"], "email": "ann@example.com",
@@ -413,3 +413,19 @@ def test_writers_that_keep_the_database_busy_through_every_retry_are_a_503(
     answer = api.post_events(SUBSCRIBED)
     assert (answer.status_code, answer.headers["Retry-After"]) == (503, "1")
     assert answer.json()["errors"] == [{"field": "database", "message": "busy"}]
+
+
+def test_events_sent_again_after_an_outage_send_nothing_more_than_a_day_late(api: Api) -> None:
+    """The service's default late limit (NURTURE_LATE_LIMIT, 1 day): a client's queue of
+    events from before an outage is stored and scored, but what is over a day late is not
+    sent."""
+    assert api.runtime.settings.late_limit == timedelta(days=1)
+    for who, age in (("ann", timedelta(days=2)), ("bob", timedelta(hours=2))):
+        api.post_events({"subscriber": who, "type": "subscribed", "id": f"{who}-1",
+                         "at": (T0 - age).isoformat(),
+                         "properties": {"channels": ["email"], "email": f"{who}@example.com"}})
+    for who, status, reason in (("ann", "skipped", "late"), ("bob", "sent", None)):
+        body = api.client.get(f"/v1/subscribers/{who}", headers=AUTH).json()
+        assert [(m["message"], m["status"], m["reason"]) for m in body["messages"]] == [
+            ("welcome", status, reason)]
+        assert [e["type"] for e in body["events"]] == ["subscribed"]
