@@ -50,6 +50,7 @@ from engine.store import outbox
 from engine.store.bulk import BatchWriter
 from engine.store.database import Database
 from engine.store.outbox import Claimed, Recorded
+from engine.store.push_subscriptions import HANDED_OVER
 from engine.timing import after_quiet_hours, parse_quiet
 
 log = logging.getLogger("nurture.dispatcher")
@@ -280,6 +281,8 @@ class Dispatcher:
     def _settled_without_sending(self, item: Claimed, now: datetime) -> Outcome | None:
         if item.channel == "push" and (item.subscription_removed or item.endpoint is None):
             return Outcome("gone", None, "the subscription was removed")
+        if item.channel == "push" and item.subscription_handed_over:
+            return Outcome("gone", None, HANDED_OVER)
         if item.expires_at is not None and now > item.expires_at:
             return Outcome("failed", None, "expired: not sent before "
                            f"{item.expires_at:%Y-%m-%dT%H:%M:%SZ} (a push's TTL, or the late "
@@ -351,7 +354,8 @@ class Dispatcher:
         rows = [self._recorded(item, outcome, now) for item, outcome in results]
         channels = [item.channel for item, _ in results]
         gone = [item.push_subscription_id for item, outcome in results
-                if outcome.kind == "gone" and item.push_subscription_id is not None]
+                if outcome.kind == "gone" and item.push_subscription_id is not None
+                and not item.subscription_handed_over]  # (live: another subscriber's now)
         with self.database.transaction() as connection:
             outbox.record(connection, self.writer, rows, lease.token)
             outbox.remove_subscriptions(connection, gone, now, "the push service answered "

@@ -46,6 +46,8 @@ class Claimed:
     p256dh: str | None
     auth: str | None
     subscription_removed: bool
+    subscription_handed_over: bool
+    """The browser was registered since to another subscriber: not this one's to use."""
     quiet: str | None
     decided_at: datetime
     """The decision's instant: a push's TTL runs from it."""
@@ -89,6 +91,7 @@ def claim(connection: Connection, now: datetime, lease_until: datetime, limit: i
                DELIVERIES.c.message, DELIVERIES.c.content, DISPATCHES.c.push_subscription_id,
                PUSH_SUBSCRIPTIONS.c.endpoint, PUSH_SUBSCRIPTIONS.c.p256dh,
                PUSH_SUBSCRIPTIONS.c.auth, PUSH_SUBSCRIPTIONS.c.removed_at.is_not(None),
+               PUSH_SUBSCRIPTIONS.c.subscriber_id != DISPATCHES.c.subscriber_id,
                DISPATCHES.c.quiet, DELIVERIES.c.decided_at)
         .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DISPATCHES.c.subscriber_id)
         .join(DELIVERIES, (DELIVERIES.c.subscriber_id == DISPATCHES.c.subscriber_id)

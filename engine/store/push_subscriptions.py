@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, insert, select, update
 
-from engine.store.states import PUSH_SUBSCRIPTIONS, SUBSCRIBERS
+from engine.store.states import DISPATCHES, PUSH_SUBSCRIPTIONS, SUBSCRIBERS
 
 
 def add(connection: Connection, external_id: str, endpoint: str, p256dh: str, auth: str,
@@ -19,14 +19,17 @@ def add(connection: Connection, external_id: str, endpoint: str, p256dh: str, au
             "external_id": external_id, "attributes": {}, "created_at": at,
             "event_count": 0, "version": 0, "delivery_count": 0}).scalar_one()
     _changed(connection, key)
-    existing = connection.execute(select(PUSH_SUBSCRIPTIONS.c.id).where(
-        PUSH_SUBSCRIPTIONS.c.endpoint == endpoint)).scalar()
+    existing = connection.execute(
+        select(PUSH_SUBSCRIPTIONS.c.id, PUSH_SUBSCRIPTIONS.c.subscriber_id)
+        .where(PUSH_SUBSCRIPTIONS.c.endpoint == endpoint)).first()
     values = {"subscriber_id": key, "p256dh": p256dh, "auth": auth, "created_at": at,
               "removed_at": None, "removed_reason": None}
     if existing is not None:
+        if existing.subscriber_id != key:
+            _handed_over(connection, existing.id, existing.subscriber_id, at)
         connection.execute(update(PUSH_SUBSCRIPTIONS)
-                           .where(PUSH_SUBSCRIPTIONS.c.id == existing), values)
-        return int(existing)
+                           .where(PUSH_SUBSCRIPTIONS.c.id == existing.id), values)
+        return int(existing.id)
     return int(connection.execute(insert(PUSH_SUBSCRIPTIONS).returning(PUSH_SUBSCRIPTIONS.c.id),
                                   {"endpoint": endpoint, **values}).scalar_one())
 
@@ -45,6 +48,24 @@ def remove(connection: Connection, endpoint: str, at: datetime, reason: str,
         .returning(PUSH_SUBSCRIPTIONS.c.subscriber_id)).scalar()
     if subscriber is not None:
         _changed(connection, subscriber)
+
+
+HANDED_OVER = "the browser was registered to another subscriber before it was sent"
+
+
+def _handed_over(connection: Connection, subscription: int, previous: int,
+                 at: datetime) -> None:
+    """A browser registered before for `previous` now belongs to someone else (a shared
+    computer, another login): nothing of the previous owner's may reach it. What is queued for
+    it ends as `gone`, and the previous owner's state, which listed the subscription, is out of
+    date."""
+    connection.execute(update(DISPATCHES)
+                       .where(DISPATCHES.c.push_subscription_id == subscription,
+                              DISPATCHES.c.subscriber_id == previous,
+                              DISPATCHES.c.status == "queued")
+                       .values(status="gone", due_at=None, finished_at=at,
+                               last_error=HANDED_OVER))
+    _changed(connection, previous)
 
 
 def _changed(connection: Connection, subscriber: int) -> None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select, update
 
 from channels.tokens import Signer
+from engine.store import push_subscriptions
+from engine.store.push_subscriptions import HANDED_OVER
+from engine.store.states import PUSH_SUBSCRIPTIONS, SUBSCRIBERS
 from tests.channels.conftest import SECRET, T0
 from tests.channels.peers import PushService
 
@@ -200,3 +204,64 @@ def test_a_push_a_few_minutes_into_quiet_hours_still_goes(
     shop.advance(minutes=10)
     shop.clock.advance_to(EVENING + timedelta(minutes=24))  # 21:04: within the 5-minute grace
     assert shop.dispatch().outcomes == {"delivered": 1}
+
+
+SHARED = """
+workflow w {
+  stage first {
+    on enter: send push hi
+    after 10 minutes: send push later
+  }
+}
+message hi push { title "Hi {{ subscriber.id }}" }
+message later push { title "Still there, {{ subscriber.id }}?" }
+"""
+
+
+def register_again(shop, push_service: PushService, browser: str, subscriber: str) -> None:
+    """The same browser (endpoint and keys) registered for another subscriber: a shared
+    computer, where someone else logs in to the shop."""
+    keys = push_service.browsers[browser]
+    with shop.database.transaction() as connection:
+        push_subscriptions.add(connection, subscriber, push_service.endpoint(browser),
+                               keys.p256dh, keys.auth_secret, shop.clock.now())
+
+
+def test_a_browser_registered_for_someone_else_gets_none_of_the_first_ones_pushes(
+        shop_factory, push_service: PushService) -> None:
+    shop = shop_factory(SHARED)
+    shop.subscribe_browser("anna", push_service, "shared")
+    shop.event("anna", "subscribed", channels=["push"])  # "Hi anna" decided, not yet sent
+    register_again(shop, push_service, "shared", "bob")  # bob logs in on that computer
+    [anna_hi] = shop.dispatches("anna")
+    assert (anna_hi["status"], anna_hi["last_error"]) == (
+        "gone", "the browser was registered to another subscriber before it was sent")
+    shop.event("bob", "subscribed", channels=["push"])
+    shop.advance(minutes=10)  # anna's "Still there?" falls due: she has no browser now
+    assert shop.dispatch().outcomes == {"delivered": 2}
+    assert [p["title"] for p in push_service.payloads("shared")] == [
+        "Hi bob", "Still there, bob?"]
+    assert [(d["message"], d["status"], d["reason"]) for d in shop.deliveries("anna")] == [
+        ("hi", "sent", None), ("later", "skipped", "no_address")]
+
+
+def test_a_push_claimed_after_its_browser_changed_hands_is_not_sent(
+        shop_factory, push_service: PushService) -> None:
+    """The dispatcher's own check, for a send decided while the browser changed hands."""
+    shop = shop_factory(SHARED)
+    shop.subscribe_browser("anna", push_service, "shared")
+    shop.subscribe_browser("bob", push_service, "bobs")
+    shop.event("anna", "subscribed", channels=["push"])
+    with shop.database.transaction() as connection:  # as if registered for bob meanwhile
+        connection.execute(update(PUSH_SUBSCRIPTIONS).where(
+            PUSH_SUBSCRIPTIONS.c.endpoint == push_service.endpoint("shared")).values(
+            subscriber_id=select(SUBSCRIBERS.c.id).where(
+                SUBSCRIBERS.c.external_id == "bob").scalar_subquery()))
+    assert shop.dispatch().outcomes == {"gone": 1}
+    assert push_service.received == []
+    [anna_hi] = shop.dispatches("anna")
+    assert anna_hi["last_error"] == HANDED_OVER
+    with shop.database.transaction() as connection:  # bob's browser stays live
+        removed = connection.execute(select(PUSH_SUBSCRIPTIONS.c.removed_at).where(
+            PUSH_SUBSCRIPTIONS.c.endpoint == push_service.endpoint("shared"))).scalar_one()
+    assert removed is None
