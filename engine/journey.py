@@ -24,6 +24,7 @@ from engine.state import (
     ConsentRow,
     Due,
     Enrolment,
+    OutboxCancel,
     StoredEvent,
     SubscriberState,
     TagRow,
@@ -32,6 +33,9 @@ from engine.state import (
 
 STAGE_WORK = frozenset({"step", "send", "move", "idle"})
 """Due work that belongs to a stage visit and is cancelled when the subscriber leaves it."""
+QUEUED_CHANNELS = ("push", "email")
+"""The channels whose messages in the outbox a withdrawal or an exit cancels: webhooks go to
+the business, which hears of what was decided."""
 
 
 class Journey:
@@ -160,8 +164,7 @@ class Journey:
             state.subscriber_dirty = state.attributes_dirty = True
         return bool(changed)
 
-    @staticmethod
-    def _consent(moment: Moment, channel: str, granted: bool) -> None:
+    def _consent(self, moment: Moment, channel: str, granted: bool) -> None:
         state = moment.state
         stored = moment.event
         assert stored is not None
@@ -169,6 +172,25 @@ class Journey:
         source = f"{event.type}#{event.key}" if event.key else event.type
         state.consents[channel] = granted
         state.changes.consents.append(ConsentRow(channel, granted, moment.at, source, stored))
+        if not granted:
+            self._cancel_queued(moment, OutboxCancel(
+                channel, None, f"consent for {channel} was withdrawn before it was sent"))
+
+    def _cancel_queued(self, moment: Moment, cancel: OutboxCancel) -> None:
+        """Pushes and e-mails decided earlier and not yet sent are not to be sent any more
+        (SPEC §2: sends need consent; §1.3: an exit cancels pending messages): the dispatcher
+        may hold one for hours (late into quiet hours, a peer asking to retry)."""
+        if not self.options.outbox:
+            return
+        state = moment.state
+        for delivery in state.changes.deliveries:  # decided in this batch: not stored yet
+            if delivery.channel in QUEUED_CHANNELS and (
+                    cancel.channel in (None, delivery.channel)) and (
+                    cancel.enrolment in (None, delivery.enrolment)):
+                for row in delivery.dispatches:
+                    row.cancelled = row.cancelled or cancel.reason
+        if state.id is not None and (cancel.enrolment is None or cancel.enrolment.id is not None):
+            state.changes.cancels.append(cancel)  # and those stored before
 
     def _tag(self, moment: Moment, event_type: str) -> bool:
         state = moment.state
@@ -212,6 +234,8 @@ class Journey:
         enrolment.exit_reason = reason
         self._touch(state, enrolment)
         moment.record(workflow.name, "exit", {"reason": reason})
+        self._cancel_queued(moment, OutboxCancel(
+            None, enrolment, f"the subscriber left workflow {workflow.name} before it was sent"))
 
     def _enter(self, workflow: WorkflowPlan, enrolment: Enrolment, stage_name: str,
                moment: Moment, cause: str) -> None:

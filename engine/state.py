@@ -164,6 +164,20 @@ class DispatchRow:
     quiet: str | None = None
     """The quiet hours that applied, in the subscriber's zone (`timing.quiet_text`): the
     dispatcher holds back a send that comes late into them."""
+    cancelled: str | None = None
+    """Why it is not to be sent after all (consent withdrawn, an exit) when that happened in
+    the batch that decided it: it is stored `cancelled`."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxCancel:
+    """Pushes and e-mails of a subscriber already in the outbox and not yet sent that are not
+    to be sent: those of a channel whose consent was withdrawn, or of an enrolment that
+    ended."""
+
+    channel: str | None
+    enrolment: Enrolment | None
+    reason: str
 
 
 @dataclass(slots=True)
@@ -201,11 +215,12 @@ class Changes:
     """Enrolments touched here (new ones, moved ones, ended ones)."""
     removed_due: list[int] = field(default_factory=list)
     """`order` of stored due work that is done or cancelled."""
+    cancels: list[OutboxCancel] = field(default_factory=list)
 
     def clear(self) -> None:
         """Once written: empty every list (most are empty already)."""
         for rows in (self.events, self.consents, self.tags, self.ledger, self.visits,
-                     self.deliveries, self.enrolments, self.removed_due):
+                     self.deliveries, self.enrolments, self.removed_due, self.cancels):
             if rows:
                 rows.clear()
 

@@ -283,8 +283,10 @@ def save(connection: Connection, writer: BatchWriter, states: Iterable[Subscribe
                         d.occurrence, d.step_rule, d.channel, d.message, d.lang, d.status,
                         d.reason, d.content, d.nominal_at, d.decided_at)
                        for d in changes.deliveries]
-        dispatches += [(sid, d.seq, r.channel, r.push_subscription, r.address, "queued", 0,
-                        d.decided_at, r.expires_at, r.quiet)
+        dispatches += [(sid, d.seq, r.channel, r.push_subscription, r.address,
+                        "cancelled" if r.cancelled else "queued", 0,
+                        None if r.cancelled else d.decided_at, r.expires_at, r.cancelled,
+                        now if r.cancelled else None, r.quiet)
                        for d in changes.deliveries for r in d.dispatches]
     writer.insert(connection, EVENTS, ("subscriber_id", "seq", "key", "type", "at",
                                        "properties", "received_at"), events)
@@ -300,11 +302,33 @@ def save(connection: Connection, writer: BatchWriter, states: Iterable[Subscribe
         "subscriber_id", "seq", "workflow", "enrolment_id", "stage", "stage_seq", "step",
         "occurrence", "step_rule", "channel", "message", "lang", "status", "reason", "content",
         "nominal_at", "decided_at"), deliveries)
+    _cancel_queued(connection, states, now)  # (before this batch's own dispatches are written)
     writer.insert(connection, DISPATCHES, (
         "subscriber_id", "delivery_seq", "channel", "push_subscription_id", "address", "status",
-        "attempts", "due_at", "expires_at", "quiet"), dispatches)
+        "attempts", "due_at", "expires_at", "last_error", "finished_at", "quiet"), dispatches)
     _save_scores(connection, writer, states)
     _save_schedule(connection, writer, states)
+
+
+def _cancel_queued(connection: Connection, states: list[SubscriberState],
+                   now: datetime) -> None:
+    """Cancel stored pushes and e-mails not yet sent (see `Journey._cancel_queued`). Rare
+    (a withdrawal, an exit): one statement each."""
+    for state in states:
+        for cancel in state.changes.cancels:
+            condition = [DISPATCHES.c.subscriber_id == state.id,
+                         DISPATCHES.c.status == "queued",
+                         DISPATCHES.c.channel.in_(("push", "email"))]
+            if cancel.channel is not None:
+                condition.append(DISPATCHES.c.channel == cancel.channel)
+            if cancel.enrolment is not None:
+                condition.append(DISPATCHES.c.delivery_seq.in_(
+                    select(DELIVERIES.c.seq).where(
+                        DELIVERIES.c.subscriber_id == state.id,
+                        DELIVERIES.c.enrolment_id == cancel.enrolment.id)))
+            connection.execute(update(DISPATCHES).where(*condition).values(
+                status="cancelled", due_at=None, finished_at=now,
+                last_error=cancel.reason))
 
 
 def _seq(event: StoredEvent | None) -> int | None:
