@@ -81,6 +81,8 @@ def _check_workflow(workflow: m.Workflow, catalog: m.Catalog,
         for transition in stage.transitions:
             if transition.target not in stage_names:
                 yield _unknown("stage", transition.target, transition.target_span, stage_names)
+            elif transition.target == stage.name:
+                yield _to_its_own_stage(transition, stage)
             if isinstance(transition, m.GoWhen):
                 yield from _check_score_names(transition.condition, workflow)
         for step in stage.steps if complete else ():
@@ -88,6 +90,18 @@ def _check_workflow(workflow: m.Workflow, catalog: m.Catalog,
     yield from _unreachable(workflow)
     yield from _redundant_caps(workflow)
     yield from _drips_faster_than_caps(workflow)
+
+
+def _to_its_own_stage(transition: m.Transition, stage: m.Stage) -> Diagnostic:
+    """A stage is entered at most once per evaluation (SPEC §1.5), and the subscriber is in
+    it already: such a transition never moves anyone. Worse, it is the first that holds, so
+    the transitions after it are not tried while it does (for `after` and `idle`: forever
+    once its time has come). A marketer who wrote it meant something else (a restart of the
+    stage's drip, say)."""
+    return warning(transition.target_span,
+                   f"'go to {stage.name}' inside stage '{stage.name}' never moves anyone (a "
+                   "stage is entered at most once per evaluation), and while it holds the "
+                   "transitions written after it are not tried")
 
 
 def _check_timezone(workflow: m.Workflow) -> Iterator[Diagnostic]:

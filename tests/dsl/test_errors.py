@@ -174,6 +174,23 @@ def test_redundant_cap_is_a_warning(check_lines: Check) -> None:
     ]
 
 
+def test_a_transition_to_its_own_stage_is_a_warning(check_lines: Check) -> None:
+    text = flow("  score s { on ping +1 }\n"
+                "  stage a {\n"
+                "    go to a after 7 days\n"
+                "    go to b when s >= 1\n"
+                "  }\n"
+                "  stage b { go to b on ping }")
+    assert check_lines(text) == [
+        "w.flow:4:11: warning: 'go to a' inside stage 'a' never moves anyone (a stage is "
+        "entered at most once per evaluation), and while it holds the transitions written "
+        "after it are not tried",
+        "w.flow:7:19: warning: 'go to b' inside stage 'b' never moves anyone (a stage is "
+        "entered at most once per evaluation), and while it holds the transitions written "
+        "after it are not tried",
+    ]
+
+
 def test_an_endless_drip_faster_than_its_cap_is_a_warning(check_lines: Check) -> None:
     text = flow("  limit push to 1 per day, 5 per week\n"
                 "  stage a {\n"

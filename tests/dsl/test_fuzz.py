@@ -68,7 +68,7 @@ def test_mutated_workflows(text: str) -> None:
 
 
 def test_deeply_nested_condition_is_a_diagnostic() -> None:
-    text = "workflow w { stage a { go to a when " + "not " * 3000 + "x == 1 } }"
+    text = "workflow w { stage a { go to b when " + "not " * 3000 + "x == 1 } stage b { } }"
     result = load_text(text, "deep.flow")
     assert result.catalog is None
     # reported where the nesting first exceeds the limit: the 65th `not` from the inside
@@ -79,5 +79,6 @@ def test_deeply_nested_condition_is_a_diagnostic() -> None:
 
 
 def test_redundant_parentheses_are_fine() -> None:
-    text = "workflow w { stage a { go to a when " + "(" * 3000 + "x == 1" + ")" * 3000 + " } }"
+    text = ("workflow w { stage a { go to b when " + "(" * 3000 + "x == 1" + ")" * 3000
+            + " } stage b { } }")
     assert load_text(text, "parens.flow").diagnostics == ()

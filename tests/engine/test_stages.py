@@ -377,3 +377,25 @@ workflow second {
     run.event("ann", "purchase")
     assert run.stage("ann", "first") == "a"
     assert run.stage("ann", "second") == "y"
+
+
+def test_a_transition_to_its_own_stage_never_moves_and_shadows_those_after_it(flow) -> None:
+    """The first transition that holds wins (SPEC §1.5) and the stage is already visited:
+    nothing happens, and the later transition is not tried (`nurture check` warns)."""
+    run = flow("""\
+workflow w {
+  score s { on ping +1 }
+  stage a {
+    go to a after 7 days
+    go to b when s >= 1
+  }
+  stage b { }
+}
+""")
+    run.event("ann", "subscribed", channels=[])
+    run.event("bob", "subscribed", channels=[])
+    run.advance(days=1)
+    run.event("ann", "ping")  # before the 7 days: the second transition is tried
+    run.advance(days=7)
+    run.event("bob", "ping")  # after: the first one holds, and does nothing
+    assert (run.stage("ann"), run.stage("bob")) == ("b", "a")
