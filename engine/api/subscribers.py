@@ -23,7 +23,7 @@ SubscriberId = Annotated[str, Path(min_length=1, max_length=200,
                                    description="The site's id for the subscriber.")]
 
 
-@router.get("/v1/subscribers/{subscriber_id}", summary="Everything about a subscriber",
+@router.get("/v1/subscribers/{subscriber_id:path}", summary="Everything about a subscriber",
             responses={404: {"description": "No such subscriber"}})
 def export(subscriber_id: SubscriberId, runtime: Authorised,
            limit: Annotated[int, Query(
@@ -39,7 +39,7 @@ def export(subscriber_id: SubscriberId, runtime: Authorised,
     return JSONResponse(plain(found))
 
 
-@router.delete("/v1/subscribers/{subscriber_id}", status_code=204,
+@router.delete("/v1/subscribers/{subscriber_id:path}", status_code=204,
                summary="Erase a subscriber (GDPR): personal data and push subscriptions go, "
                        "anonymous counts stay", responses={404: {"description": "Unknown"}})
 def erase(subscriber_id: SubscriberId,
@@ -57,7 +57,7 @@ class Token(BaseModel):
     token: str
 
 
-@router.post("/v1/subscribers/{subscriber_id}/token", response_model=Token,
+@router.post("/v1/subscribers/{subscriber_id:path}/token", response_model=Token,
              summary="A token that lets a browser register push subscriptions for this id")
 def token(subscriber_id: SubscriberId,
           runtime: Authorised) -> Token:
@@ -83,7 +83,7 @@ class Registered(BaseModel):
     id: int
 
 
-@router.post("/v1/subscribers/{subscriber_id}/push-subscriptions", status_code=201,
+@router.post("/v1/subscribers/{subscriber_id:path}/push-subscriptions", status_code=201,
              response_model=Registered, summary="Register a browser's push subscription",
              responses={401: {"description": "Neither the API key nor this subscriber's token"},
                         422: {"description": "Endpoint or keys refused"}})
@@ -105,7 +105,7 @@ class Endpoint(BaseModel):
     endpoint: str = Field(max_length=2048)
 
 
-@router.post("/v1/subscribers/{subscriber_id}/push-subscriptions/remove", status_code=204,
+@router.post("/v1/subscribers/{subscriber_id:path}/push-subscriptions/remove", status_code=204,
              summary="The browser dropped its subscription")
 def unregister(body: Endpoint, subscriber_id: SubscriberId,
                runtime: ForSubscriber) -> Response:

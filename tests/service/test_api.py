@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -157,7 +158,8 @@ def test_export_shows_the_whole_subscriber(api: Api) -> None:
 
 def register(api: Api, subscriber: str, browser: Browser, endpoint: str,
              headers: dict[str, str]) -> Any:
-    return api.client.post(f"/v1/subscribers/{subscriber}/push-subscriptions", headers=headers,
+    return api.client.post(f"/v1/subscribers/{quote(subscriber, safe='')}/push-subscriptions",
+                           headers=headers,
                            json={"endpoint": endpoint, "expirationTime": None,
                                  "keys": {"p256dh": browser.p256dh,
                                           "auth": browser.auth_secret}})
@@ -429,3 +431,18 @@ def test_events_sent_again_after_an_outage_send_nothing_more_than_a_day_late(api
         assert [(m["message"], m["status"], m["reason"]) for m in body["messages"]] == [
             ("welcome", status, reason)]
         assert [e["type"] for e in body["events"]] == ["subscribed"]
+
+
+@pytest.mark.parametrize("subscriber", ["shop/123", "dGVzdA+/x==", "a b", "ü"])
+def test_any_subscriber_id_can_be_read_registered_and_erased(api: Api, subscriber: str) -> None:
+    """Ids are the site's own: a tenant path or a base64 id has slashes (sent as %2F)."""
+    path = "/v1/subscribers/" + quote(subscriber, safe="")
+    api.post_events({"subscriber": subscriber, "type": "subscribed",
+                     "properties": {"channels": ["email"], "email": "ann@example.com"}})
+    assert api.client.get(path, headers=AUTH).json()["id"] == subscriber
+    token = api.client.post(path + "/token", headers=AUTH).json()["token"]
+    browser = Browser.new("laptop")
+    assert register(api, subscriber, browser, "http://127.0.0.1:9/push/1",
+                    {"X-Nurture-Token": token}).status_code == 201
+    assert api.client.delete(path, headers=AUTH).status_code == 204
+    assert api.client.get(path, headers=AUTH).status_code == 404
