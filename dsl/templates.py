@@ -8,8 +8,10 @@ Compiled templates are cached by source, since the same few fields render millio
 from __future__ import annotations
 
 import functools
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,7 @@ from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nod
 from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, safe_range
 
 from dsl.errors import RenderError, TemplateError
 
@@ -25,9 +27,89 @@ STANDARD_NAMES = frozenset({"subscriber", "scores", "stage", "tags", "workflow"}
 """Variables every message can use (SPEC §1.7); `with` values add to them per send."""
 
 
+MAX_TEXT = 1_000_000
+"""The longest string a template may make (a field, or a step towards it), in characters."""
+MAX_STEPS = 100_000
+"""Steps of `range` loops in one rendering, all loops together."""
+MAX_POWER_DIGITS = 1_000
+"""The largest result of `**`, in decimal digits."""
+
+_steps: ContextVar[list[int]] = ContextVar("template_steps")
+_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "format"})
+_WIDTH = re.compile(r"\d{7,}")  # a width or precision of a million and more, in a format
+
+
+class BoundedSandbox(SandboxedEnvironment):
+    """Jinja2's sandbox keeps a template from reaching Python; this also keeps one from
+    taking the engine's time or memory: `nurture check` and every send render it, so a
+    template with loops inside loops, or `'x' * 10**10`, would hang or kill them (the
+    service included) instead of being reported as the one failing message."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _too_many_digits(left, right):
+            raise SecurityError(f"{left} ** {right} is over {MAX_POWER_DIGITS} digits")
+        if operator == "*":
+            _check_repeat(left, right)
+            _check_repeat(right, left)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(__obj, "__wrapped__", __obj)  # (the sandbox wraps str.format)
+        name, text = getattr(method, "__name__", None), getattr(method, "__self__", None)
+        if name in _PADDING_METHODS and isinstance(text, str):
+            pattern = (text,) if name == "format" else ()  # (else: the text to pad)
+            _check_widths(*pattern, *args, *kwargs.values())
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _too_many_digits(base: Any, exponent: Any) -> bool:
+    return (isinstance(base, int) and isinstance(exponent, int) and exponent > 0
+            and abs(base) > 1 and exponent * math.log10(abs(base)) > MAX_POWER_DIGITS)
+
+
+def _check_repeat(sequence: Any, times: Any) -> None:
+    if isinstance(sequence, str | list | tuple) and isinstance(times, int) and \
+            len(sequence) * times > MAX_TEXT:
+        raise SecurityError(f"a repetition of over {MAX_TEXT:,} items")
+
+
+def _check_widths(*values: Any) -> None:
+    """Padding to a width, or a format with a width or precision, over the limit."""
+    for value in values:
+        if (isinstance(value, int) and value > MAX_TEXT) or (
+                isinstance(value, str) and _WIDTH.search(value)):
+            raise SecurityError(f"a width of over {MAX_TEXT:,} characters")
+
+
+def _counted_range(*bounds: int) -> Iterator[int]:
+    """`range` whose steps count towards the rendering's `MAX_STEPS`."""
+    steps = _steps.get()
+    for number in safe_range(*bounds):
+        steps[0] += 1
+        if steps[0] > MAX_STEPS:
+            raise SecurityError(f"loops over range() took over {MAX_STEPS:,} steps")
+        yield number
+
+
+def _width_checked(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    first = 0 if name == "format" else 1  # `format`'s value is the pattern; others' the text
+
+    @functools.wraps(original)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        _check_widths(*args[first:], *kwargs.values())
+        return original(*args, **kwargs)
+    return checked
+
+
 def _environment(autoescape: bool) -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=autoescape,
-                                keep_trailing_newline=True)
+    environment = BoundedSandbox(undefined=StrictUndefined, autoescape=autoescape,
+                                 keep_trailing_newline=True)
+    environment.globals["range"] = _counted_range
+    for name in ("center", "indent", "format", "wordwrap", "truncate"):
+        environment.filters[name] = _width_checked(name, environment.filters[name])
+    return environment
 
 
 _TEXT = _environment(autoescape=False)
@@ -57,13 +139,16 @@ def compile_template(source: str, html: bool = False) -> Compiled:
         template = environment.from_string(tree)
     except TemplateSyntaxError as problem:
         raise TemplateError(problem.message or "syntax error", problem.lineno or 1) from None
+    except MemoryError:  # Jinja works out constant parts while compiling
+        raise TemplateError("it needs more memory than there is", 1) from None
     return Compiled(template, _free_names(tree), _attributes(tree), _unguarded(tree))
 
 
 def render(compiled: Compiled, variables: Mapping[str, Any]) -> str:
     """Render in the sandbox; any failure becomes a RenderError with Jinja's explanation."""
+    token = _steps.set([0])
     try:
-        return compiled.template.render(variables)
+        text = compiled.template.render(variables)
     except SecurityError as problem:
         raise RenderError(f"not allowed in a template: {problem}") from None
     except UndefinedError as problem:
@@ -72,6 +157,14 @@ def render(compiled: Compiled, variables: Mapping[str, Any]) -> str:
         raise RenderError(str(problem)) from None
     except (TypeError, ValueError, ArithmeticError, LookupError) as problem:
         raise RenderError(f"{type(problem).__name__}: {problem}") from None
+    except MemoryError:
+        raise RenderError("not allowed in a template: it needs more memory than there "
+                          "is") from None
+    finally:
+        _steps.reset(token)
+    if len(text) > MAX_TEXT:
+        raise RenderError(f"not allowed in a template: over {MAX_TEXT:,} characters")
+    return text
 
 
 _MISSING_KEY = re.compile(r"'dict object' has no attribute '(.+)'")
