@@ -120,9 +120,18 @@ def unsubscribe_page(token: Token, runtime: Current) -> HTMLResponse:
 async def unsubscribe(request: Request, token: Token, runtime: Current) -> HTMLResponse:
     await request.body()  # "List-Unsubscribe=One-Click" from mail clients; nothing else needed
     event = _unsubscribe(runtime, token)
-    await run_in_threadpool(runtime.ingest, [event])
+    if await run_in_threadpool(_known, runtime, event.subscriber):
+        await run_in_threadpool(runtime.ingest, [event])
     return HTMLResponse(_page("Unsubscribed", "<p>You will not get these messages any "
                                               "more.</p>"))
+
+
+def _known(runtime: Runtime, subscriber: str) -> bool:
+    """Whether the subscriber is on record: the link of an erased one (or of an e-mail from
+    another database) must not make a new record under that id; there is nobody to stop
+    sending to."""
+    with runtime.database.reading() as connection:
+        return queries.subscriber_key(connection, subscriber) is not None
 
 
 def _unsubscribe(runtime: Runtime, token: str) -> Event:

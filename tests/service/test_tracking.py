@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
-from tests.service.conftest import AUTH, Api
+from tests.service.conftest import AUTH, T0, Api
 from tests.service.test_api import SUBSCRIBED
 
 
@@ -86,3 +87,17 @@ def test_unsubscribe_a_page_with_a_button_then_one_click(api: Api) -> None:
     body = api.client.get("/v1/subscribers/ann", headers=AUTH).json()
     assert body["consent"] == {"push": True, "email": False}
     assert api.client.post("/v1/unsubscribe", params={"token": token + "x"}).status_code == 403
+
+
+def test_an_unsubscribe_link_of_an_erased_subscriber_does_not_bring_them_back(
+        api: Api) -> None:
+    """An e-mail sent before the erasure still holds the link; following it must not make
+    a new record under the person's id (it would hold their id, perhaps their address)."""
+    api.post_events(SUBSCRIBED)
+    token = api.runtime.signer.sign("unsubscribe", '{"s":"ann","c":"email"}')
+    assert api.client.delete("/v1/subscribers/ann", headers=AUTH).status_code == 204
+    api.clock.advance_to(T0 + timedelta(days=3))
+    answer = api.client.post("/v1/unsubscribe", params={"token": token})
+    assert answer.status_code == 200 and "Unsubscribed" in answer.text
+    assert api.client.get("/v1/subscribers/ann", headers=AUTH).status_code == 404
+    assert api.count("subscribers") == 0 and api.count("events") == 0
