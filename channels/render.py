@@ -2,11 +2,14 @@
 
 The variant follows the subscriber's `locale`: a variant declared with a region (`pt-BR`) wins
 when it matches exactly; otherwise the language part decides, case-insensitively (`pl-PL`,
-`pl_PL` and `PL` all pick `lang "pl"`); otherwise the variant without `lang`.
+`pl_PL` and `PL` all pick `lang "pl"`); otherwise the variant without `lang`. A POSIX locale's
+encoding and modifier are ignored (`pt_BR.UTF-8`), and a list as browsers send it
+(`de-CH,pl;q=0.9`) is tried language by language, most wanted first.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,7 +21,30 @@ from dsl.templates import compile_template, render
 
 
 def normalise_locale(locale: str) -> str:
-    return locale.strip().replace("_", "-").lower()
+    """`pl_PL.UTF-8`, `sr_RS@latin`, ` PL ` → `pl-pl`, `sr-rs`, `pl`."""
+    return locale.split(".")[0].split("@")[0].strip().replace("_", "-").lower()
+
+
+@functools.lru_cache(maxsize=1024)
+def preferred_locales(locale: str) -> tuple[str, ...]:
+    """The languages a `locale` attribute names, most wanted first: one locale, or a list
+    as browsers send it (`de-CH,pl;q=0.9,en;q=0.8`, an Accept-Language header a site may
+    store as it is)."""
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate(locale.split(",")):
+        name, _, parameters = part.partition(";")
+        quality = 1.0
+        for parameter in parameters.split(";"):
+            key, _, value = parameter.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        name = normalise_locale(name)
+        if name and name != "*" and quality > 0:
+            ranked.append((-quality, position, name))
+    return tuple(name for _, _, name in sorted(ranked))
 
 
 def choose_variant(variants: Sequence[m.Message], locale: Any) -> m.Message | None:
@@ -30,13 +56,13 @@ def choose_variant(variants: Sequence[m.Message], locale: Any) -> m.Message | No
             default = variant
         else:
             by_lang[normalise_locale(variant.lang)] = variant
-    if isinstance(locale, str) and locale.strip() and by_lang:
-        wanted = normalise_locale(locale)
-        if wanted in by_lang:
-            return by_lang[wanted]
-        language = wanted.split("-")[0]
-        if language in by_lang:
-            return by_lang[language]
+    if isinstance(locale, str) and by_lang:
+        for wanted in preferred_locales(locale):
+            if wanted in by_lang:
+                return by_lang[wanted]
+            language = wanted.split("-")[0]
+            if language in by_lang:
+                return by_lang[language]
     return default
 
 

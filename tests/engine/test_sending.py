@@ -321,6 +321,21 @@ def test_the_locale_picks_the_variant(flow) -> None:
         ("g", None, "Hello"), ("h", None, "Hello")]
 
 
+def test_locales_as_systems_and_browsers_write_them(flow) -> None:
+    """A POSIX locale (`pt_BR.UTF-8`, `sr_RS@latin`) or a browser's Accept-Language
+    (`de-CH,pl;q=0.9`) as the `locale` attribute: the languages it names are tried most wanted
+    first, without encoding or modifier."""
+    run = flow(LOCALES, messages="")
+    for who, locale in [("a", "pt_BR.UTF-8"), ("b", "pl_PL.utf8"), ("c", "pt_BR@latin"),
+                        ("d", "pt-BR,pt;q=0.9,en;q=0.8"), ("e", "de-CH,pl;q=0.9"),
+                        ("f", " PL ; q=1"), ("g", "de;q=0.5,pt-PT;q=0.8"), ("h", "pl;q=0,de"),
+                        ("i", "*")]:
+        run.event(who, "subscribed", channels=["push"], attributes={"locale": locale})
+    assert [(r.subscriber, r.get("lang")) for r in run.sent()] == [
+        ("a", "pt-BR"), ("b", "pl"), ("c", "pt-BR"), ("d", "pt-BR"), ("e", "pl"), ("f", "pl"),
+        ("g", "pt"), ("h", None), ("i", None)]
+
+
 def test_no_variant_for_the_locale_is_a_skip(flow) -> None:
     run = flow("""\
 workflow w { stage a { on enter: send push hi } }
