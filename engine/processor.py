@@ -304,11 +304,13 @@ class Engine:
     def _hand_out(self, states: Iterable[SubscriberState]) -> None:
         """Records and decided sends go out after commit; then the states are kept."""
         states = list(states)
+        late = 0
         for state in states:
             if self.on_record is not None:
                 for record in state.records:
                     self.on_record(record)
             for delivery in state.changes.deliveries:
+                late += delivery.reason == "late"
                 channel = self.channels.get(delivery.channel)
                 if channel is None or delivery.status != "sent":
                     continue
@@ -322,3 +324,6 @@ class Engine:
         for state in states:
             state.settle(self.plan.longest_cap_window, self.plan.longest_max_window)
         self.cache.keep(states)
+        if late:  # an outage, or events from the past: the operator should know
+            log.warning("%d push(es) and e-mail(s) were due more than the late limit ago and "
+                        "were not sent (skipped as late)", late, extra={"late": late})

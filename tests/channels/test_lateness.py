@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from tests.channels.conftest import T0
 from tests.channels.peers import PushService, SmtpServer, WebhookReceiver
 
@@ -16,7 +18,7 @@ DAY = timedelta(days=1)
 
 
 def test_events_imported_from_the_past_send_nothing_stale(
-        shop_factory, smtp_server: SmtpServer) -> None:
+        shop_factory, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture) -> None:
     shop = shop_factory(smtp=smtp_server, late_limit=DAY)
     joined = T0 - timedelta(days=90)
     shop.import_events(
@@ -32,6 +34,9 @@ def test_events_imported_from_the_past_send_nothing_stale(
                  "(NURTURE_LATE_LIMIT)"}
     assert shop.dispatch().claimed == 0
     assert smtp_server.messages == []
+    assert [r.getMessage() for r in caplog.records if r.name == "nurture.engine"] == [
+        "12 push(es) and e-mail(s) were due more than the late limit ago and were not sent "
+        "(skipped as late)"]
     shop.advance(days=1, hours=1)  # the 13th newsletter falls due now: on time, it goes
     assert shop.deliveries("anna")[-1]["decided_at"] == interest + timedelta(weeks=13)
     assert shop.dispatch().outcomes == {"delivered": 1}
