@@ -17,7 +17,7 @@ from typing import Any
 from channels.base import Rendered
 from dsl import model as m
 from dsl.errors import RenderError, TemplateError
-from dsl.templates import compile_template, render
+from dsl.templates import compile_template, escaping_for, render
 
 
 def normalise_locale(locale: str) -> str:
@@ -70,7 +70,7 @@ def render_message(message: m.Message, variables: Mapping[str, Any]) -> Rendered
     """Render every field; raises RenderError naming the field that failed."""
     fields: dict[str, Any] = {}
     for name, template in message.templates():
-        fields[name] = render_field(name, template, variables)
+        fields[name] = render_field(name, template, variables, message.channel)
     for name in _FIELDS[message.channel]:
         fields.setdefault(name, None)
     content = message.content
@@ -92,11 +92,12 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def render_field(name: str, template: m.Template, variables: Mapping[str, Any]) -> str:
+def render_field(name: str, template: m.Template, variables: Mapping[str, Any],
+                 channel: str) -> str:
     if template.is_static:
         return template.source
     try:
-        compiled = compile_template(template.source, html=name == "html")
+        compiled = compile_template(template.source, escaping_for(channel, name))
         return render(compiled, variables)
     except (TemplateError, RenderError) as problem:
         raise RenderError(f"{name}: {problem.message}") from None

@@ -8,6 +8,7 @@ Compiled templates are cached by source, since the same few fields render millio
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +21,7 @@ from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import SandboxedEnvironment, safe_range
+from markupsafe import Markup
 
 from dsl.errors import RenderError, TemplateError
 
@@ -103,17 +105,38 @@ def _width_checked(name: str, original: Callable[..., Any]) -> Callable[..., Any
     return checked
 
 
-def _environment(autoescape: bool) -> SandboxedEnvironment:
+def _json_string(value: Any) -> Any:
+    """What `{{ … }}` puts in a webhook body: text escaped for a JSON string (quotes,
+    backslashes, line breaks), so that a subscriber's data can neither break the body nor add
+    keys to it (`"lead": "{{ subscriber.id }}"` with an id holding `", "owner": "x`); numbers
+    and `| tojson` output (markup-safe) as they are."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return json.dumps(value, ensure_ascii=False)[1:-1]
+    return value
+
+
+def _environment(autoescape: bool, json_strings: bool = False) -> SandboxedEnvironment:
     environment = BoundedSandbox(undefined=StrictUndefined, autoescape=autoescape,
-                                 keep_trailing_newline=True)
+                                 keep_trailing_newline=True,
+                                 finalize=_json_string if json_strings else None)
     environment.globals["range"] = _counted_range
     for name in ("center", "indent", "format", "wordwrap", "truncate"):
         environment.filters[name] = _width_checked(name, environment.filters[name])
     return environment
 
 
-_TEXT = _environment(autoescape=False)
-_HTML = _environment(autoescape=True)
+_ENVIRONMENTS = {"text": _environment(autoescape=False), "html": _environment(autoescape=True),
+                 "json": _environment(autoescape=False, json_strings=True)}
+
+
+def escaping_for(channel: str, field: str) -> str:
+    """How a field's `{{ … }}` output is escaped: `html` for an e-mail's HTML, `json` for a
+    webhook's body, `text` (as it is) otherwise."""
+    if field == "html":
+        return "html"
+    if channel == "webhook" and field == "body":
+        return "json"
+    return "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +154,9 @@ class Compiled:
 
 
 @functools.lru_cache(maxsize=4096)
-def compile_template(source: str, html: bool = False) -> Compiled:
+def compile_template(source: str, escaping: str = "text") -> Compiled:
     """Compile once per distinct source; raises TemplateError with the template's line."""
-    environment = _HTML if html else _TEXT
+    environment = _ENVIRONMENTS[escaping]
     try:
         tree = environment.parse(source)
         template = environment.from_string(tree)

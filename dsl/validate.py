@@ -18,7 +18,14 @@ from dsl import model as m
 from dsl.conditions import references
 from dsl.diagnostics import Diagnostic, closest, did_you_mean, error, warning
 from dsl.errors import RenderError, TemplateError
-from dsl.templates import STANDARD_NAMES, Compiled, compile_template, render, sample_variables
+from dsl.templates import (
+    STANDARD_NAMES,
+    Compiled,
+    compile_template,
+    escaping_for,
+    render,
+    sample_variables,
+)
 
 
 def validate(catalog: m.Catalog, complete: bool = True) -> list[Diagnostic]:
@@ -270,7 +277,7 @@ def _check_template(message: m.Message, field: str, template: m.Template,
             yield from _check_json(template, template.source)
         return
     try:
-        compiled = compile_template(template.source, html=field == "html")
+        compiled = compile_template(template.source, escaping_for(message.channel, field))
     except TemplateError as problem:
         where = _template_span(template, problem.line)
         yield error(where, f"template of field '{field}' in message '{message.name}' does not "
@@ -373,7 +380,8 @@ def _template_names(variants: tuple[m.Message, ...]) -> set[str]:
             if template.is_static:
                 continue
             try:
-                names |= compile_template(template.source, html=field == "html").names
+                names |= compile_template(template.source,
+                                          escaping_for(message.channel, field)).names
             except TemplateError:
                 continue
     return names - STANDARD_NAMES

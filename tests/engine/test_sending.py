@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.engine.conftest import brief, sends
 
 WARSAW_NIGHTS = """\
@@ -366,12 +368,39 @@ message info push {
 
 
 def test_a_webhook_body_must_be_json_after_rendering(flow) -> None:
-    run = flow("""\
-workflow w { stage a { on enter: send webhook hook } }
-message hook webhook { url "https://crm.example/" body "{\\"name\\": \\"{{ subscriber.name }}\\"}" }
+    """`nurture check` refuses a body that is not JSON with sample data; one that is not JSON
+    with a subscriber's data is skipped when it is sent."""
+    body = ('{\\"n\\": {% if subscriber.name == \\"Ann\\" %}{{ subscriber.name }}'
+            '{% else %}0{% endif %}}')
+    run = flow(f"""\
+workflow w {{ stage a {{ on enter: send webhook hook }} }}
+message hook webhook {{ url "https://crm.example/" body "{body}" }}
 """, messages="")
-    run.event("ann", "subscribed", channels=[], attributes={"name": 'Ann "The Closer"'})
-    assert run.skipped("ann")[0].fields["reason"] == "render_error"
+    run.event("ann", "subscribed", channels=[], attributes={"name": "Ann"})  # unquoted
+    [skip] = run.skipped("ann")
+    assert skip.fields["reason"] == "render_error"
+    assert skip.note is not None and skip.note.startswith("body: not JSON after rendering")
+
+
+def test_text_in_a_webhook_body_is_escaped_for_json(flow) -> None:
+    """A subscriber's data can neither break the body nor add keys to it; numbers and
+    `| tojson` are as they were."""
+    body = ('{\\"lead\\": \\"{{ subscriber.id }}\\", \\"name\\": '
+            '\\"{{ subscriber.name | default(\'\') }}\\", \\"fit\\": {{ scores.fit }}, '
+            '\\"tags\\": {{ tags | tojson }}}')
+    run = flow(f"""\
+workflow w {{
+  score fit {{ when role == "cto" +10 }}
+  stage a {{ on enter: send webhook hook }}
+}}
+message hook webhook {{ url "https://crm.example/" body "{body}" }}
+""", messages="")
+    name = 'Ann "The Closer" \\ O\'Brien\nline two'
+    run.event('x", "owner": "mallory', "subscribed", channels=[],
+              attributes={"name": name, "role": "cto"})
+    [sent] = run.channel.outgoing
+    assert json.loads(sent.rendered.fields["body"]) == {
+        "lead": 'x", "owner": "mallory', "name": name, "fit": 10, "tags": []}
 
 
 def test_email_html_from_a_file_is_rendered_with_escaping(flow, tmp_path) -> None:
