@@ -33,9 +33,6 @@ from engine.state import (
 
 STAGE_WORK = frozenset({"step", "send", "move", "idle"})
 """Due work that belongs to a stage visit and is cancelled when the subscriber leaves it."""
-QUEUED_CHANNELS = ("push", "email")
-"""The channels whose messages in the outbox a withdrawal or an exit cancels: webhooks go to
-the business, which hears of what was decided."""
 
 
 class Journey:
@@ -184,7 +181,7 @@ class Journey:
             return
         state = moment.state
         for delivery in state.changes.deliveries:  # decided in this batch: not stored yet
-            if delivery.channel in QUEUED_CHANNELS and (
+            if delivery.channel in OutboxCancel.CHANNELS and (
                     cancel.channel in (None, delivery.channel)) and (
                     cancel.enrolment in (None, delivery.enrolment)):
                 for row in delivery.dispatches:

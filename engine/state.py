@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any
+from typing import Any, ClassVar
 
 from engine.events import Event
 from engine.records import Record
@@ -178,6 +178,10 @@ class OutboxCancel:
     channel: str | None
     enrolment: Enrolment | None
     reason: str
+
+    CHANNELS: ClassVar[tuple[str, ...]] = ("push", "email")
+    """The channels cancelled so: webhooks go to the business, which hears of what was
+    decided."""
 
 
 @dataclass(slots=True)

@@ -34,6 +34,7 @@ from engine.state import (
     Contribution,
     Due,
     Enrolment,
+    OutboxCancel,
     ScoreState,
     StoredEvent,
     SubscriberState,
@@ -318,7 +319,7 @@ def _cancel_queued(connection: Connection, states: list[SubscriberState],
         for cancel in state.changes.cancels:
             condition = [DISPATCHES.c.subscriber_id == state.id,
                          DISPATCHES.c.status == "queued",
-                         DISPATCHES.c.channel.in_(("push", "email"))]
+                         DISPATCHES.c.channel.in_(OutboxCancel.CHANNELS)]
             if cancel.channel is not None:
                 condition.append(DISPATCHES.c.channel == cancel.channel)
             if cancel.enrolment is not None:
