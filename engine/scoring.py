@@ -45,7 +45,7 @@ def _earn(plan: WorkflowPlan, moment: Moment, rule: EventRulePlan) -> None:
     if decay is not None:
         state = moment.state
         score = state.score(plan.name, rule.score)
-        score.contributions.append(Contribution(rule.ref, points, points, 0, moment.at))
+        score.contributions.append(Contribution(points, points, 0, moment.at))
         _wake_for_decay(state, plan.name, moment.at + decay.every)
 
 

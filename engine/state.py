@@ -79,9 +79,10 @@ their place), then creation order. Read in C: the journey asks for it twice per 
 
 @dataclass(slots=True, eq=False)
 class Contribution:
-    """Points of one event that are still decaying: value = points * factor^steps."""
+    """Points of one event that are still decaying: value = points * factor^steps. (Which
+    rule earned them is in the ledger; kept here it made every score row a third larger, and
+    a score row is rewritten with each of its events.)"""
 
-    rule: str
     points: Decimal
     value: Decimal
     steps: int

@@ -204,8 +204,7 @@ def _load_details(connection: Connection, states: dict[int, SubscriberState], pl
         states[row.subscriber_id].scores[(row.workflow, row.score)] = ScoreState(
             row.workflow, row.score, row.total,
             {k: Decimal(v) for k, v in row.fit.items()},
-            [Contribution(form[0], Decimal(form[1]), Decimal(form[2]), form[3],
-                          from_micros(form[4]), form) for form in row.contributions],
+            [_contribution(form) for form in row.contributions],
             stored=True, stored_fit=dict(row.fit),
             stored_contributions=list(row.contributions))
 
@@ -442,9 +441,15 @@ def _stored_form(contribution: Contribution) -> list[Any]:
     form = contribution.stored_form
     if form is None:
         form = contribution.stored_form = [
-            contribution.rule, str(contribution.points), str(contribution.value),
-            contribution.steps, to_micros(contribution.earned_at)]
+            str(contribution.points), str(contribution.value), contribution.steps,
+            to_micros(contribution.earned_at)]
     return form
+
+
+def _contribution(form: list[Any]) -> Contribution:
+    """A stored contribution; one written before 2026-12 begins with its rule (unread)."""
+    points, value, steps, earned = form[-4:]
+    return Contribution(Decimal(points), Decimal(value), steps, from_micros(earned), form)
 
 
 def _save_schedule(connection: Connection, writer: BatchWriter,

@@ -161,9 +161,11 @@ class ScoreTotal(Base):
     fit: Mapped[dict[str, Any]]
     """The fit rules that hold now: rule signature -> points."""
     contributions: Mapped[list[Any]]
-    """Event points still decaying, as `[rule, points, value, steps, earned_at]` with numbers
-    as decimal strings and `earned_at` in microseconds since the epoch (UTC). They live with
-    their score: they are read and written with it, and are gone once worthless."""
+    """Event points still decaying, as `[points, value, steps, earned_at]` with numbers as
+    decimal strings and `earned_at` in microseconds since the epoch (UTC). They live with
+    their score: they are read and written with it, and are gone once worthless. (Rows
+    written before 2026-12 begin each with the rule as `FILE:LINE`, which nothing reads:
+    the ledger explains a score; they are read as they are.)"""
 
 
 class LedgerEntry(Base):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from sqlalchemy import select, update
+
+from engine.store.states import SCORES
 from engine.testing import FlowTest
 from tests.engine.conftest import brief
 
@@ -261,3 +264,23 @@ workflow w {
     ]
     run.advance(days=27)
     assert ("2026-02-04T09:00:00Z", "score", "slow -10 = 90") in scores(run)
+
+
+def test_contributions_stored_in_the_older_form_are_read_and_decay(flow) -> None:
+    """Score rows written before 2026-12 hold each contribution with its rule first
+    (`[rule, points, value, steps, earned_at]`); they are read as they are, beside new ones."""
+    run = flow(DECAY)
+    run.event("ann", "page_view")
+    run.advance(days=20)
+    with run.database.transaction() as connection:
+        [form] = connection.execute(select(SCORES.c.contributions).where(
+            SCORES.c.score == "engagement")).scalar_one()
+        assert len(form) == 4  # as written now: [points, value, steps, earned_at]
+        connection.execute(update(SCORES).where(SCORES.c.score == "engagement").values(
+            contributions=[["w.flow:4", *form]]))
+    run.engine.cache.clear()  # as a new process would: the row is read again
+    run.event("ann", "page_view")
+    run.advance(days=20)  # day 40: the first (older form) has decayed once, the second not
+    assert run.score("ann", "engagement") == 57
+    run.advance(days=10)  # day 50: both once
+    assert run.score("ann", "engagement") == 54
