@@ -60,9 +60,13 @@ class BoundedSandbox(SandboxedEnvironment):
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         method = getattr(__obj, "__wrapped__", __obj)  # (the sandbox wraps str.format)
         name, text = getattr(method, "__name__", None), getattr(method, "__self__", None)
-        if name in _PADDING_METHODS and isinstance(text, str):
-            pattern = (text,) if name == "format" else ()  # (else: the text to pad)
-            _check_widths(*pattern, *args, *kwargs.values())
+        if isinstance(text, str):
+            if name in _PADDING_METHODS:
+                _check_widths(*args, *kwargs.values())
+                if name == "format":
+                    _check_pattern(text)
+            elif name == "replace" and len(args) >= 2:
+                _check_replace(text, args[0], args[1])
         return super().call(__context, __obj, *args, **kwargs)
 
 
@@ -78,11 +82,22 @@ def _check_repeat(sequence: Any, times: Any) -> None:
 
 
 def _check_widths(*values: Any) -> None:
-    """Padding to a width, or a format with a width or precision, over the limit."""
-    for value in values:
-        if (isinstance(value, int) and value > MAX_TEXT) or (
-                isinstance(value, str) and _WIDTH.search(value)):
-            raise SecurityError(f"a width of over {MAX_TEXT:,} characters")
+    """Padding to a width over the limit (the numbers among a call's arguments)."""
+    if any(isinstance(value, int) and value > MAX_TEXT for value in values):
+        raise SecurityError(f"a width of over {MAX_TEXT:,} characters")
+
+
+def _check_pattern(pattern: Any) -> None:
+    """A format (`'%9999999s'`, `'{:>9999999}'`) with a width or precision over the limit."""
+    if isinstance(pattern, str) and _WIDTH.search(pattern):
+        raise SecurityError(f"a width of over {MAX_TEXT:,} characters")
+
+
+def _check_replace(text: Any, old: Any, new: Any) -> None:
+    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str) and \
+            len(new) > len(old) and \
+            len(text) + text.count(old) * (len(new) - len(old)) > MAX_TEXT:
+        raise SecurityError(f"a replacement making over {MAX_TEXT:,} characters")
 
 
 def _counted_range(*bounds: int) -> Iterator[int]:
@@ -95,12 +110,18 @@ def _counted_range(*bounds: int) -> Iterator[int]:
         yield number
 
 
-def _width_checked(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    first = 0 if name == "format" else 1  # `format`'s value is the pattern; others' the text
+def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter that could make a string over the limit, checked first (it keeps how Jinja
+    calls it: `functools.wraps` copies its pass-context mark)."""
 
     @functools.wraps(original)
     def checked(*args: Any, **kwargs: Any) -> Any:
-        _check_widths(*args[first:], *kwargs.values())
+        if name == "replace":  # (eval_context, text, old, new[, count])
+            _check_replace(*args[1:4])
+        else:
+            _check_widths(*args, *kwargs.values())
+            if name == "format":
+                _check_pattern(args[0])
         return original(*args, **kwargs)
     return checked
 
@@ -120,8 +141,8 @@ def _environment(autoescape: bool, json_strings: bool = False) -> SandboxedEnvir
                                  keep_trailing_newline=True,
                                  finalize=_json_string if json_strings else None)
     environment.globals["range"] = _counted_range
-    for name in ("center", "indent", "format", "wordwrap", "truncate"):
-        environment.filters[name] = _width_checked(name, environment.filters[name])
+    for name in ("center", "indent", "format", "wordwrap", "truncate", "replace"):
+        environment.filters[name] = _bounded_filter(name, environment.filters[name])
     return environment
 
 

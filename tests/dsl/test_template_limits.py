@@ -23,6 +23,9 @@ RUNAWAY = [
     ("{{ 'x' | center(3000000000) }}", "a width of over 1,000,000 characters"),
     ("{{ '%2000000000s' | format('y') }}", "a width of over 1,000,000 characters"),
     ("{% for i in range(20) %}{{ 'x' * 99999 }}{% endfor %}", "over 1,000,000 characters"),
+    ("{{ ('x' * 999999) | replace('x', 'x' * 999999) }}",
+     "a replacement making over 1,000,000 characters"),
+    ("{{ ('x' * 999999).replace('x', 'xx') }}", "a replacement making over 1,000,000 characters"),
 ]
 
 
@@ -43,6 +46,16 @@ def test_ordinary_uses_of_the_same_things_render() -> None:
         "{{ name | center(7) }}")
     assert render(compiled, {"name": "1234567", "n": 7}) == (
         "========== 1024 012 1234567|  3.1|   7|1234567")
+
+
+def test_numbers_in_the_text_are_not_widths() -> None:
+    """Only a format's pattern is searched for a width: text may hold any number."""
+    compiled = compile_template(
+        "{{ bio | wordwrap(20) }}|{{ bio | truncate(30) }}|{{ bio.center(30) }}|"
+        "{{ bio | replace('call', 'ring') }}|{{ '%s' | format(bio) }}")
+    bio = "call 12345678901 now"
+    assert render(compiled, {"bio": bio}) == (
+        f"{bio}|{bio}|{bio.center(30)}|ring 12345678901 now|{bio}")
 
 
 def test_each_rendering_has_its_own_budget_of_steps() -> None:
