@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from dsl import model as m
+from engine.events import is_email_address
 from engine.moment import Moment
 from engine.plan import Guarded, Plan, WorkflowPlan
 from engine.records import DUE_PHASE, EVENT_PHASE
@@ -159,7 +160,27 @@ class Journey:
         if changed:
             state.attributes.update(changed)
             state.subscriber_dirty = state.attributes_dirty = True
+            if "email" in changed:
+                self._readdress(moment, changed["email"])
         return bool(changed)
+
+    def _readdress(self, moment: Moment, address: Any) -> None:
+        """The subscriber's address changed: e-mails waiting in the outbox go to the new one
+        (the person asked for it: an old address may be someone else's by now), and are
+        cancelled if the address was removed."""
+        if not self.options.outbox:
+            return
+        if not is_email_address(address):
+            self._cancel_queued(moment, OutboxCancel(
+                "email", None, "the e-mail address was removed before it was sent"))
+            return
+        state = moment.state
+        for delivery in state.changes.deliveries:  # decided in this batch: not stored yet
+            if delivery.channel == "email":
+                for row in delivery.dispatches:
+                    row.address = address
+        if state.id is not None:
+            state.changes.readdressed = address  # and those stored before
 
     def _consent(self, moment: Moment, channel: str, granted: bool) -> None:
         state = moment.state

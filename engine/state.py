@@ -221,6 +221,8 @@ class Changes:
     removed_due: list[int] = field(default_factory=list)
     """`order` of stored due work that is done or cancelled."""
     cancels: list[OutboxCancel] = field(default_factory=list)
+    readdressed: str | None = None
+    """The subscriber's new e-mail address, for their e-mails still in the outbox."""
 
     def clear(self) -> None:
         """Once written: empty every list (most are empty already)."""
@@ -228,6 +230,7 @@ class Changes:
                      self.deliveries, self.enrolments, self.removed_due, self.cancels):
             if rows:
                 rows.clear()
+        self.readdressed = None
 
 
 @dataclass(slots=True, eq=False)

@@ -302,7 +302,7 @@ def save(connection: Connection, writer: BatchWriter, states: Iterable[Subscribe
         "subscriber_id", "seq", "workflow", "enrolment_id", "stage", "stage_seq", "step",
         "occurrence", "step_rule", "channel", "message", "lang", "status", "reason", "content",
         "nominal_at", "decided_at"), deliveries)
-    _cancel_queued(connection, states, now)  # (before this batch's own dispatches are written)
+    _amend_queued(connection, states, now)  # (before this batch's own dispatches are written)
     writer.insert(connection, DISPATCHES, (
         "subscriber_id", "delivery_seq", "channel", "push_subscription_id", "address", "status",
         "attempts", "due_at", "expires_at", "last_error", "finished_at", "quiet"), dispatches)
@@ -310,11 +310,16 @@ def save(connection: Connection, writer: BatchWriter, states: Iterable[Subscribe
     _save_schedule(connection, writer, states)
 
 
-def _cancel_queued(connection: Connection, states: list[SubscriberState],
-                   now: datetime) -> None:
-    """Cancel stored pushes and e-mails not yet sent (see `Journey._cancel_queued`). Rare
-    (a withdrawal, an exit): one statement each."""
+def _amend_queued(connection: Connection, states: list[SubscriberState],
+                  now: datetime) -> None:
+    """Amend stored pushes and e-mails not yet sent: a new address for e-mails
+    (`Journey._readdress`), cancelled ones (`Journey._cancel_queued`). Rare (an address
+    changed, a withdrawal, an exit): one statement each."""
     for state in states:
+        if state.changes.readdressed is not None:
+            connection.execute(update(DISPATCHES).where(
+                DISPATCHES.c.subscriber_id == state.id, DISPATCHES.c.channel == "email",
+                DISPATCHES.c.status == "queued").values(address=state.changes.readdressed))
         for cancel in state.changes.cancels:
             condition = [DISPATCHES.c.subscriber_id == state.id,
                          DISPATCHES.c.status == "queued",

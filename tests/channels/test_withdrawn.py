@@ -1,5 +1,6 @@
 """A message waiting in the outbox is cancelled when consent is withdrawn or the subscriber
-exits (SPEC §1.3: "pending messages are cancelled"; §2: sends need consent).
+exits (SPEC §1.3: "pending messages are cancelled"; §2: sends need consent), and an e-mail
+goes to the address the subscriber has changed to meanwhile.
 
 Normally the dispatcher sends within a second of the decision; a message can wait for hours
 when it comes late into quiet hours (it waits for their end) or when the peer asks to retry.
@@ -88,3 +89,34 @@ def test_only_what_was_queued_before_the_withdrawal_is_cancelled(
     assert [r["status"] for r in shop.dispatches("anna")] == ["cancelled", "queued"]
     assert shop.dispatch().outcomes == {"delivered": 1}
     assert len(smtp_server.messages) == 1
+
+
+def test_a_waiting_e_mail_goes_to_the_address_the_subscriber_changed_to(
+        shop_factory, smtp_server: SmtpServer) -> None:
+    shop = shop_factory(FLOW, smtp=smtp_server, start=EVENING)
+    shop.event("anna", "subscribed", channels=["email"], email="anna@old.example")
+    shop.advance(minutes=10)  # 20:50: decided for anna@old.example, queued
+    shop.clock.advance_to(EVENING + timedelta(minutes=30))
+    assert shop.dispatch().outcomes == {"deferred": 1}  # waits for 08:00
+    shop.event("anna", "attributes", email="anna@new.example")
+    shop.clock.advance_to(MORNING)
+    assert shop.dispatch().outcomes == {"delivered": 1}
+    assert [to for _, to in smtp_server.envelopes] == [["anna@new.example"]]
+
+
+def test_a_waiting_e_mail_is_cancelled_when_the_address_is_removed(
+        shop_factory, smtp_server: SmtpServer) -> None:
+    shop = shop_factory(FLOW, smtp=smtp_server)
+    now = shop.clock.now()
+    shop.import_events(  # decided at -10 min, the address changed at -5 min: one batch
+        (now - timedelta(minutes=20), "anna", "subscribed",
+         {"channels": ["email"], "email": "anna@old.example"}),
+        (now - timedelta(minutes=5), "anna", "attributes", {"email": "anna@new.example"}),
+        (now - timedelta(minutes=20), "bob", "subscribed",
+         {"channels": ["email"], "email": "bob@old.example"}))
+    assert [r["address"] for r in shop.dispatches("anna")] == ["anna@new.example"]
+    shop.event("bob", "attributes", email=None)
+    assert [(r["status"], r["last_error"]) for r in shop.dispatches("bob")] == [
+        ("cancelled", "the e-mail address was removed before it was sent")]
+    assert shop.dispatch().outcomes == {"delivered": 1}
+    assert [to for _, to in smtp_server.envelopes] == [["anna@new.example"]]
