@@ -37,7 +37,7 @@ MAX_POWER_DIGITS = 1_000
 """The largest result of `**`, in decimal digits."""
 
 _steps: ContextVar[list[int]] = ContextVar("template_steps")
-_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "format"})
+_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _WIDTH = re.compile(r"\d{7,}")  # a width or precision of a million and more, in a format
 
 
@@ -63,8 +63,8 @@ class BoundedSandbox(SandboxedEnvironment):
         if isinstance(text, str):
             if name in _PADDING_METHODS:
                 _check_widths(*args, *kwargs.values())
-                if name == "format":
-                    _check_pattern(text)
+            elif name == "format":  # (its arguments are values: the widths are in the text)
+                _check_pattern(text)
             elif name == "replace" and len(args) >= 2:
                 _check_replace(text, args[0], args[1])
         return super().call(__context, __obj, *args, **kwargs)
@@ -118,10 +118,10 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
     def checked(*args: Any, **kwargs: Any) -> Any:
         if name == "replace":  # (eval_context, text, old, new[, count])
             _check_replace(*args[1:4])
+        elif name == "format":  # (pattern, values…): the widths are in the pattern
+            _check_pattern(args[0])
         else:
             _check_widths(*args, *kwargs.values())
-            if name == "format":
-                _check_pattern(args[0])
         return original(*args, **kwargs)
     return checked
 

@@ -58,6 +58,11 @@ def test_numbers_in_the_text_are_not_widths() -> None:
         f"{bio}|{bio}|{bio.center(30)}|ring 12345678901 now|{bio}")
 
 
+def test_large_numbers_given_to_a_format_are_values_not_widths() -> None:
+    compiled = compile_template("{{ '{} PLN'.format(price) }}|{{ '%d PLN' | format(price) }}")
+    assert render(compiled, {"price": 2500000}) == "2500000 PLN|2500000 PLN"
+
+
 def test_each_rendering_has_its_own_budget_of_steps() -> None:
     compiled = compile_template("{% for i in range(60000) %}{% endfor %}done")
     assert [render(compiled, {}) for _ in range(3)] == ["done"] * 3
