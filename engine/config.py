@@ -22,6 +22,7 @@ from channels.email import SmtpRelay
 from channels.endpoints import EndpointError, allowed_host
 from channels.tokens import new_secret
 from channels.vapid import VapidKey, load_or_create
+from dsl.model import UNIT_SECONDS
 
 KEYS_FOLDER = Path(".nurture")
 
@@ -116,8 +117,6 @@ VARIABLES = {
     "NURTURE_LATE_LIMIT": "late_limit",
 }
 
-LATE_LIMIT_UNITS = {"minute": 60, "hour": 3600, "day": 86400, "week": 604800}
-
 
 def load_settings(environ: Mapping[str, str] | None = None,
                   dotenv: str | Path | None = ".env") -> Settings:
@@ -176,7 +175,7 @@ def _late_limit(variable: str, text: str) -> timedelta | None:
     if found is None:
         raise ConfigError(f"{variable}: a duration such as '24 hours' or '2 days', or 'off'; "
                           f"got {text!r}")
-    limit = timedelta(seconds=float(found[1]) * LATE_LIMIT_UNITS[found[2]])
+    limit = timedelta(seconds=float(found[1]) * UNIT_SECONDS[found[2]])
     if limit < timedelta(minutes=1):
         raise ConfigError(f"{variable}: at least 1 minute (or 'off'), got {text!r}")
     return limit

@@ -21,6 +21,7 @@ from engine.store.states import (
     PUSH_SUBSCRIPTIONS,
     SUBSCRIBERS,
     among,
+    end_queued,
 )
 
 OPEN = ("queued", "sending")
@@ -158,11 +159,8 @@ def remove_subscriptions(connection: Connection, subscription_ids: Sequence[int]
                PUSH_SUBSCRIPTIONS.c.removed_at.is_(None))
         .values(removed_at=now, removed_reason=reason[:300])
         .returning(PUSH_SUBSCRIPTIONS.c.subscriber_id))]
-    connection.execute(update(DISPATCHES)
-                       .where(DISPATCHES.c.push_subscription_id.in_(subscription_ids),
-                              DISPATCHES.c.status == "queued")
-                       .values(status="gone", due_at=None, finished_at=now,
-                               last_error="the subscription is gone"))
+    end_queued(connection, [DISPATCHES.c.push_subscription_id.in_(subscription_ids)], "gone",
+               "the subscription is gone", now)
     if owners:
         connection.execute(update(SUBSCRIBERS).where(SUBSCRIBERS.c.id.in_(set(owners)))
                            .values(version=SUBSCRIBERS.c.version + 1))

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, insert, select, update
 
-from engine.store.states import DISPATCHES, PUSH_SUBSCRIPTIONS, SUBSCRIBERS
+from engine.store.states import DISPATCHES, PUSH_SUBSCRIPTIONS, SUBSCRIBERS, end_queued
 
 
 def add(connection: Connection, external_id: str, endpoint: str, p256dh: str, auth: str,
@@ -59,12 +59,8 @@ def _handed_over(connection: Connection, subscription: int, previous: int,
     computer, another login): nothing of the previous owner's may reach it. What is queued for
     it ends as `gone`, and the previous owner's state, which listed the subscription, is out of
     date."""
-    connection.execute(update(DISPATCHES)
-                       .where(DISPATCHES.c.push_subscription_id == subscription,
-                              DISPATCHES.c.subscriber_id == previous,
-                              DISPATCHES.c.status == "queued")
-                       .values(status="gone", due_at=None, finished_at=at,
-                               last_error=HANDED_OVER))
+    end_queued(connection, [DISPATCHES.c.push_subscription_id == subscription,
+                            DISPATCHES.c.subscriber_id == previous], "gone", HANDED_OVER, at)
     _changed(connection, previous)
 
 

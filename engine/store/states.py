@@ -322,7 +322,6 @@ def _amend_queued(connection: Connection, states: list[SubscriberState],
                 DISPATCHES.c.status == "queued").values(address=state.changes.readdressed))
         for cancel in state.changes.cancels:
             condition = [DISPATCHES.c.subscriber_id == state.id,
-                         DISPATCHES.c.status == "queued",
                          DISPATCHES.c.channel.in_(OutboxCancel.CHANNELS)]
             if cancel.channel is not None:
                 condition.append(DISPATCHES.c.channel == cancel.channel)
@@ -331,9 +330,15 @@ def _amend_queued(connection: Connection, states: list[SubscriberState],
                     select(DELIVERIES.c.seq).where(
                         DELIVERIES.c.subscriber_id == state.id,
                         DELIVERIES.c.enrolment_id == cancel.enrolment.id)))
-            connection.execute(update(DISPATCHES).where(*condition).values(
-                status="cancelled", due_at=None, finished_at=now,
-                last_error=cancel.reason))
+            end_queued(connection, condition, "cancelled", cancel.reason, now)
+
+
+def end_queued(connection: Connection, condition: Sequence[ColumnElement[bool]], status: str,
+               reason: str, at: datetime) -> None:
+    """End the dispatches still queued that match `condition`, unsent: `gone`, `cancelled`
+    (one in flight, `sending`, is the dispatcher's to finish)."""
+    connection.execute(update(DISPATCHES).where(DISPATCHES.c.status == "queued", *condition)
+                       .values(status=status, due_at=None, finished_at=at, last_error=reason))
 
 
 def _seq(event: StoredEvent | None) -> int | None:
