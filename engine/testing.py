@@ -52,7 +52,8 @@ class FlowTest:
         self.paths = paths
         self.live_push = live_push
         self.catalog = _loaded(paths)
-        self._freezer = freeze_time(start)
+        # pytest's own timing reads the real clock, so that `--durations` stays true
+        self._freezer = freeze_time(start, ignore=["_pytest.timing"])
         self._frozen = self._freezer.start()
         self.database: Database = open_database(
             database or f"sqlite:///{folder / 'nurture-test.db'}", durable=False)
