@@ -255,7 +255,8 @@ def test_a_killed_worker_loses_nothing_and_repeats_only_what_was_in_flight(
                 for r in list(world.push.received) if r.sender == dead}
         return len(sent & set(delivered(database, "push"))) >= 16 and len(sent) > 30
 
-    processes = workers(world, url, 4, lease=3)
+    lease = 3
+    processes = workers(world, url, 4, lease=lease)
     try:
         wait_for(acknowledged_from_the_victim, 120, "worker 0 to record some pushes")
         processes[0].send_signal(signal.SIGKILL)  # in the middle of its batches
@@ -275,7 +276,10 @@ def test_a_killed_worker_loses_nothing_and_repeats_only_what_was_in_flight(
         copies = sorted((r for r in world.push.received
                          if Signer(SECRET).verify("push", r.payload["token"]) == key),
                         key=lambda r: r.at)
-        assert copies[0].sender == dead and copies[0].at <= killed_at + 1
+        # The victim's copy arrived before its lease ran out: only then may others take over
+        # (a margin of the lease, not less: on a loaded machine the push service, a thread of
+        # this process, accepts requests sent before the kill a second late).
+        assert copies[0].sender == dead and copies[0].at <= killed_at + lease
         assert all(c.sender != dead for c in copies[1:])
     assert len(repeated) <= 64 + 16
     check_caps(database)
