@@ -441,6 +441,62 @@ def move(workflow: str, source: str, target: str, db: str | None,
                f"to '{target}'", err=True)
 
 
+@main.command()
+@click.argument("workflow_names", nargs=-1, metavar="[WORKFLOW]...")
+@click.option("--since", "since_text", default=None, metavar="T",
+              help="Count what happened since T: a time (2026-03-02, 2026-03-02T09:00:00Z) or "
+                   "a span back from now (7 days, 12 hours). Default: all time.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per workflow.")
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@click.option("--workflows", default=None, help="Folder of .flow files (NURTURE_WORKFLOWS).")
+@reports_bugs
+def funnel(workflow_names: tuple[str, ...], since_text: str | None, as_json: bool,
+           db: str | None, workflows: str | None) -> None:
+    """How each workflow is doing: who is in each stage, who came and left, and what became
+    of each message (sent, delivered, skipped and why). Read-only; safe while the service
+    runs."""
+    import json
+
+    from engine.api.encoding import plain
+    from engine.clock import SystemClock
+    from engine.funnel import as_json as funnel_json
+    from engine.funnel import as_text, parse_since
+    from engine.store import funnel as store
+    from engine.store.database import open_database
+
+    settings = load_settings().with_flags(db=db, workflows=workflows)
+    since = None
+    if since_text is not None:
+        try:
+            since = parse_since(since_text, SystemClock().now(), "--since")
+        except EventError as problem:
+            raise click.BadParameter(problem.message, param_hint="--since") from None
+    loaded = load_paths([settings.workflows]) if os.path.exists(settings.workflows) else None
+    catalog = loaded.catalog if loaded is not None else None
+    if loaded is not None and catalog is None:
+        click.echo(f"nurture: the workflow files in {settings.workflows} do not load (see "
+                   "`nurture check`); stages are listed as the database knows them", err=True)
+    declared = {w.name: w for w in catalog.workflows} if catalog is not None else {}
+    database = open_database(settings.db)
+    try:
+        with database.reading() as connection:
+            names = list(workflow_names) or sorted({*declared, *store.workflows(connection)})
+            reports = [store.funnel(connection, name, since) for name in names]
+    finally:
+        database.dispose()
+    unknown = [r.workflow for r in reports if r.empty and r.workflow not in declared]
+    if unknown:
+        click.echo(f"nurture: no workflow {', '.join(map(repr, unknown))} in "
+                   f"{settings.workflows} and nobody enrolled in it", err=True)
+        sys.exit(2)
+    for index, report in enumerate(reports):
+        workflow = declared.get(report.workflow)
+        if as_json:
+            click.echo(json.dumps(plain(funnel_json(report, workflow)), ensure_ascii=False))
+        else:
+            click.echo(("\n" if index else "") + as_text(report, workflow))
+
+
 def _display(host: str) -> str:
     """The host as a URL names it (an IPv6 address in brackets)."""
     if host in ("127.0.0.1", "0.0.0.0", "::", "::1"):

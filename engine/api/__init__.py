@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
-from engine.api import errors, events, pages, subscribers, tracking
+from engine.api import errors, events, pages, subscribers, tracking, workflows
 from engine.api.limits import MAX_BODY, MAX_EVENTS_BODY, BodyLimit
 from engine.runtime import Runtime
 
@@ -46,6 +46,7 @@ def create_app(runtime: Runtime, scheduler: Any = None, **fastapi: Any) -> FastA
                        allow_headers=["Content-Type", "Authorization", "X-Nurture-Token"])
     app.add_middleware(BodyLimit, limits={"/v1/events": MAX_EVENTS_BODY}, default=MAX_BODY)
     errors.install(app)
-    for router in (events.router, subscribers.router, tracking.router, pages.router):
+    for router in (events.router, subscribers.router, tracking.router, pages.router,
+                   workflows.router):
         app.include_router(router)
     return app

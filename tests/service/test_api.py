@@ -446,3 +446,30 @@ def test_any_subscriber_id_can_be_read_registered_and_erased(api: Api, subscribe
                     {"X-Nurture-Token": token}).status_code == 201
     assert api.client.delete(path, headers=AUTH).status_code == 204
     assert api.client.get(path, headers=AUTH).status_code == 404
+
+
+def test_the_funnel_of_a_workflow(api: Api) -> None:
+    api.post_events({"events": [
+        {"subscriber": "ann", "type": "subscribed", "at": "2026-03-02T08:00:00Z",
+         "properties": {"channels": ["email"], "email": "ann@example.com"}},
+        {"subscriber": "ann", "type": "page_view", "at": "2026-03-02T08:30:00Z",
+         "properties": {"url": "/diamonds"}},
+        {"subscriber": "bob", "type": "subscribed", "at": "2026-03-02T08:45:00Z",
+         "properties": {"channels": ["push"]}}]})
+    answer = api.client.get("/v1/workflows/shop/funnel", headers=AUTH)
+    assert answer.status_code == 200
+    report = answer.json()
+    assert [(s["stage"], s["in_stage"], s["entered"]) for s in report["stages"]] == [
+        ("browsing", 1, 2), ("hot", 1, 1)]
+    assert [(m["stage"], m["message"], m["sent"], m["skipped"], m["dispatches"])
+            for m in report["messages"]] == [
+        ("browsing", "welcome", 1, {"no_consent": 1}, {"queued": 1}),
+        ("hot", "offer", 0, {"no_consent": 1}, {})]
+    since = api.client.get("/v1/workflows/shop/funnel", params={"since": "20 minutes"},
+                           headers=AUTH).json()  # the clock reads 09:00
+    assert (since["since"], since["enrolled"]) == ("2026-03-02T08:40:00Z", 1)
+    assert api.client.get("/v1/workflows/shop/funnel").status_code == 401
+    missing = api.client.get("/v1/workflows/nope/funnel", headers=AUTH)
+    assert missing.status_code == 404 and missing.json()["errors"][0]["field"] == "workflow"
+    bad = api.client.get("/v1/workflows/shop/funnel", params={"since": "soon"}, headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"

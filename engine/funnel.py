@@ -1,0 +1,131 @@
+"""The funnel report as a marketer reads it: stages in the order the workflow declares them
+(those nobody is in included), then what became of each message.
+
+The counts come from `engine.store.funnel`; here they are ordered, shaped for JSON (the API,
+`nurture funnel --json`) and laid out as text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dsl import model as m
+from engine.events import EventError, parse_instant
+from engine.store.funnel import FunnelCounts, MessageCounts
+
+PENDING = ("queued", "sending")
+"""Dispatch states that are not an outcome yet."""
+
+
+_SPAN = re.compile(r"\s*(\d+)\s*(minute|hour|day|week)s?\s*", re.IGNORECASE)
+
+
+def parse_since(text: str, now: datetime, field_path: str = "since") -> datetime:
+    """`--since` / `?since=`: an instant (`2026-03-02`, `2026-03-02T09:00:00Z`) or a span
+    back from now in the language's units (`7 days`, `12 hours`, `2 weeks`)."""
+    span = _SPAN.fullmatch(text)
+    if span is not None:
+        return now - timedelta(seconds=int(span[1]) * m.UNIT_SECONDS[span[2].lower()])
+    try:
+        return parse_instant(text, field_path, date_only_ok=True)
+    except EventError:
+        raise EventError(field_path, f"{text!r} is neither a time such as '2026-03-02' or "
+                                     "'2026-03-02T09:00:00Z' nor a span such as '7 days'"
+                         ) from None
+
+
+def stage_order(counts: FunnelCounts, workflow: m.Workflow | None) -> list[str]:
+    """The workflow's stages as declared, then any stage that only the database knows (an
+    edit renamed or removed it while subscribers were in it)."""
+    declared = [stage.name for stage in workflow.stages] if workflow is not None else []
+    known = set(declared)
+    others = sorted({*counts.in_stage, *counts.entered} - known)
+    return declared + others
+
+
+def ordered_messages(counts: FunnelCounts, order: Sequence[str]) -> list[MessageCounts]:
+    """Messages by stage in the funnel's order, then by name."""
+    rank = {name: index for index, name in enumerate(order)}
+    return sorted(counts.messages, key=lambda line: (rank.get(line.stage, len(rank)),
+                                                     line.stage, line.message, line.channel))
+
+
+def as_json(counts: FunnelCounts, workflow: m.Workflow | None) -> dict[str, Any]:
+    declared = {stage.name for stage in workflow.stages} if workflow is not None else set()
+    order = stage_order(counts, workflow)
+    return {
+        "workflow": counts.workflow,
+        "since": counts.since,
+        "active": counts.active,
+        "enrolled": counts.enrolled,
+        "exited": sum(counts.exits.values()),
+        "exits": counts.exits,
+        "stages": [{"stage": name, "in_stage": counts.in_stage.get(name, 0),
+                    "entered": counts.entered.get(name, 0),
+                    "declared": name in declared or workflow is None}
+                   for name in order],
+        "messages": [{"stage": line.stage, "message": line.message, "channel": line.channel,
+                      "sent": line.sent, "skipped": line.skipped,
+                      "dispatches": line.dispatches}
+                     for line in ordered_messages(counts, order)],
+    }
+
+
+def as_text(counts: FunnelCounts, workflow: m.Workflow | None) -> str:
+    order = stage_order(counts, workflow)
+    declared = {stage.name for stage in workflow.stages} if workflow is not None else None
+    since = (f"since {counts.since.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+             if counts.since is not None else "all time")
+    exits = ", ".join(f"{reason} {count:,}" for reason, count in sorted(counts.exits.items()))
+    lines = [f"workflow {counts.workflow}: {counts.active:,} in it now; {since}: "
+             f"{counts.enrolled:,} enrolled, {sum(counts.exits.values()):,} exited"
+             + (f" ({exits})" if exits else ""), ""]
+    lines.extend(_table(
+        ["stage", "in it now", "entered"],
+        [[name + ("  (not in the workflow files)"
+                  if declared is not None and name not in declared else ""),
+          f"{counts.in_stage.get(name, 0):,}", f"{counts.entered.get(name, 0):,}"]
+         for name in order],
+        right=(1, 2)))
+    if counts.messages:
+        lines.append("")
+        lines.extend(_table(
+            ["stage", "message", "channel", "sent", "delivered", "pending", "not delivered",
+             "skipped"],
+            [[line.stage, line.message, line.channel, f"{line.sent:,}", _delivered(line),
+              _pending(line),
+              _listed({s: n for s, n in line.dispatches.items()
+                       if s not in PENDING and s != "delivered"}),
+              _listed(line.skipped)] for line in ordered_messages(counts, order)],
+            right=(3, 4, 5)))
+    return "\n".join(lines)
+
+
+def _delivered(line: MessageCounts) -> str:
+    return f"{line.dispatches.get('delivered', 0):,}" if line.dispatches else "-"
+
+
+def _pending(line: MessageCounts) -> str:
+    if not line.dispatches:
+        return "-"
+    return f"{sum(line.dispatches.get(status, 0) for status in PENDING):,}"
+
+
+def _listed(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count:,}" for name, count in sorted(counts.items())) or "-"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]],
+           right: Sequence[int] = ()) -> list[str]:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows,
+                                                                        strict=False)]
+
+    def laid_out(cells: Sequence[str]) -> str:
+        return "  ".join(cell.rjust(width) if index in right else cell.ljust(width)
+                         for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+                         ).rstrip()
+
+    return ["  " + laid_out(header)] + ["  " + laid_out(row) for row in rows]

@@ -1,0 +1,115 @@
+"""How a workflow is doing, counted in the database: who is in each stage, who came in and
+left, and what became of each message (sent, skipped and why, delivered or not).
+
+For the marketer's report (`nurture funnel`, `GET /v1/workflows/{name}/funnel`), not the hot
+path: each count is one `GROUP BY` over the workflow's rows (a scan of those tables: 0.1 s
+for 10,000 subscribers' 48,000 decisions on SQLite). `since` bounds what happened (entries,
+exits, stage visits, decisions); who is in a stage now is always counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, func, select
+
+from engine.store.states import DELIVERIES, DISPATCHES, ENROLMENTS, VISITS
+
+
+@dataclass(slots=True)
+class MessageCounts:
+    """One message of one stage, on one channel."""
+
+    stage: str
+    message: str
+    channel: str
+    sent: int = 0
+    """Decided and handed to the outbox (or, in the simulator, to the channel)."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """By reason: `no_consent`, `no_address`, `render_error`, `late`, …"""
+    dispatches: dict[str, int] = field(default_factory=dict)
+    """What the outbox did with the sent ones, by status: `delivered`, `queued`, `sending`,
+    `failed`, `gone`, `expired`, `cancelled` (a push goes to each live browser of the
+    subscriber, so there may be more dispatches than sends)."""
+
+
+@dataclass(slots=True)
+class FunnelCounts:
+    workflow: str
+    since: datetime | None
+    in_stage: dict[str, int] = field(default_factory=dict)
+    """Subscribers in each stage now (active enrolments)."""
+    entered: dict[str, int] = field(default_factory=dict)
+    """Entries into each stage since `since` (a subscriber who came back counts again)."""
+    enrolled: int = 0
+    """Enrolments begun since `since`."""
+    exits: dict[str, int] = field(default_factory=dict)
+    """Enrolments ended since `since`, by reason (the exit event)."""
+    messages: list[MessageCounts] = field(default_factory=list)
+
+    @property
+    def active(self) -> int:
+        return sum(self.in_stage.values())
+
+    @property
+    def empty(self) -> bool:
+        return not (self.in_stage or self.entered or self.enrolled or self.exits
+                    or self.messages)
+
+
+def workflows(connection: Connection) -> list[str]:
+    """The workflows anyone was ever enrolled in."""
+    return list(connection.execute(select(ENROLMENTS.c.workflow).distinct()
+                                   .order_by(ENROLMENTS.c.workflow)).scalars())
+
+
+def funnel(connection: Connection, workflow: str, since: datetime | None) -> FunnelCounts:
+    counts = FunnelCounts(workflow, since)
+
+    def after(column: ColumnElement[datetime]) -> ColumnElement[bool]:
+        return column >= since if since is not None else column.is_not(None)
+
+    enrolments = ENROLMENTS.c
+    counts.in_stage = dict(_grouped(connection, [enrolments.stage],
+                                    enrolments.workflow == workflow,
+                                    enrolments.ended_at.is_(None)))
+    counts.entered = dict(_grouped(connection, [VISITS.c.stage], VISITS.c.workflow == workflow,
+                                   after(VISITS.c.entered_at)))
+    counts.enrolled = connection.execute(
+        select(func.count()).select_from(ENROLMENTS).where(
+            enrolments.workflow == workflow, after(enrolments.enrolled_at))).scalar_one()
+    counts.exits = {str(reason): count for reason, count in _grouped(
+        connection, [enrolments.exit_reason], enrolments.workflow == workflow,
+        after(enrolments.ended_at))}
+    messages: dict[tuple[str, str, str], MessageCounts] = {}
+    deliveries = DELIVERIES.c
+    decided = [deliveries.workflow == workflow, after(deliveries.decided_at)]
+    which = [deliveries.stage, deliveries.message, deliveries.channel]
+    for stage, message, channel, status, reason, count in _grouped(
+            connection, [*which, deliveries.status, deliveries.reason], *decided):
+        line = messages.setdefault((stage, message, channel),
+                                   MessageCounts(stage, message, channel))
+        if status == "sent":
+            line.sent += count
+        else:
+            key = str(reason or status)
+            line.skipped[key] = line.skipped.get(key, 0) + count
+    for stage, message, channel, status, count in _grouped(
+            connection, [*which, DISPATCHES.c.status], *decided,
+            join=(DISPATCHES, and_(DISPATCHES.c.subscriber_id == deliveries.subscriber_id,
+                                   DISPATCHES.c.delivery_seq == deliveries.seq))):
+        messages[stage, message, channel].dispatches[status] = count
+    counts.messages = sorted(messages.values(), key=lambda m: (m.stage, m.message, m.channel))
+    return counts
+
+
+def _grouped(connection: Connection, columns: list[ColumnElement[Any]],
+             *where: ColumnElement[bool], join: tuple[Any, Any] | None = None
+             ) -> list[tuple[Any, ...]]:
+    """`columns` and how many rows have each combination of their values."""
+    query = select(*columns, func.count())
+    if join is not None:
+        query = query.join(*join)
+    return [tuple(row) for row in connection.execute(query.where(*where).group_by(*columns))]
