@@ -204,7 +204,9 @@ class Journey:
         for delivery in state.changes.deliveries:  # decided in this batch: not stored yet
             if delivery.channel in OutboxCancel.CHANNELS and (
                     cancel.channel in (None, delivery.channel)) and (
-                    cancel.enrolment in (None, delivery.enrolment)):
+                    cancel.enrolment in (None, delivery.enrolment)) and (
+                    cancel.stage_seq in (None, delivery.stage_seq)) and (
+                    cancel.before is None or delivery.decided_at < cancel.before):
                 for row in delivery.dispatches:
                     row.cancelled = row.cancelled or cancel.reason
         if state.id is not None and (cancel.enrolment is None or cancel.enrolment.id is not None):
@@ -259,6 +261,10 @@ class Journey:
                moment: Moment, cause: str) -> None:
         state = moment.state
         self._cancel_stage_work(state, enrolment)
+        if enrolment.stage_seq:  # a stage left: its sends still in the outbox go with it
+            self._cancel_queued(moment, OutboxCancel(
+                None, enrolment, f"the subscriber left stage {enrolment.stage} before it was "
+                "sent", enrolment.stage_seq, moment.at))
         enrolment.stage = stage_name
         enrolment.stage_seq += 1
         enrolment.stage_entered_at = moment.at

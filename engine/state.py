@@ -173,12 +173,18 @@ class DispatchRow:
 @dataclass(frozen=True, slots=True)
 class OutboxCancel:
     """Pushes and e-mails of a subscriber already in the outbox and not yet sent that are not
-    to be sent: those of a channel whose consent was withdrawn, or of an enrolment that
-    ended."""
+    to be sent: those of a channel whose consent was withdrawn, of an enrolment that ended,
+    or of a stage the subscriber left (SPEC §1.5a: a postponed send stays tied to its stage
+    step)."""
 
     channel: str | None
     enrolment: Enrolment | None
     reason: str
+    stage_seq: int | None = None
+    """Only the sends of this visit of a stage of the enrolment (the stage was left)."""
+    before: datetime | None = None
+    """Only the sends decided before this instant: one decided at the very instant of the
+    move went out then, as the timeline says (a stage passed through in one evaluation)."""
 
     CHANNELS: ClassVar[tuple[str, ...]] = ("push", "email")
     """The channels cancelled so: webhooks go to the business, which hears of what was

@@ -9,10 +9,21 @@ the rows go to the driver's `executemany` as plain tuples.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Table, and_, bindparam, delete, insert, update
+from sqlalchemy import (
+    ClauseElement,
+    Column,
+    Connection,
+    Dialect,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    update,
+)
 
 Processor = Callable[[Any], Any] | None
 
@@ -82,6 +93,27 @@ class BatchWriter:
                rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self._statement("delete", table, (), tuple(keys)).run(connection, rows)
+
+    def run(self, connection: Connection, name: str,
+            build: Callable[[], tuple[ClauseElement, Mapping[str, Column[Any]]]],
+            rows: Sequence[Mapping[str, Any]]) -> None:
+        """A statement of the caller's, built and compiled once per writer (`name` tells it
+        apart): `build` gives it with every value a named `bindparam`, and the column whose
+        type converts each; each row gives the values by those names."""
+        if not rows:
+            return
+        key = ("run", name, (), ())
+        statement = self._statements.get(key)
+        if statement is None:
+            built, binds = build()
+            compiled: Any = built.compile(dialect=self.dialect)
+            order = list(compiled.positiontup or binds)
+            if set(order) != set(binds):
+                raise RuntimeError(f"{compiled}: parameters {order} are not {list(binds)}")
+            statement = self._statements[key] = Statement(
+                str(compiled), [binds[n].type.bind_processor(self.dialect) for n in order],
+                order, compiled.positiontup is not None)
+        statement.run(connection, [tuple(row[n] for n in statement.names) for row in rows])
 
     def _statement(self, kind: str, table: Table, columns: tuple[str, ...],
                    keys: tuple[str, ...]) -> Statement:

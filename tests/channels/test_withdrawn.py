@@ -1,6 +1,7 @@
-"""A message waiting in the outbox is cancelled when consent is withdrawn or the subscriber
-exits (SPEC §1.3: "pending messages are cancelled"; §2: sends need consent), and an e-mail
-goes to the address the subscriber has changed to meanwhile.
+"""A message waiting in the outbox is cancelled when consent is withdrawn, the subscriber
+exits (SPEC §1.3: "pending messages are cancelled"; §2: sends need consent) or leaves the
+stage that sent it (§1.5a: a postponed send stays tied to its stage step), and an e-mail goes
+to the address the subscriber has changed to meanwhile.
 
 Normally the dispatcher sends within a second of the decision; a message can wait for hours
 when it comes late into quiet hours (it waits for their end) or when the peer asks to retry.
@@ -19,9 +20,19 @@ workflow w {
   exit on left
   timezone "Europe/Warsaw"
   quiet hours 21:00 to 08:00
-  stage first { after 10 minutes: send email hello }
+  tag "vip" on moved where vip == true
+  stage first {
+    after 10 minutes: send email hello
+    go to second on moved
+  }
+  stage second {
+    on enter: send email passing
+    go to third when has tag "vip"
+  }
+  stage third { }
 }
 message hello email { subject "Hello" text "Hello" }
+message passing email { subject "Passing" text "Passing" }
 """
 EVENING = datetime(2026, 3, 2, 19, 40, tzinfo=UTC)  # 20:40 in Warsaw
 MORNING = datetime(2026, 3, 3, 7, tzinfo=UTC)  # 08:00 in Warsaw
@@ -32,6 +43,7 @@ MORNING = datetime(2026, 3, 3, 7, tzinfo=UTC)  # 08:00 in Warsaw
      "consent for email was withdrawn before it was sent"),
     ("unsubscribed", {}, "consent for email was withdrawn before it was sent"),
     ("left", {}, "the subscriber left workflow w before it was sent"),
+    ("moved", {}, "the subscriber left stage first before it was sent"),
 ])
 def test_a_message_waiting_for_the_end_of_quiet_hours_is_cancelled(
         shop_factory, smtp_server: SmtpServer, event: str, properties: dict[str, object],
@@ -120,3 +132,32 @@ def test_a_waiting_e_mail_is_cancelled_when_the_address_is_removed(
         ("cancelled", "the e-mail address was removed before it was sent")]
     assert shop.dispatch().outcomes == {"delivered": 1}
     assert [to for _, to in smtp_server.envelopes] == [["anna@new.example"]]
+
+
+def test_a_stage_passed_through_in_one_evaluation_keeps_what_it_sent_then(
+        shop_factory, smtp_server: SmtpServer) -> None:
+    """`second`'s e-mail is decided at the instant its stage is left, in the same evaluation
+    (the timeline says it went then): it is sent."""
+    shop = shop_factory(FLOW, smtp=smtp_server)  # 10:00 in Warsaw: no quiet hours
+    shop.event("bob", "subscribed", channels=["email"], email="bob@example.com")
+    shop.event("bob", "moved", vip=True)  # first → second (its e-mail) → third
+    assert [(d["stage"], d["message"], d["status"]) for d in shop.deliveries("bob")] == [
+        ("second", "passing", "sent")]
+    assert [r["status"] for r in shop.dispatches("bob")] == ["queued"]
+    assert shop.dispatch().outcomes == {"delivered": 1}
+    assert [m["Subject"] for m in smtp_server.messages] == ["Passing"]
+
+
+def test_many_subscribers_leaving_their_stage_in_one_batch_each_lose_only_their_own(
+        shop_factory, smtp_server: SmtpServer) -> None:
+    shop = shop_factory(FLOW, smtp=smtp_server, start=EVENING)
+    people = ["anna", "bob", "chen", "dara"]
+    shop.event_of_each(people, "subscribed", channels=["email"], email="x@example.com")
+    shop.advance(minutes=10)  # 20:50: four e-mails decided, queued
+    shop.clock.advance_to(EVENING + timedelta(minutes=30))
+    assert shop.dispatch().outcomes == {"deferred": 4}  # they wait for 08:00
+    shop.event_of_each(people[:3], "moved")  # one batch, three stages left
+    assert [[r["status"] for r in shop.dispatches(who)] for who in people] == [
+        ["cancelled"], ["cancelled"], ["cancelled"], ["queued"]]
+    shop.clock.advance_to(MORNING)
+    assert shop.dispatch().outcomes == {"delivered": 1}
