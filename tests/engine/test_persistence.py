@@ -116,7 +116,12 @@ def run(events: list[Event], ticks: list[datetime] | None, end: datetime,
             state = (queries.stages(connection, key), queries.scores(connection, key),
                      sorted(queries.tags(connection, key)),
                      [(p["kind"], p["due_at"], p["nominal_at"]) for p in
-                      queries.pending(connection, key)])
+                      queries.pending(connection, key)],
+                     # what the outbox holds: cancels made within a batch (one pass) and
+                     # in the database (many passes) must be the same
+                     sorted(tuple(row) for row in connection.exec_driver_sql(
+                         "SELECT delivery_seq, channel, status, last_error FROM dispatches "
+                         f"WHERE subscriber_id = {int(key)}")))
         database.dispose()
     return (brief(records), [r.fields for r in records], state)
 
