@@ -477,7 +477,7 @@ def funnel(workflow_names: tuple[str, ...], since_text: str | None, as_json: boo
         click.echo(f"nurture: the workflow files in {settings.workflows} do not load (see "
                    "`nurture check`); stages are listed as the database knows them", err=True)
     declared = {w.name: w for w in catalog.workflows} if catalog is not None else {}
-    database = open_database(settings.db)
+    database = open_database(settings.db, existing=True)
     try:
         with database.reading() as connection:
             names = list(workflow_names) or sorted({*declared, *store.workflows(connection)})

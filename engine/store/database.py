@@ -147,11 +147,13 @@ class Database:
 
 
 def open_database(url: str, *, migrate: bool = True, durable: bool = True,
-                  cache_mib: int = 64) -> Database:
+                  cache_mib: int = 64, existing: bool = False) -> Database:
     """Connect to `url` and bring its schema to the latest migration.
 
     `durable=False` (simulations, tests) skips fsync on SQLite: a crash may lose the file,
     which such a database does not mind. `cache_mib`: SQLite's page cache per connection.
+    `existing` (a report): a SQLite file that is not there is an error, not a new database
+    (a mistyped path would otherwise report an empty funnel and leave a file behind).
     """
     try:
         parsed = make_url(url)
@@ -160,6 +162,10 @@ def open_database(url: str, *, migrate: bool = True, durable: bool = True,
             "the database URL is not one nurture can read; it looks like "
             "sqlite:///nurture.db or postgresql+psycopg://user@host/database") from None
     shown = parsed.render_as_string(hide_password=True)
+    path = parsed.database or ""
+    if existing and parsed.get_backend_name() == "sqlite" and path not in ("", ":memory:") \
+            and not os.path.exists(path):
+        raise DatabaseUnavailable(f"cannot open the database {shown}: there is no such file")
     try:
         if parsed.get_backend_name() == "sqlite":
             engine = _sqlite_engine(url, durable, cache_mib)

@@ -99,3 +99,13 @@ def test_the_funnel_counts_stages_entries_exits_and_what_became_of_each_message(
                                        "--workflows", str(tmp_path / "flows")])
     assert result.exit_code == 2
     assert "no workflow 'nope'" in result.output
+
+
+def test_a_report_on_a_database_that_is_not_there_says_so_and_makes_none(
+        tmp_path: Path) -> None:
+    missing = tmp_path / "nurtur.db"  # a typo
+    result = CliRunner().invoke(main, ["funnel", "--db", f"sqlite:///{missing}",
+                                       "--workflows", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "there is no such file" in result.output
+    assert not missing.exists()
