@@ -429,7 +429,7 @@ def move(workflow: str, source: str, target: str, db: str | None,
     if result.catalog is None:
         print_diagnostics(result)
         sys.exit(1)
-    database = open_database(settings.db)
+    database = open_database(settings.db, existing=True)
     try:
         moved = Engine(result.catalog, database).move(workflow, source, target)
     except ValueError as problem:

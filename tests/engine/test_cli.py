@@ -332,6 +332,11 @@ def test_move_carries_the_subscribers_of_a_renamed_stage_over(
         default_at=datetime.now(UTC)) for n, who in enumerate(("ann", "bob"))])
     (workflows / "w.flow").write_text(flow.replace("stage a", "stage first"), encoding="utf-8")
     options = ("--db", url, "--workflows", str(workflows))
+    typo = tmp_path / "shp.db"
+    code, _, err = run("move", "w", "a", "first", "--db", f"sqlite:///{typo}", *options[2:])
+    assert (code, err) == (2, f"nurture: cannot open the database sqlite:///{typo}: there is "
+                              "no such file\n")
+    assert not typo.exists()  # no empty database left behind, nobody "moved"
     code, _, err = run("move", "w", "a", "nowhere", *options)
     assert (code, err) == (2, "nurture: workflow 'w' has no stage 'nowhere'\n")
     code, _, err = run("move", "w", "a", "first", *options)
