@@ -54,10 +54,14 @@ def ordered_messages(counts: FunnelCounts, order: Sequence[str]) -> list[Message
 
 
 def as_json(counts: FunnelCounts, workflow: m.Workflow | None) -> dict[str, Any]:
+    """`loaded`: the workflow files declare this workflow (it may be gone from them while
+    people are still enrolled); a stage's `declared`: they declare that stage (null when the
+    workflow is not loaded)."""
     declared = {stage.name for stage in workflow.stages} if workflow is not None else set()
     order = stage_order(counts, workflow)
     return {
         "workflow": counts.workflow,
+        "loaded": workflow is not None,
         "since": counts.since,
         "active": counts.active,
         "enrolled": counts.enrolled,
@@ -65,7 +69,7 @@ def as_json(counts: FunnelCounts, workflow: m.Workflow | None) -> dict[str, Any]
         "exits": counts.exits,
         "stages": [{"stage": name, "in_stage": counts.in_stage.get(name, 0),
                     "entered": counts.entered.get(name, 0),
-                    "declared": name in declared or workflow is None}
+                    "declared": name in declared if workflow is not None else None}
                    for name in order],
         "messages": [{"stage": line.stage, "message": line.message, "channel": line.channel,
                       "sent": line.sent, "skipped": line.skipped,

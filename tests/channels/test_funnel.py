@@ -48,7 +48,7 @@ def test_the_funnel_counts_stages_entries_exits_and_what_became_of_each_message(
     with shop.database.reading() as connection:
         counts = funnel.funnel(connection, "w", None)
     assert as_json(counts, workflow) == {
-        "workflow": "w", "since": None, "active": 2, "enrolled": 3, "exited": 1,
+        "workflow": "w", "loaded": True, "since": None, "active": 2, "enrolled": 3, "exited": 1,
         "exits": {"left": 1},
         "stages": [{"stage": "first", "in_stage": 1, "entered": 3, "declared": True},
                    {"stage": "second", "in_stage": 1, "entered": 1, "declared": True},
@@ -88,6 +88,12 @@ def test_the_funnel_counts_stages_entries_exits_and_what_became_of_each_message(
         "go to second on moved", ""), "w.flow").catalog.workflow("w")  # type: ignore[union-attr]
     assert "  second  (not in the workflow files)          1        1" in as_text(
         counts, edited).splitlines()
+    assert [(s["stage"], s["declared"]) for s in as_json(counts, edited)["stages"]] == [
+        ("first", True), ("third", True), ("second", False)]
+    unloaded = as_json(counts, None)  # gone from the files, people still in it
+    assert unloaded["loaded"] is False
+    assert [(s["stage"], s["declared"]) for s in unloaded["stages"]] == [
+        ("first", None), ("second", None)]
     # The command line reads the same database.
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "w.flow").write_text(FLOW, encoding="utf-8")
