@@ -125,15 +125,23 @@ def graph(file: str, output_format: str, workflow_name: str | None) -> None:
 @click.option("--until", "until_text", metavar="T",
               help="Simulate up to T, inclusive (default: the latest event plus 30 days).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per line.")
+@click.option("--funnel", "as_funnel", is_flag=True,
+              help="Print the funnel report of the simulation (as `nurture funnel` does for "
+                   "the service) instead of the timeline.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Processes that share the subscribers (default: one per CPU). The "
                    "timeline is the same with any number.")
 @reports_bugs
 def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
-             until_text: str | None, as_json: bool, jobs: int | None) -> None:
+             until_text: str | None, as_json: bool, as_funnel: bool, jobs: int | None) -> None:
     """Run workflows in virtual time over recorded or invented events; print the timeline."""
+    import orjson
+
     from engine import simulate as sim
 
+    if as_funnel and start_text is not None:
+        raise click.BadParameter("--funnel counts the whole simulation; leave out --from",
+                                 param_hint="--from")
     start = _instant_option(start_text, "--from")
     until = _instant_option(until_text, "--until")
     result = load_paths(paths)
@@ -161,7 +169,7 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
     start, until = window
     if until < start:
         raise click.BadParameter("--until is before --from", param_hint="--until")
-    table = None if as_json else sim.TableFormat(
+    table = None if as_json or as_funnel else sim.TableFormat(
         sorted({e.subscriber for e in parsed.events}),
         [w.name for w in result.catalog.workflows])
     if table is not None:
@@ -175,8 +183,18 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
     def emit(line: str) -> None:  # hundreds of thousands: no flush per line, as click.echo does
         out.write(line + "\n")
 
+    from engine.funnel import TimelineTally
+
+    tally = TimelineTally()
+
+    def count(line: str) -> None:  # --funnel: the records are counted, not printed
+        tally.add(orjson.loads(line))
+
     summary = sim.simulate(result.catalog, parsed.events, start, until,  # consumes them
-                           emit, show, jobs=jobs or sim.available_cpus())
+                           count if as_funnel else emit, show,
+                           jobs=jobs or sim.available_cpus())
+    if as_funnel:
+        _print_funnels(tally, result.catalog, as_json)
     out.flush()
     notes = [f"{summary.events} event(s) of {summary.subscribers} subscriber(s) simulated "
              f"from {start:%Y-%m-%dT%H:%M:%SZ} to {until:%Y-%m-%dT%H:%M:%SZ}: "
@@ -190,6 +208,22 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
     if summary.after_until:
         notes.append(f"{summary.after_until} event(s) after --until not simulated")
     click.echo("; ".join(notes), err=True)
+
+
+def _print_funnels(tally: Any, catalog: Any, as_json: bool) -> None:
+    import json
+
+    from engine.api.encoding import plain
+    from engine.funnel import as_json as funnel_json
+    from engine.funnel import as_text
+
+    declared = {w.name: w for w in catalog.workflows}
+    for index, counts in enumerate(tally.finished()):
+        workflow = declared.get(counts.workflow)
+        if as_json:
+            click.echo(json.dumps(plain(funnel_json(counts, workflow)), ensure_ascii=False))
+        else:
+            click.echo(("\n" if index else "") + as_text(counts, workflow))
 
 
 def _instant_option(text: str | None, name: str) -> Any:

@@ -95,16 +95,18 @@ def as_text(counts: FunnelCounts, workflow: m.Workflow | None) -> str:
          for name in order],
         right=(1, 2)))
     if counts.messages:
+        # the outbox's columns, unless there is no outbox (a simulation)
+        outbox = any(line.dispatches for line in counts.messages)
         lines.append("")
         lines.extend(_table(
-            ["stage", "message", "channel", "sent", "delivered", "pending", "not delivered",
-             "skipped"],
-            [[line.stage, line.message, line.channel, f"{line.sent:,}", _delivered(line),
-              _pending(line),
-              _listed({s: n for s, n in line.dispatches.items()
-                       if s not in PENDING and s != "delivered"}),
-              _listed(line.skipped)] for line in ordered_messages(counts, order)],
-            right=(3, 4, 5)))
+            ["stage", "message", "channel", "sent"]
+            + (["delivered", "pending", "not delivered"] if outbox else []) + ["skipped"],
+            [[line.stage, line.message, line.channel, f"{line.sent:,}"]
+             + ([_delivered(line), _pending(line),
+                 _listed({s: n for s, n in line.dispatches.items()
+                          if s not in PENDING and s != "delivered"})] if outbox else [])
+             + [_listed(line.skipped)] for line in ordered_messages(counts, order)],
+            right=(3, 4, 5) if outbox else (3,)))
     return "\n".join(lines)
 
 
@@ -133,3 +135,50 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]],
                          ).rstrip()
 
     return ["  " + laid_out(header)] + ["  " + laid_out(row) for row in rows]
+
+
+class TimelineTally:
+    """The funnel of a simulation, counted from its timeline (`nurture simulate --funnel`):
+    the simulator keeps no database to count in, and its records say everything the report
+    needs. A send or skip belongs to the stage the subscriber is in when it is recorded (the
+    records of a subscriber come in the order they happened)."""
+
+    def __init__(self) -> None:
+        self.current: dict[tuple[str, str], str] = {}
+        self.counts: dict[str, FunnelCounts] = {}
+        self.lines: dict[tuple[str, str, str, str], MessageCounts] = {}
+
+    def add(self, record: dict[str, Any]) -> None:
+        workflow, kind = record["workflow"], record["kind"]
+        counts = self.counts.get(workflow)
+        if counts is None:
+            counts = self.counts[workflow] = FunnelCounts(workflow, None)
+        where = (record["subscriber"], workflow)
+        if kind == "enter":
+            if where not in self.current:
+                counts.enrolled += 1
+            self.current[where] = stage = record["stage"]
+            counts.entered[stage] = counts.entered.get(stage, 0) + 1
+        elif kind == "exit":
+            self.current.pop(where, None)
+            reason = str(record["reason"])
+            counts.exits[reason] = counts.exits.get(reason, 0) + 1
+        elif kind in ("send", "skip"):
+            key = (workflow, self.current.get(where, ""), record["message"],
+                   record["channel"])
+            line = self.lines.get(key)
+            if line is None:
+                line = self.lines[key] = MessageCounts(*key[1:])
+                counts.messages.append(line)
+            if kind == "send":
+                line.sent += 1
+            else:
+                reason = str(record["reason"])
+                line.skipped[reason] = line.skipped.get(reason, 0) + 1
+
+    def finished(self) -> list[FunnelCounts]:
+        """The counts of every workflow that saw a record, who is where at the end included."""
+        for (_, workflow), stage in self.current.items():
+            in_stage = self.counts[workflow].in_stage
+            in_stage[stage] = in_stage.get(stage, 0) + 1
+        return [self.counts[name] for name in sorted(self.counts)]

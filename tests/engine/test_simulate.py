@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from bench.journeys import batches, journeys
 from engine import simulate as sim
 from engine.cli import main
+from engine.events import Event
+from engine.funnel import TimelineTally
+from engine.store import funnel
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNEY = ROOT / "workflows" / "journeys" / "jewelry.jsonl"
@@ -252,3 +258,62 @@ def test_the_table_aligns_its_columns(tmp_path: Path, in_root: None) -> None:
     header, *rows = out.splitlines()
     column = header.index("what")
     assert all(row[column - 2:column] == "  " and row[column] != " " for row in rows)
+
+
+def test_the_funnel_of_the_example_journey(in_root: None) -> None:
+    code, out, err = run("simulate", "workflows/jewelry.flow", "--events",
+                         "workflows/journeys/jewelry.jsonl", "--funnel")
+    assert code == 0, err
+    assert out.splitlines() == [
+        "workflow jewelry: 1 in it now; all time: 2 enrolled, 1 exited (unsubscribed 1)",
+        "",
+        "  stage       in it now  entered",
+        "  awareness           0        2",
+        "  interest            0        1",
+        "  selection           0        1",
+        "  sale                0        1",
+        "  after_sale          1        1",
+        "",
+        "  stage       message         channel  sent  skipped",
+        "  awareness   bestsellers     push        2  -",
+        "  awareness   welcome         push        2  -",
+        "  interest    newsletter      email       1  -",
+        "  selection   discount        push        1  -",
+        "  sale        sales_alert     webhook     1  -",
+        "  sale        thank_you       email       1  -",
+        "  after_sale  review_request  push        1  -",
+    ]
+    code, _, err = run("simulate", "workflows/jewelry.flow", "--events",
+                       "workflows/journeys/jewelry.jsonl", "--funnel", "--from", "2026-03-03")
+    assert code == 2 and "leave out --from" in err
+
+
+def test_a_funnel_counted_from_the_timeline_equals_the_one_counted_in_the_database(
+        nurture: Any) -> None:
+    """The simulator has no database left to count in: `--funnel` counts its records, each
+    send or skip in the stage the subscriber was in when it was recorded. On the same run
+    both counts agree: stages, entries, exits, and each message's sends and skips."""
+    start = datetime(2026, 3, 2, 7, tzinfo=UTC)
+    flow = nurture.load(str(ROOT / "workflows" / "jewelry.flow"), start=start)
+    events = journeys(150, 12, start, timedelta(days=10), per_visit=3)
+    events += [Event(f"sub{n:07d}", "unsubscribed", start + timedelta(days=5, minutes=n), {},
+                     None, 10_000 + n) for n in range(0, 150, 7)]
+    events.sort(key=lambda e: e.at)
+    for batch in batches(events, 100):
+        flow.advance_to(max(flow.now, batch[-1].at))
+        flow.engine.ingest(batch)
+    flow.advance(days=30)
+    tally = TimelineTally()
+    for record in flow.records:
+        tally.add(json.loads(record.to_json()))
+    [from_timeline] = tally.finished()
+    with flow.database.reading() as connection:
+        from_database = funnel.funnel(connection, "jewelry", None)
+
+    def shown(counts: funnel.FunnelCounts) -> tuple[Any, ...]:
+        return (counts.in_stage, counts.entered, counts.enrolled, counts.exits,
+                sorted((m.stage, m.message, m.channel, m.sent, m.skipped)
+                       for m in counts.messages))
+
+    assert shown(from_timeline) == shown(from_database)
+    assert from_database.exits["unsubscribed"] > 10 and len(from_database.entered) == 5
