@@ -223,7 +223,7 @@ def _print_funnels(tally: Any, catalog: Any, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(plain(funnel_json(counts, workflow)), ensure_ascii=False))
         else:
-            click.echo(("\n" if index else "") + as_text(counts, workflow))
+            click.echo(("\n" if index else "") + as_text(counts, workflow, simulated=True))
 
 
 def _instant_option(text: str | None, name: str) -> Any:

@@ -78,17 +78,20 @@ def as_json(counts: FunnelCounts, workflow: m.Workflow | None) -> dict[str, Any]
     }
 
 
-def as_text(counts: FunnelCounts, workflow: m.Workflow | None) -> str:
+def as_text(counts: FunnelCounts, workflow: m.Workflow | None, simulated: bool = False) -> str:
+    """`simulated`: the counts of a simulation, whose "now" is its end."""
+    now = "at the end" if simulated else "now"
     order = stage_order(counts, workflow)
     declared = {stage.name for stage in workflow.stages} if workflow is not None else None
     since = (f"since {counts.since.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
              if counts.since is not None else "all time")
     exits = ", ".join(f"{reason} {count:,}" for reason, count in sorted(counts.exits.items()))
-    lines = [f"workflow {counts.workflow}: {counts.active:,} in it now; {since}: "
+    since = "in the simulation" if simulated else since
+    lines = [f"workflow {counts.workflow}: {counts.active:,} in it {now}; {since}: "
              f"{counts.enrolled:,} enrolled, {sum(counts.exits.values()):,} exited"
              + (f" ({exits})" if exits else ""), ""]
     lines.extend(_table(
-        ["stage", "in it now", "entered"],
+        ["stage", f"in it {now}", "entered"],
         [[name + ("  (not in the workflow files)"
                   if declared is not None and name not in declared else ""),
           f"{counts.in_stage.get(name, 0):,}", f"{counts.entered.get(name, 0):,}"]

@@ -265,14 +265,15 @@ def test_the_funnel_of_the_example_journey(in_root: None) -> None:
                          "workflows/journeys/jewelry.jsonl", "--funnel")
     assert code == 0, err
     assert out.splitlines() == [
-        "workflow jewelry: 1 in it now; all time: 2 enrolled, 1 exited (unsubscribed 1)",
+        "workflow jewelry: 1 in it at the end; in the simulation: 2 enrolled, 1 exited "
+        "(unsubscribed 1)",
         "",
-        "  stage       in it now  entered",
-        "  awareness           0        2",
-        "  interest            0        1",
-        "  selection           0        1",
-        "  sale                0        1",
-        "  after_sale          1        1",
+        "  stage       in it at the end  entered",
+        "  awareness                  0        2",
+        "  interest                   0        1",
+        "  selection                  0        1",
+        "  sale                       0        1",
+        "  after_sale                 1        1",
         "",
         "  stage       message         channel  sent  skipped",
         "  awareness   bestsellers     push        2  -",
