@@ -194,7 +194,7 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
                            count if as_funnel else emit, show,
                            jobs=jobs or sim.available_cpus())
     if as_funnel:
-        _print_funnels(tally, result.catalog, as_json)
+        _print_funnels(tally.finished(), result.catalog.workflows, as_json, simulated=True)
     out.flush()
     notes = [f"{summary.events} event(s) of {summary.subscribers} subscriber(s) simulated "
              f"from {start:%Y-%m-%dT%H:%M:%SZ} to {until:%Y-%m-%dT%H:%M:%SZ}: "
@@ -210,20 +210,22 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
     click.echo("; ".join(notes), err=True)
 
 
-def _print_funnels(tally: Any, catalog: Any, as_json: bool) -> None:
+def _print_funnels(reports: list[Any], workflows: Any, as_json: bool,
+                   simulated: bool = False) -> None:
+    """Funnel reports as text or JSON lines (`nurture funnel`, `nurture simulate --funnel`)."""
     import json
 
     from engine.api.encoding import plain
     from engine.funnel import as_json as funnel_json
     from engine.funnel import as_text
 
-    declared = {w.name: w for w in catalog.workflows}
-    for index, counts in enumerate(tally.finished()):
+    declared = {w.name: w for w in workflows}
+    for index, counts in enumerate(reports):
         workflow = declared.get(counts.workflow)
         if as_json:
             click.echo(json.dumps(plain(funnel_json(counts, workflow)), ensure_ascii=False))
         else:
-            click.echo(("\n" if index else "") + as_text(counts, workflow, simulated=True))
+            click.echo(("\n" if index else "") + as_text(counts, workflow, simulated))
 
 
 def _instant_option(text: str | None, name: str) -> Any:
@@ -489,12 +491,8 @@ def funnel(workflow_names: tuple[str, ...], since_text: str | None, as_json: boo
     """How each workflow is doing: who is in each stage, who came and left, and what became
     of each message (sent, delivered, skipped and why). Read-only; safe while the service
     runs."""
-    import json
-
-    from engine.api.encoding import plain
     from engine.clock import SystemClock
-    from engine.funnel import as_json as funnel_json
-    from engine.funnel import as_text, parse_since
+    from engine.funnel import parse_since
     from engine.store import funnel as store
     from engine.store.database import open_database
 
@@ -523,12 +521,7 @@ def funnel(workflow_names: tuple[str, ...], since_text: str | None, as_json: boo
         click.echo(f"nurture: no workflow {', '.join(map(repr, unknown))} in "
                    f"{settings.workflows} and nobody enrolled in it", err=True)
         sys.exit(2)
-    for index, report in enumerate(reports):
-        workflow = declared.get(report.workflow)
-        if as_json:
-            click.echo(json.dumps(plain(funnel_json(report, workflow)), ensure_ascii=False))
-        else:
-            click.echo(("\n" if index else "") + as_text(report, workflow))
+    _print_funnels(reports, declared.values(), as_json)
 
 
 def _display(host: str) -> str:
