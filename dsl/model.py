@@ -8,6 +8,7 @@ knows about Lark: the parser turns its tree into these dataclasses and the tree 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from decimal import Decimal
@@ -44,6 +45,16 @@ class Span:
 
 UNIT_SECONDS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 PERIOD_SECONDS: dict[str, int] = {"hour": 3600, "day": 86400, "week": 604800}
+_WORDS = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(minute|hour|day|week)s?\s*", re.IGNORECASE)
+
+
+def span_in_words(text: str) -> timedelta | None:
+    """A duration written as in the language (`30 minutes`, `2 days`, `1.5 hours`) where an
+    operator gives one outside it (a setting, a command's option); None if it is not one."""
+    found = _WORDS.fullmatch(text)
+    if found is None:
+        return None
+    return timedelta(seconds=float(found[1]) * UNIT_SECONDS[found[2].lower()])
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -22,7 +21,7 @@ from channels.email import SmtpRelay
 from channels.endpoints import EndpointError, allowed_host
 from channels.tokens import new_secret
 from channels.vapid import VapidKey, load_or_create
-from dsl.model import UNIT_SECONDS
+from dsl.model import span_in_words
 
 KEYS_FOLDER = Path(".nurture")
 
@@ -171,11 +170,10 @@ def _late_limit(variable: str, text: str) -> timedelta | None:
     """`30 minutes`, `24 hours`, `2 days`, `1 week`; `off` for no limit."""
     if text.strip().lower() == "off":
         return None
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(minute|hour|day|week)s?\s*", text.lower())
-    if found is None:
+    limit = span_in_words(text)
+    if limit is None:
         raise ConfigError(f"{variable}: a duration such as '24 hours' or '2 days', or 'off'; "
                           f"got {text!r}")
-    limit = timedelta(seconds=float(found[1]) * UNIT_SECONDS[found[2]])
     if limit < timedelta(minutes=1):
         raise ConfigError(f"{variable}: at least 1 minute (or 'off'), got {text!r}")
     return limit

@@ -7,9 +7,8 @@ The counts come from `engine.store.funnel`; here they are ordered, shaped for JS
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from dsl import model as m
@@ -20,15 +19,12 @@ PENDING = ("queued", "sending")
 """Dispatch states that are not an outcome yet."""
 
 
-_SPAN = re.compile(r"\s*(\d+)\s*(minute|hour|day|week)s?\s*", re.IGNORECASE)
-
-
 def parse_since(text: str, now: datetime, field_path: str = "since") -> datetime:
     """`--since` / `?since=`: an instant (`2026-03-02`, `2026-03-02T09:00:00Z`) or a span
     back from now in the language's units (`7 days`, `12 hours`, `2 weeks`)."""
-    span = _SPAN.fullmatch(text)
+    span = m.span_in_words(text)
     if span is not None:
-        return now - timedelta(seconds=int(span[1]) * m.UNIT_SECONDS[span[2].lower()])
+        return now - span
     try:
         return parse_instant(text, field_path, date_only_ok=True)
     except EventError:

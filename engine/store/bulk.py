@@ -96,12 +96,15 @@ class BatchWriter:
 
     def run(self, connection: Connection, name: str,
             build: Callable[[], tuple[ClauseElement, Mapping[str, Column[Any]]]],
-            rows: Sequence[Mapping[str, Any]]) -> None:
+            rows: Sequence[Mapping[str, Any]], fixed: Mapping[str, Any] | None = None) -> None:
         """A statement of the caller's, built and compiled once per writer (`name` tells it
         apart): `build` gives it with every value a named `bindparam`, and the column whose
-        type converts each; each row gives the values by those names."""
+        type converts each; each row gives the values by those names, and `fixed` those that
+        are the same in every row."""
         if not rows:
             return
+        if fixed:
+            rows = [{**fixed, **row} for row in rows]
         key = ("run", name, (), ())
         statement = self._statements.get(key)
         if statement is None:

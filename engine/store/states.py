@@ -318,13 +318,13 @@ def _amend_queued(connection: Connection, writer: BatchWriter, states: list[Subs
     the time: their cancels are one compiled statement for the batch (a statement per
     subscriber took a third of a batch of web visits); the rest is rare (an address changed,
     a withdrawal, an exit): one statement each."""
-    left = [{"status": "cancelled", "due": None, "at": now, "reason": cancel.reason,
-             "subscriber": state.id, "queued": "queued", "push": "push", "email": "email",
-             "of": state.id, "enrolment": cancel.enrolment.id, "visit": cancel.stage_seq,
-             "before": cancel.before}
+    left = [{"reason": cancel.reason, "subscriber": state.id, "enrolment": cancel.enrolment.id,
+             "visit": cancel.stage_seq, "before": cancel.before}
             for state in states for cancel in state.changes.cancels
             if cancel.stage_seq is not None and cancel.enrolment is not None]
-    writer.run(connection, "cancel the sends of a stage left", _cancel_visit, left)
+    writer.run(connection, "cancel the sends of a stage left", _cancel_visit, left,
+               {"status": "cancelled", "due": None, "at": now, "queued": "queued",
+                **{f"channel{i}": name for i, name in enumerate(OutboxCancel.CHANNELS)}})
     for state in states:
         if state.changes.readdressed is not None:
             connection.execute(update(DISPATCHES).where(
@@ -348,12 +348,13 @@ def _amend_queued(connection: Connection, writer: BatchWriter, states: list[Subs
 def _cancel_visit() -> tuple[Any, dict[str, Any]]:
     """`end_queued` for the pushes and e-mails of one stage visit decided before it ended."""
     dispatch, delivery = DISPATCHES.c, DELIVERIES.c
+    channels = [f"channel{i}" for i in range(len(OutboxCancel.CHANNELS))]
     statement = update(DISPATCHES).where(
         dispatch.subscriber_id == bindparam("subscriber"),
         dispatch.status == bindparam("queued"),
-        dispatch.channel.in_([bindparam("push"), bindparam("email")]),
+        dispatch.channel.in_([bindparam(name) for name in channels]),
         dispatch.delivery_seq.in_(select(delivery.seq).where(
-            delivery.subscriber_id == bindparam("of"),
+            delivery.subscriber_id == dispatch.subscriber_id,
             delivery.enrolment_id == bindparam("enrolment"),
             delivery.stage_seq == bindparam("visit"),
             delivery.decided_at < bindparam("before"))),
@@ -361,9 +362,9 @@ def _cancel_visit() -> tuple[Any, dict[str, Any]]:
              finished_at=bindparam("at"), last_error=bindparam("reason"))
     binds = {"status": dispatch.status, "due": dispatch.due_at, "at": dispatch.finished_at,
              "reason": dispatch.last_error, "subscriber": dispatch.subscriber_id,
-             "queued": dispatch.status, "push": dispatch.channel, "email": dispatch.channel,
-             "of": delivery.subscriber_id, "enrolment": delivery.enrolment_id,
-             "visit": delivery.stage_seq, "before": delivery.decided_at}
+             "queued": dispatch.status, "enrolment": delivery.enrolment_id,
+             "visit": delivery.stage_seq, "before": delivery.decided_at,
+             **{name: dispatch.channel for name in channels}}
     return statement, binds
 
 
