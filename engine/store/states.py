@@ -436,6 +436,10 @@ def _save_enrolments(connection: Connection, writer: BatchWriter,
                      states: list[SubscriberState]) -> None:
     new = [(s.id, e) for s in states for e in s.changes.enrolments if e.id is None]
     changed = [e for s in states for e in s.changes.enrolments if e.dirty and e.id is not None]
+    # Ended ones first: a subscriber who left a workflow and came back in this batch has a
+    # stored enrolment to end before the new one may be active (`uq_enrolments_active`).
+    writer.update(connection, ENROLMENTS, ENROLMENT_COLUMNS, ("id",),
+                  [(*_enrolment_values(e), e.id) for e in changed])
     if new:
         rows = [(sid, e.workflow, e.enrolled_at, *_enrolment_values(e)) for sid, e in new]
         ids = _insert_with_ids(connection, writer, ENROLMENTS,
@@ -443,8 +447,6 @@ def _save_enrolments(connection: Connection, writer: BatchWriter,
                                rows)
         for (_, enrolment), new_id in zip(new, ids, strict=True):
             enrolment.id = new_id
-    writer.update(connection, ENROLMENTS, ENROLMENT_COLUMNS, ("id",),
-                  [(*_enrolment_values(e), e.id) for e in changed])
     for state in states:
         for enrolment in state.changes.enrolments:
             enrolment.dirty = False

@@ -322,6 +322,33 @@ workflow w {
     ]
 
 
+def test_an_exit_and_a_re_entry_in_one_batch_of_events(flow) -> None:
+    """The stored enrolment is ended before the new one is written (at most one enrolment
+    of a subscriber in a workflow is active): a client sending both in one request, or two
+    requests written together, stores both."""
+    run = flow("""\
+workflow w {
+  exit on unsubscribed
+  stage a { on enter: send push hello }
+}
+""")
+    run.event("ann", "subscribed", channels=["push"])
+    run.advance(hours=1)
+    result = run.events([
+        {"subscriber": "ann", "type": "unsubscribed", "at": "2026-01-05T09:30:00Z"},
+        {"subscriber": "ann", "type": "subscribed", "at": "2026-01-05T09:45:00Z",
+         "properties": {"channels": ["push"]}}])
+    assert result.accepted == 2
+    assert brief(run.timeline("ann")) == [
+        ("2026-01-05T09:00:00Z", "enter", "a"),
+        ("2026-01-05T09:00:00Z", "send", "push hello"),
+        ("2026-01-05T09:30:00Z", "exit", "unsubscribed"),
+        ("2026-01-05T09:45:00Z", "enter", "a"),
+        ("2026-01-05T09:45:00Z", "send", "push hello"),
+    ]
+    assert run.stage("ann") == "a"
+
+
 def test_transitions_are_evaluated_at_decay_boundaries(flow) -> None:
     run = flow("""\
 workflow w {
