@@ -524,6 +524,66 @@ def funnel(workflow_names: tuple[str, ...], since_text: str | None, as_json: boo
     _print_funnels(reports, declared.values(), as_json)
 
 
+@main.command()
+@click.argument("subscribers", nargs=-1, required=True, metavar="SUBSCRIBER...")
+@click.option("--since", "since_text", default=None, metavar="T",
+              help="Only what happened since T: a time (2026-03-02, 2026-03-02T09:00:00Z) or a "
+                   "span back from now (7 days, 12 hours). Default: all of it.")
+@click.option("--latest", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Only the last N lines.")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON lines: the simulator's records; a send also has its dispatches.")
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@click.option("--workflows", default=None, help="Folder of .flow files (NURTURE_WORKFLOWS).")
+@reports_bugs
+def timeline(subscribers: tuple[str, ...], since_text: str | None, latest: int | None,
+             as_json: bool, db: str | None, workflows: str | None) -> None:
+    """What happened to these subscribers, as `nurture simulate` prints it: stage entries,
+    scores with their rules, tags, sends (and what became of them) and skips with their
+    reasons, exits. Read-only; safe while the service runs."""
+    from engine.clock import SystemClock
+    from engine.funnel import parse_since
+    from engine.simulate import TableFormat
+    from engine.store import queries
+    from engine.store import timeline as store
+    from engine.store.database import open_database
+    from engine.timeline import timeline as told
+
+    settings = load_settings().with_flags(db=db, workflows=workflows)
+    since = None
+    if since_text is not None:
+        try:
+            since = parse_since(since_text, SystemClock().now(), "--since")
+        except EventError as problem:
+            raise click.BadParameter(problem.message, param_hint="--since") from None
+    loaded = load_paths([settings.workflows]) if os.path.exists(settings.workflows) else None
+    catalog = loaded.catalog if loaded is not None else None
+    order = [w.name for w in catalog.workflows] if catalog is not None else []
+    database = open_database(settings.db, existing=True)
+    try:
+        with database.reading() as connection:
+            keys = {who: queries.subscriber_key(connection, who) for who in subscribers}
+            found = [(who, store.happenings(connection, key, since, latest))
+                     for who, key in keys.items() if key is not None]
+    finally:
+        database.dispose()
+    unknown = [who for who, key in keys.items() if key is None]
+    if unknown:
+        click.echo(f"nurture: no subscriber {', '.join(map(repr, unknown))} in the database",
+                   err=True)
+        sys.exit(2)
+    lines = told(found, order, latest)
+    if as_json:
+        for line in lines:
+            click.echo(line.to_json())
+        return
+    table = TableFormat(list(subscribers), [line.record.workflow for line in lines])
+    click.echo(table.header())
+    for line in lines:
+        outcome = line.outcome_text()
+        click.echo(table.line(line.record) + (f"  -> {outcome}" if outcome else ""))
+
+
 def _display(host: str) -> str:
     """The host as a URL names it (an IPv6 address in brackets)."""
     if host in ("127.0.0.1", "0.0.0.0", "::", "::1"):
