@@ -1,4 +1,5 @@
-"""Subscribers: export (`GET`), erase (`DELETE`), tokens, and browsers' push subscriptions."""
+"""Subscribers: export (`GET`), their timeline, erase (`DELETE`), tokens, and browsers' push
+subscriptions."""
 
 from __future__ import annotations
 
@@ -15,12 +16,53 @@ from channels.endpoints import EndpointError
 from engine.api.auth import Authorised, ForSubscriber, subscriber_token
 from engine.api.encoding import plain
 from engine.api.errors import field_error
-from engine.store import push_subscriptions
+from engine.events import EventError
+from engine.funnel import parse_since
+from engine.store import push_subscriptions, queries
 from engine.store import subscribers as store
+from engine.store import timeline as history
+from engine.timeline import timeline
 
 router = APIRouter()
 SubscriberId = Annotated[str, Path(min_length=1, max_length=200,
                                    description="The site's id for the subscriber.")]
+
+
+@router.get("/v1/subscribers/{subscriber_id:path}/timeline",
+            summary="What happened to a subscriber, in time order, as `nurture simulate` words "
+                    "it: stage entries, score changes with their rules, tags, sends (each "
+                    "with what the outbox did with it) and skips with their reasons, exits",
+            responses={404: {"description": "No such subscriber"}})
+def subscriber_timeline(
+        subscriber_id: SubscriberId, runtime: Authorised,
+        since: Annotated[str | None, Query(
+            max_length=64,
+            description="Only what happened since then: a time (`2026-03-02`, "
+                        "`2026-03-02T09:00:00Z`) or a span back from now (`7 days`, "
+                        "`12 hours`). Default: all of it.")] = None,
+        latest: Annotated[int, Query(
+            ge=0, le=1_000_000,
+            description="Only the last this many records (`truncated` says whether there "
+                        "were more); 0 for all of them")] = 1000) -> JSONResponse:
+    start = None
+    if since is not None:
+        try:
+            start = parse_since(since, runtime.clock.now())
+        except EventError as problem:
+            raise field_error(422, "since", problem.message) from None
+    wanted = latest or None
+    with runtime.database.reading() as connection:
+        key = queries.subscriber_key(connection, subscriber_id)
+        if key is None:
+            raise field_error(404, "subscriber_id", f"no subscriber {subscriber_id!r}")
+        found = history.happenings(connection, key, start,
+                                   None if wanted is None else wanted + 1)
+    order = [workflow.name for workflow in runtime.catalog.workflows]
+    lines = timeline([(subscriber_id, found)], order)
+    shown = lines if wanted is None else lines[-wanted:]
+    return JSONResponse(plain({"subscriber": subscriber_id,
+                               "records": [line.to_dict() for line in shown],
+                               "truncated": len(shown) < len(lines)}))
 
 
 @router.get("/v1/subscribers/{subscriber_id:path}", summary="Everything about a subscriber",

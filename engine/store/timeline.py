@@ -63,11 +63,12 @@ def happenings(connection: Connection, key: int, since: datetime | None = None,
                                {"score": row.score, "delta": row.delta, "total": row.total,
                                 "rule": row.rule}, order=row.id))
     for row in _rows(connection, TAGS, TAGS.c.added_at, key, since, latest,
-                     TAGS.c.tag, TAGS.c.workflow, TAGS.c.event_seq):
+                     TAGS.c.event_seq, TAGS.c.tag, TAGS.c.workflow):
         found.append(Happening(row.added_at, row.workflow, "tag", {"tag": row.tag},
                                order=row.event_seq or 0))
     for row in _rows(connection, VISITS, VISITS.c.entered_at, key, since, latest,
-                     VISITS.c.workflow, VISITS.c.stage, VISITS.c.enrolment_id, VISITS.c.seq):
+                     VISITS.c.id, VISITS.c.workflow, VISITS.c.stage, VISITS.c.enrolment_id,
+                     VISITS.c.seq):
         found.append(Happening(row.entered_at, row.workflow, "enter", {"stage": row.stage},
                                row.enrolment_id, began[row.enrolment_id], row.seq))
     for row in _rows(connection, ENROLMENTS, ENROLMENTS.c.ended_at, key, since, latest,
@@ -96,12 +97,13 @@ def happenings(connection: Connection, key: int, since: datetime | None = None,
 
 def _rows(connection: Connection, table: Table, at: ColumnElement[Any], key: int,
           since: datetime | None, latest: int | None, *columns: ColumnElement[Any]) -> Any:
+    """`columns[0]` orders rows of one instant (newest last), for `latest`."""
     query: Select[Any] = select(at.label(at.name), *columns).where(
         table.c.subscriber_id == key, at.is_not(None))
     if since is not None:
         query = query.where(at >= since)
     if latest is not None:
-        query = query.order_by(at.desc()).limit(latest)
+        query = query.order_by(at.desc(), columns[0].desc()).limit(latest)
     return connection.execute(query)
 
 

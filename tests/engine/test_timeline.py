@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
+
 from bench.journeys import journeys
 from engine.events import Event
 from engine.store import queries
@@ -25,7 +27,8 @@ def stored_timeline(flow: Any, subscriber: str, **options: Any) -> list[dict[str
         key = queries.subscriber_key(connection, subscriber)
         found = store.happenings(connection, key, **options)
     order = [w.name for w in flow.catalog.workflows]
-    lines = [json.loads(line.to_json()) for line in timeline([(subscriber, found)], order)]
+    lines = [json.loads(line.to_json())
+             for line in timeline([(subscriber, found)], order, options.get("latest"))]
     for line in lines:  # no outbox here: the engine hands sends to recording channels
         assert line.pop("dispatches", []) == []
     return lines
@@ -63,6 +66,26 @@ def test_the_stored_timeline_of_every_subscriber_is_the_one_the_engine_recorded(
         kinds.update(r["kind"] for r in stored)
     assert set(kinds) == {"enter", "score", "tag", "send", "skip", "exit"}
     assert sum(kinds.values()) > 4000
+    # Reading one subscriber's rows goes through indexes on the subscriber: no table scan.
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+                _executemany: bool) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(flow.database.engine, "before_cursor_execute", capture)
+    try:
+        last = stored_timeline(flow, "sub0000007", since=start + timedelta(days=3), latest=5)
+    finally:
+        event.remove(flow.database.engine, "before_cursor_execute", capture)
+    assert last == stored_timeline(flow, "sub0000007")[-len(last):]
+    selects = [(s, p) for s, p in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 8
+    with flow.database.engine.connect() as connection:
+        for statement, parameters in selects:
+            plan = [row[-1] for row in connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", parameters)]
+            assert not [step for step in plan if step.startswith("SCAN")], (statement, plan)
 
 
 def _canonical(record: dict[str, Any]) -> str:

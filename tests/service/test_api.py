@@ -475,3 +475,44 @@ def test_the_funnel_of_a_workflow(api: Api) -> None:
     assert missing.status_code == 404 and missing.json()["errors"][0]["field"] == "workflow"
     bad = api.client.get("/v1/workflows/shop/funnel", params={"since": "soon"}, headers=AUTH)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"
+
+
+def test_the_timeline_of_a_subscriber(api: Api) -> None:
+    """`GET /v1/subscribers/{id}/timeline`: the simulator's records, read from the database
+    (ids with slashes included); `latest` keeps the last records and says it did."""
+    who = "shop/123"
+    path = "/v1/subscribers/" + quote(who, safe="") + "/timeline"
+    api.post_events({"events": [
+        {"subscriber": who, "type": "subscribed", "at": "2026-03-02T08:00:00Z",
+         "properties": {"channels": ["email"], "email": "ann@example.com"}},
+        {"subscriber": who, "type": "page_view", "at": "2026-03-02T08:30:00Z",
+         "properties": {"url": "/diamonds"}}]})
+    answer = api.client.get(path, headers=AUTH)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["subscriber"] == who and body["truncated"] is False
+    rule = f"{api.folder}/workflows/shop.flow:4"
+    assert [{k: v for k, v in r.items() if k not in ("subscriber", "workflow")}
+            for r in body["records"]] == [
+        {"at": "2026-03-02T08:00:00Z", "kind": "enter", "stage": "browsing"},
+        {"at": "2026-03-02T08:00:00Z", "kind": "send", "channel": "email",
+         "message": "welcome", "lang": None, "subject": "Welcome",
+         # no dispatcher runs here; ann left the stage before it was sent (SPEC §1.5a)
+         "dispatches": [{"status": "cancelled", "finished_at": "2026-03-02T09:00:00Z",
+                         "error": "the subscriber left stage browsing before it was sent"}]},
+        {"at": "2026-03-02T08:30:00Z", "kind": "score", "score": "engagement", "delta": 30,
+         "total": 30, "rule": rule},
+        {"at": "2026-03-02T08:30:00Z", "kind": "tag", "tag": "diamonds"},
+        {"at": "2026-03-02T08:30:00Z", "kind": "enter", "stage": "hot"},
+        {"at": "2026-03-02T08:30:00Z", "kind": "skip", "channel": "push", "message": "offer",
+         "reason": "no_consent"}]
+    last = api.client.get(path, params={"latest": 2}, headers=AUTH).json()
+    assert last["truncated"] is True
+    assert [r["kind"] for r in last["records"]] == ["enter", "skip"]
+    recent = api.client.get(path, params={"since": "40 minutes"}, headers=AUTH).json()
+    assert [r["kind"] for r in recent["records"]] == ["score", "tag", "enter", "skip"]
+    assert api.client.get(path).status_code == 401
+    missing = api.client.get("/v1/subscribers/nobody/timeline", headers=AUTH)
+    assert missing.status_code == 404 and missing.json()["errors"][0]["field"] == "subscriber_id"
+    bad = api.client.get(path, params={"since": "soon"}, headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"
