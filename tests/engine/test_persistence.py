@@ -86,7 +86,11 @@ steps = st.lists(st.tuples(st.integers(0, 60 * 36), st.integers(0, len(EVENT_TYP
 
 
 def run(events: list[Event], ticks: list[datetime] | None, end: datetime,
-        cache_size: int = 0, database_url: str | None = None) -> tuple[Any, ...]:
+        cache_size: int = 0, database_url: str | None = None,
+        grouped: bool = False) -> tuple[Any, ...]:
+    """`ticks=None`: every event in one call, the clock at `end`. Otherwise the clock moves
+    from event to event and tick to tick; each event is one call, or with `grouped` the
+    events between two ticks are one call (at the instant of the last of them)."""
     catalog = load_text(FLOW, "shop.flow").catalog
     assert catalog is not None
     records: list[Record] = []
@@ -102,12 +106,23 @@ def run(events: list[Event], ticks: list[datetime] | None, end: datetime,
         else:
             pending = sorted([(e.at, 0, e) for e in events] + [(t, 1, None) for t in ticks],
                              key=lambda item: (item[0], item[1]))
+            group: list[Event] = []
             for at, _, event in pending:
+                if event is not None and grouped:
+                    group.append(event)
+                    continue
+                if group:
+                    clock.advance_to(group[-1].at)
+                    engine.ingest(group)
+                    group = []
                 clock.advance_to(at)
                 if event is None:
                     engine.tick()
                 else:
                     engine.ingest([event])
+            if group:
+                clock.advance_to(group[-1].at)
+                engine.ingest(group)
             clock.advance_to(end)
             engine.tick()
         with database.transaction() as connection:
@@ -126,12 +141,14 @@ def run(events: list[Event], ticks: list[datetime] | None, end: datetime,
     return (brief(records), [r.fields for r in records], state)
 
 
-@pytest.mark.parametrize("cache_size", [0, 100], ids=["read-every-time", "kept-states"])
+@pytest.mark.parametrize(("cache_size", "grouped"), [(0, False), (100, True)],
+                         ids=["read-every-time-one-event-a-call", "kept-states-grouped"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=steps)
 def test_one_pass_equals_many_passes_through_the_database(plan: list[tuple[int, int, bool]],
-                                                          cache_size: int) -> None:
-    check_passes(plan, cache_size, None)
+                                                          cache_size: int,
+                                                          grouped: bool) -> None:
+    check_passes(plan, cache_size, None, grouped)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[
@@ -139,11 +156,11 @@ def test_one_pass_equals_many_passes_through_the_database(plan: list[tuple[int, 
 @given(plan=steps)
 def test_the_same_on_postgresql(plan: list[tuple[int, int, bool]],
                                 pg_database_url_factory: Callable[[], str]) -> None:
-    check_passes(plan, 100, pg_database_url_factory)
+    check_passes(plan, 100, pg_database_url_factory, grouped=True)
 
 
 def check_passes(plan: list[tuple[int, int, bool]], cache_size: int,
-                 new_url: Callable[[], str] | None) -> None:
+                 new_url: Callable[[], str] | None, grouped: bool = False) -> None:
     events = [Event("ann", "subscribed", START, {"channels": ["push", "email"]}, None, 0)]
     ticks: list[datetime] = []
     at = START
@@ -156,6 +173,7 @@ def check_passes(plan: list[tuple[int, int, bool]], cache_size: int,
         events.append(Event("ann", event_type, at, properties, None, seq))
     end = at + timedelta(days=6)
     at_once = run(events, None, end, 0, new_url() if new_url else None)
-    step_by_step = run(events, ticks, end, cache_size, new_url() if new_url else None)
+    step_by_step = run(events, ticks, end, cache_size, new_url() if new_url else None,
+                       grouped)
     assert at_once == step_by_step
     assert at_once[0]  # something happened
