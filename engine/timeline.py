@@ -60,7 +60,8 @@ class TimelineLine:
         return f'{line[:-1]}, "dispatches": {dispatches}}}'
 
     def outcome_text(self) -> str:
-        """`delivered`, `delivered, gone (410 …)`: one word per dispatch, why when it failed."""
+        """`delivered`, `delivered, gone (the subscription is gone)`: one word per dispatch,
+        with why when it was not delivered."""
         return ", ".join(o.status if o.error is None or o.status == "delivered"
                          else f"{o.status} ({o.error})" for o in self.outcomes)
 
