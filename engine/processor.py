@@ -134,8 +134,15 @@ class Engine:
             erased: list[Event] = []
             try:
                 result.accepted += self._ingest_batch(batch, duplicates, erased)
-            except Conflict:
+            except Conflict as problem:
                 if attempt == ATTEMPTS:
+                    # Races end when the other writer commits; one that never ends is the
+                    # stored rows refusing what the engine writes: the operator must see it.
+                    log.error("the events of %d subscriber(s) were refused: writing them "
+                              "conflicted with stored rows %d times in a row (%s); if this "
+                              "repeats for the same subscribers, it is a fault, not a race",
+                              len(batch), ATTEMPTS, problem,
+                              extra={"subscribers": list(batch)[:10]})
                     raise
                 continue  # another process raced us: read everything again
             result.duplicates += duplicates

@@ -113,3 +113,30 @@ def test_a_failing_database_puts_nobody_off(
     assert engine.tick().subscribers == 3
     assert {(r.subscriber, r.at) for r in records if r.kind == "send"} == {
         (who, T0 + timedelta(minutes=10)) for who in ("ann", "bob", "cid")}
+
+
+def test_events_that_keep_conflicting_are_refused_and_logged(
+        database: Database, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A race ends when the other writer commits; rows that refuse what the engine writes
+    every time are a fault: the events are refused (the API answers 503, nothing stored) and
+    the operator reads why in the log."""
+    from engine.store import states
+    from engine.store.database import Conflict
+
+    records: list[Record] = []
+    engine = engine_on(database, records)
+    tries = []
+
+    def refusing(*_args: Any, **_kwargs: Any) -> None:
+        tries.append(1)
+        raise Conflict("UNIQUE constraint failed: enrolments.subscriber_id")
+
+    monkeypatch.setattr(states, "save", refusing)
+    with caplog.at_level(logging.ERROR, logger="nurture.engine"), pytest.raises(Conflict):
+        engine.ingest([parse_event({"subscriber": "ann", "type": "click"}, 9, default_at=T0)])
+    assert len(tries) == 5
+    [logged] = caplog.records
+    assert "refused" in logged.getMessage() and "5 times" in logged.getMessage()
+    assert "UNIQUE constraint failed" in logged.getMessage()
+    assert logged.subscribers == ["ann"]  # type: ignore[attr-defined]
