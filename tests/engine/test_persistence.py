@@ -69,6 +69,22 @@ message welcome push { title "Hi {{ subscriber.first_name | default('there') }}"
 message drip push { title "Drip {{ scores.engagement }}" }
 message offer push { title "Offer for {{ stage }}" }
 message letter email { subject "Letter {{ tags | join(',') }}" text "Hi" }
+workflow care {
+  entry on purchase
+  exit on unsubscribed
+  limit push to 1 per day
+  score loyalty { on purchase +10  on email_open +2 max 4 per day  decay 25% every 1 day }
+  stage thanks {
+    on enter: send email thanks
+    after 2 hours: send push tip
+    go to loyal when loyalty >= 20
+    go to lapsed when idle for 2 days
+  }
+  stage loyal { every 12 hours, 2 times: send push tip }
+  stage lapsed { go to loyal on purchase }
+}
+message thanks email { subject "Thanks {{ scores.loyalty }}" text "Thank you" }
+message tip push { title "Tip for {{ stage }}" }
 """
 
 START = datetime(2026, 3, 27, 18, tzinfo=UTC)  # spans the spring daylight-saving change
