@@ -584,6 +584,65 @@ def timeline(subscribers: tuple[str, ...], since_text: str | None, latest: int |
         click.echo(table.line(line.record) + (f"  -> {outcome}" if outcome else ""))
 
 
+@main.command()
+@click.argument("subscribers", nargs=-1, metavar="[SUBSCRIBER]...")
+@click.option("--since", "since_text", default=None, metavar="T",
+              help="Only events dated since T: a time (2026-03-02, 2026-03-02T09:00:00Z) or a "
+                   "span back from now (7 days, 12 hours).")
+@click.option("--until", "until_text", default=None, metavar="T",
+              help="Only events dated until T (inclusive).")
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@reports_bugs
+def events(subscribers: tuple[str, ...], since_text: str | None, until_text: str | None,
+           db: str | None) -> None:
+    """Print the recorded events (of these subscribers, or everyone's) as JSON lines, the
+    input of `nurture simulate --events`: try an edited workflow on real traffic. In the
+    order they arrived; read-only, safe while the service runs."""
+    import orjson
+
+    from engine.clock import SystemClock
+    from engine.funnel import parse_since
+    from engine.store import queries
+    from engine.store.database import open_database
+    from engine.store.recorded import recorded_events
+
+    settings = load_settings().with_flags(db=db)
+    since = None
+    if since_text is not None:
+        try:
+            since = parse_since(since_text, SystemClock().now(), "--since")
+        except EventError as problem:
+            raise click.BadParameter(problem.message, param_hint="--since") from None
+    until = _instant_option(until_text, "--until")
+    database = open_database(settings.db, existing=True)
+    count, people = 0, set()
+    try:
+        with database.reading() as connection:
+            unknown = [who for who in subscribers
+                       if queries.subscriber_key(connection, who) is None]
+            if unknown:
+                click.echo(f"nurture: no subscriber {', '.join(map(repr, unknown))} in the "
+                           "database", err=True)
+                sys.exit(2)
+            for event in recorded_events(connection, subscribers, since, until):
+                line: dict[str, Any] = {} if event.key is None else {"id": event.key}
+                line.update(subscriber=event.subscriber, type=event.type,
+                            at=_instant_text(event.at), properties=event.properties)
+                sys.stdout.write(orjson.dumps(line).decode() + "\n")
+                count += 1
+                people.add(event.subscriber)
+    finally:
+        database.dispose()
+    click.echo(f"{count} event(s) of {len(people)} subscriber(s)", err=True)
+
+
+def _instant_text(instant: Any) -> str:
+    """UTC with `Z`, to the microsecond when there is one (nothing is rounded away)."""
+    text: str = instant.strftime("%Y-%m-%dT%H:%M:%S.%f" if instant.microsecond
+                                 else "%Y-%m-%dT%H:%M:%S")
+    return text + "Z"
+
+
 def _display(host: str) -> str:
     """The host as a URL names it (an IPv6 address in brackets)."""
     if host in ("127.0.0.1", "0.0.0.0", "::", "::1"):

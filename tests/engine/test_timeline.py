@@ -9,13 +9,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from click.testing import CliRunner
 from sqlalchemy import event
 
 from bench.journeys import journeys
-from engine.events import Event
+from engine.cli import main
+from engine.events import Event, parse_instant
 from engine.store import queries
 from engine.store import timeline as store
 from engine.timeline import timeline
+from tests.databases import url_of
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = [ROOT / "workflows" / name for name in
@@ -86,6 +89,51 @@ def test_the_stored_timeline_of_every_subscriber_is_the_one_the_engine_recorded(
             plan = [row[-1] for row in connection.exec_driver_sql(
                 f"EXPLAIN QUERY PLAN {statement}", parameters)]
             assert not [step for step in plan if step.startswith("SCAN")], (statement, plan)
+
+
+def test_recorded_events_simulated_give_the_stored_timeline(nurture: Any,
+                                                             tmp_path: Path) -> None:
+    """`nurture events` prints what the service recorded as `nurture simulate`'s input: run
+    again through the simulator, the recorded traffic of 60 subscribers of the three example
+    workflows gives each subscriber's stored timeline, record for record."""
+    start = datetime(2026, 3, 2, 7, tzinfo=UTC)
+    flow = nurture.load(*map(str, WORKFLOWS), start=start)
+    events = journeys(60, 12, start, timedelta(days=10), per_visit=3)
+    events += [Event(f"sub{n:07d}", "unsubscribed", start + timedelta(days=5, minutes=n), {},
+                     f"u{n}", 10_000 + n) for n in range(0, 60, 7)]
+    events.sort(key=lambda e: e.at)
+    flow.advance_to(events[-1].at)
+    flow.engine.ingest(events)
+    flow.advance(days=30)  # as far as the simulator goes by default
+    url = url_of(flow.database)
+    exported = CliRunner().invoke(main, ["events", "--db", url])
+    assert exported.exit_code == 0, exported.output
+    assert exported.stderr.strip() == f"{len(events)} event(s) of 60 subscriber(s)"
+    recorded = tmp_path / "recorded.jsonl"
+    recorded.write_text(exported.stdout, encoding="utf-8")
+    first = json.loads(exported.stdout.splitlines()[0])
+    assert list(first) == ["id", "subscriber", "type", "at", "properties"]
+    simulated = CliRunner().invoke(main, ["simulate", *map(str, WORKFLOWS), "--events",
+                                          str(recorded), "--json"])
+    assert simulated.exit_code == 0, simulated.output
+    by_subscriber: dict[str, list[dict[str, Any]]] = {}
+    for line in simulated.stdout.splitlines():
+        record = json.loads(line)
+        by_subscriber.setdefault(record["subscriber"], []).append(record)
+    assert len(by_subscriber) == 60
+    for subscriber, records in by_subscriber.items():
+        stored = stored_timeline(flow, subscriber)
+        for workflow in {r["workflow"] for r in records} | {r["workflow"] for r in stored}:
+            assert ([r for r in stored if r["workflow"] == workflow]
+                    == [r for r in records if r["workflow"] == workflow]), (subscriber, workflow)
+    # One subscriber's, since a day: the events of that subscriber dated since then.
+    who = events[-1].subscriber
+    since = events[-1].at - timedelta(days=1)
+    mine = CliRunner().invoke(main, ["events", who, "--since", since.isoformat(), "--db", url])
+    assert [parse_instant(json.loads(line)["at"], "at") for line in mine.stdout.splitlines()
+            ] == [e.at for e in events if e.subscriber == who and e.at >= since]  # to the µs
+    missing = CliRunner().invoke(main, ["events", "nobody", "--db", url])
+    assert missing.exit_code == 2 and "no subscriber 'nobody'" in missing.stderr
 
 
 def _canonical(record: dict[str, Any]) -> str:

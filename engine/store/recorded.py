@@ -1,0 +1,49 @@
+"""The events the service recorded, read back as they came in: the input of `nurture simulate`
+("recorded or invented events", SPEC §3.1), so that an edited workflow can be tried on real
+traffic before it goes live (`nurture events`).
+
+The rows are streamed in the order they were stored (arrival order), never all held at once:
+an export of millions of events runs in constant memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from engine.store.states import EVENTS, SUBSCRIBERS, among
+
+CHUNK = 2000
+"""Rows fetched from the driver at a time."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    subscriber: str
+    type: str
+    at: datetime
+    properties: dict[str, Any]
+    key: str | None
+
+
+def recorded_events(connection: Connection, subscribers: Sequence[str] = (),
+                    since: datetime | None = None,
+                    until: datetime | None = None) -> Iterator[RecordedEvent]:
+    """Every stored event (of these subscribers, when given) dated in [since, until]."""
+    query = (select(SUBSCRIBERS.c.external_id, EVENTS.c.type, EVENTS.c.at, EVENTS.c.properties,
+                    EVENTS.c.key)
+             .join(SUBSCRIBERS, SUBSCRIBERS.c.id == EVENTS.c.subscriber_id)
+             .order_by(EVENTS.c.id))
+    if subscribers:
+        query = query.where(among(connection, SUBSCRIBERS.c.external_id, list(subscribers)))
+    if since is not None:
+        query = query.where(EVENTS.c.at >= since)
+    if until is not None:
+        query = query.where(EVENTS.c.at <= until)
+    result = connection.execution_options(stream_results=True, yield_per=CHUNK).execute(query)
+    for row in result:
+        yield RecordedEvent(row.external_id, row.type, row.at, row.properties, row.key)
