@@ -228,6 +228,35 @@ def _print_funnels(reports: list[Any], workflows: Any, as_json: bool,
             click.echo(("\n" if index else "") + as_text(counts, workflow, simulated))
 
 
+def _since_option(text: str | None) -> Any:
+    """`--since`: a time, or a span back from now (`7 days`)."""
+    from engine.clock import SystemClock
+    from engine.funnel import parse_since
+
+    if text is None:
+        return None
+    try:
+        return parse_since(text, SystemClock().now(), "--since")
+    except EventError as problem:
+        raise click.BadParameter(problem.message, param_hint="--since") from None
+
+
+def _catalog_if_any(folder: str) -> tuple[Any, bool]:
+    """The workflows of `folder` for commands that read the database and only use them to
+    name and order things: (the catalog or None, whether files were there that do not
+    load)."""
+    loaded = load_paths([folder]) if os.path.exists(folder) else None
+    catalog = loaded.catalog if loaded is not None else None
+    return catalog, loaded is not None and catalog is None
+
+
+def _no_such_subscribers(unknown: list[str]) -> None:
+    if unknown:
+        click.echo(f"nurture: no subscriber {', '.join(map(repr, unknown))} in the database",
+                   err=True)
+        sys.exit(2)
+
+
 def _instant_option(text: str | None, name: str) -> Any:
     if text is None:
         return None
@@ -491,21 +520,13 @@ def funnel(workflow_names: tuple[str, ...], since_text: str | None, as_json: boo
     """How each workflow is doing: who is in each stage, who came and left, and what became
     of each message (sent, delivered, skipped and why). Read-only; safe while the service
     runs."""
-    from engine.clock import SystemClock
-    from engine.funnel import parse_since
     from engine.store import funnel as store
     from engine.store.database import open_database
 
     settings = load_settings().with_flags(db=db, workflows=workflows)
-    since = None
-    if since_text is not None:
-        try:
-            since = parse_since(since_text, SystemClock().now(), "--since")
-        except EventError as problem:
-            raise click.BadParameter(problem.message, param_hint="--since") from None
-    loaded = load_paths([settings.workflows]) if os.path.exists(settings.workflows) else None
-    catalog = loaded.catalog if loaded is not None else None
-    if loaded is not None and catalog is None:
+    since = _since_option(since_text)
+    catalog, unloadable = _catalog_if_any(settings.workflows)
+    if unloadable:
         click.echo(f"nurture: the workflow files in {settings.workflows} do not load (see "
                    "`nurture check`); stages are listed as the database knows them", err=True)
     declared = {w.name: w for w in catalog.workflows} if catalog is not None else {}
@@ -541,8 +562,6 @@ def timeline(subscribers: tuple[str, ...], since_text: str | None, latest: int |
     """What happened to these subscribers, as `nurture simulate` prints it: stage entries,
     scores with their rules, tags, sends (and what became of them) and skips with their
     reasons, exits. Read-only; safe while the service runs."""
-    from engine.clock import SystemClock
-    from engine.funnel import parse_since
     from engine.simulate import TableFormat
     from engine.store import queries
     from engine.store import timeline as store
@@ -550,14 +569,8 @@ def timeline(subscribers: tuple[str, ...], since_text: str | None, latest: int |
     from engine.timeline import timeline as told
 
     settings = load_settings().with_flags(db=db, workflows=workflows)
-    since = None
-    if since_text is not None:
-        try:
-            since = parse_since(since_text, SystemClock().now(), "--since")
-        except EventError as problem:
-            raise click.BadParameter(problem.message, param_hint="--since") from None
-    loaded = load_paths([settings.workflows]) if os.path.exists(settings.workflows) else None
-    catalog = loaded.catalog if loaded is not None else None
+    since = _since_option(since_text)
+    catalog, _ = _catalog_if_any(settings.workflows)
     order = [w.name for w in catalog.workflows] if catalog is not None else []
     database = open_database(settings.db, existing=True)
     try:
@@ -567,11 +580,7 @@ def timeline(subscribers: tuple[str, ...], since_text: str | None, latest: int |
                      for who, key in keys.items() if key is not None]
     finally:
         database.dispose()
-    unknown = [who for who, key in keys.items() if key is None]
-    if unknown:
-        click.echo(f"nurture: no subscriber {', '.join(map(repr, unknown))} in the database",
-                   err=True)
-        sys.exit(2)
+    _no_such_subscribers([who for who, key in keys.items() if key is None])
     lines = told(found, order, latest)
     if as_json:
         for line in lines:
@@ -600,30 +609,19 @@ def events(subscribers: tuple[str, ...], since_text: str | None, until_text: str
     order they arrived; read-only, safe while the service runs."""
     import orjson
 
-    from engine.clock import SystemClock
-    from engine.funnel import parse_since
     from engine.store import queries
     from engine.store.database import open_database
     from engine.store.recorded import recorded_events
 
     settings = load_settings().with_flags(db=db)
-    since = None
-    if since_text is not None:
-        try:
-            since = parse_since(since_text, SystemClock().now(), "--since")
-        except EventError as problem:
-            raise click.BadParameter(problem.message, param_hint="--since") from None
+    since = _since_option(since_text)
     until = _instant_option(until_text, "--until")
     database = open_database(settings.db, existing=True)
     count, people = 0, set()
     try:
         with database.reading() as connection:
-            unknown = [who for who in subscribers
-                       if queries.subscriber_key(connection, who) is None]
-            if unknown:
-                click.echo(f"nurture: no subscriber {', '.join(map(repr, unknown))} in the "
-                           "database", err=True)
-                sys.exit(2)
+            _no_such_subscribers([who for who in subscribers
+                                  if queries.subscriber_key(connection, who) is None])
             for event in recorded_events(connection, subscribers, since, until):
                 line: dict[str, Any] = {} if event.key is None else {"id": event.key}
                 line.update(subscriber=event.subscriber, type=event.type,

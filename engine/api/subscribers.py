@@ -16,8 +16,7 @@ from channels.endpoints import EndpointError
 from engine.api.auth import Authorised, ForSubscriber, subscriber_token
 from engine.api.encoding import plain
 from engine.api.errors import field_error
-from engine.events import EventError
-from engine.funnel import parse_since
+from engine.api.params import since_parameter
 from engine.store import push_subscriptions, queries
 from engine.store import subscribers as store
 from engine.store import timeline as history
@@ -44,12 +43,7 @@ def subscriber_timeline(
             ge=0, le=1_000_000,
             description="Only the last this many records (`truncated` says whether there "
                         "were more); 0 for all of them")] = 1000) -> JSONResponse:
-    start = None
-    if since is not None:
-        try:
-            start = parse_since(since, runtime.clock.now())
-        except EventError as problem:
-            raise field_error(422, "since", problem.message) from None
+    start = since_parameter(since, runtime.clock.now())
     wanted = latest or None
     with runtime.database.reading() as connection:
         key = queries.subscriber_key(connection, subscriber_id)

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from engine.api.auth import Authorised
 from engine.api.encoding import plain
 from engine.api.errors import field_error
-from engine.events import EventError
-from engine.funnel import as_json, parse_since
+from engine.api.params import since_parameter
+from engine.funnel import as_json
 from engine.store import funnel as store
 
 router = APIRouter()
@@ -30,12 +30,7 @@ def funnel(workflow: Annotated[str, Path(min_length=1, max_length=100)], runtime
                            "`2026-03-02T09:00:00Z`) or a span back from now (`7 days`, "
                            "`12 hours`). Default: all time. Who is in a stage now is always "
                            "counted.")] = None) -> JSONResponse:
-    start = None
-    if since is not None:
-        try:
-            start = parse_since(since, runtime.clock.now())
-        except EventError as problem:
-            raise field_error(422, "since", problem.message) from None
+    start = since_parameter(since, runtime.clock.now())
     with runtime.database.reading() as connection:
         counts = store.funnel(connection, workflow, start)
     declared = next((w for w in runtime.catalog.workflows if w.name == workflow), None)

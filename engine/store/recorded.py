@@ -9,31 +9,22 @@ an export of millions of events runs in constant memory.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, select
 
+from engine.events import Event
 from engine.store.states import EVENTS, SUBSCRIBERS, among
 
 CHUNK = 2000
 """Rows fetched from the driver at a time."""
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    subscriber: str
-    type: str
-    at: datetime
-    properties: dict[str, Any]
-    key: str | None
-
-
 def recorded_events(connection: Connection, subscribers: Sequence[str] = (),
                     since: datetime | None = None,
-                    until: datetime | None = None) -> Iterator[RecordedEvent]:
-    """Every stored event (of these subscribers, when given) dated in [since, until]."""
+                    until: datetime | None = None) -> Iterator[Event]:
+    """Every stored event (of these subscribers, when given) dated in [since, until],
+    numbered (`seq`) in the order they arrived."""
     query = (select(SUBSCRIBERS.c.external_id, EVENTS.c.type, EVENTS.c.at, EVENTS.c.properties,
                     EVENTS.c.key)
              .join(SUBSCRIBERS, SUBSCRIBERS.c.id == EVENTS.c.subscriber_id)
@@ -45,5 +36,5 @@ def recorded_events(connection: Connection, subscribers: Sequence[str] = (),
     if until is not None:
         query = query.where(EVENTS.c.at <= until)
     result = connection.execution_options(stream_results=True, yield_per=CHUNK).execute(query)
-    for row in result:
-        yield RecordedEvent(row.external_id, row.type, row.at, row.properties, row.key)
+    for number, row in enumerate(result, start=1):
+        yield Event(row.external_id, row.type, row.at, row.properties, row.key, number)
