@@ -6,6 +6,7 @@ command exit 1; a Python traceback appears only for a bug in nurture, and says s
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import sys
@@ -119,7 +120,8 @@ def graph(file: str, output_format: str, workflow_name: str | None) -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--events", "events_path", required=True, metavar="FILE.jsonl",
-              help="JSON lines, one event per line (SPEC section 2), in any order.")
+              help="JSON lines, one event per line (SPEC section 2), in any order; - reads "
+                   "them from the standard input.")
 @click.option("--from", "start_text", metavar="T",
               help="Print the timeline from T (default: the earliest event).")
 @click.option("--until", "until_text", metavar="T",
@@ -151,8 +153,11 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
     for warning in result.warnings:
         click.echo(str(warning), err=True)
     try:
-        with open(events_path, encoding="utf-8") as stream:
-            parsed = sim.read_events(stream)
+        if events_path == "-":  # `nurture events | nurture simulate … --events -`
+            parsed = sim.read_events(io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8"))
+        else:
+            with open(events_path, encoding="utf-8") as stream:
+                parsed = sim.read_events(stream)
     except (OSError, UnicodeDecodeError) as problem:
         click.echo(f"{events_path}:1:1: error: cannot read the events file: {problem}")
         sys.exit(1)

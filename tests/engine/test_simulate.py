@@ -40,6 +40,17 @@ def test_the_example_journey_prints_the_expected_timeline(in_root: None) -> None
     assert "7 event(s) of 2 subscriber(s)" in err and "9 send(s), 0 skip(s)" in err
 
 
+def test_events_can_come_on_the_standard_input(in_root: None) -> None:
+    """`--events -`: `nurture events | nurture simulate … --events -`."""
+    result = CliRunner().invoke(main, ["simulate", "workflows/jewelry.flow", "--events", "-",
+                                       "--json"], input=JOURNEY.read_bytes())
+    assert result.exit_code == 0, result.output
+    assert result.stdout == GOLDEN.read_text(encoding="utf-8")
+    bad = CliRunner().invoke(main, ["simulate", "workflows/jewelry.flow", "--events", "-"],
+                             input=b'{"subscriber": "ann"}\n')
+    assert bad.exit_code == 1 and bad.stdout.startswith("-:1:1: error: type: required")
+
+
 def test_the_golden_timeline_says_what_the_spec_promises() -> None:
     records = [json.loads(line) for line in GOLDEN.read_text(encoding="utf-8").splitlines()]
     assert [r["at"] for r in records] == sorted(r["at"] for r in records)
