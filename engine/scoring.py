@@ -7,6 +7,7 @@ exactly from the points earned: value = points * (1 - P/100)^floor(age / every).
 
 from __future__ import annotations
 
+import heapq
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -16,7 +17,7 @@ from dsl.conditions import MISSING
 from engine.moment import Moment
 from engine.plan import DecayPlan, EventRulePlan, WorkflowPlan
 from engine.records import exact, tidy
-from engine.state import Contribution, Due, LedgerRow, SubscriberState
+from engine.state import Contribution, Due, LedgerRow, ScoreState, SubscriberState
 
 RETIRED_BELOW = Decimal("0.01")
 """A decaying contribution worth less than this (in absolute value) is removed entirely by the
@@ -45,7 +46,11 @@ def _earn(plan: WorkflowPlan, moment: Moment, rule: EventRulePlan) -> None:
     if decay is not None:
         state = moment.state
         score = state.score(plan.name, rule.score)
-        score.contributions.append(Contribution(points, points, 0, moment.at))
+        contribution = Contribution(points, points, 0, moment.at)
+        score.contributions.append(contribution)
+        if score.wakes is not None and score.wakes_every == decay.every:
+            heapq.heappush(score.wakes, (moment.at + decay.every,
+                                         len(score.contributions) - 1, contribution))
         _wake_for_decay(state, plan.name, moment.at + decay.every)
 
 
@@ -118,14 +123,33 @@ def refresh_fit(plan: WorkflowPlan, moment: Moment, only_tag_rules: bool = False
 
 
 def decay(plan: WorkflowPlan, moment: Moment) -> None:
-    """Apply every decay step due by now: one record per score, the sum of its losses."""
+    """Apply every decay step due by now: one record per score, the sum of its losses.
+
+    Only the contributions whose boundary has come are looked at (`_wakes`): each earned at
+    its own instant has its own boundaries, so a subscriber with thousands of them has
+    thousands of decay steps, and looking at all of them at each step was quadratic."""
     state = moment.state
     for name, rule in plan.decays.items():
         score = state.scores.get((plan.name, name))
         if score is None or not score.contributions:
             continue
-        loss = sum((_decay_one(c, rule, moment.at) for c in score.contributions), Decimal(0))
-        score.contributions = [c for c in score.contributions if c.value != 0]
+        wakes = _wakes(score, rule)
+        due: list[tuple[int, Contribution]] = []
+        while wakes and wakes[0][0] <= moment.at:
+            _, place, contribution = heapq.heappop(wakes)
+            due.append((place, contribution))
+        if not due:
+            continue
+        due.sort(key=lambda item: item[0])  # summed in the order they were earned
+        loss = sum((_decay_one(c, rule, moment.at) for _, c in due), Decimal(0))
+        for place, contribution in due:
+            if contribution.value == 0:
+                score.retired += 1
+            else:
+                heapq.heappush(wakes, (_boundary(contribution, rule), place, contribution))
+        if score.retired * 2 > len(score.contributions):
+            score.contributions = [c for c in score.contributions if c.value != 0]
+            score.retired, score.wakes = 0, None  # places changed: built again when needed
         score.dirty = True
         score.stored_contributions = None
         if loss != 0:
@@ -134,6 +158,23 @@ def decay(plan: WorkflowPlan, moment: Moment) -> None:
     if following is not None:
         state.schedule(Due("decay", following, plan.name, None, 0, 0, 0, following,
                            state.new_order()))
+
+
+def _boundary(contribution: Contribution, rule: DecayPlan) -> datetime:
+    """When the contribution next loses value: at each full `every` of its age."""
+    return contribution.earned_at + (contribution.steps + 1) * rule.every
+
+
+def _wakes(score: ScoreState, rule: DecayPlan) -> list[tuple[datetime, int, Contribution]]:
+    """The score's live contributions by next boundary (built on first use, or again when
+    an edit changed the decay's period)."""
+    if score.wakes is None or score.wakes_every != rule.every:
+        score.wakes = [(_boundary(c, rule), place, c)
+                       for place, c in enumerate(score.contributions) if c.value != 0]
+        heapq.heapify(score.wakes)
+        score.wakes_every = rule.every
+        score.retired = len(score.contributions) - len(score.wakes)
+    return score.wakes
 
 
 def _decay_one(contribution: Contribution, rule: DecayPlan, at: datetime) -> Decimal:
@@ -150,10 +191,9 @@ def _decay_one(contribution: Contribution, rule: DecayPlan, at: datetime) -> Dec
 
 def next_decay(plan: WorkflowPlan, state: SubscriberState) -> datetime | None:
     """The next instant at which one of the workflow's contributions loses value."""
-    boundaries = [c.earned_at + (c.steps + 1) * rule.every
-                  for name, rule in plan.decays.items()
+    boundaries = [wakes[0][0] for name, rule in plan.decays.items()
                   if (score := state.scores.get((plan.name, name))) is not None
-                  for c in score.contributions]
+                  and score.contributions and (wakes := _wakes(score, rule))]
     return min(boundaries, default=None)
 
 

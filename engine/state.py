@@ -111,6 +111,14 @@ class ScoreState:
     """The `contributions` column as last written: item i is contribution i's stored form.
     Earning only appends (the new ones are added to it when written); a decay step changes
     values and drops contributions, and sets it to None (written anew)."""
+    wakes: list[tuple[datetime, int, Contribution]] | None = None
+    """The live contributions by their next decay boundary (a heap, with their place in
+    `contributions` to keep ties in order), for the `every` in `wakes_every`; built when
+    first needed (`engine.scoring`), not stored."""
+    wakes_every: timedelta | None = None
+    retired: int = 0
+    """Contributions in `contributions` that decay has brought to 0 and that are still there
+    (they are dropped once they are half of the list)."""
 
 
 @dataclass(slots=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from engine.store.states import SCORES
@@ -284,3 +286,38 @@ def test_contributions_stored_in_the_older_form_are_read_and_decay(flow) -> None
     assert run.score("ann", "engagement") == 57
     run.advance(days=10)  # day 50: both once
     assert run.score("ann", "engagement") == 54
+
+
+def test_a_decay_step_looks_only_at_the_contributions_it_decays(
+        flow, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heavy visitor (or a bot) earns hundreds of contributions at distinct instants, so
+    each has its own decay boundary. A decay step works on the contributions due at its
+    instant, not on all of them: 400 page views, one period later, are 400 decay steps of one
+    contribution each (before: 400 times 400 looked at, and a bot's 50,000 page views took hours
+    of one tick)."""
+    from engine import scoring
+
+    run = flow("""\
+workflow w {
+  score engagement { on page_view +8 decay 50% every 1 day }
+  stage only { }
+}
+""")
+    run.advance(hours=6, minutes=40)  # then the day's page views arrive, each at its time
+    run.events([{"subscriber": "ann", "type": "page_view",
+                 "at": f"2026-01-05T{9 + n // 60:02d}:{n % 60:02d}:00Z"} for n in range(400)])
+    looked_at = []
+    real = scoring._decay_one
+
+    def counted(*args: Any) -> Decimal:
+        looked_at.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(scoring, "_decay_one", counted)
+    run.advance(days=1)  # past the last page view's first boundary
+    assert run.score("ann", "engagement") == 1600
+    decays = [b for b in scores(run) if b[2].startswith("engagement -")]
+    assert len(decays) == 400 and decays[0] == (
+        "2026-01-06T09:00:00Z", "score", "engagement -4 = 3196")
+    assert decays[-1] == ("2026-01-06T15:39:00Z", "score", "engagement -4 = 1600")
+    assert len(looked_at) == 400
