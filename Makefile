@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest_speed
 	$(BIN)/python -m bench.simulate_speed
 	$(BIN)/python -m bench.tick_speed
+	$(BIN)/python -m bench.heavy_decay
 	$(BIN)/python -m bench.push_speed
 	$(BIN)/python -m bench.http_clients
 	$(BIN)/python -m bench.http_ingest
