@@ -20,8 +20,9 @@ from engine.records import exact, tidy
 from engine.state import Contribution, Due, LedgerRow, ScoreState, SubscriberState
 
 RETIRED_BELOW = Decimal("0.01")
-"""A decaying contribution worth less than this (in absolute value) is removed entirely by the
-decay step that brings it there, so that old points do not make work forever."""
+"""A decaying contribution worth less than this (in absolute value) is brought to 0 by the
+decay step that gets it there and is never looked at again (dropped from the score's list once
+such ones are half of it), so that old points do not make work forever."""
 
 
 def score_event(plan: WorkflowPlan, moment: Moment, event_type: str) -> None:
