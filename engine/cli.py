@@ -614,6 +614,7 @@ def events(subscribers: tuple[str, ...], since_text: str | None, until_text: str
     order they arrived; read-only, safe while the service runs."""
     import orjson
 
+    from engine.api.encoding import plain
     from engine.store import queries
     from engine.store.database import open_database
     from engine.store.recorded import recorded_events
@@ -630,20 +631,13 @@ def events(subscribers: tuple[str, ...], since_text: str | None, until_text: str
             for event in recorded_events(connection, subscribers, since, until):
                 line: dict[str, Any] = {} if event.key is None else {"id": event.key}
                 line.update(subscriber=event.subscriber, type=event.type,
-                            at=_instant_text(event.at), properties=event.properties)
+                            at=plain(event.at), properties=event.properties)
                 sys.stdout.write(orjson.dumps(line).decode() + "\n")
                 count += 1
                 people.add(event.subscriber)
     finally:
         database.dispose()
     click.echo(f"{count} event(s) of {len(people)} subscriber(s)", err=True)
-
-
-def _instant_text(instant: Any) -> str:
-    """UTC with `Z`, to the microsecond when there is one (nothing is rounded away)."""
-    text: str = instant.strftime("%Y-%m-%dT%H:%M:%S.%f" if instant.microsecond
-                                 else "%Y-%m-%dT%H:%M:%S")
-    return text + "Z"
 
 
 def _display(host: str) -> str:

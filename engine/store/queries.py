@@ -144,6 +144,18 @@ def deliveries(connection: Connection, key: int) -> list[DeliveryLine]:
                          r.content) for r in rows]
 
 
+def dispatches_by_delivery(connection: Connection, key: int,
+                           first: int = 0) -> dict[int, list[Any]]:
+    """The outbox rows of the subscriber's deliveries numbered `first` and up, by delivery
+    number, each delivery's in the order they were written."""
+    found: dict[int, list[Any]] = {}
+    for row in connection.execute(select(DISPATCHES).where(
+            DISPATCHES.c.subscriber_id == key, DISPATCHES.c.delivery_seq >= first)
+            .order_by(DISPATCHES.c.id)):
+        found.setdefault(row.delivery_seq, []).append(row)
+    return found
+
+
 def pending(connection: Connection, key: int) -> list[dict[str, Any]]:
     """The subscriber's due work, earliest first."""
     rows = connection.execute(select(SCHEDULE).where(SCHEDULE.c.subscriber_id == key)

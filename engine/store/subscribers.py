@@ -15,7 +15,6 @@ from sqlalchemy import Connection, Table, delete, func, insert, select
 from engine.store import queries
 from engine.store.states import (
     DELIVERIES,
-    DISPATCHES,
     EVENTS,
     PUSH_SUBSCRIPTIONS,
     SUBSCRIBERS,
@@ -52,18 +51,15 @@ def export(connection: Connection, external_id: str,
             "ledger_total": lengths.get((workflow, name), 0)}
     deliveries = _latest(connection, DELIVERIES, key, limit)
     first = deliveries[0].seq if deliveries else 0
-    dispatches: dict[int, list[dict[str, Any]]] = {}
-    for item in connection.execute(select(DISPATCHES).where(
-            DISPATCHES.c.subscriber_id == key, DISPATCHES.c.delivery_seq >= first)
-            .order_by(DISPATCHES.c.id)):
-        dispatches.setdefault(item.delivery_seq, []).append(
-            {"status": item.status, "attempts": item.attempts,
-             "last_status": item.last_status, "last_error": item.last_error,
-             "finished_at": item.finished_at})
+    dispatches = queries.dispatches_by_delivery(connection, key, first)
     messages = [{"workflow": d.workflow, "stage": d.stage, "message": d.message,
                  "channel": d.channel, "lang": d.lang, "status": d.status, "reason": d.reason,
                  "decided_at": d.decided_at, "content": d.content,
-                 "dispatches": dispatches.get(d.seq, [])}
+                 "dispatches": [{"status": item.status, "attempts": item.attempts,
+                                 "last_status": item.last_status,
+                                 "last_error": item.last_error,
+                                 "finished_at": item.finished_at}
+                                for item in dispatches.get(d.seq, [])]}
                 for d in deliveries]
     return {
         "id": external_id,

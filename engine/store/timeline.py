@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, Table, select
 
-from engine.store.states import DELIVERIES, DISPATCHES, ENROLMENTS, LEDGER, TAGS, VISITS
+from engine.store import queries
+from engine.store.states import DELIVERIES, ENROLMENTS, LEDGER, TAGS, VISITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,8 @@ def happenings(connection: Connection, key: int, since: datetime | None = None,
                             DELIVERIES.c.stage_seq, DELIVERIES.c.channel,
                             DELIVERIES.c.message, DELIVERIES.c.lang, DELIVERIES.c.status,
                             DELIVERIES.c.reason, DELIVERIES.c.content))
-    outcomes = _outcomes(connection, key, min((row.seq for row in deliveries), default=0))
+    outcomes = queries.dispatches_by_delivery(connection, key,
+                                              min((row.seq for row in deliveries), default=0))
     for row in deliveries:
         kind = "send" if row.status == "sent" else "skip"
         found.append(Happening(row.decided_at, row.workflow, kind,
@@ -91,7 +93,8 @@ def happenings(connection: Connection, key: int, since: datetime | None = None,
                                 "content": row.content},
                                row.enrolment_id, began[row.enrolment_id], row.stage_seq,
                                row.seq,
-                               outcomes.get(row.seq, [])))
+                               [Outcome(item.status, item.finished_at, item.last_error)
+                                for item in outcomes.get(row.seq, [])]))
     return found
 
 
@@ -105,16 +108,3 @@ def _rows(connection: Connection, table: Table, at: ColumnElement[Any], key: int
     if latest is not None:
         query = query.order_by(at.desc(), columns[0].desc()).limit(latest)
     return connection.execute(query)
-
-
-def _outcomes(connection: Connection, key: int, first: int) -> dict[int, list[Outcome]]:
-    """The dispatches of the subscriber's deliveries from number `first` on, by delivery."""
-    found: dict[int, list[Outcome]] = {}
-    for row in connection.execute(
-            select(DISPATCHES.c.delivery_seq, DISPATCHES.c.status, DISPATCHES.c.finished_at,
-                   DISPATCHES.c.last_error)
-            .where(DISPATCHES.c.subscriber_id == key, DISPATCHES.c.delivery_seq >= first)
-            .order_by(DISPATCHES.c.id)):
-        found.setdefault(row.delivery_seq, []).append(
-            Outcome(row.status, row.finished_at, row.last_error))
-    return found
