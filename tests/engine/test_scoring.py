@@ -71,6 +71,22 @@ def test_max_per_period_adds_only_what_is_left_and_then_nothing(flow) -> None:
     assert len(run.ledger("ann")) == 3
 
 
+def test_max_on_a_negative_rule_caps_the_points_it_takes_away(flow) -> None:
+    """`on offer_declined -20 max 30 per week`: at most 30 points taken away a week."""
+    run = flow(SCORED.replace("-20\n", "-20 max 30 per week\n"))
+    for _ in range(3):
+        run.event("ann", "offer_declined")
+        run.advance(days=1)
+    run.advance_to("2026-01-12T09:00:00Z")  # the first decline has left the window
+    run.event("ann", "offer_declined")
+    assert scores(run) == [
+        ("2026-01-05T09:00:00Z", "score", "engagement -20 = -20"),
+        ("2026-01-06T09:00:00Z", "score", "engagement -10 = -30"),  # only 10 left to take
+        # Wed: nothing left: no record
+        ("2026-01-12T09:00:00Z", "score", "engagement -20 = -50"),
+    ]
+
+
 def test_max_window_is_rolling_and_excludes_exactly_one_period_earlier(flow) -> None:
     run = flow(SCORED)
     run.event("ann", "email_open")                      # Mon 09:00 +10

@@ -1,0 +1,281 @@
+"""The engine against a second, naive reading of the SPEC, on random workflows and events.
+
+The property test of `test_persistence.py` compares the engine with itself (one pass against
+many); it cannot see a rule that both passes get wrong. Here a few lines of plain Python,
+written from the SPEC's sentences and nothing else, recompute what `nurture simulate --json`
+must print, and hypothesis looks for workflows and events where the two disagree:
+
+- scores (SPEC §1.4, §1.5a "Score records", "Rolling windows"): every matching rule in written
+  order, `max M per PERIOD` over (t - W, t] (on a negative rule, the points it takes away:
+  the README's reading), decay `points x (1 - P/100)^floor(age / D)`, one
+  record per score per decay instant, events before the due work of their instant, and the
+  README's one addition: a contribution that decays below 0.01 point goes to zero that step;
+- drips under quiet hours and caps (SPEC §1.5, §1.5a "When a send goes out"): `every D, N
+  times` due at entry + k·D, each going at the earliest instant at or after its due time
+  that is outside quiet hours (in the subscriber's zone) and fits every cap, in the order due.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dsl.loader import load_text
+from engine.events import Event, parse_event
+from engine.simulate import simulate
+
+START = datetime(2026, 3, 23, 9, tzinfo=UTC)  # the week before Europe's clocks go forward
+HORIZON = timedelta(days=10)
+PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+UNITS = {"hours": timedelta(hours=1), "days": timedelta(days=1)}
+
+
+def run_simulation(flow: str, raw_events: list[dict[str, object]]) -> list[dict[str, object]]:
+    """What `nurture simulate --json` prints for these events, parsed."""
+    loaded = load_text(flow, "w.flow")
+    assert loaded.catalog is not None, [str(d) for d in loaded.diagnostics]
+    events: list[Event] = [parse_event(raw, seq) for seq, raw in enumerate(raw_events)]
+    lines: list[str] = []
+    simulate(loaded.catalog, events, START, START + HORIZON, lines.append,
+             lambda record: record.to_json())
+    return [json.loads(line, parse_float=Decimal) for line in lines]
+
+
+def instant(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ------------------------------------------------------------------ scores
+
+
+@dataclass(frozen=True)
+class Rule:
+    event: str
+    above: int | None  # `where v > above`
+    points: int
+    cap: tuple[int, str] | None  # `max M per PERIOD`
+
+    def text(self) -> str:
+        where = f" where v > {self.above}" if self.above is not None else ""
+        cap = f" max {self.cap[0]} per {self.cap[1]}" if self.cap else ""
+        return f"on {self.event}{where} {self.points:+d}{cap}"
+
+    def matches(self, kind: str, v: int) -> bool:
+        return kind == self.event and (self.above is None or v > self.above)
+
+
+@dataclass
+class Contribution:
+    at: datetime
+    points: Decimal
+    value: Decimal
+    live: bool = True
+
+
+@dataclass
+class ScoreOracle:
+    rules: list[Rule]
+    decay: tuple[int, int, str] | None  # (percent, count, unit)
+    contributions: list[Contribution] = field(default_factory=list)
+    added: list[list[tuple[datetime, int]]] = field(default_factory=list)
+
+    def total(self) -> Decimal:
+        return sum((c.value for c in self.contributions), Decimal(0))
+
+    def earn(self, at: datetime, kind: str, v: int, line_of: list[int],
+             out: list[tuple[str, Decimal, Decimal, int]]) -> None:
+        if not self.added:
+            self.added = [[] for _ in self.rules]
+        for index, rule in enumerate(self.rules):
+            if not rule.matches(kind, v):
+                continue
+            points = rule.points
+            if rule.cap is not None:  # on a negative rule, the points it may take away
+                window = PERIODS[rule.cap[1]]
+                used = sum(abs(p) for t, p in self.added[index] if at - window < t <= at)
+                left = min(abs(points), rule.cap[0] - used)
+                if left <= 0:
+                    continue  # nothing left: no record
+                points = left if points > 0 else -left
+            self.added[index].append((at, points))
+            self.contributions.append(Contribution(at, Decimal(points), Decimal(points)))
+            out.append((instant(at), Decimal(points), self.total(), line_of[index]))
+
+    def period(self) -> timedelta | None:
+        return None if self.decay is None else self.decay[1] * UNITS[self.decay[2]]
+
+    def boundaries(self, until: datetime) -> set[datetime]:
+        period = self.period()
+        if period is None:
+            return set()
+        found = set()
+        for c in self.contributions:
+            moment = c.at + period
+            while moment <= until:
+                found.add(moment)
+                moment += period
+        return found
+
+    def decay_at(self, at: datetime) -> Decimal | None:
+        """The step at `at`: the sum of the losses, or None when nothing decays then."""
+        period = self.period()
+        assert period is not None and self.decay is not None
+        factor = 1 - Decimal(self.decay[0]) / 100
+        loss, stepped = Decimal(0), False
+        for c in self.contributions:
+            age = at - c.at
+            if not c.live or age <= timedelta(0) or age % period:
+                continue
+            stepped = True
+            value = c.points * factor ** (age // period)
+            if abs(value) < Decimal("0.01"):
+                value, c.live = Decimal(0), False
+            loss += value - c.value
+            c.value = value
+        return loss if stepped else None
+
+
+rules = st.builds(
+    Rule,
+    event=st.sampled_from(["a", "b"]),
+    above=st.none() | st.integers(0, 5),
+    points=st.integers(-20, 40).filter(bool),
+    cap=st.none() | st.tuples(st.integers(1, 60), st.sampled_from(list(PERIODS))),
+)
+decays = st.none() | st.tuples(st.sampled_from([10, 25, 50]), st.integers(1, 3),
+                               st.sampled_from(list(UNITS)))
+# Events come after gaps of whole windows and periods, so that two are often exactly one
+# cap window or decay period apart, or on a decay instant: where the SPEC's boundaries decide.
+GAPS = [0, 30, 60, 60, 360, 720, 1440, 1440, 2880, 10080]
+behaviour = st.lists(st.tuples(st.sampled_from(GAPS), st.sampled_from(["a", "b", "c"]),
+                               st.integers(0, 9)), max_size=25).map(
+    lambda gaps: [(sum(g for g, _, _ in gaps[:i + 1]), kind, v)
+                  for i, (_, kind, v) in enumerate(gaps)])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rule_list=st.lists(rules, min_size=1, max_size=4), decay=decays, acts=behaviour)
+def test_score_records_are_the_specs_arithmetic(rule_list: list[Rule],
+                                                decay: tuple[int, int, str] | None,
+                                                acts: list[tuple[int, str, int]]) -> None:
+    decay_line = f"    decay {decay[0]}% every {decay[1]} {decay[2]}\n" if decay else ""
+    flow = ("workflow w {\n  score s {\n"
+            + "".join(f"    {rule.text()}\n" for rule in rule_list)
+            + decay_line + "  }\n  stage only { }\n}\n")
+    line_of = [3 + i for i in range(len(rule_list))]
+    decay_rule = 3 + len(rule_list)
+    raw: list[dict[str, object]] = [{"subscriber": "ann", "type": "subscribed",
+                                     "at": instant(START), "properties": {"channels": []}}]
+    raw += [{"subscriber": "ann", "type": kind, "at": instant(START + timedelta(minutes=m)),
+             "properties": {"v": v}} for m, kind, v in acts]
+
+    oracle = ScoreOracle(rule_list, decay)
+    expected: list[tuple[str, Decimal, Decimal, int]] = []
+    until = START + HORIZON
+    ordered = sorted(((START + timedelta(minutes=m), i, kind, v)
+                      for i, (m, kind, v) in enumerate(acts)
+                      if timedelta(minutes=m) <= HORIZON),  # later ones are not simulated
+                     key=lambda e: (e[0], e[1]))
+    moments = sorted({e[0] for e in ordered})
+    done = 0
+    # Walk instant by instant: events of the instant first, then its decay step. Decay
+    # instants come from contributions earned so far, so the walk finds them as it goes.
+    now = START
+    while True:
+        upcoming = [t for t in moments if t >= now]
+        steps = [t for t in oracle.boundaries(until) if t >= now]
+        candidates = upcoming + steps
+        if not candidates:
+            break
+        now = min(candidates)
+        while done < len(ordered) and ordered[done][0] == now:
+            _, _, kind, v = ordered[done]
+            oracle.earn(now, kind, v, line_of, expected)
+            done += 1
+        if decay is not None:
+            loss = oracle.decay_at(now)
+            if loss is not None:
+                expected.append((instant(now), loss, oracle.total(), decay_rule))
+        now += timedelta(seconds=1)
+
+    printed = [r for r in run_simulation(flow, raw) if r["kind"] == "score"]
+    got = [(r["at"], Decimal(str(r["delta"])), Decimal(str(r["total"])),
+            int(str(r["rule"]).rsplit(":", 1)[1])) for r in printed]
+    assert [(at, line) for at, _, _, line in got] == \
+        [(at, line) for at, _, _, line in expected], flow
+    tolerance = Decimal("1e-20")
+    for (at, delta, total, _), (_, want_delta, want_total, _) in zip(got, expected,
+                                                                     strict=True):
+        assert abs(delta - want_delta) <= tolerance, (at, delta, want_delta, flow)
+        assert abs(total - want_total) <= tolerance, (at, total, want_total, flow)
+
+
+# ------------------------------------------------------------------ drips
+
+
+def quiet(at: datetime, zone: ZoneInfo, begin: time, end: time) -> bool:
+    local = at.astimezone(zone).time()
+    return local >= begin or local < end  # windows here all cross midnight
+
+
+def quiet_end(at: datetime, zone: ZoneInfo, end: time) -> datetime:
+    """The first instant after `at` at the window's end, local time (end hours here are
+    06:00 to 09:00, which exist once on every day of every zone used)."""
+    local = at.astimezone(zone)
+    day = local.date() if local.time() < end else local.date() + timedelta(days=1)
+    return datetime.combine(day, end, tzinfo=zone).astimezone(UTC)
+
+
+def drip_oracle(every: timedelta, times: int, caps: list[tuple[int, timedelta]],
+                zone: ZoneInfo, begin: time, end: time) -> list[datetime]:
+    sent: list[datetime] = []
+    for k in range(1, times + 1):
+        due = START + k * every
+        if due > START + HORIZON:
+            break
+        moment = max([due, *sent[-1:]])
+        while True:
+            if quiet(moment, zone, begin, end):
+                moment = quiet_end(moment, zone, end)
+                continue
+            later = moment
+            for count, window in caps:
+                inside = sorted(s for s in sent if moment - window < s <= moment)
+                if len(inside) >= count:
+                    later = max(later, inside[len(inside) - count] + window)
+            if later == moment:
+                break
+            moment = later
+        if moment > START + HORIZON:
+            break
+        sent.append(moment)
+    return sent
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(every=st.integers(1, 30), times=st.integers(1, 40),
+       caps=st.lists(st.tuples(st.integers(1, 4), st.sampled_from(list(PERIODS))),
+                     min_size=1, max_size=3, unique_by=lambda c: c[1]),
+       zone=st.sampled_from(["UTC", "Europe/Warsaw", "America/New_York", "Asia/Kolkata"]),
+       begin=st.integers(20, 23), end=st.integers(6, 9))
+def test_a_capped_drip_goes_out_as_the_spec_says(every: int, times: int,
+                                                 caps: list[tuple[int, str]], zone: str,
+                                                 begin: int, end: int) -> None:
+    limit = ", ".join(f"{count} per {period}" for count, period in caps)
+    flow = (f'workflow w {{\n  timezone "{zone}"\n  quiet hours {begin:02d}:00 to {end:02d}:00\n'
+            f"  limit push to {limit}\n"
+            f"  stage drip {{ every {every} hours, {times} times: send push hi }}\n}}\n"
+            'message hi push { title "Hi" }\n')
+    raw: list[dict[str, object]] = [{"subscriber": "ann", "type": "subscribed",
+                                     "at": instant(START), "properties": {"channels": ["push"]}}]
+    got = [r["at"] for r in run_simulation(flow, raw) if r["kind"] == "send"]
+    want = drip_oracle(timedelta(hours=every), times,
+                       [(count, PERIODS[period]) for count, period in caps],
+                       ZoneInfo(zone), time(begin), time(end))
+    assert got == [instant(t) for t in want], flow
