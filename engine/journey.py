@@ -327,20 +327,29 @@ class Journey:
     # ------------------------------------------------------------ transitions
 
     def _try_transitions(self, workflow: WorkflowPlan, enrolment: Enrolment, moment: Moment,
-                         event_type: str | None) -> None:
-        """Move while a transition holds; each stage at most once per evaluation."""
+                         event_type: str | None, timer: bool = False) -> None:
+        """Move while a transition holds; each stage at most once per evaluation. `timer`:
+        this evaluation is a timed transition's own due work (see `_first_holding`)."""
         visited = {enrolment.stage}
         while True:
-            transition = self._first_holding(workflow, enrolment, moment, event_type)
+            transition = self._first_holding(workflow, enrolment, moment, event_type, timer)
             if transition is None or transition.target in visited:
                 return
             visited.add(transition.target)
             self._enter(workflow, enrolment, transition.target, moment,
                         transition.span.rule_ref)
-            event_type = None  # a new stage's `on EVENT` waits for the next event
+            event_type, timer = None, False  # a new stage waits for its own event and timers
 
     def _first_holding(self, workflow: WorkflowPlan, enrolment: Enrolment, moment: Moment,
-                       event_type: str | None) -> m.Transition | None:
+                       event_type: str | None, timer: bool) -> m.Transition | None:
+        """The first transition in written order that holds.
+
+        `go to … after` and `when idle for` hold at their instant only when their own timer
+        runs: events of that instant come before it, and due work planned before it runs
+        before it (SPEC §1.5a), and neither may take the move early, cutting off a step due
+        at the same instant. Past their instant they hold in any evaluation (a transition an
+        edit added to a stage that people are in has no timer of its own).
+        """
         state = moment.state
         names: Any = None
         for guarded in workflow.transitions.get(enrolment.stage, ()):  # () if edited away
@@ -357,10 +366,12 @@ class Journey:
                                                                  state.tags)):
                         return transition
                 case m.GoAfter(delay=delay):
-                    if moment.at >= enrolment.stage_entered_at + delay.delta:
+                    deadline = enrolment.stage_entered_at + delay.delta
+                    if moment.at > deadline or (timer and moment.at == deadline):
                         return transition
                 case m.GoIdle(idle=idle):
-                    if moment.at >= self._idle_since(state, enrolment) + idle.delta:
+                    deadline = self._idle_since(state, enrolment) + idle.delta
+                    if moment.at > deadline or (timer and moment.at == deadline):
                         return transition
         return None
 
@@ -422,7 +433,8 @@ class Journey:
                 due.dirty = True
                 state.schedule(due)
                 return True
-        self._try_transitions(workflow, enrolment, moment, None)
+        self._try_transitions(workflow, enrolment, moment, None,
+                              timer=due.kind in ("move", "idle"))
         return kept
 
     def _run_step(self, workflow: WorkflowPlan, stage: m.Stage, enrolment: Enrolment,

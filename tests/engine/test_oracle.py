@@ -279,3 +279,238 @@ def test_a_capped_drip_goes_out_as_the_spec_says(every: int, times: int,
                        [(count, PERIODS[period]) for count, period in caps],
                        ZoneInfo(zone), time(begin), time(end))
     assert got == [instant(t) for t in want], flow
+
+
+# ------------------------------------------------------------------ stages
+
+
+@dataclass(frozen=True)
+class Move:
+    """A transition: `when s >= N`, `when s < N`, `on E`, `after H`, `idle H`."""
+    kind: str
+    target: int
+    value: int | str
+
+    def text(self) -> str:
+        to = f"go to s{self.target}"
+        match self.kind:
+            case "at_least":
+                return f"{to} when s >= {self.value}"
+            case "below":
+                return f"{to} when s < {self.value}"
+            case "on":
+                return f"{to} on {self.value}"
+            case "after":
+                return f"{to} after {self.value} hours"
+            case _:
+                return f"{to} when idle for {self.value} hours"
+
+
+@dataclass(frozen=True)
+class Step:
+    """`on enter`, `after H [unless E]` or `every H, N times`, sending webhook `message`."""
+    kind: str
+    hours: int
+    unless: str | None
+    times: int
+    message: str
+
+    def text(self) -> str:
+        send = f"send webhook {self.message}"
+        match self.kind:
+            case "enter":
+                return f"on enter: {send}"
+            case "after":
+                unless = f" unless {self.unless}" if self.unless else ""
+                return f"after {self.hours} hours{unless}: {send}"
+            case _:
+                return f"every {self.hours} hours, {self.times} times: {send}"
+
+
+@dataclass
+class Timer:
+    due: datetime
+    order: int
+    step: Step | None
+    move: Move | None
+    occurrence: int = 1
+
+
+class JourneyOracle:
+    """One subscriber through stages s0..sN, read from SPEC §1.5 and §1.5a."""
+
+    def __init__(self, stages: list[tuple[list[Step], list[Move]]], points: dict[str, int]):
+        self.stages = stages
+        self.points = points
+        self.score = 0
+        self.out: list[tuple[str, str, str]] = []
+        self.planned = 0
+        self.timers: list[Timer] = []
+        self.stage = -1
+        self.entered_at = START
+        self.entered_after = 0  # events processed before the entry
+        self.last_event: datetime | None = None
+        self.seen: list[tuple[int, str]] = []  # (position, type) of events in this stage
+
+    def _plan(self, due: datetime, step: Step | None, move: Move | None,
+              occurrence: int = 1) -> None:
+        self.planned += 1
+        self.timers.append(Timer(due, self.planned, step, move, occurrence))
+
+    def enter(self, stage: int, at: datetime, position: int, visited: set[int]) -> None:
+        self.stage, self.entered_at, self.entered_after = stage, at, position
+        self.timers, self.seen = [], []
+        visited.add(stage)
+        self.out.append((instant(at), "enter", f"s{stage}"))
+        steps, moves = self.stages[stage]
+        for step in steps:
+            if step.kind == "enter":
+                self.out.append((instant(at), "send", step.message))
+        for step in steps:
+            if step.kind != "enter":
+                self._plan(at + timedelta(hours=step.hours), step, None)
+        for move in moves:
+            if move.kind in ("after", "idle"):
+                self._plan(at + timedelta(hours=int(move.value)), None, move)
+        self.try_moves(at, position, None, visited)
+
+    def holds(self, move: Move, event: str | None, at: datetime, timer: bool) -> bool:
+        """A timed move holds at its instant only in its own timer's evaluation: events and
+        due work planned before it come first at that instant (SPEC §1.5a)."""
+        match move.kind:
+            case "at_least":
+                return self.score >= int(move.value)
+            case "below":
+                return self.score < int(move.value)
+            case "on":
+                return event == move.value
+            case "after":
+                deadline = self.entered_at + timedelta(hours=int(move.value))
+            case _:
+                deadline = self.idle_since() + timedelta(hours=int(move.value))
+        return at > deadline or (timer and at == deadline)
+
+    def try_moves(self, at: datetime, position: int, event: str | None,
+                  visited: set[int], timer: bool = False) -> None:
+        """Transitions in written order, the first that holds wins (SPEC §1.5)."""
+        for move in self.stages[self.stage][1]:
+            if self.holds(move, event, at, timer):
+                if move.target not in visited:
+                    self.enter(move.target, at, position, visited)
+                return
+
+    def event(self, at: datetime, kind: str, position: int) -> None:
+        self.score += self.points.get(kind, 0)
+        self.last_event = at
+        self.seen.append((position, kind))
+        self.try_moves(at, position + 1, kind, {self.stage})
+
+    def idle_since(self) -> datetime:
+        return max(self.entered_at, self.last_event or self.entered_at)
+
+    def idle_due(self, timer: Timer) -> datetime:
+        assert timer.move is not None
+        return self.idle_since() + timedelta(hours=int(timer.move.value))
+
+    def next_due(self) -> Timer | None:
+        def due(timer: Timer) -> datetime:
+            return self.idle_due(timer) if timer.move and timer.move.kind == "idle" else timer.due
+        return min(self.timers, key=lambda t: (due(t), t.order), default=None)
+
+    def run_due(self, timer: Timer, at: datetime, position: int) -> None:
+        self.timers.remove(timer)
+        if timer.step is not None:
+            step = timer.step
+            cancelled = step.unless is not None and any(
+                p >= self.entered_after and kind == step.unless for p, kind in self.seen)
+            if not cancelled:
+                self.out.append((instant(at), "send", step.message))
+            if step.kind == "every" and timer.occurrence < step.times:
+                self._plan(self.entered_at + (timer.occurrence + 1) * timedelta(
+                    hours=step.hours), step, None, timer.occurrence + 1)
+        self.try_moves(at, position, None, {self.stage}, timer=timer.move is not None)
+
+
+messages = iter(range(1_000_000))
+steps_strategy = st.builds(
+    Step, kind=st.sampled_from(["enter", "after", "every"]), hours=st.integers(1, 6),
+    unless=st.none() | st.sampled_from(["a", "b", "c"]), times=st.integers(1, 4),
+    message=st.just(""))
+
+
+@st.composite
+def journeys_strategy(draw: st.DrawFn) -> tuple[list[tuple[list[Step], list[Move]]],
+                                                list[tuple[int, str]]]:
+    count = draw(st.integers(2, 4))
+    stages = []
+    for index in range(count):
+        steps = [Step(s.kind, s.hours, s.unless if s.kind == "after" else None, s.times,
+                      f"m{index}_{n}")
+                 for n, s in enumerate(draw(st.lists(steps_strategy, max_size=3)))]
+        moves = draw(st.lists(st.builds(
+            Move, kind=st.sampled_from(["at_least", "below", "on", "after", "idle"]),
+            target=st.integers(0, count - 1).filter(lambda t, i=index: t != i),
+            value=st.integers(-10, 40)), max_size=3))
+        moves = [Move(m.kind, m.target,
+                      ["a", "b", "c"][abs(int(m.value)) % 3] if m.kind == "on"
+                      else 1 + abs(int(m.value)) % 8 if m.kind in ("after", "idle")
+                      else m.value) for m in moves]
+        stages.append((steps, moves))
+    gaps = draw(st.lists(st.tuples(st.sampled_from([0, 30, 60, 60, 120, 180, 300]),
+                                   st.sampled_from(["a", "b", "c"])), max_size=20))
+    acts = [(sum(g for g, _ in gaps[:i + 1]), kind) for i, (_, kind) in enumerate(gaps)]
+    return stages, acts
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(journey=journeys_strategy(),
+       points=st.tuples(st.integers(-10, 30), st.integers(-10, 30)))
+def test_stage_moves_and_timed_steps_are_the_specs(
+        journey: tuple[list[tuple[list[Step], list[Move]]], list[tuple[int, str]]],
+        points: tuple[int, int]) -> None:
+    stages, acts = journey
+    flow = (f"workflow w {{\n  score s {{ on a {points[0]:+d}  on b {points[1]:+d} }}\n"
+            + "".join(f"  stage s{i} {{\n"
+                      + "".join(f"    {step.text()}\n" for step in steps)
+                      + "".join(f"    {move.text()}\n" for move in moves) + "  }\n"
+                      for i, (steps, moves) in enumerate(stages)) + "}\n"
+            + "".join(f'message {step.message} webhook {{ url "https://crm.example/h" }}\n'
+                      for steps, _ in stages for step in steps))
+    horizon = START + timedelta(days=2)
+    raw: list[dict[str, object]] = [{"subscriber": "ann", "type": "subscribed",
+                                     "at": instant(START), "properties": {"channels": []}}]
+    raw += [{"subscriber": "ann", "type": kind, "at": instant(START + timedelta(minutes=m))}
+            for m, kind in acts if timedelta(minutes=m) <= timedelta(days=2)]
+
+    oracle = JourneyOracle(stages, {"a": points[0], "b": points[1]})
+    oracle.enter(0, START, 1, set())
+    queue = [(START + timedelta(minutes=m), kind) for m, kind in acts
+             if timedelta(minutes=m) <= timedelta(days=2)]
+    position = 1
+    while True:
+        timer = oracle.next_due()
+        due = None if timer is None else (
+            oracle.idle_due(timer) if timer.move and timer.move.kind == "idle" else timer.due)
+        if queue and (due is None or queue[0][0] <= due):
+            at, kind = queue.pop(0)
+            oracle.event(at, kind, position)
+            position += 1
+        elif timer is not None and due is not None and due <= horizon:
+            oracle.run_due(timer, due, position)
+        else:
+            break
+
+    got = [(r["at"], r["kind"], r.get("stage") or r.get("message"))
+           for r in run_simulation_until(flow, raw, horizon) if r["kind"] in ("enter", "send")]
+    assert got == oracle.out, flow + "\n" + "\n".join(f"{r}" for r in raw)
+
+
+def run_simulation_until(flow: str, raw_events: list[dict[str, object]],
+                         until: datetime) -> list[dict[str, object]]:
+    loaded = load_text(flow, "w.flow")
+    assert loaded.catalog is not None, [str(d) for d in loaded.diagnostics]
+    events = [parse_event(raw, seq) for seq, raw in enumerate(raw_events)]
+    lines: list[str] = []
+    simulate(loaded.catalog, events, START, until, lines.append,
+             lambda record: record.to_json())
+    return [json.loads(line, parse_float=Decimal) for line in lines]

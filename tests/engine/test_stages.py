@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tests.engine.conftest import brief, sends
+from datetime import UTC, datetime, timedelta
+
+from dsl.loader import load_text
+from engine.events import parse_event
+from engine.records import Record
+from engine.simulate import simulate
+from tests.engine.conftest import MESSAGES, START, brief, sends
 
 
 def test_enrolment_enters_the_start_stage_at_the_entry_event(flow) -> None:
@@ -385,6 +391,61 @@ workflow w {
     assert brief(run.timeline("ann"))[1:] == [
         ("2026-01-06T09:00:00Z", "send", "push drip"),
         ("2026-01-06T09:00:00Z", "enter", "b"),
+    ]
+
+
+TIMED = """\
+workflow w {
+  score engagement { on page_view +30 decay 50% every 1 day }
+  stage a {
+    after 1 day: send push drip
+    go to b after 1 day
+  }
+  stage b { on enter: send push hello }
+}
+"""
+
+
+def test_an_event_at_a_timed_moves_instant_comes_first_and_does_not_move() -> None:
+    """Events before the due work of their instant (SPEC §1.5a): a page view at the very
+    instant of `go to b after 1 day` is processed in `a`, then the step due then, then the
+    move. The same as without the page view: it does not cut the step off. (Simulated: the
+    test fixture's clock ticks on reaching an instant, before events of that instant.)"""
+    loaded = load_text(TIMED + MESSAGES, "w.flow")
+    assert loaded.catalog is not None
+    start = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    events = [parse_event({"subscriber": "ann", "type": "subscribed", "at": START,
+                           "properties": {"channels": ["push"]}}, 0),
+              parse_event({"subscriber": "ann", "type": "page_view",
+                           "at": "2026-01-06T09:00:00Z"}, 1)]
+    records: list[Record] = []
+    simulate(loaded.catalog, events, start, start + timedelta(days=1, hours=1),
+             lambda _: None, lambda record: records.append(record) or "")
+    assert brief(records) == [
+        ("2026-01-05T09:00:00Z", "enter", "a"),
+        ("2026-01-06T09:00:00Z", "score", "engagement +30 = 30"),
+        ("2026-01-06T09:00:00Z", "send", "push drip"),
+        ("2026-01-06T09:00:00Z", "enter", "b"),
+        ("2026-01-06T09:00:00Z", "send", "push hello"),
+    ]
+
+
+def test_due_work_planned_earlier_at_a_timed_moves_instant_does_not_move_early(flow) -> None:
+    """A decay step planned before the stage was entered falls on the instant of its `go to
+    b after 1 day`: due work runs in the order planned, so the decay, then the stage's step,
+    then the move; the decay's look at the transitions does not take the move early."""
+    run = flow(TIMED.replace("stage a {", "start at z\n  stage z { go to a on click }\n"
+                                           "  stage a {"))
+    run.event("ann", "subscribed", channels=["push"])
+    run.event("ann", "page_view")  # decays at 2026-01-06T09:00, planned now
+    run.event("ann", "click")  # into `a`: its step and move are due at 2026-01-06T09:00 too
+    run.advance(days=1)
+    assert brief(run.timeline("ann"))[2:] == [
+        ("2026-01-05T09:00:00Z", "enter", "a"),
+        ("2026-01-06T09:00:00Z", "score", "engagement -15 = 15"),
+        ("2026-01-06T09:00:00Z", "send", "push drip"),
+        ("2026-01-06T09:00:00Z", "enter", "b"),
+        ("2026-01-06T09:00:00Z", "send", "push hello"),
     ]
 
 
