@@ -203,6 +203,18 @@ def test_decay_at_one_instant_is_one_record_per_score(flow) -> None:
     ]
 
 
+def test_a_decay_step_whose_losses_cancel_out_makes_no_record(flow) -> None:
+    run = flow(DECAY.replace("on email_open +10", "on email_open -30"))
+    run.event("ann", "page_view")  # +30
+    run.event("ann", "email_open")  # -30, the same instant
+    run.advance(days=30)  # -3 and +3: nothing changes
+    assert scores(run) == [
+        ("2026-01-05T09:00:00Z", "score", "engagement +30 = 30"),
+        ("2026-01-05T09:00:00Z", "score", "engagement -30 = 0"),
+    ]
+    assert len(run.ledger("ann")) == 2
+
+
 def test_each_contribution_decays_from_its_own_age(flow) -> None:
     run = flow(DECAY)
     run.event("ann", "page_view")
