@@ -9,10 +9,21 @@ must print, and hypothesis looks for workflows and events where the two disagree
   order, `max M per PERIOD` over (t - W, t] (on a negative rule, the points it takes away:
   the README's reading), decay `points x (1 - P/100)^floor(age / D)`, one
   record per score per decay instant, events before the due work of their instant, and the
-  README's one addition: a contribution that decays below 0.01 point goes to zero that step;
-- drips under quiet hours and caps (SPEC §1.5, §1.5a "When a send goes out"): `every D, N
-  times` due at entry + k·D, each going at the earliest instant at or after its due time
-  that is outside quiet hours (in the subscriber's zone) and fits every cap, in the order due.
+  README's additions: a contribution that decays below 0.01 point goes to zero that step, and
+  a step whose losses cancel out makes no record;
+- drips under quiet hours and caps (SPEC §1.5, §1.5a "When a send goes out"): `after D` and
+  `every D, N times` (due at entry + k·D) sharing the caps, each going at the earliest instant
+  at or after its due time that is outside quiet hours (in the subscriber's zone) and fits
+  every cap, in the order due;
+- stages (SPEC §1.5, §1.5a "Entering a stage", "Re-entry"): `on enter`, `after D unless E`,
+  `every`, and `go to` when / on / after / when idle, tried in written order with chaining
+  (each stage once per evaluation), timers cancelled on leaving, exit and re-entry, and the
+  README's readings: the event that moves someone is not seen again by the new stage, and a
+  timed move holds at its instant only when its own timer comes up.
+
+When the two disagreed, the engine was wrong once (a timed move taken early by an event at its
+instant) and the oracle twice (a timed move's timer tries every transition in written order;
+a step whose losses cancel makes no record).
 """
 
 from __future__ import annotations
@@ -410,10 +421,18 @@ class JourneyOracle:
                 return
 
     def event(self, at: datetime, kind: str, position: int) -> None:
-        self.score += self.points.get(kind, 0)
+        """Scored, then enrol (`subscribed`) or exit (`x`), then the stage's transitions."""
+        self.score += self.points.get(kind, 0)  # enrolled or not (SPEC §1.4)
         self.last_event = at
         self.seen.append((position, kind))
-        self.try_moves(at, position + 1, kind, {self.stage})
+        if self.stage < 0:
+            if kind == "subscribed":  # (re-)entry, at the start stage (SPEC §1.5a)
+                self.enter(0, at, position + 1, set())
+        elif kind == "x":  # exit: pending steps and timers go with the enrolment
+            self.out.append((instant(at), "exit", "x"))
+            self.stage, self.timers = -1, []
+        else:
+            self.try_moves(at, position + 1, kind, {self.stage})
 
     def idle_since(self) -> datetime:
         return max(self.entered_at, self.last_event or self.entered_at)
@@ -467,7 +486,8 @@ def journeys_strategy(draw: st.DrawFn) -> tuple[list[tuple[list[Step], list[Move
                       else m.value) for m in moves]
         stages.append((steps, moves))
     gaps = draw(st.lists(st.tuples(st.sampled_from([0, 30, 60, 60, 120, 180, 300]),
-                                   st.sampled_from(["a", "b", "c"])), max_size=20))
+                                   st.sampled_from(["a", "b", "c", "a", "b", "c", "x",
+                                                    "subscribed"])), max_size=20))
     acts = [(sum(g for g, _ in gaps[:i + 1]), kind) for i, (_, kind) in enumerate(gaps)]
     return stages, acts
 
@@ -479,7 +499,8 @@ def test_stage_moves_and_timed_steps_are_the_specs(
         journey: tuple[list[tuple[list[Step], list[Move]]], list[tuple[int, str]]],
         points: tuple[int, int]) -> None:
     stages, acts = journey
-    flow = (f"workflow w {{\n  score s {{ on a {points[0]:+d}  on b {points[1]:+d} }}\n"
+    flow = (f"workflow w {{\n  exit on x\n"
+            f"  score s {{ on a {points[0]:+d}  on b {points[1]:+d} }}\n"
             + "".join(f"  stage s{i} {{\n"
                       + "".join(f"    {step.text()}\n" for step in steps)
                       + "".join(f"    {move.text()}\n" for move in moves) + "  }\n"
@@ -489,11 +510,12 @@ def test_stage_moves_and_timed_steps_are_the_specs(
     horizon = START + timedelta(days=2)
     raw: list[dict[str, object]] = [{"subscriber": "ann", "type": "subscribed",
                                      "at": instant(START), "properties": {"channels": []}}]
-    raw += [{"subscriber": "ann", "type": kind, "at": instant(START + timedelta(minutes=m))}
+    raw += [{"subscriber": "ann", "type": kind, "at": instant(START + timedelta(minutes=m)),
+             "properties": {"channels": []} if kind == "subscribed" else {}}
             for m, kind in acts if timedelta(minutes=m) <= timedelta(days=2)]
 
     oracle = JourneyOracle(stages, {"a": points[0], "b": points[1]})
-    oracle.enter(0, START, 1, set())
+    oracle.event(START, "subscribed", 0)
     queue = [(START + timedelta(minutes=m), kind) for m, kind in acts
              if timedelta(minutes=m) <= timedelta(days=2)]
     position = 1
@@ -510,8 +532,9 @@ def test_stage_moves_and_timed_steps_are_the_specs(
         else:
             break
 
-    got = [(r["at"], r["kind"], r.get("stage") or r.get("message"))
-           for r in run_simulation_until(flow, raw, horizon) if r["kind"] in ("enter", "send")]
+    got = [(r["at"], r["kind"], r.get("stage") or r.get("message") or r.get("reason"))
+           for r in run_simulation_until(flow, raw, horizon)
+           if r["kind"] in ("enter", "send", "exit")]
     assert got == oracle.out, flow + "\n" + "\n".join(f"{r}" for r in raw)
 
 
