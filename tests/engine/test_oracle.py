@@ -22,8 +22,9 @@ must print, and hypothesis looks for workflows and events where the two disagree
   timed move holds at its instant only when its own timer comes up.
 
 When the two disagreed, the engine was wrong once (a timed move taken early by an event at its
-instant) and the oracle twice (a timed move's timer tries every transition in written order;
-a step whose losses cancel makes no record).
+instant) and the oracle's reading three times (a negative rule's `max` caps what it takes
+away; a timed move's timer tries the stage's transitions in written order, as every
+evaluation does; a decay step whose losses cancel makes no record).
 """
 
 from __future__ import annotations
