@@ -48,13 +48,14 @@ PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedel
 UNITS = {"hours": timedelta(hours=1), "days": timedelta(days=1)}
 
 
-def run_simulation(flow: str, raw_events: list[dict[str, object]]) -> list[dict[str, object]]:
+def run_simulation(flow: str, raw_events: list[dict[str, object]],
+                   until: datetime = START + HORIZON) -> list[dict[str, object]]:
     """What `nurture simulate --json` prints for these events, parsed."""
     loaded = load_text(flow, "w.flow")
     assert loaded.catalog is not None, [str(d) for d in loaded.diagnostics]
     events: list[Event] = [parse_event(raw, seq) for seq, raw in enumerate(raw_events)]
     lines: list[str] = []
-    simulate(loaded.catalog, events, START, START + HORIZON, lines.append,
+    simulate(loaded.catalog, events, START, until, lines.append,
              lambda record: record.to_json())
     return [json.loads(line, parse_float=Decimal) for line in lines]
 
@@ -534,17 +535,6 @@ def test_stage_moves_and_timed_steps_are_the_specs(
             break
 
     got = [(r["at"], r["kind"], r.get("stage") or r.get("message") or r.get("reason"))
-           for r in run_simulation_until(flow, raw, horizon)
+           for r in run_simulation(flow, raw, horizon)
            if r["kind"] in ("enter", "send", "exit")]
     assert got == oracle.out, flow + "\n" + "\n".join(f"{r}" for r in raw)
-
-
-def run_simulation_until(flow: str, raw_events: list[dict[str, object]],
-                         until: datetime) -> list[dict[str, object]]:
-    loaded = load_text(flow, "w.flow")
-    assert loaded.catalog is not None, [str(d) for d in loaded.diagnostics]
-    events = [parse_event(raw, seq) for seq, raw in enumerate(raw_events)]
-    lines: list[str] = []
-    simulate(loaded.catalog, events, START, until, lines.append,
-             lambda record: record.to_json())
-    return [json.loads(line, parse_float=Decimal) for line in lines]
