@@ -19,7 +19,10 @@ must print, and hypothesis looks for workflows and events where the two disagree
   `every`, and `go to` when / on / after / when idle, tried in written order with chaining
   (each stage once per evaluation), timers cancelled on leaving, exit and re-entry, and the
   README's readings: the event that moves someone is not seen again by the new stage, and a
-  timed move holds at its instant only when its own timer comes up.
+  timed move holds at its instant only when its own timer comes up;
+- consent (SPEC §2, §1.5a "Why a send is skipped"): pushes and e-mails while subscriptions,
+  withdrawals and attributes come and go, sent or skipped as `no_consent`, `no_address` or
+  `render_error`, in that order of checks.
 
 When the two disagreed, the engine was wrong once (a timed move taken early by an event at its
 instant) and the oracle's reading three times (a negative rule's `max` caps what it takes
@@ -538,3 +541,84 @@ def test_stage_moves_and_timed_steps_are_the_specs(
            for r in run_simulation(flow, raw, horizon)
            if r["kind"] in ("enter", "send", "exit")]
     assert got == oracle.out, flow + "\n" + "\n".join(f"{r}" for r in raw)
+
+
+# ------------------------------------------------------------------ consent
+
+
+CONSENT_EVENTS = st.sampled_from([
+    ("subscribed", {"channels": ["push"]}),
+    ("subscribed", {"channels": ["email"], "email": "ann@example.com"}),
+    ("subscribed", {"channels": ["push", "email"]}),
+    ("subscribed", {"channels": []}),
+    ("unsubscribed", {}),
+    ("unsubscribed", {"channels": ["push"]}),
+    ("unsubscribed", {"channels": ["email"]}),
+    ("attributes", {"email": "ann@example.org"}),
+    ("attributes", {"first_name": "Ann"}),
+])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.lists(st.tuples(st.integers(1, 40), CONSENT_EVENTS), max_size=12),
+       push_hours=st.integers(1, 9), email_hours=st.integers(1, 9),
+       greet=st.booleans())
+def test_sends_and_skip_reasons_follow_consent_address_and_rendering(
+        changes: list[tuple[int, tuple[str, dict[str, object]]]], push_hours: int,
+        email_hours: int, greet: bool) -> None:
+    """SPEC §2 and §1.5a "Why a send is skipped": consent, then address, then rendering."""
+    name = "{{ subscriber.first_name }}" if greet else "you"  # no default: may not render
+    flow = ("workflow w {\n  stage s {\n"
+            f"    every {push_hours} hours: send push p\n"
+            f"    every {email_hours} hours: send email e\n  }}\n}}\n"
+            f'message p push {{ title "Hi {name}" }}\n'
+            'message e email { subject "News" text "Hi" }\n')
+    raw: list[dict[str, object]] = [{"subscriber": "ann", "type": "subscribed",
+                                     "at": instant(START), "properties": {"channels": []}}]
+    at = START
+    timed: list[tuple[datetime, str, dict[str, object]]] = []
+    for hours_later, (kind, properties) in changes:
+        at += timedelta(hours=hours_later, minutes=30)  # never on a send's instant
+        timed.append((at, kind, properties))
+        raw.append({"subscriber": "ann", "type": kind, "at": instant(at),
+                    "properties": properties})
+    until = START + timedelta(days=2)
+
+    consent = {"push": False, "email": False}
+    attributes: dict[str, object] = {}
+    expected: list[tuple[str, str, str, str]] = []
+    # (due, planned at, written): at one instant due work runs in the order it was planned
+    due = sorted([(START + k * timedelta(hours=hours), START + (k - 1) * timedelta(hours=hours),
+                   index, channel)
+                  for index, (hours, channel) in enumerate([(push_hours, "push"),
+                                                            (email_hours, "email")])
+                  for k in range(1, 48 // hours + 1)])
+    pending = list(timed)
+    for moment, _, _, channel in due:
+        while pending and pending[0][0] <= moment:
+            _, kind, properties = pending.pop(0)
+            if kind == "subscribed":
+                for granted in properties["channels"]:  # type: ignore[attr-defined]
+                    consent[granted] = True
+                if "email" in properties:
+                    attributes["email"] = properties["email"]
+            elif kind == "unsubscribed":
+                for withdrawn in properties.get("channels", ["push", "email"]):  # type: ignore[attr-defined]
+                    consent[withdrawn] = False
+            else:
+                attributes.update(properties)
+        message = "p" if channel == "push" else "e"
+        if not consent[channel]:
+            outcome = "no_consent"
+        elif channel == "email" and "email" not in attributes:
+            outcome = "no_address"
+        elif channel == "push" and greet and "first_name" not in attributes:
+            outcome = "render_error"
+        else:
+            outcome = "sent"
+        expected.append((instant(moment), channel, message, outcome))
+
+    got = [(r["at"], r["channel"], r["message"],
+            "sent" if r["kind"] == "send" else r["reason"])
+           for r in run_simulation(flow, raw, until) if r["kind"] in ("send", "skip")]
+    assert got == expected, f"{flow}{raw}"
