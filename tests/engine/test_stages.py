@@ -405,6 +405,12 @@ workflow w {
 }
 """
 
+STEP_THEN_MOVE = [
+    ("2026-01-06T09:00:00Z", "send", "push drip"),  # the step's timer was started first
+    ("2026-01-06T09:00:00Z", "enter", "b"),
+    ("2026-01-06T09:00:00Z", "send", "push hello"),
+]
+
 
 def test_an_event_at_a_timed_moves_instant_comes_first_and_does_not_move() -> None:
     """Events before the due work of their instant (SPEC §1.5a): a page view at the very
@@ -424,9 +430,7 @@ def test_an_event_at_a_timed_moves_instant_comes_first_and_does_not_move() -> No
     assert brief(records) == [
         ("2026-01-05T09:00:00Z", "enter", "a"),
         ("2026-01-06T09:00:00Z", "score", "engagement +30 = 30"),
-        ("2026-01-06T09:00:00Z", "send", "push drip"),
-        ("2026-01-06T09:00:00Z", "enter", "b"),
-        ("2026-01-06T09:00:00Z", "send", "push hello"),
+        *STEP_THEN_MOVE,
     ]
 
 
@@ -443,9 +447,7 @@ def test_due_work_planned_earlier_at_a_timed_moves_instant_does_not_move_early(f
     assert brief(run.timeline("ann"))[2:] == [
         ("2026-01-05T09:00:00Z", "enter", "a"),
         ("2026-01-06T09:00:00Z", "score", "engagement -15 = 15"),
-        ("2026-01-06T09:00:00Z", "send", "push drip"),
-        ("2026-01-06T09:00:00Z", "enter", "b"),
-        ("2026-01-06T09:00:00Z", "send", "push hello"),
+        *STEP_THEN_MOVE,
     ]
 
 
