@@ -14,7 +14,7 @@ must print, and hypothesis looks for workflows and events where the two disagree
 - drips under quiet hours and caps (SPEC §1.5, §1.5a "When a send goes out"): `after D` and
   `every D, N times` (due at entry + k·D) sharing the caps, each going at the earliest instant
   at or after its due time that is outside quiet hours (in the subscriber's zone) and fits
-  every cap, in the order due;
+  every cap, in the order due; an exit cancels those still waiting;
 - stages (SPEC §1.5, §1.5a "Entering a stage", "Re-entry"): `on enter`, `after D unless E`,
   `every`, and `go to` when / on / after / when idle, tried in written order with chaining
   (each stage once per evaluation), timers cancelled on leaving, exit and re-entry, and the
@@ -288,22 +288,32 @@ def drip_oracle(steps: list[tuple[int, int | None]], caps: list[tuple[int, timed
        caps=st.lists(st.tuples(st.integers(1, 4), st.sampled_from(list(PERIODS))),
                      min_size=1, max_size=3, unique_by=lambda c: c[1]),
        zone=st.sampled_from(["UTC", "Europe/Warsaw", "America/New_York", "Asia/Kolkata"]),
-       begin=st.integers(20, 23), end=st.integers(6, 9))
+       begin=st.integers(20, 23), end=st.integers(6, 9),
+       leaves=st.none() | st.integers(1, 10 * 48).map(lambda n: timedelta(minutes=30 * n)))
 def test_capped_drips_go_out_as_the_spec_says(steps: list[tuple[int, int | None]],
                                               caps: list[tuple[int, str]], zone: str,
-                                              begin: int, end: int) -> None:
+                                              begin: int, end: int,
+                                              leaves: timedelta | None) -> None:
+    """`leaves`: an exit event then, which cancels what is still waiting (SPEC §1.3, §1.5a:
+    a postponed send stays tied to its step), also a send due at that very instant (events
+    come first)."""
     limit = ", ".join(f"{count} per {period}" for count, period in caps)
     lines = "".join(f"    every {hours} hours, {times} times: send push m{i}\n" if times
                     else f"    after {hours} hours: send push m{i}\n"
                     for i, (hours, times) in enumerate(steps))
-    flow = (f'workflow w {{\n  timezone "{zone}"\n  quiet hours {begin:02d}:00 to {end:02d}:00\n'
+    flow = (f'workflow w {{\n  exit on leave\n  timezone "{zone}"\n'
+            f"  quiet hours {begin:02d}:00 to {end:02d}:00\n"
             f"  limit push to {limit}\n  stage drip {{\n{lines}  }}\n}}\n"
             + "".join(f'message m{i} push {{ title "Hi" }}\n' for i in range(len(steps))))
     raw: list[dict[str, object]] = [{"subscriber": "ann", "type": "subscribed",
                                      "at": instant(START), "properties": {"channels": ["push"]}}]
+    if leaves is not None:
+        raw.append({"subscriber": "ann", "type": "leave", "at": instant(START + leaves)})
     got = [(r["at"], r["message"]) for r in run_simulation(flow, raw) if r["kind"] == "send"]
     want = drip_oracle(steps, [(count, PERIODS[period]) for count, period in caps],
                        ZoneInfo(zone), time(begin), time(end))
+    if leaves is not None:
+        want = [(t, message) for t, message in want if t < START + leaves]
     assert got == [(instant(t), message) for t, message in want], flow
 
 
