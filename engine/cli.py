@@ -220,7 +220,7 @@ def _print_funnels(reports: list[Any], workflows: Any, as_json: bool,
     """Funnel reports as text or JSON lines (`nurture funnel`, `nurture simulate --funnel`)."""
     import json
 
-    from engine.api.encoding import plain
+    from engine.encoding import plain
     from engine.funnel import as_json as funnel_json
     from engine.funnel import as_text
 
@@ -614,7 +614,7 @@ def events(subscribers: tuple[str, ...], since_text: str | None, until_text: str
     order they arrived; read-only, safe while the service runs."""
     import orjson
 
-    from engine.api.encoding import plain
+    from engine.encoding import plain
     from engine.store import queries
     from engine.store.database import open_database
     from engine.store.recorded import recorded_events
@@ -622,6 +622,8 @@ def events(subscribers: tuple[str, ...], since_text: str | None, until_text: str
     settings = load_settings().with_flags(db=db)
     since = _since_option(since_text)
     until = _instant_option(until_text, "--until")
+    if since is not None and until is not None and until < since:
+        raise click.BadParameter("--until is before --since", param_hint="--until")
     database = open_database(settings.db, existing=True)
     count, people = 0, set()
     try:

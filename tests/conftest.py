@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pydantic.v1  # noqa: F401  (see below)
 import pytest
 
 from dsl.loader import LoadResult, load_paths
+
+# FastAPI imports pydantic.v1 the first time it builds a route, and pydantic.v1 subclasses
+# `datetime.date` as it is imported. Under freezegun `date` is a fake with its own metaclass,
+# so a process whose first route is built inside a frozen test fails ("metaclass conflict").
+# Which test comes first in a process depends on pytest-xdist's distribution: imported here,
+# before any test freezes time, it never does.
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from channels.endpoints import EndpointError
 from engine.api.auth import Authorised, ForSubscriber, subscriber_token
-from engine.api.encoding import plain
 from engine.api.errors import field_error
 from engine.api.params import since_parameter
+from engine.encoding import plain
 from engine.store import push_subscriptions, queries
 from engine.store import subscribers as store
 from engine.store import timeline as history

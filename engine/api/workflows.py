@@ -8,9 +8,9 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
 from engine.api.auth import Authorised
-from engine.api.encoding import plain
 from engine.api.errors import field_error
 from engine.api.params import since_parameter
+from engine.encoding import plain
 from engine.funnel import as_json
 from engine.store import funnel as store
 

@@ -134,6 +134,9 @@ def test_recorded_events_simulated_give_the_stored_timeline(nurture: Any,
             ] == [e.at for e in events if e.subscriber == who and e.at >= since]  # to the µs
     missing = CliRunner().invoke(main, ["events", "nobody", "--db", url])
     assert missing.exit_code == 2 and "no subscriber 'nobody'" in missing.stderr
+    backwards = CliRunner().invoke(main, ["events", "--since", "2026-03-10", "--until",
+                                          "2026-03-01", "--db", url])
+    assert backwards.exit_code == 2 and "--until is before --since" in backwards.stderr
 
 
 def _canonical(record: dict[str, Any]) -> str:
