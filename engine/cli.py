@@ -140,6 +140,7 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
     import orjson
 
     from engine import simulate as sim
+    from engine.records import TableFormat
 
     if as_funnel and start_text is not None:
         raise click.BadParameter("--funnel counts the whole simulation; leave out --from",
@@ -174,7 +175,7 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
     start, until = window
     if until < start:
         raise click.BadParameter("--until is before --from", param_hint="--until")
-    table = None if as_json or as_funnel else sim.TableFormat(
+    table = None if as_json or as_funnel else TableFormat(
         sorted({e.subscriber for e in parsed.events}),
         [w.name for w in result.catalog.workflows])
     if table is not None:
@@ -567,7 +568,7 @@ def timeline(subscribers: tuple[str, ...], since_text: str | None, latest: int |
     """What happened to these subscribers, as `nurture simulate` prints it: stage entries,
     scores with their rules, tags, sends (and what became of them) and skips with their
     reasons, exits. Read-only; safe while the service runs."""
-    from engine.simulate import TableFormat
+    from engine.records import TableFormat
     from engine.store import queries
     from engine.store import timeline as store
     from engine.store.database import open_database

@@ -9,6 +9,7 @@ order, due work by subscriber, and within one subscriber in processing order.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -84,3 +85,49 @@ def json_value(value: Any) -> str:
     if isinstance(value, Decimal | int) and not isinstance(value, bool):
         return format_number(value)
     return json.dumps(value, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------- the readable table
+# (here rather than in the simulator: `nurture timeline` prints it without loading the engine)
+
+
+class TableFormat:
+    """The timeline as aligned columns: time, subscriber, workflow, what happened."""
+
+    def __init__(self, subscribers: Sequence[str], workflows: Sequence[str]) -> None:
+        self.who = max(len("subscriber"), min(max(map(len, subscribers), default=0), 24))
+        self.workflow = max(len("workflow"), *map(len, workflows))
+
+    def header(self) -> str:
+        return (f"{'time (UTC)':<19}  {'subscriber':<{self.who}}  "
+                f"{'workflow':<{self.workflow}}  what")
+
+    def line(self, record: Record) -> str:
+        when = record.at.strftime("%Y-%m-%d %H:%M:%S")
+        return (f"{when}  {record.subscriber:<{self.who}}  {record.workflow:<{self.workflow}}  "
+                f"{describe(record)}")
+
+
+def describe(record: Record) -> str:
+    f = record.fields
+    match record.kind:
+        case "enter":
+            return f"enter {f['stage']}"
+        case "score":
+            delta = format_number(f["delta"])
+            sign = "" if delta.startswith("-") else "+"
+            return (f"score {f['score']} {sign}{delta} = {format_number(f['total'])}  "
+                    f"({f['rule']})")
+        case "tag":
+            return f"tag {f['tag']}"
+        case "send":
+            lang = f" [{f['lang']}]" if f.get("lang") else ""
+            shown = [str(f[name]) for name in ("subject", "title", "body", "url")
+                     if f.get(name) is not None]
+            return f"send {f['channel']} {f['message']}{lang}: " + " | ".join(shown)
+        case "skip":
+            note = f" ({record.note})" if record.note else ""
+            return f"skip {f['channel']} {f['message']}: {f['reason']}{note}"
+        case "exit":
+            return f"exit ({f['reason']})"
+    return record.kind

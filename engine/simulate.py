@@ -33,7 +33,7 @@ from dsl import model as m
 from engine.clock import VirtualClock
 from engine.events import Event, EventError, parse_event
 from engine.processor import Engine
-from engine.records import Record, format_number
+from engine.records import Record
 from engine.store.database import open_database
 
 DEFAULT_HORIZON = timedelta(days=30)
@@ -340,48 +340,3 @@ def default_window(events: Sequence[Event], start: datetime | None,
     if start is None or until is None:
         return None
     return start, until
-
-
-# ---------------------------------------------------------------- the readable table
-
-
-class TableFormat:
-    """The timeline as aligned columns: time, subscriber, workflow, what happened."""
-
-    def __init__(self, subscribers: Sequence[str], workflows: Sequence[str]) -> None:
-        self.who = max(len("subscriber"), min(max(map(len, subscribers), default=0), 24))
-        self.workflow = max(len("workflow"), *map(len, workflows))
-
-    def header(self) -> str:
-        return (f"{'time (UTC)':<19}  {'subscriber':<{self.who}}  "
-                f"{'workflow':<{self.workflow}}  what")
-
-    def line(self, record: Record) -> str:
-        when = record.at.strftime("%Y-%m-%d %H:%M:%S")
-        return (f"{when}  {record.subscriber:<{self.who}}  {record.workflow:<{self.workflow}}  "
-                f"{describe(record)}")
-
-
-def describe(record: Record) -> str:
-    f = record.fields
-    match record.kind:
-        case "enter":
-            return f"enter {f['stage']}"
-        case "score":
-            delta = format_number(f["delta"])
-            sign = "" if delta.startswith("-") else "+"
-            return (f"score {f['score']} {sign}{delta} = {format_number(f['total'])}  "
-                    f"({f['rule']})")
-        case "tag":
-            return f"tag {f['tag']}"
-        case "send":
-            lang = f" [{f['lang']}]" if f.get("lang") else ""
-            shown = [str(f[name]) for name in ("subject", "title", "body", "url")
-                     if f.get(name) is not None]
-            return f"send {f['channel']} {f['message']}{lang}: " + " | ".join(shown)
-        case "skip":
-            note = f" ({record.note})" if record.note else ""
-            return f"skip {f['channel']} {f['message']}: {f['reason']}{note}"
-        case "exit":
-            return f"exit ({f['reason']})"
-    return record.kind
