@@ -347,8 +347,8 @@ class Journey:
         `go to … after` and `when idle for` hold at their instant only when their own timer
         runs: events of that instant come before it, and due work planned before it runs
         before it (SPEC §1.5a), and neither may take the move early, cutting off a step due
-        at the same instant. Past their instant they hold in any evaluation (a transition an
-        edit added to a stage that people are in has no timer of its own).
+        at the same instant. One with no timer waiting (an edit added it to a stage that
+        people were in) holds at its instant and after in any evaluation, as it always did.
         """
         state = moment.state
         names: Any = None
@@ -367,11 +367,13 @@ class Journey:
                         return transition
                 case m.GoAfter(delay=delay):
                     deadline = enrolment.stage_entered_at + delay.delta
-                    if moment.at > deadline or (timer and moment.at == deadline):
+                    if moment.at > deadline or (moment.at == deadline and (
+                            timer or not _timer_pending(state, enrolment, "move", deadline))):
                         return transition
                 case m.GoIdle(idle=idle):
                     deadline = self._idle_since(state, enrolment) + idle.delta
-                    if moment.at > deadline or (timer and moment.at == deadline):
+                    if moment.at > deadline or (moment.at == deadline and (
+                            timer or not _timer_pending(state, enrolment, "idle", deadline))):
                         return transition
         return None
 
@@ -456,3 +458,12 @@ class Journey:
         decide_send(self.plan, workflow, moment,
                     SendStep(enrolment, stage, index, due.step, due.occurrence, due.due_at),
                     None, self.options)
+
+
+def _timer_pending(state: SubscriberState, enrolment: Enrolment, kind: str,
+                   at: datetime) -> bool:
+    """Whether a timed transition's timer (`move` or `idle`) of this stage visit is waiting
+    to run at `at`. Asked only when an evaluation falls on a timed move's very instant."""
+    return any(due.kind == kind and due.enrolment is enrolment
+               and due.stage_seq == enrolment.stage_seq and due.due_at == at
+               for due in state.due)

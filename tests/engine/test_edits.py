@@ -137,6 +137,26 @@ def test_a_timed_move_waits_for_a_delay_an_edit_made_longer(flow) -> None:
     ]
 
 
+def test_a_timed_move_an_edit_added_moves_at_its_instant_with_the_work_due_then(flow) -> None:
+    """Nobody in the stage has a timer for a `go to … after` that an edit added: the first
+    evaluation at or after its instant moves them (here the drip due at that very instant)."""
+    version = """workflow w {
+  stage a { every 12 hours: send push drip }
+  stage b { }
+}
+"""
+    run = flow(version)
+    run.event("ann", "subscribed", channels=["push"])
+    run.advance(hours=1)
+    edit(version.replace("stage a { every", "stage a { go to b after 1 day\n  every"))
+    run.reload()
+    run.advance(days=3)
+    assert brief(run.timeline("ann"))[2:] == [
+        ("2026-01-06T09:00:00Z", "send", "push drip"),
+        ("2026-01-06T09:00:00Z", "enter", "b"),
+    ]
+
+
 def test_a_step_whose_message_another_step_also_sends_is_known_by_its_whole_text(flow) -> None:
     """Two steps sending the same message are told apart by their timing: adding the second
     leaves the first's work alone; changing the timing of one drops that one's work (which
