@@ -164,9 +164,9 @@ class ScoreTotal(Base):
     """Event points still decaying, as `[points, value, steps, earned_at]` with numbers as
     decimal strings and `earned_at` in microseconds since the epoch (UTC). They live with
     their score: they are read and written with it. A worthless one (value 0) is skipped, and
-dropped once such ones are half of the list. (Rows
-    written before 2026-12 begin each with the rule as `FILE:LINE`, which nothing reads:
-    the ledger explains a score; they are read as they are.)"""
+    dropped once such ones are half of the list. (Rows written before 2026-12 begin each with
+    the rule as `FILE:LINE`, which nothing reads: the ledger explains a score; they are read
+    as they are.)"""
 
 
 class LedgerEntry(Base):
