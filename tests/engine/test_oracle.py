@@ -15,6 +15,9 @@ must print, and hypothesis looks for workflows and events where the two disagree
   `every D, N times` (due at entry + k·D) sharing the caps, each going at the earliest instant
   at or after its due time that is outside quiet hours (in the subscriber's zone) and fits
   every cap, in the order due; an exit cancels those still waiting;
+- caps across workflows (SPEC §1.3 `limit`): two workflows drip push and e-mail to one
+  subscriber, each under its own caps, quiet hours and zone (or the subscriber's); a cap
+  counts the sends of both, and holds back only its own workflow's;
 - stages (SPEC §1.5, §1.5a "Entering a stage", "Re-entry"): `on enter`, `after D unless E`,
   `every`, and `go to` when / on / after / when idle, tried in written order with chaining
   (each stage once per evaluation), timers cancelled on leaving, exit and re-entry, and the
@@ -249,6 +252,24 @@ def quiet_end(at: datetime, zone: ZoneInfo, end: time) -> datetime:
     return datetime.combine(day, end, tzinfo=zone).astimezone(UTC)
 
 
+def earliest(moment: datetime, sent: list[datetime], caps: list[tuple[int, timedelta]],
+             zone: ZoneInfo, hours: tuple[time, time] | None) -> datetime:
+    """The first instant from `moment` outside the quiet `hours` (begin, end) at which every
+    cap (count, window) counts fewer than `count` of `sent` in (t - window, t]."""
+    while True:
+        if hours is not None and quiet(moment, zone, *hours):
+            moment = quiet_end(moment, zone, hours[1])
+            continue
+        later = moment
+        for count, window in caps:
+            inside = sorted(t for t in sent if moment - window < t <= moment)
+            if len(inside) >= count:
+                later = max(later, inside[len(inside) - count] + window)
+        if later == moment:
+            return moment
+        moment = later
+
+
 def drip_oracle(steps: list[tuple[int, int | None]], caps: list[tuple[int, timedelta]],
                 zone: ZoneInfo, begin: time, end: time) -> list[tuple[datetime, str]]:
     """(instant, message) of each send. `steps`: (hours, times) of `every H hours, N times`,
@@ -263,19 +284,8 @@ def drip_oracle(steps: list[tuple[int, int | None]], caps: list[tuple[int, timed
     for nominal, _, index in sorted(due):  # postponed ones go in the order they were due
         if nominal > START + HORIZON:
             break
-        moment = max([nominal] + [t for t, _ in sent[-1:]])
-        while True:
-            if quiet(moment, zone, begin, end):
-                moment = quiet_end(moment, zone, end)
-                continue
-            later = moment
-            for count, window in caps:
-                inside = sorted(t for t, _ in sent if moment - window < t <= moment)
-                if len(inside) >= count:
-                    later = max(later, inside[len(inside) - count] + window)
-            if later == moment:
-                break
-            moment = later
+        moment = earliest(max([nominal] + [t for t, _ in sent[-1:]]), [t for t, _ in sent],
+                          caps, zone, (begin, end))
         if moment > START + HORIZON:
             break
         sent.append((moment, f"m{index}"))
@@ -314,6 +324,109 @@ def test_capped_drips_go_out_as_the_spec_says(steps: list[tuple[int, int | None]
                        ZoneInfo(zone), time(begin), time(end))
     if leaves is not None:
         want = [(t, message) for t, message in want if t < START + leaves]
+    assert got == [(instant(t), message) for t, message in want], flow
+
+
+@dataclass(frozen=True)
+class PacedWorkflow:
+    """One of two workflows sending to the same subscriber: `steps` are (hours, times or
+    None for `after`, channel); its own caps per channel, quiet hours and zone."""
+
+    steps: list[tuple[int, int | None, str]]
+    caps: dict[str, list[tuple[int, str]]]
+    hours: tuple[int, int] | None
+    zone: str
+
+    def text(self, name: str) -> str:
+        limits = "".join(f"  limit {channel} to "
+                         + ", ".join(f"{count} per {period}" for count, period in caps) + "\n"
+                         for channel, caps in self.caps.items() if caps)
+        quiet_line = (f"  quiet hours {self.hours[0]:02d}:00 to {self.hours[1]:02d}:00\n"
+                      if self.hours else "")
+        lines = "".join(f"    every {h} hours, {n} times: send {c} {name}{i}\n" if n
+                        else f"    after {h} hours: send {c} {name}{i}\n"
+                        for i, (h, n, c) in enumerate(self.steps))
+        messages = "".join(f'message {name}{i} push {{ title "Hi" }}\n' if c == "push"
+                           else f'message {name}{i} email {{ subject "Hi" text "." }}\n'
+                           for i, (_, _, c) in enumerate(self.steps))
+        return (f'workflow {name} {{\n  timezone "{self.zone}"\n{quiet_line}{limits}'
+                f"  stage drip {{\n{lines}  }}\n}}\n{messages}")
+
+
+def shared_caps_oracle(workflows: dict[str, PacedWorkflow],
+                       own_zone: str | None) -> list[tuple[datetime, str]]:
+    """(instant, message) of every send, in time order.
+
+    SPEC §1.3: a cap counts every message the subscriber received on that channel, from any
+    workflow, but holds back only its own workflow's sends; quiet hours are each workflow's,
+    in the subscriber's zone if they have one. SPEC §1.5a: each send goes at the earliest
+    instant at or after its due time that fits; at one instant, sends go in the order they
+    were due (then planned; at entry workflow a's steps are planned before b's). Time moves
+    forward: the send that can go first goes, and the others are looked at again with it.
+    """
+    end = START + HORIZON
+    pending: list[tuple[datetime, datetime, int, int, str, PacedWorkflow]] = []
+    for rank, (name, workflow) in enumerate(workflows.items()):
+        for index, (hours, times, _) in enumerate(workflow.steps):
+            for k in range(1, (times or 1) + 1):
+                nominal = START + k * timedelta(hours=hours)
+                if nominal <= end:
+                    pending.append((nominal, nominal - timedelta(hours=hours), rank, index,
+                                    f"{name}{index}", workflow))
+    pending.sort(key=lambda p: p[:4])
+    sent: dict[str, list[datetime]] = {"push": [], "email": []}
+    out: list[tuple[datetime, str]] = []
+    now = START
+    while pending:
+        best: tuple[tuple[datetime, datetime, datetime, int, int], int] | None = None
+        for place, (nominal, planned, rank, index, _, workflow) in enumerate(pending):
+            if best is not None and nominal > best[0][0]:
+                break  # nothing due later can go sooner
+            channel = workflow.steps[index][2]
+            hours = (time(workflow.hours[0]), time(workflow.hours[1])) if workflow.hours else None
+            at = earliest(max(nominal, now), sent[channel],
+                          [(count, PERIODS[period]) for count, period in workflow.caps[channel]],
+                          ZoneInfo(own_zone or workflow.zone), hours)
+            key = (at, nominal, planned, rank, index)
+            if best is None or key < best[0]:
+                best = (key, place)
+        assert best is not None
+        now = best[0][0]
+        if now > end:
+            break
+        _, _, _, index, message, workflow = pending.pop(best[1])
+        sent[workflow.steps[index][2]].append(now)
+        out.append((now, message))
+    return out
+
+
+ZONES = ["UTC", "Europe/Warsaw", "America/New_York", "Asia/Kolkata"]
+CAPS = st.lists(st.tuples(st.integers(1, 3), st.sampled_from(list(PERIODS))),
+                max_size=2, unique_by=lambda c: c[1])
+paced_workflows = st.builds(
+    PacedWorkflow,
+    steps=st.lists(st.tuples(st.integers(1, 30), st.none() | st.integers(1, 20),
+                             st.sampled_from(["push", "email"])), min_size=1, max_size=3),
+    caps=st.fixed_dictionaries({"push": CAPS, "email": CAPS}),
+    hours=st.none() | st.tuples(st.integers(20, 23), st.integers(6, 9)),
+    zone=st.sampled_from(ZONES))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(a=paced_workflows, b=paced_workflows, own_zone=st.none() | st.sampled_from(ZONES))
+def test_caps_count_every_workflows_sends(a: PacedWorkflow, b: PacedWorkflow,
+                                          own_zone: str | None) -> None:
+    """Two workflows drip push and e-mail to one subscriber, each under its own caps and
+    quiet hours: a cap of one counts the other's sends too, and a workflow without one sends
+    whatever the other has sent."""
+    flow = a.text("a") + b.text("b")
+    attributes = {"timezone": own_zone} if own_zone else {}
+    raw: list[dict[str, object]] = [{
+        "subscriber": "ann", "type": "subscribed", "at": instant(START),
+        "properties": {"channels": ["push", "email"], "email": "ann@example.com",
+                       "attributes": attributes}}]
+    got = [(r["at"], r["message"]) for r in run_simulation(flow, raw) if r["kind"] == "send"]
+    want = shared_caps_oracle({"a": a, "b": b}, own_zone)
     assert got == [(instant(t), message) for t, message in want], flow
 
 
