@@ -19,6 +19,8 @@ browser subscription, added with `add_push_subscription`).
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -52,6 +54,7 @@ class FlowTest:
         self.paths = paths
         self.live_push = live_push
         self.catalog = _loaded(paths)
+        _import_date_subclasses()
         # pytest's own timing reads the real clock, so that `--durations` stays true
         self._freezer = freeze_time(start, ignore=["_pytest.timing"])
         self._frozen = self._freezer.start()
@@ -180,6 +183,26 @@ class FlowTest:
         if len(names) != 1:
             raise ValueError(f"several workflows are loaded ({', '.join(names)}): name one")
         return names[0]
+
+
+DATE_SUBCLASSING_MODULES = ("pydantic.v1",)
+"""Modules that subclass `datetime.date` as they are imported."""
+
+
+def _import_date_subclasses() -> None:
+    """Import, before time is frozen, the modules that subclass `date` when imported.
+
+    Under freezegun `date` is a fake class with its own metaclass, and a module that defines
+    `class X(date, metaclass=...)` while time is frozen fails with "metaclass conflict".
+    FastAPI imports `pydantic.v1` the first time it builds a route, so a team whose own test
+    builds its FastAPI app inside this fixture failed, but only when nothing had imported
+    `pydantic.v1` before. Imported now, the real `date` is subclassed and the module stays
+    loaded.
+    """
+    for name in DATE_SUBCLASSING_MODULES:
+        # not installed in the team's environment: nothing to protect
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def _loaded(paths: tuple[str, ...]) -> m.Catalog:

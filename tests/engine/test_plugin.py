@@ -33,6 +33,28 @@ def test_a_broken_workflow_fails_with_the_checkers_message(nurture):
     from engine.testing import WorkflowLoadError
     with pytest.raises(WorkflowLoadError, match="unknown stage 'activ'"):
         nurture.load("broken.flow")
+
+
+def test_the_teams_own_fastapi_app_in_frozen_time(nurture):
+    # FastAPI imports pydantic.v1 when it builds its first route; under frozen time that
+    # import failed ("metaclass conflict") unless something had imported it before.
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from pydantic import BaseModel
+    run = nurture.load("onboarding.flow", start="2026-05-04T12:00:00Z")
+
+    class Signup(BaseModel):
+        subscriber: str
+
+    app = FastAPI()
+
+    @app.post("/signup")
+    def signup(body: Signup) -> dict:
+        run.event(body.subscriber, "subscribed", channels=["push"])
+        return {"stage": run.stage(body.subscriber)}
+
+    assert TestClient(app).post("/signup", json={"subscriber": "zoe"}).json() == {
+        "stage": "welcome"}
 """
 
 
@@ -42,7 +64,7 @@ def test_the_fixture_is_available_without_any_set_up(pytester: pytest.Pytester) 
     pytester.makepyfile(test_onboarding=TEST)
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", "--durations=1",
                                            "--durations-min=0")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     # Frozen in 2026 by the fixture, a test still reports how long it really took (a frozen
     # clock made `--durations` print the years since 1970).
     slowest = next(line for line in result.outlines if "test_onboarding.py::" in line)
