@@ -94,6 +94,9 @@ def _check_workflow(workflow: m.Workflow, catalog: m.Catalog,
                 yield from _check_score_names(transition.condition, workflow)
         for step in stage.steps if complete else ():
             yield from _check_send(step.action, catalog)
+    for score in workflow.scores:
+        for rule in score.fit_rules:
+            yield from _scores_in_fit_rule(rule, workflow)
     yield from _unreachable(workflow)
     yield from _redundant_caps(workflow)
     yield from _drips_faster_than_caps(workflow)
@@ -137,6 +140,21 @@ def _check_score_names(condition: m.Condition, workflow: m.Workflow) -> Iterator
             yield error(reference.span, f"unknown score '{reference.name}'; did you mean "
                                         f"'{match}'? (write subscriber.{reference.name} for "
                                         "an attribute of that name)")
+
+
+def _scores_in_fit_rule(rule: m.FitRule, workflow: m.Workflow) -> Iterator[Diagnostic]:
+    """A fit rule reads subscriber attributes and is tried again only when they change
+    (SPEC §1.4). A plain name that is also a score of the workflow (`when engagement >= 20
+    +1` to flag hot leads) reads an attribute of that name, which is likely missing, so the
+    rule would silently never hold; it is refused, with the two ways to say what is meant."""
+    scores = {score.name for score in workflow.scores}
+    for reference in references(rule.condition):
+        if reference.scope == "plain" and reference.name in scores:
+            yield error(reference.span,
+                        f"'{reference.name}' is a score, but a fit rule reads subscriber "
+                        "attributes and is not tried again when scores change; to act on "
+                        f"the score, use 'go to STAGE when {reference.name} …' in a stage "
+                        f"(write subscriber.{reference.name} for an attribute of that name)")
 
 
 def _check_send(send: m.Send, catalog: m.Catalog) -> Iterator[Diagnostic]:

@@ -279,6 +279,20 @@ def test_unknown_score(check_lines: Check) -> None:
     ]
 
 
+def test_a_score_read_by_a_fit_rule(check_lines: Check) -> None:
+    """SPEC §1.4: fit rules are on attributes. `engagement` here would read an attribute
+    of that name and never hold; `subscriber.engagement` says an attribute is meant."""
+    text = flow("  score engagement {\n    on page_view +10\n  }\n  score hot {\n"
+                "    when engagement >= 20 or subscriber.engagement >= 20 +1\n  }\n"
+                "  stage a { }")
+    assert check_lines(text) == [
+        "w.flow:6:10: error: 'engagement' is a score, but a fit rule reads subscriber "
+        "attributes and is not tried again when scores change; to act on the score, use "
+        "'go to STAGE when engagement …' in a stage (write subscriber.engagement for an "
+        "attribute of that name)",
+    ]
+
+
 def test_unknown_message(check_lines: Check) -> None:
     text = flow("  stage a {\n    on enter: send push helo\n  }")
     assert check_lines(text) == [
