@@ -42,9 +42,53 @@ def validate(catalog: m.Catalog, complete: bool = True) -> list[Diagnostic]:
     problems += _check_templates(catalog)
     if complete:
         problems += check_send_params(catalog)
+        problems += _tags_never_added(catalog)
     problems += _check_variants(catalog)
     problems += _check_push_sizes(catalog)
     return problems
+
+
+# ---------------------------------------------------------------- tags
+
+
+def _tags_never_added(catalog: m.Catalog) -> Iterator[Diagnostic]:
+    """`has tag "T"` where no tag rule of any workflow loaded adds T: a misspelt tag would
+    silently never hold. A warning, not an error: subscribers may hold T from a tag rule
+    that an earlier version of the files had."""
+    added = {rule.tag for workflow in catalog.workflows for rule in workflow.tags}
+    for workflow in catalog.workflows:
+        for condition in _conditions(workflow):
+            for read in _tags_read(condition):
+                if read.tag not in added:
+                    yield warning(read.span, f"no tag rule adds tag '{read.tag}'"
+                                             f"{did_you_mean(read.tag, added)}")
+
+
+def _conditions(workflow: m.Workflow) -> Iterator[m.Condition]:
+    """Every condition a workflow writes: `where` filters, fit rules, `go to … when`."""
+    wheres = [trigger.where for trigger in (*workflow.entries, *workflow.exits)]
+    wheres += [rule.where for rule in workflow.tags]
+    for score in workflow.scores:
+        wheres += [rule.where for rule in score.event_rules]
+        yield from (rule.condition for rule in score.fit_rules)
+    for stage in workflow.stages:
+        for transition in stage.transitions:
+            if isinstance(transition, m.GoWhen):
+                yield transition.condition
+            elif isinstance(transition, m.GoOn):
+                wheres.append(transition.where)
+    yield from (where for where in wheres if where is not None)
+
+
+def _tags_read(condition: m.Condition) -> Iterator[m.HasTag]:
+    match condition:
+        case m.And(operands=operands) | m.Or(operands=operands):
+            for operand in operands:
+                yield from _tags_read(operand)
+        case m.Not(operand=operand):
+            yield from _tags_read(operand)
+        case m.HasTag():
+            yield condition
 
 
 # ---------------------------------------------------------------- duplicates

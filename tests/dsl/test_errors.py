@@ -293,6 +293,19 @@ def test_a_score_read_by_a_fit_rule(check_lines: Check) -> None:
     ]
 
 
+def test_a_tag_that_no_rule_adds(check_lines: Check) -> None:
+    """`has tag` of a tag no rule adds (here misspelt, in a `when` and in a `where`) would
+    never hold: a warning, since subscribers may carry it from an earlier version."""
+    text = flow('  tag "diamonds" on page_view where url contains "/diamonds"\n'
+                '  score s {\n    on purchase where has tag "vip" +5\n  }\n'
+                '  stage a {\n    go to b when has tag "diamond" or has tag "diamonds"\n  }\n'
+                "  stage b { }")
+    assert check_lines(text) == [
+        "w.flow:4:23: warning: no tag rule adds tag 'vip'",
+        "w.flow:7:18: warning: no tag rule adds tag 'diamond'; did you mean 'diamonds'?",
+    ]
+
+
 def test_unknown_message(check_lines: Check) -> None:
     text = flow("  stage a {\n    on enter: send push helo\n  }")
     assert check_lines(text) == [

@@ -145,6 +145,7 @@ workflow w {
 """,
     "every step kind": """
 workflow w {
+  tag "vip" on purchase
   stage a {
     on enter: send push p
     after 2 hours unless click: send push p with n = 1, big = true, rate = -0.5
