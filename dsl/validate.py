@@ -7,6 +7,7 @@ stages nobody can reach, and templates rendered with sample data for each send t
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import re
@@ -43,9 +44,44 @@ def validate(catalog: m.Catalog, complete: bool = True) -> list[Diagnostic]:
     if complete:
         problems += check_send_params(catalog)
         problems += _tags_never_added(catalog)
+    problems += _events_near_built_in(catalog)
     problems += _check_variants(catalog)
     problems += _check_push_sizes(catalog)
     return problems
+
+
+# ---------------------------------------------------------------- event names
+
+
+def _events_near_built_in(catalog: m.Catalog) -> Iterator[Diagnostic]:
+    """`entry on subscribe` would enrol nobody: an event name that nearly spells one nurture
+    knows (and is not it) is most likely a typo. A warning, since a site may send events of
+    any name."""
+    for workflow in catalog.workflows:
+        for event, span in _events_named(workflow):
+            if event in m.BUILT_IN_EVENTS:
+                continue
+            match = difflib.get_close_matches(event, m.BUILT_IN_EVENTS, n=1, cutoff=0.85)
+            if match:
+                yield warning(span, f"event '{event}' is none of nurture's own events; did "
+                                    f"you mean '{match[0]}'?")
+
+
+def _events_named(workflow: m.Workflow) -> Iterator[tuple[str, m.Span]]:
+    """Every event type a workflow names, with the statement that names it."""
+    for trigger in (*workflow.entries, *workflow.exits):
+        yield trigger.event, trigger.span
+    for rule in workflow.tags:
+        yield rule.event, rule.span
+    for score in workflow.scores:
+        yield from ((rule.event, rule.span) for rule in score.event_rules)
+    for stage in workflow.stages:
+        for step in stage.steps:
+            if isinstance(step, m.After) and step.unless is not None:
+                yield step.unless, step.span
+        for transition in stage.transitions:
+            if isinstance(transition, m.GoOn):
+                yield transition.event, transition.span
 
 
 # ---------------------------------------------------------------- tags

@@ -306,6 +306,21 @@ def test_a_tag_that_no_rule_adds(check_lines: Check) -> None:
     ]
 
 
+def test_an_event_name_one_letter_off_nurtures_own(check_lines: Check) -> None:
+    """`entry on subscribe` enrols nobody; a site's own event names raise nothing."""
+    text = flow("  entry on subscribe\n  score s {\n    on push_clik +5\n"
+                "    on subscription +1\n    on page_view +1\n  }\n  stage a {\n"
+                "    go to b on atributes\n  }\n  stage b { }")
+    assert check_lines(text) == [
+        "w.flow:2:3: warning: event 'subscribe' is none of nurture's own events; did you "
+        "mean 'subscribed'?",
+        "w.flow:4:5: warning: event 'push_clik' is none of nurture's own events; did you "
+        "mean 'push_click'?",
+        "w.flow:9:5: warning: event 'atributes' is none of nurture's own events; did you "
+        "mean 'attributes'?",
+    ]
+
+
 def test_unknown_message(check_lines: Check) -> None:
     text = flow("  stage a {\n    on enter: send push helo\n  }")
     assert check_lines(text) == [

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
+from pathlib import Path
 
+from dsl.model import BUILT_IN_EVENTS
+from engine.api import tracking
 from tests.service.conftest import AUTH, T0, Api
 from tests.service.test_api import SUBSCRIBED
 
@@ -101,3 +105,12 @@ def test_an_unsubscribe_link_of_an_erased_subscriber_does_not_bring_them_back(
     assert answer.status_code == 200 and "Unsubscribed" in answer.text
     assert api.client.get("/v1/subscribers/ann", headers=AUTH).status_code == 404
     assert api.count("subscribers") == 0 and api.count("events") == 0
+
+
+def test_the_checker_knows_every_event_the_tracking_records() -> None:
+    """`nurture check` warns of a name one letter off these (`push_clik`): the list it
+    compares with must hold every type the tracking API records."""
+    source = Path(tracking.__file__).read_text(encoding="utf-8")
+    recorded = set(re.findall(r'_record, runtime, "(\w+)"', source))
+    assert recorded == {"push_click", "push_received", "email_click", "email_open"}
+    assert recorded <= set(BUILT_IN_EVENTS)
