@@ -70,12 +70,25 @@ def _converter(processors: Sequence[Processor]
     return convert
 
 
+StatementKey = tuple[str, str, tuple[str, ...], tuple[str, ...]]
+_COMPILED: dict[tuple[Any, ...], dict[StatementKey, Statement]] = {}
+"""The statements of every writer of the process, by dialect: a simulation or a test opens a
+new database (and a new writer) each time, and compiling its ten statements again took
+longer than running a small simulation."""
+
+
+def _dialect_key(dialect: Dialect) -> tuple[Any, ...]:
+    """What the compiled text and the bind processors depend on."""
+    return (type(dialect), dialect.paramstyle, dialect.server_version_info,
+            getattr(dialect, "_json_serializer", None))
+
+
 class BatchWriter:
     """Compiled insert / update / delete statements for one dialect, built on first use."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
-        self._statements: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Statement] = {}
+        self._statements = _COMPILED.setdefault(_dialect_key(dialect), {})
 
     def insert(self, connection: Connection, table: Table, columns: Sequence[str],
                rows: Sequence[Sequence[Any]]) -> None:

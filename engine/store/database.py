@@ -26,6 +26,7 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 
+from engine.store import sqlite_schema
 from engine.store.checkpoint import BACKSTOP_PAGES, Checkpointer
 from engine.store.types import json_dumps, json_loads
 
@@ -187,7 +188,7 @@ def open_database(url: str, *, migrate: bool = True, durable: bool = True,
         raise DatabaseUnavailable(f"cannot open the database {shown}: {reason}") from None
     database = Database(engine, durable=durable)
     if migrate:
-        upgrade(database)
+        _migrate(database)
     return database
 
 
@@ -242,6 +243,22 @@ def upgrade(database: Database, revision: str = "head", *, replay: bool = False)
     config = alembic_config(database)
     config.attributes["replay"] = replay
     command.upgrade(config, revision)
+
+
+def _migrate(database: Database) -> None:
+    """Bring the schema to the head: a new SQLite database from the statements the first
+    one of this process was made with (`sqlite_schema`), anything else by Alembic."""
+    if database.engine.dialect.name != "sqlite":
+        upgrade(database)
+        return
+    with database.engine.begin() as connection:  # IMMEDIATE: one process creates it
+        new = sqlite_schema.is_new(connection)
+        if new and sqlite_schema.create(connection):
+            return
+    upgrade(database)
+    if new:
+        with database.engine.begin() as connection:
+            sqlite_schema.learn(connection)
 
 
 def migrations_folder() -> str:

@@ -21,7 +21,8 @@ from dsl.loader import load_text
 from engine.clock import VirtualClock
 from engine.events import parse_event
 from engine.processor import Engine
-from engine.store import states
+from engine.store import database as database_module
+from engine.store import sqlite_schema, states
 from engine.store.database import (
     Conflict,
     Database,
@@ -105,6 +106,28 @@ def test_a_new_database_made_in_one_step_equals_one_migrated_step_by_step(
     finally:
         at_once.dispose()
         step_by_step.dispose()
+
+
+def test_a_new_sqlite_database_is_made_again_from_the_first_ones_statements(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first new SQLite database of a process is made by Alembic; the next ones run the
+    statements read back from it, without Alembic, and end with the same schema."""
+    sqlite_schema.forget()
+    first = open_database(f"sqlite:///{tmp_path / 'first.db'}")
+    with monkeypatch.context() as patched:
+        def no_alembic(*_: Any, **__: Any) -> None:
+            raise AssertionError("Alembic ran for a new database")
+        patched.setattr(database_module.command, "upgrade", no_alembic)
+        again = open_database(f"sqlite:///{tmp_path / 'again.db'}")
+    try:
+        with first.engine.connect() as a, again.engine.connect() as b:
+            made = sqlite_schema.read(a)
+            assert len(made.statements) > 20 and made.revision
+            assert sqlite_schema.read(b) == made
+        assert schema_of(again) == schema_of(first)
+    finally:
+        first.dispose()
+        again.dispose()
 
 
 def test_a_database_shared_with_other_tables_is_made_from_scratch_too(tmp_path: Path) -> None:
