@@ -171,12 +171,12 @@ def _check_workflow(workflow: m.Workflow, catalog: m.Catalog,
             elif transition.target == stage.name:
                 yield _to_its_own_stage(transition, stage)
             if isinstance(transition, m.GoWhen):
-                yield from _check_score_names(transition.condition, workflow)
+                yield from _check_score_names(transition.condition, workflow, catalog)
         for step in stage.steps if complete else ():
             yield from _check_send(step.action, catalog)
     for score in workflow.scores:
         for rule in score.fit_rules:
-            yield from _scores_in_fit_rule(rule, workflow)
+            yield from _scores_in_fit_rule(rule, catalog)
     yield from _unreachable(workflow)
     yield from _redundant_caps(workflow)
     yield from _drips_faster_than_caps(workflow)
@@ -209,11 +209,17 @@ def _unknown(kind: str, name: str, span: m.Span, known: list[str]) -> Diagnostic
     return error(span, f"unknown {kind} '{name}'{did_you_mean(name, known)}")
 
 
-def _check_score_names(condition: m.Condition, workflow: m.Workflow) -> Iterator[Diagnostic]:
-    """A misspelt score in `when` would silently read an attribute and never hold."""
+def _check_score_names(condition: m.Condition, workflow: m.Workflow,
+                       catalog: m.Catalog) -> Iterator[Diagnostic]:
+    """A misspelt score in `when`, or another workflow's, would silently read an attribute
+    and never hold."""
     scores = [score.name for score in workflow.scores]
     for reference in references(condition):
         if reference.scope != "plain" or reference.name in scores:
+            continue
+        elsewhere = _other_workflows_score(reference, workflow, catalog)
+        if elsewhere is not None:
+            yield elsewhere
             continue
         match = closest(reference.name, scores)
         if match:
@@ -222,12 +228,28 @@ def _check_score_names(condition: m.Condition, workflow: m.Workflow) -> Iterator
                                         "an attribute of that name)")
 
 
-def _scores_in_fit_rule(rule: m.FitRule, workflow: m.Workflow) -> Iterator[Diagnostic]:
+def _other_workflows_score(reference: m.Reference, workflow: m.Workflow,
+                           catalog: m.Catalog) -> Diagnostic | None:
+    """A plain name that is no score of this workflow but is one of another: scores are
+    each workflow's own, so here it reads an attribute."""
+    owners = [other.name for other in catalog.workflows if other is not workflow
+              and any(score.name == reference.name for score in other.scores)]
+    if not owners:
+        return None
+    return error(reference.span,
+                 f"'{reference.name}' is a score of workflow '{owners[0]}', not of "
+                 f"'{workflow.name}': a workflow's conditions read its own scores (declare "
+                 f"the score here too, or write subscriber.{reference.name} for an attribute "
+                 "of that name)")
+
+
+def _scores_in_fit_rule(rule: m.FitRule, catalog: m.Catalog) -> Iterator[Diagnostic]:
     """A fit rule reads subscriber attributes and is tried again only when they change
-    (SPEC §1.4). A plain name that is also a score of the workflow (`when engagement >= 20
-    +1` to flag hot leads) reads an attribute of that name, which is likely missing, so the
-    rule would silently never hold; it is refused, with the two ways to say what is meant."""
-    scores = {score.name for score in workflow.scores}
+    (SPEC §1.4). A plain name that is also a score, of this workflow or another (`when
+    engagement >= 20 +1` to flag hot leads), reads an attribute of that name, which is likely
+    missing, so the rule would silently never hold; it is refused, with the two ways to say
+    what is meant."""
+    scores = {score.name for other in catalog.workflows for score in other.scores}
     for reference in references(rule.condition):
         if reference.scope == "plain" and reference.name in scores:
             yield error(reference.span,

@@ -321,6 +321,22 @@ def test_an_event_name_one_letter_off_nurtures_own(check_lines: Check) -> None:
     ]
 
 
+def test_a_score_of_another_workflow(check_lines: Check) -> None:
+    """Scores are each workflow's own: `engagement` in workflow b reads an attribute."""
+    text = ("workflow a {\n  score engagement {\n    on page_view +10\n  }\n  stage s { }\n}\n"
+            "workflow b {\n  score fit {\n    when engagement > 1 +1\n  }\n"
+            "  stage s {\n    go to t when engagement >= 20\n  }\n  stage t { }\n}\n")
+    assert check_lines(text) == [
+        "w.flow:9:10: error: 'engagement' is a score, but a fit rule reads subscriber "
+        "attributes and is not tried again when scores change; to act on the score, use "
+        "'go to STAGE when engagement …' in a stage (write subscriber.engagement for an "
+        "attribute of that name)",
+        "w.flow:12:18: error: 'engagement' is a score of workflow 'a', not of 'b': a "
+        "workflow's conditions read its own scores (declare the score here too, or write "
+        "subscriber.engagement for an attribute of that name)",
+    ]
+
+
 def test_unknown_message(check_lines: Check) -> None:
     text = flow("  stage a {\n    on enter: send push helo\n  }")
     assert check_lines(text) == [
