@@ -64,13 +64,14 @@ def learn(connection: Connection) -> None:
 
 
 def read(connection: Connection) -> Schema:
-    """The schema of a database as the statements that make it again."""
-    rows: Sequence[str] = connection.exec_driver_sql(
-        "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
-        "ORDER BY rowid").scalars().all()
+    """The statements that make nurture's tables and indexes of a database again (not
+    those of another application sharing the file)."""
+    rows = connection.exec_driver_sql(
+        "SELECT tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+        "AND name NOT LIKE 'sqlite_%' ORDER BY rowid").all()
     revision: str = connection.exec_driver_sql(
         "SELECT version_num FROM alembic_version").scalar_one()
-    return Schema(tuple(rows), revision)
+    return Schema(tuple(sql for table, sql in rows if table in OURS), revision)
 
 
 def forget() -> None:
