@@ -71,7 +71,7 @@ def read(connection: Connection) -> Schema:
         "AND name NOT LIKE 'sqlite_%' ORDER BY rowid").all()
     revision: str = connection.exec_driver_sql(
         "SELECT version_num FROM alembic_version").scalar_one()
-    return Schema(tuple(sql for table, sql in rows if table in OURS), revision)
+    return Schema(tuple(str(row.sql) for row in rows if row.tbl_name in OURS), revision)
 
 
 def forget() -> None:
