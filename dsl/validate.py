@@ -176,7 +176,7 @@ def _check_workflow(workflow: m.Workflow, catalog: m.Catalog,
             yield from _check_send(step.action, catalog)
     for score in workflow.scores:
         for rule in score.fit_rules:
-            yield from _scores_in_fit_rule(rule, catalog)
+            yield from _scores_in_fit_rule(rule, workflow, catalog)
     yield from _unreachable(workflow)
     yield from _redundant_caps(workflow)
     yield from _drips_faster_than_caps(workflow)
@@ -243,20 +243,26 @@ def _other_workflows_score(reference: m.Reference, workflow: m.Workflow,
                  "of that name)")
 
 
-def _scores_in_fit_rule(rule: m.FitRule, catalog: m.Catalog) -> Iterator[Diagnostic]:
+def _scores_in_fit_rule(rule: m.FitRule, workflow: m.Workflow,
+                        catalog: m.Catalog) -> Iterator[Diagnostic]:
     """A fit rule reads subscriber attributes and is tried again only when they change
     (SPEC §1.4). A plain name that is also a score, of this workflow or another (`when
     engagement >= 20 +1` to flag hot leads), reads an attribute of that name, which is likely
     missing, so the rule would silently never hold; it is refused, with the two ways to say
     what is meant."""
-    scores = {score.name for other in catalog.workflows for score in other.scores}
+    owners = {score.name: other for other in (*reversed(catalog.workflows), workflow)
+              for score in other.scores}  # its own workflow's first, then the first declared
     for reference in references(rule.condition):
-        if reference.scope == "plain" and reference.name in scores:
-            yield error(reference.span,
-                        f"'{reference.name}' is a score, but a fit rule reads subscriber "
-                        "attributes and is not tried again when scores change; to act on "
-                        f"the score, use 'go to STAGE when {reference.name} …' in a stage "
-                        f"(write subscriber.{reference.name} for an attribute of that name)")
+        owner = owners.get(reference.name) if reference.scope == "plain" else None
+        if owner is None:
+            continue
+        act = (f"use 'go to STAGE when {reference.name} …' in a stage" if owner is workflow
+               else f"use 'go to STAGE when {reference.name} …' in workflow '{owner.name}'")
+        yield error(reference.span,
+                    f"'{reference.name}' is a score, but a fit rule reads subscriber "
+                    f"attributes and is not tried again when scores change; to act on the "
+                    f"score, {act} (write subscriber.{reference.name} for an attribute of "
+                    "that name)")
 
 
 def _check_send(send: m.Send, catalog: m.Catalog) -> Iterator[Diagnostic]:

@@ -329,7 +329,7 @@ def test_a_score_of_another_workflow(check_lines: Check) -> None:
     assert check_lines(text) == [
         "w.flow:9:10: error: 'engagement' is a score, but a fit rule reads subscriber "
         "attributes and is not tried again when scores change; to act on the score, use "
-        "'go to STAGE when engagement …' in a stage (write subscriber.engagement for an "
+        "'go to STAGE when engagement …' in workflow 'a' (write subscriber.engagement for an "
         "attribute of that name)",
         "w.flow:12:18: error: 'engagement' is a score of workflow 'a', not of 'b': a "
         "workflow's conditions read its own scores (declare the score here too, or write "
