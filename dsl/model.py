@@ -184,6 +184,8 @@ class Trigger:
     event: str
     where: Condition | None
     span: Span
+    event_span: Span | None = field(default=None, compare=False)
+    """Where the event's name is written (for diagnostics; not part of what the rule is)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +213,8 @@ class EventRule:
     points: Number
     max: Cap | None
     span: Span
+    event_span: Span | None = field(default=None, compare=False)
+    """Where the event's name is written (for diagnostics; not part of what the rule is)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +250,8 @@ class TagRule:
     event: str
     where: Condition | None
     span: Span
+    event_span: Span | None = field(default=None, compare=False)
+    """Where the event's name is written (for diagnostics; not part of what the rule is)."""
 
 
 # ---------------------------------------------------------------- stages
@@ -274,6 +280,8 @@ class After:
     unless: str | None
     action: Send
     span: Span
+    unless_span: Span | None = field(default=None, compare=False)
+    """Where the `unless` event's name is written (for diagnostics)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +312,8 @@ class GoOn:
     event: str
     where: Condition | None
     span: Span
+    event_span: Span | None = field(default=None, compare=False)
+    """Where the event's name is written (for diagnostics; not part of what the rule is)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -348,12 +348,12 @@ class _ModelBuilder(Transformer_NonRecursive[Token, _FileModel]):
 
     def entry(self, meta: Any, children: list[Any]) -> _Item:
         event, where = children
-        trigger = m.Trigger(self._name(event), where, self._span(meta))
+        trigger = m.Trigger(self._name(event), where, self._span(meta), self._at(event))
         return _Item("entry", trigger, trigger.span)
 
     def exit(self, meta: Any, children: list[Any]) -> _Item:
         event, where = children
-        trigger = m.Trigger(self._name(event), where, self._span(meta))
+        trigger = m.Trigger(self._name(event), where, self._span(meta), self._at(event))
         return _Item("exit", trigger, trigger.span)
 
     def start_at(self, meta: Any, children: list[Any]) -> _Item:
@@ -426,7 +426,8 @@ class _ModelBuilder(Transformer_NonRecursive[Token, _FileModel]):
                 self._error(self._at(max_count), f"'max {max_count} per {period}' never lets "
                                                  "this rule add anything")
             cap = m.Cap(count, str(period), self._at(max_count))
-        return m.EventRule(self._name(event), where, self._number(points), cap, self._span(meta))
+        return m.EventRule(self._name(event), where, self._number(points), cap, self._span(meta),
+                           self._at(event))
 
     def fit_rule(self, meta: Any, children: list[Any]) -> m.FitRule:
         condition, points = children
@@ -443,7 +444,7 @@ class _ModelBuilder(Transformer_NonRecursive[Token, _FileModel]):
     def tag_rule(self, meta: Any, children: list[Any]) -> _Item:
         tag, event, where = children
         span = self._span(meta)
-        rule = m.TagRule(self._string(tag), self._name(event), where, span)
+        rule = m.TagRule(self._string(tag), self._name(event), where, span, self._at(event))
         if not rule.tag.strip():
             self._error(self._at(tag), "a tag cannot be empty")
         return _Item("tag", rule, span)
@@ -467,7 +468,8 @@ class _ModelBuilder(Transformer_NonRecursive[Token, _FileModel]):
 
     def after_step(self, meta: Any, children: list[Any]) -> m.After:
         delay, unless, action = children
-        return m.After(delay, self._name(unless) if unless else None, action, self._span(meta))
+        return m.After(delay, self._name(unless) if unless else None, action, self._span(meta),
+                       self._at(unless) if unless else None)
 
     def every_step(self, meta: Any, children: list[Any]) -> m.Every:
         interval, times, action = children
@@ -485,7 +487,7 @@ class _ModelBuilder(Transformer_NonRecursive[Token, _FileModel]):
     def go_on(self, meta: Any, children: list[Any]) -> m.GoOn:
         target, event, where = children
         return m.GoOn(self._name(target), self._at(target), self._name(event), where,
-                       self._span(meta))
+                       self._span(meta), self._at(event))
 
     def go_after(self, meta: Any, children: list[Any]) -> m.GoAfter:
         return m.GoAfter(self._name(children[0]), self._at(children[0]), children[1],

@@ -68,20 +68,20 @@ def _events_near_built_in(catalog: m.Catalog) -> Iterator[Diagnostic]:
 
 
 def _events_named(workflow: m.Workflow) -> Iterator[tuple[str, m.Span]]:
-    """Every event type a workflow names, with the statement that names it."""
+    """Every event type a workflow names, with where it is written."""
     for trigger in (*workflow.entries, *workflow.exits):
-        yield trigger.event, trigger.span
+        yield trigger.event, trigger.event_span or trigger.span
     for rule in workflow.tags:
-        yield rule.event, rule.span
+        yield rule.event, rule.event_span or rule.span
     for score in workflow.scores:
-        yield from ((rule.event, rule.span) for rule in score.event_rules)
+        yield from ((rule.event, rule.event_span or rule.span) for rule in score.event_rules)
     for stage in workflow.stages:
         for step in stage.steps:
             if isinstance(step, m.After) and step.unless is not None:
-                yield step.unless, step.span
+                yield step.unless, step.unless_span or step.span
         for transition in stage.transitions:
             if isinstance(transition, m.GoOn):
-                yield transition.event, transition.span
+                yield transition.event, transition.event_span or transition.span
 
 
 # ---------------------------------------------------------------- tags

@@ -312,11 +312,11 @@ def test_an_event_name_one_letter_off_nurtures_own(check_lines: Check) -> None:
                 "    on subscription +1\n    on page_view +1\n  }\n  stage a {\n"
                 "    go to b on atributes\n  }\n  stage b { }")
     assert check_lines(text) == [
-        "w.flow:2:3: warning: event 'subscribe' is none of nurture's own events; did you "
+        "w.flow:2:12: warning: event 'subscribe' is none of nurture's own events; did you "
         "mean 'subscribed'?",
-        "w.flow:4:5: warning: event 'push_clik' is none of nurture's own events; did you "
+        "w.flow:4:8: warning: event 'push_clik' is none of nurture's own events; did you "
         "mean 'push_click'?",
-        "w.flow:9:5: warning: event 'atributes' is none of nurture's own events; did you "
+        "w.flow:9:16: warning: event 'atributes' is none of nurture's own events; did you "
         "mean 'attributes'?",
     ]
 
