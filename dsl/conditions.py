@@ -162,6 +162,18 @@ def literal(value: m.Value) -> str:
     return str(value)
 
 
+def tags_read(condition: m.Condition) -> list[m.HasTag]:
+    """Every `has tag` of a condition, in written order."""
+    match condition:
+        case m.And(operands=operands) | m.Or(operands=operands):
+            return [t for c in operands for t in tags_read(c)]
+        case m.Not(operand=operand):
+            return tags_read(operand)
+        case m.HasTag():
+            return [condition]
+    return []
+
+
 def references(condition: m.Condition) -> list[m.Reference]:
     """Every name a condition reads, in written order."""
     match condition:

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from dsl import model as m
-from dsl.conditions import references
+from dsl.conditions import references, tags_read
 from dsl.diagnostics import Diagnostic, closest, did_you_mean, error, warning
 from dsl.errors import RenderError, TemplateError
 from dsl.templates import (
@@ -94,7 +94,7 @@ def _tags_never_added(catalog: m.Catalog) -> Iterator[Diagnostic]:
     added = {rule.tag for workflow in catalog.workflows for rule in workflow.tags}
     for workflow in catalog.workflows:
         for condition in _conditions(workflow):
-            for read in _tags_read(condition):
+            for read in tags_read(condition):
                 if read.tag not in added:
                     yield warning(read.span, f"no tag rule adds tag '{read.tag}'"
                                              f"{did_you_mean(read.tag, added)}")
@@ -114,17 +114,6 @@ def _conditions(workflow: m.Workflow) -> Iterator[m.Condition]:
             elif isinstance(transition, m.GoOn):
                 wheres.append(transition.where)
     yield from (where for where in wheres if where is not None)
-
-
-def _tags_read(condition: m.Condition) -> Iterator[m.HasTag]:
-    match condition:
-        case m.And(operands=operands) | m.Or(operands=operands):
-            for operand in operands:
-                yield from _tags_read(operand)
-        case m.Not(operand=operand):
-            yield from _tags_read(operand)
-        case m.HasTag():
-            yield condition
 
 
 # ---------------------------------------------------------------- duplicates

@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dsl import model as m
-from dsl.conditions import Predicate, describe, predicate
+from dsl.conditions import Predicate, describe, predicate, tags_read
 from engine.timing import CapRule, Window
 
 
@@ -193,7 +193,7 @@ def _workflow_plan(workflow: m.Workflow) -> WorkflowPlan:
                              for fit in score.fit_rules)
         for fit, signature in zip(score.fit_rules, signatures, strict=True):
             plan.fit_rules.append(FitRulePlan(score.name, fit, fit.span.rule_ref, signature,
-                                              _uses_tags(fit.condition),
+                                              bool(tags_read(fit.condition)),
                                               predicate(fit.condition)))
         if score.decay is not None:
             plan.decays[score.name] = DecayPlan(
@@ -295,14 +295,3 @@ def _transition_test(transition: m.Transition) -> Predicate | None:
     if isinstance(transition, m.GoOn):
         return _compiled(transition.where)
     return None
-
-
-def _uses_tags(condition: m.Condition) -> bool:
-    match condition:
-        case m.HasTag():
-            return True
-        case m.Not(operand=operand):
-            return _uses_tags(operand)
-        case m.And(operands=operands) | m.Or(operands=operands):
-            return any(_uses_tags(c) for c in operands)
-    return False

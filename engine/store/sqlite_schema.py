@@ -17,9 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from engine.store.tables import metadata
-
-OURS = frozenset(metadata.tables) | {"alembic_version"}
+from engine.store.tables import OWN_TABLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +36,7 @@ def is_new(connection: Connection) -> bool:
     """No table of nurture's yet (another application's tables may share the file)."""
     names: Sequence[str] = connection.exec_driver_sql(
         "SELECT name FROM sqlite_master WHERE type = 'table'").scalars().all()
-    return not OURS.intersection(names)
+    return not OWN_TABLES.intersection(names)
 
 
 def create(connection: Connection) -> bool:
@@ -71,7 +69,7 @@ def read(connection: Connection) -> Schema:
         "AND name NOT LIKE 'sqlite_%' ORDER BY rowid").all()
     revision: str = connection.exec_driver_sql(
         "SELECT version_num FROM alembic_version").scalar_one()
-    return Schema(tuple(str(row.sql) for row in rows if row.tbl_name in OURS), revision)
+    return Schema(tuple(str(row.sql) for row in rows if row.tbl_name in OWN_TABLES), revision)
 
 
 def forget() -> None:

@@ -338,3 +338,5 @@ class Erasure(Base):
 
 
 metadata = Base.metadata
+OWN_TABLES = frozenset(metadata.tables) | {"alembic_version"}
+"""nurture's tables in a database (another application's tables may share it)."""

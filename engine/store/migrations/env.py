@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, Engine, inspect
 
-from engine.store.tables import metadata
+from engine.store.tables import OWN_TABLES, metadata
 
 config = context.config
 MIGRATION_LOCK = 0x6E757274_75726521
@@ -42,8 +42,7 @@ def _to_head() -> bool:
 
 def _new(connection: Connection) -> bool:
     """No table of nurture's yet (another application's tables may share the database)."""
-    ours = set(metadata.tables) | {"alembic_version"}
-    return not ours & set(inspect(connection).get_table_names())
+    return not OWN_TABLES.intersection(inspect(connection).get_table_names())
 
 
 if context.is_offline_mode():
