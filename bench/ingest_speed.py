@@ -12,7 +12,8 @@ along the way. Two shapes of the same traffic, side by side:
 - visits: the same number of events, but in visits of 10 within a few minutes, as web
   traffic comes (a batch holds a few events of each visitor).
 
-    .venv/bin/python bench/ingest_speed.py [--subscribers N] [--events-each N]
+    .venv/bin/python -m bench.ingest_speed [--subscribers N] [--events-each N] [--batch N]
+                                           [--shape scattered|visits]
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--events-each", type=int, default=21)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--shape", choices=("scattered", "visits"), action="append",
+                        help="measure only this shape (repeatable; default: both)")
     args = parser.parse_args()
     catalog = load_paths([str(ROOT / "workflows" / "jewelry.flow")]).catalog
     assert catalog is not None
@@ -47,6 +50,8 @@ def main() -> None:
         "scattered": journeys(args.subscribers, args.events_each, start, span),
         "visits": journeys(args.subscribers, args.events_each, start, span, per_visit=10),
     }
+    if args.shape:
+        shapes = {shape: events for shape, events in shapes.items() if shape in args.shape}
     tune_for_long_runs()  # as `nurture serve` does; the streams above are set aside with it
     print(f"{args.subscribers:,} subscribers, {args.events_each - 1} behaviour events each, "
           f"batches of {args.batch}, SQLite (WAL, synchronous=NORMAL)")
