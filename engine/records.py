@@ -33,9 +33,6 @@ class Record:
     note: str | None = None
     """An explanation for people (why a template failed); not part of the JSON record."""
 
-    def sort_key(self) -> tuple[datetime, int, int, int]:
-        return (self.at, *self.key)
-
     def get(self, name: str) -> Any:
         return self.fields.get(name)
 

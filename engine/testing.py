@@ -133,12 +133,16 @@ class FlowTest:
 
     def timeline(self, subscriber: str | None = None, kind: str | None = None,
                  workflow: str | None = None) -> list[Record]:
-        """Records in time order, optionally only one subscriber's, kind's or workflow's."""
+        """Records in time order, optionally only one subscriber's, kind's or workflow's.
+
+        At one instant, in the order they were made: a run is live, so an event sent after
+        `advance()` did the work due at its instant comes after that work (the simulator,
+        which has all events at hand, always takes an instant's events first)."""
         return sorted((r for r in self.records
                        if (subscriber is None or r.subscriber == subscriber)
                        and (kind is None or r.kind == kind)
                        and (workflow is None or r.workflow == workflow)),
-                      key=Record.sort_key)
+                      key=_time_made)
 
     def sent(self, subscriber: str | None = None, channel: str | None = None) -> list[Record]:
         return [r for r in self.timeline(subscriber, "send")
@@ -187,6 +191,10 @@ class FlowTest:
 
 DATE_SUBCLASSING_MODULES = ("pydantic.v1",)
 """Modules that subclass `datetime.date` as they are imported."""
+
+
+def _time_made(record: Record) -> datetime:
+    return record.at
 
 
 def _import_date_subclasses() -> None:

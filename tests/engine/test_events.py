@@ -161,6 +161,31 @@ workflow w {
     assert run.stage("ann") == run.stage("bob") == "b"
 
 
+def test_the_timeline_shows_an_instant_in_the_order_things_were_done(flow) -> None:
+    # advance() did ann's step due at 10:00; her click of 10:00 came after it. The records
+    # say so (the send first), not the order an event and a step of one instant take when
+    # they arrive together (as in the test above).
+    run = flow("""\
+workflow w {
+  score s { on click +1 }
+  stage a {
+    after 1 hour: send push nudge
+    go to b when s >= 1
+  }
+  stage b { }
+}
+""")
+    run.event("ann", "subscribed", channels=["push"])
+    run.advance(hours=1)
+    run.event("ann", "click")
+    assert brief(run.timeline("ann")) == [
+        ("2026-01-05T09:00:00Z", "enter", "a"),
+        ("2026-01-05T10:00:00Z", "send", "push nudge"),
+        ("2026-01-05T10:00:00Z", "score", "s +1 = 1"),
+        ("2026-01-05T10:00:00Z", "enter", "b"),
+    ]
+
+
 def test_an_event_from_the_past_is_processed_where_the_journey_is(flow) -> None:
     run = flow("""\
 workflow w {

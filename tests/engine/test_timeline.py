@@ -56,7 +56,7 @@ def test_the_stored_timeline_of_every_subscriber_is_the_one_the_engine_recorded(
     flow.engine.ingest(events)  # each subscriber's events in order, due work between them
     flow.advance(days=30)
     emitted: dict[str, list[dict[str, Any]]] = {}
-    for record in sorted(flow.records, key=lambda r: r.sort_key()):
+    for record in flow.timeline():
         emitted.setdefault(record.subscriber, []).append(json.loads(record.to_json()))
     kinds: Counter[str] = Counter()
     for subscriber, records in emitted.items():
