@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -32,8 +32,8 @@ import pytest
 from channels.recording import RecordingChannel
 from dsl import model as m
 from dsl.loader import load_paths
-from engine.events import parse_event, parse_instant
-from engine.processor import Engine, IngestResult
+from engine.events import Event, parse_event, parse_instant
+from engine.processor import Engine, IngestResult, TickResult
 from engine.records import Record, tidy
 from engine.store import push_subscriptions, queries
 from engine.store.database import Database, open_database
@@ -61,15 +61,26 @@ class FlowTest:
         self.database: Database = open_database(
             database or f"sqlite:///{folder / 'nurture-test.db'}", durable=False)
         self.records: list[Record] = []
+        self._calls: list[int] = []
+        """For each record, the number of the engine call that made it (see `timeline`)."""
+        self._call = 0
         self.channel = RecordingChannel()
         self.engine = self._engine()
         self._seq = 0
 
     def _engine(self) -> Engine:
-        return Engine(self.catalog, self.database, on_record=self.records.append,
-                      channels={"push": self.channel, "email": self.channel,
-                                "webhook": self.channel},
-                      push_needs_subscription=self.live_push, outbox=False)
+        return _CountedEngine(self._next_call, self.catalog, self.database,
+                              on_record=self._keep,
+                              channels={"push": self.channel, "email": self.channel,
+                                        "webhook": self.channel},
+                              push_needs_subscription=self.live_push, outbox=False)
+
+    def _next_call(self) -> None:
+        self._call += 1
+
+    def _keep(self, record: Record) -> None:
+        self.records.append(record)
+        self._calls.append(self._call)
 
     def reload(self, *paths: str | Path) -> None:
         """Load the workflow files again (these, or the same ones), as the service does when
@@ -135,14 +146,17 @@ class FlowTest:
                  workflow: str | None = None) -> list[Record]:
         """Records in time order, optionally only one subscriber's, kind's or workflow's.
 
-        At one instant, in the order they were made: a run is live, so an event sent after
-        `advance()` did the work due at its instant comes after that work (the simulator,
-        which has all events at hand, always takes an instant's events first)."""
-        return sorted((r for r in self.records
-                       if (subscriber is None or r.subscriber == subscriber)
-                       and (kind is None or r.kind == kind)
-                       and (workflow is None or r.workflow == workflow)),
-                      key=_time_made)
+        At one instant, what one call of the engine did is in the simulator's order (events
+        first, SPEC §1.5a), and what a later call did comes after it: a run is live, so an
+        event sent after `advance()` did the work due at its instant comes after that work.
+        """
+        made = sorted(((r.at, call, *r.key), index)
+                      for index, (r, call) in enumerate(zip(self.records, self._calls,
+                                                            strict=True))
+                      if (subscriber is None or r.subscriber == subscriber)
+                      and (kind is None or r.kind == kind)
+                      and (workflow is None or r.workflow == workflow))
+        return [self.records[index] for _, index in made]
 
     def sent(self, subscriber: str | None = None, channel: str | None = None) -> list[Record]:
         return [r for r in self.timeline(subscriber, "send")
@@ -193,8 +207,24 @@ DATE_SUBCLASSING_MODULES = ("pydantic.v1",)
 """Modules that subclass `datetime.date` as they are imported."""
 
 
-def _time_made(record: Record) -> datetime:
-    return record.at
+class _CountedEngine(Engine):
+    """The engine, telling the run each time a call that may make records begins."""
+
+    def __init__(self, on_call: Callable[[], None], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_call = on_call
+
+    def ingest(self, events: Iterable[Event]) -> IngestResult:
+        self._on_call()
+        return super().ingest(events)
+
+    def tick(self, stop: Callable[[], bool] | None = None) -> TickResult:
+        self._on_call()
+        return super().tick(stop)
+
+    def move(self, workflow: str, source: str, target: str) -> int:
+        self._on_call()
+        return super().move(workflow, source, target)
 
 
 def _import_date_subclasses() -> None:

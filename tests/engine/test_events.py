@@ -186,6 +186,18 @@ workflow w {
     ]
 
 
+def test_within_one_call_an_instant_keeps_the_input_order(flow) -> None:
+    # bob is known (his state is kept from the first call), ann is new: the engine works on
+    # them in another order, but the timeline follows the events.
+    run = flow("workflow w { score s { on click +1 } stage a { } }\n")
+    run.event("bob", "subscribed", channels=[])
+    run.advance(hours=1)
+    run.events([{"subscriber": "ann", "type": "subscribed", "properties": {"channels": []}},
+                {"subscriber": "bob", "type": "click"}])
+    assert [(r.subscriber, r.kind) for r in run.timeline()] == [
+        ("bob", "enter"), ("ann", "enter"), ("bob", "score")]
+
+
 def test_an_event_from_the_past_is_processed_where_the_journey_is(flow) -> None:
     run = flow("""\
 workflow w {
