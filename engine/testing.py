@@ -208,7 +208,9 @@ DATE_SUBCLASSING_MODULES = ("pydantic.v1",)
 
 
 class _CountedEngine(Engine):
-    """The engine, telling the run each time a call that may make records begins."""
+    """The engine, telling the run each time a call that may make records begins: at one
+    instant, the run's timeline puts what a later call made after what an earlier one made,
+    which the records' own keys (the simulator's order within one pass) cannot tell."""
 
     def __init__(self, on_call: Callable[[], None], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
