@@ -69,6 +69,11 @@ def read_events(stream: IO[str]) -> EventsFile:
             result.problems.append(InputProblem(number, problem.colno,
                                                 f"not valid JSON: {problem.msg}"))
             continue
+        if isinstance(raw, list):  # the whole file as one JSON array, say
+            result.problems.append(InputProblem(number, 1, (
+                "expected an event (a JSON object), got a list: write one event per line "
+                "(JSON lines), not an array")))
+            continue
         try:
             result.events.append(parse_event(raw, seq=number))
         except EventError as problem:

@@ -329,3 +329,36 @@ def test_a_funnel_counted_from_the_timeline_equals_the_one_counted_in_the_databa
 
     assert shown(from_timeline) == shown(from_database)
     assert from_database.exits["unsubscribed"] > 10 and len(from_database.entered) == 5
+
+
+def test_a_file_saved_with_a_byte_order_mark_and_crlf_lines_is_read(tmp_path: Path) -> None:
+    # as spreadsheet and Windows tools save "UTF-8" text; JSON allows ignoring the mark
+    flow = write(tmp_path, "w.flow", FLOW)
+    feed = tmp_path / "e.jsonl"
+    text = events(sub("ann", "2026-01-05T09:00:00Z")).replace("\n", "\r\n")
+    feed.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    code, out, err = run("simulate", flow, "--events", str(feed), "--json")
+    assert code == 0, out + err
+    assert [json.loads(line)["kind"] for line in out.splitlines()] == ["enter", "send"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("[" + json.dumps(sub("ann", "2026-01-05T09:00:00Z")) + "]\n",
+     "1:1: error: expected an event (a JSON object), got a list: write one event per line "
+     "(JSON lines), not an array"),
+    (None, "1:1: error: the events file is not UTF-8 text (invalid start byte); save it as "
+           "UTF-8"),
+])
+def test_a_file_in_another_shape_or_encoding_says_what_to_do(tmp_path: Path,
+                                                             content: str | None,
+                                                             message: str) -> None:
+    flow = write(tmp_path, "w.flow", FLOW)
+    feed = tmp_path / "e.jsonl"
+    if content is None:  # "Unicode text" as a spreadsheet saves it: UTF-16 with its mark
+        feed.write_bytes(events(sub("ann", "2026-01-05T09:00:00Z")).encode("utf-16"))
+    else:
+        feed.write_text(content, encoding="utf-8")
+    code, out, err = run("simulate", flow, "--events", str(feed))
+    assert code == 1
+    assert out.splitlines() == [f"{feed}:{message}"]
+    assert "Traceback" not in out + err
