@@ -61,7 +61,7 @@ def load_paths(paths: Sequence[str]) -> LoadResult:
     parsed: list[ParsedFile] = []
     for path in files:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(path).read_text(encoding="utf-8-sig")  # a BOM, as some editors save
         except UnicodeDecodeError as problem:
             problems.append(error(m.Span(path, 1, 1), f"not UTF-8 text ({problem.reason} at "
                                                       f"byte {problem.start})"))
@@ -107,7 +107,7 @@ def _file_reader(flow_path: str, problems: list[Diagnostic]) -> FileReader:
                                         "below it"))
             return None
         try:
-            return Path(path).read_text(encoding="utf-8")
+            return Path(path).read_text(encoding="utf-8-sig")
         except FileNotFoundError:
             problems.append(error(span, f"file not found: {path}"))
         except UnicodeDecodeError:

@@ -8,6 +8,7 @@ something that would fit, and a hint about the block left open when a file ends 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
 from dsl.diagnostics import closest, quote_list
@@ -118,18 +119,46 @@ def unexpected_token_message(kind: str, text: str, expected: Iterable[str], sour
 def unexpected_character_message(char: str, source: str, position: int,
                                  allowed: Iterable[str]) -> str:
     if char == '"':
-        return "unterminated string: a string must end with '\"' on the same line"
+        message = "unterminated string: a string must end with '\"' on the same line"
+        rest = source[position + 1:].split("\n", 1)[0]
+        typographic = next((c for c in rest if LOOK_ALIKES.get(c) == '"'), None)
+        if typographic is not None:
+            message += (f"; it holds '{typographic}' "
+                        f"({unicodedata.name(typographic).lower()}, as word processors write "
+                        "it): write '\"' instead")
+        return message
     word = re.match(r"[A-Za-z_][A-Za-z0-9_]*", source[position:])
     if word and not word.group().islower():
         text = word.group()
         return (f"unexpected '{text}': names and keywords are written in lower case; "
                 f"did you mean '{text.lower()}'?")
-    shown = char if char.isprintable() else repr(char)
-    message = f"unexpected character '{shown}'"
+    invisible = char.isspace() or not char.isprintable()
+    straight = LOOK_ALIKES.get(char)
+    name = unicodedata.name(char, "").lower()
+    if invisible:
+        message = f"unexpected character U+{ord(char):04X}" + (f" ({name})" if name else "")
+    elif straight is not None:
+        message = f"unexpected character '{char}' ({name}, as word processors write it)"
+    else:
+        message = f"unexpected character '{char}'"
     names = set(allowed)
     if names:
         message += f"; expected {describe_expected(names)}"
+    if straight is not None:
+        message += f"; write '{straight}' instead"
+    elif invisible:
+        message += ("; an invisible character or an unusual space, as text pasted from a web "
+                    "page or a word processor brings: retype it")
     return message
+
+
+LOOK_ALIKES: dict[str, str] = {
+    **dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb", '"'),
+    **dict.fromkeys("\u2018\u2019\u201a\u201b", '"'),  # strings take double quotes
+    **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d", "-"),
+    "\uff0b": "+",
+}
+"""Typographic characters that word processors put in place of what the language uses."""
 
 
 def unclosed_block_hint(source: str, upto_line: int) -> str:

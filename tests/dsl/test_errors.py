@@ -98,6 +98,33 @@ SYNTAX_CASES = [
         "'and', 'or' or '}'",
         id="stray-character",
     ),
+    # pasted from a word processor or a web page
+    pytest.param(
+        "workflow w {\n  tag \u201cvip\u201d on purchase\n  stage a { }\n}\n",
+        "w.flow:2:7: error: unexpected character '\u201c' (left double quotation mark, as word "
+        "processors write it); expected a quoted string; write '\"' instead",
+        id="typographic-quotes",
+    ),
+    pytest.param(
+        "workflow w {\n  tag \"vip\u201d on purchase\n  stage a { }\n}\n",
+        "w.flow:2:7: error: unterminated string: a string must end with '\"' on the same line; "
+        "it holds '\u201d' (right double quotation mark, as word processors write it): write "
+        "'\"' instead",
+        id="string-closed-by-a-typographic-quote",
+    ),
+    pytest.param(
+        "workflow w {\n  score s { on click \u20135 }\n  stage a { }\n}\n",
+        "w.flow:2:22: error: unexpected character '\u2013' (en dash, as word processors write "
+        "it); expected points such as '+10' or '-20' or 'where'; write '-' instead",
+        id="en-dash",
+    ),
+    pytest.param(
+        "workflow w {\n  stage\u00a0a { }\n}\n",
+        "w.flow:2:8: error: unexpected character U+00A0 (no-break space); expected a name; an "
+        "invisible character or an unusual space, as text pasted from a web page or a word "
+        "processor brings: retype it",
+        id="no-break-space",
+    ),
 ]
 
 
@@ -559,3 +586,19 @@ def test_a_push_whose_size_depends_on_data_is_checked_when_sent(check_lines: Che
             'message big push {\n  title "Hi"\n'
             '  body "{{ subscriber.story | default(\'\') }}"\n}\n')
     assert check_lines(text) == []
+
+
+def test_a_byte_order_mark_is_not_part_of_a_workflow_or_a_template(tmp_path: Path) -> None:
+    # some Windows editors save UTF-8 with it; it would be an "unexpected character" before
+    # 'workflow', and an invisible character at the start of every e-mail
+    from dsl.loader import load_paths
+
+    (tmp_path / "letter.html").write_bytes("\ufeff<p>Hi</p>".encode())
+    (tmp_path / "w.flow").write_bytes(
+        "\ufeffworkflow w { stage a { on enter: send email letter } }\n"
+        'message letter email { subject "Hi" html file "letter.html" }\n'.encode())
+    result = load_paths([str(tmp_path / "w.flow")])
+    assert result.catalog is not None, [str(d) for d in result.diagnostics]
+    (letter,) = result.catalog.messages
+    assert [(name, t.source) for name, t in letter.templates()] == [
+        ("subject", "Hi"), ("html", "<p>Hi</p>")]
