@@ -39,8 +39,14 @@ def warning(span: Span, message: str) -> Diagnostic:
 
 
 def closest(word: str, candidates: Iterable[str]) -> str | None:
-    """The candidate a typo most likely meant, if any is close enough."""
-    matches = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    """The candidate a typo most likely meant, if any is close enough: first one that
+    differs only in case (`"VIP"` for the tag `"vip"`), then the most similar."""
+    pool = sorted(set(candidates))
+    folded = word.casefold()
+    for candidate in pool:
+        if candidate != word and candidate.casefold() == folded:
+            return candidate
+    matches = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 

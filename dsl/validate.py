@@ -12,7 +12,7 @@ import functools
 import json
 import re
 import zoneinfo
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 
 from dsl import model as m
@@ -55,16 +55,36 @@ def validate(catalog: m.Catalog, complete: bool = True) -> list[Diagnostic]:
 
 def _events_near_built_in(catalog: m.Catalog) -> Iterator[Diagnostic]:
     """`entry on subscribe` would enrol nobody: an event name that nearly spells one nurture
-    knows (and is not it) is most likely a typo. A warning, since a site may send events of
-    any name."""
-    for workflow in catalog.workflows:
-        for event, span in _events_named(workflow):
-            if event in m.BUILT_IN_EVENTS:
-                continue
-            match = difflib.get_close_matches(event, m.BUILT_IN_EVENTS, n=1, cutoff=0.85)
-            if match:
-                yield warning(span, f"event '{event}' is none of nurture's own events; did "
-                                    f"you mean '{match[0]}'?")
+    knows (and is not it) is most likely a typo. So is one written only once that nearly
+    spells another the workflows name (`go to sale on purchse` beside `on purchase +25`).
+    Warnings, since a site may send events of any name."""
+    named = [(event, span) for workflow in catalog.workflows
+             for event, span in _events_named(workflow)]
+    uses = Counter(event for event, _ in named)
+    for event, span in named:
+        if event in m.BUILT_IN_EVENTS:
+            continue
+        match = difflib.get_close_matches(event, m.BUILT_IN_EVENTS, n=1, cutoff=0.85)
+        if match:
+            yield warning(span, f"event '{event}' is none of nurture's own events; did "
+                                f"you mean '{match[0]}'?")
+            continue
+        if uses[event] != 1:
+            continue
+        others = [other for other in uses if other != event]
+        match = difflib.get_close_matches(event, others, n=1, cutoff=0.85)
+        if not match:
+            continue
+        other = match[0]
+        if uses[other] > 1:
+            yield warning(span, f"event '{event}' is named only here, and '{other}' "
+                                f"{uses[other]} times elsewhere; did you mean '{other}'?")
+        else:  # each named once: which is the typo cannot be told; said once, at the later
+            there = next(place for name, place in named if name == other)
+            if (there.path, there.line, there.column) < (span.path, span.line, span.column):
+                yield warning(span, f"events '{event}' and '{other}' (at {there}) are each "
+                                    "named once and nearly the same: if one is a typo, it "
+                                    "never happens")
 
 
 def _events_named(workflow: m.Workflow) -> Iterator[tuple[str, m.Span]]:

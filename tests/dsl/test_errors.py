@@ -348,6 +348,28 @@ def test_an_event_name_one_letter_off_nurtures_own(check_lines: Check) -> None:
     ]
 
 
+def test_an_event_name_one_letter_off_another_the_workflows_name(check_lines: Check) -> None:
+    """A site's event named once, nearly as another event the workflows name: a typo is
+    likely. When the other is named more often it is the one meant; when each is named once,
+    either may be the typo (said once, at the later)."""
+    text = flow("  score s {\n    on purchase +25\n    on purchase where amount > 1000 +50\n"
+                "    on demo_booked +5\n  }\n  stage a {\n    go to b on purchse\n  }\n"
+                "  stage b {\n    go to a on demo_boked\n  }")
+    assert check_lines(text) == [
+        "w.flow:8:16: warning: event 'purchse' is named only here, and 'purchase' 2 times "
+        "elsewhere; did you mean 'purchase'?",
+        "w.flow:11:16: warning: events 'demo_boked' and 'demo_booked' (at w.flow:5:8) are "
+        "each named once and nearly the same: if one is a typo, it never happens",
+    ]
+
+
+def test_a_tag_written_in_another_case(check_lines: Check) -> None:
+    text = flow('  tag "vip" on purchase\n  stage a {\n    go to b when has tag "VIP"\n  }\n'
+                "  stage b { }")
+    assert check_lines(text) == [
+        "w.flow:4:18: warning: no tag rule adds tag 'VIP'; did you mean 'vip'?"]
+
+
 def test_a_score_of_another_workflow(check_lines: Check) -> None:
     """Scores are each workflow's own: `engagement` in workflow b reads an attribute."""
     text = ("workflow a {\n  score engagement {\n    on page_view +10\n  }\n  stage s { }\n}\n"
