@@ -31,6 +31,7 @@ import pytest
 
 from channels.recording import RecordingChannel
 from dsl import model as m
+from dsl.diagnostics import did_you_mean
 from dsl.loader import load_paths
 from engine.events import Event, parse_event, parse_instant
 from engine.processor import Engine, IngestResult, TickResult
@@ -170,13 +171,19 @@ class FlowTest:
         with self.database.transaction() as connection:
             key = queries.subscriber_key(connection, subscriber)
             stages = queries.stages(connection, key) if key is not None else {}
-        return stages.get(self._workflow(workflow))
+        name = self._workflow(workflow, stored=stages)
+        return stages.get(name)
 
     def score(self, subscriber: str, name: str, workflow: str | None = None) -> int | Decimal:
+        """A score's total (0 for a subscriber it never counted). A score that no loaded
+        workflow declares and nothing stored has is a mistake in the test, not a 0."""
         with self.database.transaction() as connection:
             key = queries.subscriber_key(connection, subscriber)
             totals = queries.scores(connection, key) if key is not None else {}
-        return tidy(totals.get((self._workflow(workflow), name), Decimal(0)))
+        owner = self._workflow(workflow, stored={w for w, _ in totals})
+        if (owner, name) not in totals:
+            self._check_score(owner, name)
+        return tidy(totals.get((owner, name), Decimal(0)))
 
     def tags(self, subscriber: str) -> set[str]:
         with self.database.transaction() as connection:
@@ -189,18 +196,36 @@ class FlowTest:
         with self.database.transaction() as connection:
             key = queries.subscriber_key(connection, subscriber)
             lines = queries.ledger(connection, key) if key is not None else []
-        wanted = self._workflow(workflow) if workflow or len(self.catalog.workflows) == 1 \
-            else None
+        stored = {line.workflow for line in lines}
+        wanted = self._workflow(workflow, stored) \
+            if workflow or len(self.catalog.workflows) == 1 else None
+        if name is not None and wanted is not None and not any(
+                line.score == name and line.workflow == wanted for line in lines):
+            self._check_score(wanted, name)
         return [line for line in lines if (name is None or line.score == name)
                 and (wanted is None or line.workflow == wanted)]
 
-    def _workflow(self, name: str | None) -> str:
-        if name is not None:
-            return name
+    def _workflow(self, name: str | None, stored: Iterable[str] = ()) -> str:
+        """The workflow a question is about: the one named, which must be loaded (or still
+        in the subscriber's stored data, after an edit removed it), or the only one."""
         names = [w.name for w in self.catalog.workflows]
-        if len(names) != 1:
-            raise ValueError(f"several workflows are loaded ({', '.join(names)}): name one")
-        return names[0]
+        if name is None:
+            if len(names) != 1:
+                raise ValueError(f"several workflows are loaded ({', '.join(names)}): name "
+                                 "one")
+            return names[0]
+        if name not in names and name not in set(stored):
+            raise ValueError(f"no workflow '{name}' is loaded{did_you_mean(name, names)} "
+                             f"(loaded: {', '.join(names)})")
+        return name
+
+    def _check_score(self, workflow: str, name: str) -> None:
+        declared = next(([s.name for s in w.scores] for w in self.catalog.workflows
+                         if w.name == workflow), None)
+        if declared is not None and name not in declared:
+            raise ValueError(f"workflow '{workflow}' has no score '{name}'"
+                             f"{did_you_mean(name, declared)} (its scores: "
+                             f"{', '.join(declared) or 'none'})")
 
 
 DATE_SUBCLASSING_MODULES = ("pydantic.v1",)

@@ -69,3 +69,20 @@ def test_the_fixture_is_available_without_any_set_up(pytester: pytest.Pytester) 
     # clock made `--durations` print the years since 1970).
     slowest = next(line for line in result.outlines if "test_onboarding.py::" in line)
     assert float(slowest.split("s ", 1)[0]) < 600, slowest
+
+
+def test_a_misspelt_score_or_workflow_in_a_test_is_an_error_not_a_zero(flow) -> None:
+    run = flow("workflow w {\n  score engagement { on click +10 }\n  score fit { }\n"
+               "  stage a { }\n}\n")
+    run.event("ann", "subscribed", channels=[])
+    with pytest.raises(ValueError, match=r"^workflow 'w' has no score 'engagment'; did you "
+                                         r"mean 'engagement'\? \(its scores: engagement, "
+                                         r"fit\)$"):
+        run.score("ann", "engagment")
+    with pytest.raises(ValueError, match="has no score 'engagment'"):
+        run.ledger("ann", "engagment")
+    with pytest.raises(ValueError, match=r"^no workflow 'v' is loaded \(loaded: w\)$"):
+        run.stage("ann", workflow="v")
+    # a declared score not counted yet, and a subscriber never seen: 0 and no stage
+    assert run.score("ann", "engagement") == 0
+    assert (run.score("bob", "fit"), run.stage("bob")) == (0, None)
