@@ -44,7 +44,7 @@ def validate(catalog: m.Catalog, complete: bool = True) -> list[Diagnostic]:
     if complete:
         problems += check_send_params(catalog)
         problems += _tags_never_added(catalog)
-    problems += _events_near_built_in(catalog)
+    problems += _misspelt_events(catalog)
     problems += _check_variants(catalog)
     problems += _check_push_sizes(catalog)
     return problems
@@ -53,7 +53,7 @@ def validate(catalog: m.Catalog, complete: bool = True) -> list[Diagnostic]:
 # ---------------------------------------------------------------- event names
 
 
-def _events_near_built_in(catalog: m.Catalog) -> Iterator[Diagnostic]:
+def _misspelt_events(catalog: m.Catalog) -> Iterator[Diagnostic]:
     """`entry on subscribe` would enrol nobody: an event name that nearly spells one nurture
     knows (and is not it) is most likely a typo. So is one written only once that nearly
     spells another the workflows name (`go to sale on purchse` beside `on purchase +25`).
