@@ -113,8 +113,8 @@ async def post_events(request: Request, runtime: Authorised) -> Accepted:
 
 async def _json(request: Request) -> Any:
     body = await request.body()
-    try:
-        return orjson.loads(body)
+    try:  # JSON may be sent with a byte order mark (files saved by some Windows tools)
+        return orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
     except (ValueError, UnicodeDecodeError) as problem:
         raise ApiError(422, f"body: not JSON ({problem})",
                        [{"field": "body", "message": "not JSON"}]) from None

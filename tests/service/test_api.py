@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import uuid
@@ -67,6 +68,14 @@ def test_malformed_bodies_are_422_naming_the_field(api: Api, body: Any, field: s
     answer = api.post_events(body)
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["field"] == field
+
+
+def test_a_body_sent_from_a_file_with_a_byte_order_mark_is_read(api: Api) -> None:
+    # `curl --data-binary @events.json` of a file some Windows tools saved
+    answer = api.client.post("/v1/events", headers={**AUTH, "Content-Type": "application/json"},
+                             content=b"\xef\xbb\xbf" + json.dumps(SUBSCRIBED).encode())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["accepted"] == 1
 
 
 def test_not_json_and_too_many_events(api: Api) -> None:
