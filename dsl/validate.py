@@ -189,6 +189,25 @@ def _check_workflow(workflow: m.Workflow, catalog: m.Catalog,
     yield from _unreachable(workflow)
     yield from _redundant_caps(workflow)
     yield from _drips_faster_than_caps(workflow)
+    yield from _quiet_by_day(workflow)
+
+
+def _quiet_by_day(workflow: m.Workflow) -> Iterator[Diagnostic]:
+    """`quiet hours 08:00 to 21:00` keeps everything for the night: a window written the wrong
+    way round (meant: 21:00 to 08:00). Quiet over noon and for more than half the day is
+    taken for that; a lunch break (`12:00 to 13:00`) or a long night are not."""
+    quiet = workflow.quiet_hours
+    if quiet is None:
+        return
+    start = quiet.start.hour * 60 + quiet.start.minute
+    end = quiet.end.hour * 60 + quiet.end.minute
+    length = (end - start) % (24 * 60)
+    over_noon = (12 * 60 - start) % (24 * 60) < length
+    if over_noon and length > 12 * 60:
+        written, flipped = (f"{quiet.start:%H:%M} to {quiet.end:%H:%M}",
+                            f"{quiet.end:%H:%M} to {quiet.start:%H:%M}")
+        yield warning(quiet.span, f"quiet hours {written} let messages go out only from "
+                                  f"{flipped}, at night; did you mean 'quiet hours {flipped}'?")
 
 
 def _to_its_own_stage(transition: m.Transition, stage: m.Stage) -> Diagnostic:

@@ -624,3 +624,17 @@ def test_a_byte_order_mark_is_not_part_of_a_workflow_or_a_template(tmp_path: Pat
     (letter,) = result.catalog.messages
     assert [(name, t.source) for name, t in letter.templates()] == [
         ("subject", "Hi"), ("html", "<p>Hi</p>")]
+
+
+@pytest.mark.parametrize(("window", "warned"), [
+    ("08:00 to 21:00", True), ("06:00 to 18:30", True),  # quiet by day: written the wrong way
+    ("21:00 to 08:00", False), ("18:00 to 09:00", False),  # nights, short or long
+    ("12:00 to 13:00", False), ("00:00 to 06:00", False),  # a lunch break, the small hours
+])
+def test_quiet_hours_that_keep_messages_for_the_night(check_lines: Check, window: str,
+                                                      warned: bool) -> None:
+    start, _, end = window.split()
+    lines = check_lines(flow(f"  quiet hours {window}\n  stage a {{ }}"))
+    assert lines == ([f"w.flow:2:3: warning: quiet hours {window} let messages go out only "
+                      f"from {end} to {start}, at night; did you mean 'quiet hours {end} to "
+                      f"{start}'?"] if warned else [])
