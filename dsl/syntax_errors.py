@@ -123,9 +123,7 @@ def unexpected_character_message(char: str, source: str, position: int,
         rest = source[position + 1:].split("\n", 1)[0]
         typographic = next((c for c in rest if LOOK_ALIKES.get(c) == '"'), None)
         if typographic is not None:
-            message += (f"; it holds '{typographic}' "
-                        f"({unicodedata.name(typographic).lower()}, as word processors write "
-                        "it): write '\"' instead")
+            message += f"; it holds {_typographic(typographic)}: write '\"' instead"
         return message
     word = re.match(r"[A-Za-z_][A-Za-z0-9_]*", source[position:])
     if word and not word.group().islower():
@@ -134,11 +132,11 @@ def unexpected_character_message(char: str, source: str, position: int,
                 f"did you mean '{text.lower()}'?")
     invisible = char.isspace() or not char.isprintable()
     straight = LOOK_ALIKES.get(char)
-    name = unicodedata.name(char, "").lower()
     if invisible:
+        name = unicodedata.name(char, "").lower()
         message = f"unexpected character U+{ord(char):04X}" + (f" ({name})" if name else "")
     elif straight is not None:
-        message = f"unexpected character '{char}' ({name}, as word processors write it)"
+        message = f"unexpected character {_typographic(char)}"
     else:
         message = f"unexpected character '{char}'"
     names = set(allowed)
@@ -159,6 +157,11 @@ LOOK_ALIKES: dict[str, str] = {
     "\uff0b": "+",
 }
 """Typographic characters that word processors put in place of what the language uses."""
+
+
+def _typographic(char: str) -> str:
+    """`'“' (left double quotation mark, as word processors write it)`."""
+    return f"'{char}' ({unicodedata.name(char).lower()}, as word processors write it)"
 
 
 def unclosed_block_hint(source: str, upto_line: int) -> str:
