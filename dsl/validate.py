@@ -8,10 +8,8 @@ stages nobody can reach, and templates rendered with sample data for each send t
 from __future__ import annotations
 
 import difflib
-import functools
 import json
 import re
-import zoneinfo
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
@@ -27,6 +25,7 @@ from dsl.templates import (
     render,
     sample_variables,
 )
+from dsl.zones import zone_problem
 
 
 def validate(catalog: m.Catalog, complete: bool = True) -> list[Diagnostic]:
@@ -162,11 +161,6 @@ def _duplicate_messages(catalog: m.Catalog) -> Iterator[Diagnostic]:
 # ---------------------------------------------------------------- workflows
 
 
-@functools.lru_cache(maxsize=1)
-def _time_zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
 def _check_workflow(workflow: m.Workflow, catalog: m.Catalog,
                     complete: bool) -> Iterator[Diagnostic]:
     yield from _check_timezone(workflow)
@@ -223,14 +217,9 @@ def _to_its_own_stage(transition: m.Transition, stage: m.Stage) -> Diagnostic:
 
 
 def _check_timezone(workflow: m.Workflow) -> Iterator[Diagnostic]:
-    name = workflow.timezone
-    if name in _time_zones():
-        return
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        yield error(workflow.timezone_span, f"unknown time zone '{name}'"
-                                            f"{did_you_mean(name, _time_zones())}")
+    problem = zone_problem(workflow.timezone)
+    if problem is not None:
+        yield error(workflow.timezone_span, problem)
 
 
 def _unknown(kind: str, name: str, span: m.Span, known: list[str]) -> Diagnostic:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from dsl.zones import zone_problem
+
 NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 CONSENT_CHANNELS = ("push", "email")
 FIELDS = ("subscriber", "type", "at", "properties", "id")
@@ -118,11 +120,13 @@ def _check_reserved(kind: str, properties: Mapping[str, Any]) -> None:
                                                       f"{_kind(attributes)}")
         _email(properties, "properties.email")
         _email(attributes, "properties.attributes.email")
+        _zone(attributes, "properties.attributes.timezone")
     elif kind == "unsubscribed":
         if "channels" in properties:
             _channels(properties["channels"])
     elif kind == "attributes":
         _email(properties, "properties.email")
+        _zone(properties, "properties.timezone")
 
 
 def _check_text(value: Any, field_path: str) -> None:
@@ -167,6 +171,21 @@ def _email(properties: Mapping[str, Any], field_path: str) -> None:
     value = properties.get("email")
     if value is not None and not is_email_address(value):
         raise EventError(field_path, f"expected an e-mail address, got {_show(value)}")
+
+
+def _zone(attributes: Mapping[str, Any], field_path: str) -> None:
+    """A `timezone` attribute decides the subscriber's quiet hours: one that names no zone
+    would be ignored, and nights would be kept in the workflow's zone instead, unnoticed.
+    `null` leaves it unknown (the workflow's zone applies)."""
+    value = attributes.get("timezone")
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise EventError(field_path, f"expected a time zone such as 'Europe/Warsaw', got "
+                                     f"{_kind(value)}")
+    problem = zone_problem(value)
+    if problem is not None:
+        raise EventError(field_path, problem)
 
 
 def _kind(value: Any) -> str:

@@ -12,7 +12,6 @@ caps apply to them.
 from __future__ import annotations
 
 import bisect
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from channels.webpush import fits, payload
 from dsl import model as m
 from dsl.errors import RenderError
 from dsl.model import PUSH_PLAINTEXT_LIMIT
+from dsl.zones import time_zone
 from engine.events import is_email_address
 from engine.moment import Moment
 from engine.plan import Plan, WorkflowPlan
@@ -253,15 +253,10 @@ def push_fits(fields: Mapping[str, Any]) -> bool:
 
 
 def subscriber_zone(state: SubscriberState, workflow: WorkflowPlan) -> ZoneInfo:
-    """The subscriber's `timezone` attribute when it names a zone, else the workflow's."""
+    """The subscriber's `timezone` attribute when it names a zone, else the workflow's (events
+    with a zone that is none are refused, but rows stored before that rule may hold one)."""
     name = state.attributes.get("timezone")
-    zone = _zone(name) if isinstance(name, str) else None
+    zone = time_zone(name) if isinstance(name, str) else None
     return zone or workflow.zone
 
 
-@functools.lru_cache(maxsize=1024)
-def _zone(name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name)
-    except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
-        return None

@@ -441,6 +441,17 @@ def test_unknown_time_zone(check_lines: Check) -> None:
     ]
 
 
+@pytest.mark.parametrize(("written", "message"), [
+    ("europe/warsaw", "unknown time zone 'europe/warsaw'; did you mean 'Europe/Warsaw'?"),
+    ("GMT+1", "'GMT+1' is an offset, not a time zone; write the place's zone (such as "
+              "'Europe/Warsaw'), which follows its daylight-saving changes"),
+])
+def test_a_time_zone_written_as_people_say_it(check_lines: Check, written: str,
+                                              message: str) -> None:
+    text = flow(f'  timezone "{written}"\n  stage a {{ }}')
+    assert check_lines(text) == [f"w.flow:2:12: error: {message}"]
+
+
 def test_template_that_does_not_compile(check_lines: Check) -> None:
     text = flow("  stage a { }", 'message hello push {\n  title "Hi {{ subscriber.name "\n}\n')
     assert check_lines(text) == [
@@ -568,7 +579,8 @@ def test_every_problem_of_every_file_in_one_run(check_lines: Check) -> None:
     assert lines == [
         "b.flow:3:13: error: unexpected 'dayz'; expected a duration unit such as 'days'; did "
         "you mean 'days'?",
-        "w.flow:2:12: error: unknown time zone 'Mars/Olympus'",
+        "w.flow:2:12: error: unknown time zone 'Mars/Olympus' (an IANA name such as "
+        "'Europe/Warsaw')",
         "w.flow:4:11: error: unknown stage 'b'",
     ]
 

@@ -58,7 +58,8 @@ def test_check_reports_every_file_and_exits_1(write_flow: Callable[..., str]) ->
     assert out.splitlines() == [
         "flows/a.flow:3:21: error: unexpected 'dy'; expected a duration unit such as 'days'; "
         "did you mean 'days'?",
-        "flows/deeper/b.flow:2:12: error: unknown time zone 'Nowhere/City'",
+        "flows/deeper/b.flow:2:12: error: unknown time zone 'Nowhere/City' (an IANA name such "
+        "as 'Europe/Warsaw')",
     ]
     assert "2 file(s) checked: 2 error(s), 0 warning(s)" in err
     assert "Traceback" not in out + err

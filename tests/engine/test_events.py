@@ -38,6 +38,21 @@ from tests.engine.conftest import brief, sends
      "properties.attributes.email", "e-mail"),
     ({"subscriber": "a", "type": "unsubscribed", "at": "2026-01-05T09:00:00Z",
       "properties": {"channels": "push"}}, "properties.channels", "list"),
+    # a subscriber's own zone decides their quiet hours: a typo would move their night
+    ({"subscriber": "a", "type": "attributes", "at": "2026-01-05T09:00:00Z",
+      "properties": {"timezone": "Europe/Warsow"}}, "properties.timezone",
+     "unknown time zone 'Europe/Warsow'; did you mean 'Europe/Warsaw'?"),
+    ({"subscriber": "a", "type": "attributes", "at": "2026-01-05T09:00:00Z",
+      "properties": {"timezone": "america/new_york"}}, "properties.timezone",
+     "did you mean 'America/New_York'?"),
+    ({"subscriber": "a", "type": "subscribed", "at": "2026-01-05T09:00:00Z",
+      "properties": {"channels": ["push"], "attributes": {"timezone": "UTC+01:00"}}},
+     "properties.attributes.timezone", "'UTC+01:00' is an offset, not a time zone"),
+    ({"subscriber": "a", "type": "attributes", "at": "2026-01-05T09:00:00Z",
+      "properties": {"timezone": 2}}, "properties.timezone",
+     "expected a time zone such as 'Europe/Warsaw', got a number"),
+    ({"subscriber": "a", "type": "attributes", "at": "2026-01-05T09:00:00Z",
+      "properties": {"timezone": " "}}, "properties.timezone", "an empty name"),
     ({"subscriber": "a", "type": "x", "at": "2026-01-05T09:00:00Z", "id": {"a": 1}}, "id",
      "string"),
     # half of a UTF-16 pair, as json.loads makes of "\\ud800": no database stores it
@@ -52,6 +67,14 @@ def test_a_bad_event_names_the_field(raw: object, field: str, words: str) -> Non
         parse_event(raw)
     assert caught.value.field == field
     assert words in caught.value.message
+
+
+@pytest.mark.parametrize("zone", ["Europe/Warsaw", "UTC", "America/Argentina/Buenos_Aires",
+                                  "Etc/GMT-2", None])
+def test_a_time_zone_attribute_that_names_a_zone_is_taken(zone: str | None) -> None:
+    event = parse_event({"subscriber": "a", "type": "attributes", "at": "2026-01-05T09:00:00Z",
+                         "properties": {"timezone": zone}})
+    assert event.properties == {"timezone": zone}  # None: not known (the workflow's zone)
 
 
 def test_a_good_event_in_utc() -> None:

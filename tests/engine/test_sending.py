@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from engine.events import Event, EventError
 from tests.engine.conftest import brief, sends
 
 WARSAW_NIGHTS = """\
@@ -58,7 +61,12 @@ def test_the_subscribers_own_time_zone_decides_quiet_hours(flow) -> None:
     run = flow(WARSAW_NIGHTS, start="2026-01-05T22:50:00Z")  # 23:50 in Warsaw
     run.event("ann", "subscribed", channels=["push"],
               attributes={"timezone": "America/New_York"})  # 17:50 in New York
-    run.event("bob", "subscribed", channels=["push"], attributes={"timezone": "Mars/Olympus"})
+    with pytest.raises(EventError, match="unknown time zone 'Mars/Olympus'"):
+        run.event("bob", "subscribed", channels=["push"],
+                  attributes={"timezone": "Mars/Olympus"})
+    # a zone stored before events were checked for one (no event can bring it in now)
+    run.engine.ingest([Event("bob", "subscribed", run.now, {
+        "channels": ["push"], "attributes": {"timezone": "Mars/Olympus"}})])
     run.advance(hours=12)
     assert sends(run, "ann") == [("2026-01-05T23:00:00Z", "hello")]
     assert sends(run, "bob") == [("2026-01-06T07:00:00Z", "hello")]  # unknown zone: the workflow's

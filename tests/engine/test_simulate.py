@@ -158,6 +158,20 @@ def test_bad_lines_are_all_reported_with_their_numbers_and_nothing_runs(tmp_path
     assert "nothing simulated" in err
 
 
+def test_a_time_zone_that_is_none_is_refused_with_the_one_meant(tmp_path: Path) -> None:
+    # it decides the subscriber's quiet hours: ignoring it would move their night unseen
+    flow = write(tmp_path, "w.flow", FLOW)
+    feed = write(tmp_path, "e.jsonl", events(
+        {**sub("ann", "2026-01-05T09:00:00Z"),
+         "properties": {"channels": ["push"], "attributes": {"timezone": "Europe/Lisbin"}}}))
+    code, out, err = run("simulate", flow, "--events", feed)
+    assert code == 1
+    assert out.splitlines() == [
+        f"{feed}:1:1: error: properties.attributes.timezone: unknown time zone 'Europe/Lisbin'; "
+        "did you mean 'Europe/Lisbon'?"]
+    assert "nothing simulated" in err
+
+
 def test_lines_the_api_would_refuse_are_refused_with_their_place(tmp_path: Path) -> None:
     # half of a UTF-16 pair (no database or push payload takes it), NaN: not JSON for the API
     flow = write(tmp_path, "w.flow", FLOW)

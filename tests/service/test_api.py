@@ -63,6 +63,8 @@ def test_a_bad_event_names_its_index_and_field_and_nothing_is_stored(api: Api) -
     ({"events": "many"}, "events"),
     ({"subscriber": "a", "type": "x", "at": "2030-01-01T00:00:00Z"}, "at"),
     ({"subscriber": "a", "type": "x", "extra": 1}, "extra"),
+    ({"subscriber": "a", "type": "attributes", "properties": {"timezone": "Europe/Warsow"}},
+     "properties.timezone"),
 ])
 def test_malformed_bodies_are_422_naming_the_field(api: Api, body: Any, field: str) -> None:
     answer = api.post_events(body)
