@@ -58,7 +58,7 @@ def _misspelt_events(catalog: m.Catalog) -> Iterator[Diagnostic]:
     spells another the workflows name (`go to sale on purchse` beside `on purchase +25`).
     Warnings, since a site may send events of any name."""
     named = [(event, span) for workflow in catalog.workflows
-             for event, span in _events_named(workflow)]
+             for event, span in events_named(workflow)]
     uses = Counter(event for event, _ in named)
     for event, span in named:
         if event in m.BUILT_IN_EVENTS:
@@ -86,7 +86,7 @@ def _misspelt_events(catalog: m.Catalog) -> Iterator[Diagnostic]:
                                     "never happens")
 
 
-def _events_named(workflow: m.Workflow) -> Iterator[tuple[str, m.Span]]:
+def events_named(workflow: m.Workflow) -> Iterator[tuple[str, m.Span]]:
     """Every event type a workflow names, with where it is written."""
     for trigger in (*workflow.entries, *workflow.exits):
         yield trigger.event, trigger.event_span or trigger.span

@@ -20,6 +20,7 @@ browser subscription, added with `add_push_subscription`).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,9 +34,10 @@ from channels.recording import RecordingChannel
 from dsl import model as m
 from dsl.diagnostics import did_you_mean
 from dsl.loader import load_paths
+from dsl.validate import events_named
 from engine.events import Event, parse_event, parse_instant
 from engine.processor import Engine, IngestResult, TickResult
-from engine.records import Record, tidy
+from engine.records import KINDS, Record, tidy
 from engine.store import push_subscriptions, queries
 from engine.store.database import Database, open_database
 from engine.store.queries import LedgerLine
@@ -117,7 +119,23 @@ class FlowTest:
         for raw in raw_events:
             self._seq += 1
             parsed.append(parse_event(raw, self._seq, default_at=self.now))
+        for event in parsed:
+            self._check_event_type(event.type)
         return self.engine.ingest(parsed)
+
+    def _check_event_type(self, name: str) -> None:
+        """An event type that no loaded workflow names, spelt nearly like one that is named
+        (or like one of nurture's own), is a typo in the test: sent as it is it changes
+        nothing, and a test that expects nothing to happen would pass for the wrong reason.
+        Other names go through: a site sends events of any name, and any event ends idleness."""
+        known = {*m.BUILT_IN_EVENTS,
+                 *(event for w in self.catalog.workflows for event, _ in events_named(w))}
+        if name in known:
+            return
+        match = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+        if match:
+            raise ValueError(f"no loaded workflow names event '{name}'; did you mean "
+                             f"'{match[0]}'? (sent as it is, it would change nothing)")
 
     def advance(self, delta: timedelta | None = None, **units: float) -> None:
         """Move frozen time forward (`advance(days=2)`) and do all work due by then.
@@ -151,6 +169,11 @@ class FlowTest:
         first, SPEC §1.5a), and what a later call did comes after it: a run is live, so an
         event sent after `advance()` did the work due at its instant comes after that work.
         """
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"no record is of kind '{kind}'{did_you_mean(kind, KINDS)} "
+                             f"(kinds: {', '.join(KINDS)})")
+        if workflow is not None:
+            self._workflow(workflow, stored={r.workflow for r in self.records})
         made = sorted(((r.at, call, *r.key), index)
                       for index, (r, call) in enumerate(zip(self.records, self._calls,
                                                             strict=True))
@@ -160,6 +183,9 @@ class FlowTest:
         return [self.records[index] for _, index in made]
 
     def sent(self, subscriber: str | None = None, channel: str | None = None) -> list[Record]:
+        if channel is not None and channel not in m.CHANNELS:
+            raise ValueError(f"no channel '{channel}'{did_you_mean(channel, m.CHANNELS)} "
+                             f"(channels: {', '.join(m.CHANNELS)})")
         return [r for r in self.timeline(subscriber, "send")
                 if channel is None or r.get("channel") == channel]
 

@@ -86,3 +86,33 @@ def test_a_misspelt_score_or_workflow_in_a_test_is_an_error_not_a_zero(flow) -> 
     # a declared score not counted yet, and a subscriber never seen: 0 and no stage
     assert run.score("ann", "engagement") == 0
     assert (run.score("bob", "fit"), run.stage("bob")) == (0, None)
+
+
+def test_a_misspelt_event_channel_or_kind_in_a_test_is_an_error_not_nothing(flow) -> None:
+    # each would make "nothing was sent" true for the wrong reason
+    run = flow("workflow w {\n  score engagement { on purchase +25 }\n  stage a {\n"
+               "    go to b on email_open\n  }\n  stage b { on enter: send push hello }\n}\n")
+    run.event("ann", "subscribed", channels=["push"])
+    with pytest.raises(ValueError, match=r"^no loaded workflow names event 'purchse'; did you "
+                                         r"mean 'purchase'\? \(sent as it is, it would change "
+                                         r"nothing\)$"):
+        run.event("ann", "purchse", amount=120)
+    with pytest.raises(ValueError, match="did you mean 'email_open'"):
+        run.events([{"subscriber": "ann", "type": "purchase"},
+                    {"subscriber": "ann", "type": "email_opened"}])
+    with pytest.raises(ValueError, match="did you mean 'unsubscribed'"):
+        run.event("ann", "unsubscribe")
+    assert run.score("ann", "engagement") == 0  # a refused call stores none of its events
+    run.event("ann", "ping")  # far from every name: a site's own event, taken
+    run.event("ann", "email_open")
+    assert run.stage("ann") == "b"
+    with pytest.raises(ValueError, match=r"^no channel 'e-mail'; did you mean 'email'\? "
+                                         r"\(channels: push, email, webhook\)$"):
+        run.sent("ann", channel="e-mail")
+    with pytest.raises(ValueError, match=r"^no record is of kind 'sends'; did you mean "
+                                         r"'send'\? \(kinds: enter, score, tag, send, skip, "
+                                         r"exit\)$"):
+        run.timeline("ann", kind="sends")
+    with pytest.raises(ValueError, match="no workflow 'ww' is loaded; did you mean 'w'"):
+        run.timeline(workflow="ww")
+    assert [r.get("message") for r in run.sent("ann", channel="push")] == ["hello"]
