@@ -86,6 +86,18 @@ def _misspelt_events(catalog: m.Catalog) -> Iterator[Diagnostic]:
                                     "never happens")
 
 
+def misspelt_event(name: str, catalog: m.Catalog) -> str | None:
+    """The event type that `name`, sent by a test or written in a file of events, nearly
+    spells when no loaded workflow names it: `purchse` for `purchase`, `unsubscribe` for
+    `unsubscribed`. None when it is named, or far from every name (a site's own event)."""
+    known = {*m.BUILT_IN_EVENTS,
+             *(event for workflow in catalog.workflows for event, _ in events_named(workflow))}
+    if name in known:
+        return None
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+    return match[0] if match else None
+
+
 def events_named(workflow: m.Workflow) -> Iterator[tuple[str, m.Span]]:
     """Every event type a workflow names, with where it is written."""
     for trigger in (*workflow.entries, *workflow.exits):

@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import pickle
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from typing import IO, Any
 import orjson
 
 from dsl import model as m
+from dsl.validate import misspelt_event
 from engine.clock import VirtualClock
 from engine.events import Event, EventError, parse_event
 from engine.processor import Engine
@@ -79,6 +81,25 @@ def read_events(stream: IO[str]) -> EventsFile:
         except EventError as problem:
             result.problems.append(InputProblem(number, 1, str(problem)))
     return result
+
+
+def misspelt_types(events: list[Event], catalog: m.Catalog
+                   ) -> list[tuple[int, str, str, int]]:
+    """Event types of a file that nearly spell one the workflows name and are not it (a
+    hand-written file's `purchse`): (first line, type, the one meant, how many events). The
+    events are simulated as they are, since a site sends events of any name; the marketer
+    is told, as the simulation would otherwise just show nothing happening."""
+    first: dict[str, int] = {}
+    counts: Counter[str] = Counter()
+    for event in events:
+        counts[event.type] += 1
+        first.setdefault(event.type, event.seq)
+    found = []
+    for name, line in first.items():
+        meant = misspelt_event(name, catalog)
+        if meant is not None:
+            found.append((line, name, meant, counts[name]))
+    return sorted(found)
 
 
 @dataclass(slots=True)

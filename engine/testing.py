@@ -20,7 +20,6 @@ browser subscription, added with `add_push_subscription`).
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -34,7 +33,7 @@ from channels.recording import RecordingChannel
 from dsl import model as m
 from dsl.diagnostics import did_you_mean
 from dsl.loader import load_paths
-from dsl.validate import events_named
+from dsl.validate import misspelt_event
 from engine.events import Event, parse_event, parse_instant
 from engine.processor import Engine, IngestResult, TickResult
 from engine.records import KINDS, Record, tidy
@@ -128,14 +127,10 @@ class FlowTest:
         (or like one of nurture's own), is a typo in the test: sent as it is it changes
         nothing, and a test that expects nothing to happen would pass for the wrong reason.
         Other names go through: a site sends events of any name, and any event ends idleness."""
-        known = {*m.BUILT_IN_EVENTS,
-                 *(event for w in self.catalog.workflows for event, _ in events_named(w))}
-        if name in known:
-            return
-        match = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
-        if match:
+        meant = misspelt_event(name, self.catalog)
+        if meant is not None:
             raise ValueError(f"no loaded workflow names event '{name}'; did you mean "
-                             f"'{match[0]}'? (sent as it is, it would change nothing)")
+                             f"'{meant}'? (sent as it is, it would change nothing)")
 
     def advance(self, delta: timedelta | None = None, **units: float) -> None:
         """Move frozen time forward (`advance(days=2)`) and do all work due by then.

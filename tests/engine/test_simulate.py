@@ -158,6 +158,27 @@ def test_bad_lines_are_all_reported_with_their_numbers_and_nothing_runs(tmp_path
     assert "nothing simulated" in err
 
 
+def test_an_event_type_nearly_spelling_a_named_one_is_pointed_out(tmp_path: Path) -> None:
+    # a hand-written file's typo: simulated as it is (a site sends any name), but the marketer
+    # is told why nothing happens, instead of reading a timeline without the move
+    flow = write(tmp_path, "w.flow", FLOW)
+    feed = write(tmp_path, "e.jsonl", events(
+        sub("ann", "2026-01-05T09:00:00Z"),
+        {"subscriber": "ann", "type": "clik", "at": "2026-01-05T09:10:00Z"},
+        {"subscriber": "ann", "type": "page_view", "at": "2026-01-05T09:20:00Z"},
+        {"subscriber": "ann", "type": "clik", "at": "2026-01-05T09:30:00Z"},
+        {"subscriber": "ann", "type": "unsubscribe", "at": "2026-01-05T09:40:00Z"}))
+    code, out, err = run("simulate", flow, "--events", feed, "--json")
+    assert code == 0
+    assert err.splitlines()[:2] == [
+        f"{feed}:2:1: warning: event 'clik' is named by no workflow loaded; did you mean "
+        "'click'? (2 event(s) of this type, the first here)",
+        f"{feed}:5:1: warning: event 'unsubscribe' is named by no workflow loaded; did you "
+        "mean 'unsubscribed'? (1 event(s) of this type, the first here)"]
+    assert "5 event(s) of 1 subscriber(s) simulated" in err
+    assert [json.loads(line)["kind"] for line in out.splitlines()] == ["enter", "send"]
+
+
 def test_a_time_zone_that_is_none_is_refused_with_the_one_meant(tmp_path: Path) -> None:
     # it decides the subscriber's quiet hours: ignoring it would move their night unseen
     flow = write(tmp_path, "w.flow", FLOW)
