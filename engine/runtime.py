@@ -17,6 +17,7 @@ from channels.endpoints import PushEndpointPolicy
 from channels.tokens import Signer
 from dsl import model as m
 from dsl.loader import LoadResult, load_paths
+from dsl.validate import misspelt_event
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
 from engine.events import Event
@@ -30,6 +31,8 @@ from engine.store.database import Database
 log = logging.getLogger("nurture.runtime")
 QUARANTINE = timedelta(hours=1)
 """How long the service puts off the due work of a subscriber whose processing fails."""
+MAX_TYPES_SEEN = 10_000
+"""Event types remembered for `_point_out_misspelt_types`: a site's own vocabulary fits."""
 
 
 class Runtime:
@@ -46,6 +49,8 @@ class Runtime:
         self.metrics = Metrics(self.backlog)
         self._lock = threading.Lock()
         self._engine = self._build(catalog)
+        self._types_seen: tuple[m.Catalog, set[str]] = (catalog, set())
+        """Event types looked at for a near miss, and the workflows they were compared with."""
         self.warn_of_stranded(catalog)
         self.files_seen = self._files_signature()
         self.groups = GroupCommit(lambda events: self.engine.ingest(events))
@@ -68,10 +73,28 @@ class Runtime:
         return self.signer.fingerprint("erased", subscriber)
 
     def ingest(self, events: list[Event]) -> IngestResult:
+        self._point_out_misspelt_types(events)
         result = self.groups.submit(events)
         self.metrics.events.inc(result.accepted)
         self.metrics.duplicates.inc(len(result.duplicates))
         return result
+
+    def _point_out_misspelt_types(self, events: list[Event]) -> None:
+        """A site that sends `purchse` where the workflows say `purchase` sees nothing fail and
+        nothing happen: the operator is told, once per type while these workflows run. (The
+        events are taken as they are: a site may send events of any name.)"""
+        catalog, seen = self._types_seen
+        if catalog is not self.catalog:  # reloaded: names the workflows use may have changed
+            catalog, seen = self._types_seen = (self.catalog, set())
+        if len(seen) >= MAX_TYPES_SEEN:
+            return
+        for name in {event.type for event in events} - seen:
+            seen.add(name)
+            meant = misspelt_event(name, catalog)
+            if meant is not None:
+                log.warning("events of type '%s' arrive, and no workflow names that type; did "
+                            "you mean '%s'? (said once until the workflows are reloaded)",
+                            name, meant, extra={"event_type": name, "meant": meant})
 
     def reload(self) -> LoadResult:
         """Load the workflow files again; swap them in only if they check clean."""

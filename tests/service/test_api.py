@@ -527,3 +527,18 @@ def test_the_timeline_of_a_subscriber(api: Api) -> None:
     assert missing.status_code == 404 and missing.json()["errors"][0]["field"] == "subscriber_id"
     bad = api.client.get(path, params={"since": "soon"}, headers=AUTH)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"
+
+
+def test_a_type_nearly_spelling_one_the_workflows_name_is_pointed_out_once(
+        api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    # the site's typo: taken (any name is), but the operator learns why nothing happens
+    api.post_events(SUBSCRIBED)
+    for _ in range(2):
+        answer = api.post_events({"events": [
+            {"subscriber": "ann", "type": "page_veiw", "properties": {"url": "/diamonds"}},
+            {"subscriber": "ann", "type": "cart_viewed"}]})
+        assert answer.json()["accepted"] == 2
+    warned = [r.getMessage() for r in caplog.records if r.name == "nurture.runtime"]
+    assert warned == ["events of type 'page_veiw' arrive, and no workflow names that type; "
+                      "did you mean 'page_view'? (said once until the workflows are reloaded)"]
+    assert api.count("events") == 5
