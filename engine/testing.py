@@ -31,7 +31,7 @@ import pytest
 
 from channels.recording import RecordingChannel
 from dsl import model as m
-from dsl.diagnostics import did_you_mean
+from dsl.diagnostics import closest, did_you_mean
 from dsl.loader import load_paths
 from dsl.validate import misspelt_event
 from engine.events import Event, parse_event, parse_instant
@@ -69,6 +69,8 @@ class FlowTest:
         self.channel = RecordingChannel()
         self.engine = self._engine()
         self._seq = 0
+        self._named: set[str] = set()
+        """Subscribers the test's events were about: asking about another is a typo."""
 
     def _engine(self) -> Engine:
         return _CountedEngine(self._next_call, self.catalog, self.database,
@@ -120,6 +122,7 @@ class FlowTest:
             parsed.append(parse_event(raw, self._seq, default_at=self.now))
         for event in parsed:
             self._check_event_type(event.type)
+        self._named.update(event.subscriber for event in parsed)
         return self.engine.ingest(parsed)
 
     def _check_event_type(self, name: str) -> None:
@@ -139,6 +142,10 @@ class FlowTest:
         waits for `advance()` (even `advance()` with no argument): more events of this instant
         may follow, and events come before the due work of their instant (SPEC §1.5a).
         """
+        wrong = [unit for unit in units if unit not in UNITS]
+        if wrong:
+            raise ValueError(f"advance() takes {', '.join(f'{u}=' for u in UNITS)}, not "
+                             f"'{wrong[0]}='{did_you_mean(wrong[0], UNITS)}")
         step = (delta or timedelta()) + timedelta(**units)
         self.advance_to(self.now + step)
 
@@ -164,6 +171,8 @@ class FlowTest:
         first, SPEC §1.5a), and what a later call did comes after it: a run is live, so an
         event sent after `advance()` did the work due at its instant comes after that work.
         """
+        if subscriber is not None:
+            self._check_subscriber(subscriber)
         if kind is not None and kind not in KINDS:
             raise ValueError(f"no record is of kind '{kind}'{did_you_mean(kind, KINDS)} "
                              f"(kinds: {', '.join(KINDS)})")
@@ -191,6 +200,7 @@ class FlowTest:
         """The subscriber's current stage, None when not enrolled."""
         with self.database.transaction() as connection:
             key = queries.subscriber_key(connection, subscriber)
+            self._check_subscriber(subscriber, stored=key is not None)
             stages = queries.stages(connection, key) if key is not None else {}
         name = self._workflow(workflow, stored=stages)
         return stages.get(name)
@@ -200,6 +210,7 @@ class FlowTest:
         workflow declares and nothing stored has is a mistake in the test, not a 0."""
         with self.database.transaction() as connection:
             key = queries.subscriber_key(connection, subscriber)
+            self._check_subscriber(subscriber, stored=key is not None)
             totals = queries.scores(connection, key) if key is not None else {}
         owner = self._workflow(workflow, stored={w for w, _ in totals})
         self._check_score(owner, name, stored=totals)
@@ -208,6 +219,7 @@ class FlowTest:
     def tags(self, subscriber: str) -> set[str]:
         with self.database.transaction() as connection:
             key = queries.subscriber_key(connection, subscriber)
+            self._check_subscriber(subscriber, stored=key is not None)
             return queries.tags(connection, key) if key is not None else set()
 
     def ledger(self, subscriber: str, name: str | None = None,
@@ -215,6 +227,7 @@ class FlowTest:
         """Every change of the subscriber's scores, with its rule and event."""
         with self.database.transaction() as connection:
             key = queries.subscriber_key(connection, subscriber)
+            self._check_subscriber(subscriber, stored=key is not None)
             lines = queries.ledger(connection, key) if key is not None else []
         wanted = self._workflow(workflow, {line.workflow for line in lines}) \
             if workflow or len(self.catalog.workflows) == 1 else None
@@ -222,6 +235,19 @@ class FlowTest:
             self._check_score(wanted, name, {(line.workflow, line.score) for line in lines})
         return [line for line in lines if (name is None or line.score == name)
                 and (wanted is None or line.workflow == wanted)]
+
+    def _check_subscriber(self, subscriber: str, stored: bool = False) -> None:
+        """A subscriber that no event of the test was about (nothing stored or recorded
+        either), spelt nearly like one that events were about, is a typo in the test: the 0,
+        None or empty list it would get could make an assertion pass. One far from all is
+        answered (a score starts at 0 before anyone has been seen)."""
+        if stored or subscriber in self._named or any(r.subscriber == subscriber
+                                                      for r in self.records):
+            return
+        meant = closest(subscriber, self._named | {r.subscriber for r in self.records})
+        if meant is not None:
+            raise ValueError(f"no event of this test was about subscriber '{subscriber}'; "
+                             f"did you mean '{meant}'?")
 
     def _workflow(self, name: str | None, stored: Collection[str] = ()) -> str:
         """The workflow a question is about: the one named, which must be loaded (or still
@@ -250,6 +276,9 @@ class FlowTest:
                              f"{did_you_mean(name, declared)} (its scores: "
                              f"{', '.join(declared) or 'none'})")
 
+
+UNITS = ("weeks", "days", "hours", "minutes", "seconds")
+"""What `advance()` takes (`timedelta`'s own names)."""
 
 DATE_SUBCLASSING_MODULES = ("pydantic.v1",)
 """Modules that subclass `datetime.date` as they are imported."""

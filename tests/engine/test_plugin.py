@@ -83,9 +83,22 @@ def test_a_misspelt_score_or_workflow_in_a_test_is_an_error_not_a_zero(flow) -> 
         run.ledger("ann", "engagment")
     with pytest.raises(ValueError, match=r"^no workflow 'v' is loaded \(loaded: w\)$"):
         run.stage("ann", workflow="v")
-    # a declared score not counted yet, and a subscriber never seen: 0 and no stage
+    # a declared score not counted yet: 0
     assert run.score("ann", "engagement") == 0
-    assert (run.score("bob", "fit"), run.stage("bob")) == (0, None)
+    # a subscriber no event was about, nearly spelling one: a typo, not 0 and no stage
+    for ask in (lambda: run.score("an", "fit"), lambda: run.stage("an"),
+                lambda: run.tags("an"), lambda: run.ledger("an"), lambda: run.sent("an"),
+                lambda: run.timeline("an"), lambda: run.skipped("an")):
+        with pytest.raises(ValueError, match=r"^no event of this test was about subscriber "
+                                             r"'an'; did you mean 'ann'\?$"):
+            ask()
+    # one far from every name is answered, as is one that events were about
+    assert (run.score("bob", "fit"), run.stage("bob"), run.sent("bob")) == (0, None, [])
+    run.event("bob", "page_view")
+    assert (run.score("bob", "fit"), run.stage("bob"), run.sent("bob")) == (0, None, [])
+    with pytest.raises(ValueError, match="advance\\(\\) takes weeks=, days=, hours=, minutes=, "
+                                         "seconds=, not 'day='; did you mean 'days'"):
+        run.advance(day=1)
 
 
 def test_a_misspelt_event_channel_or_kind_in_a_test_is_an_error_not_nothing(flow) -> None:
