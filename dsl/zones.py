@@ -13,6 +13,8 @@ from dsl.diagnostics import closest
 
 OFFSET = re.compile(r"(?i)(utc|gmt)?\s*[+\u2212-]\s*\d{1,2}(:?\d{2})?")
 """`+01:00`, `UTC+1`, `GMT-05:00`: a fixed offset, where a place's zone was wanted."""
+MAX_SHOWN = 60
+"""A longer name (the longest zone has 32 characters) is cut short in messages."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,10 +38,11 @@ def zone_problem(name: str) -> str | None:
         return None
     if not name.strip():
         return "an empty name is not a time zone (an IANA name such as 'Europe/Warsaw')"
+    shown = name if len(name) <= MAX_SHOWN else name[:MAX_SHOWN - 3] + "..."
     if OFFSET.fullmatch(name.strip()):
-        return (f"'{name}' is an offset, not a time zone; write the place's zone (such as "
+        return (f"'{shown}' is an offset, not a time zone; write the place's zone (such as "
                 "'Europe/Warsaw'), which follows its daylight-saving changes")
-    match = closest(name.strip(), known_zones())
+    match = closest(name.strip(), known_zones()) if len(name) <= MAX_SHOWN else None
     if match is None:
-        return f"unknown time zone '{name}' (an IANA name such as 'Europe/Warsaw')"
-    return f"unknown time zone '{name}'; did you mean '{match}'?"
+        return f"unknown time zone '{shown}' (an IANA name such as 'Europe/Warsaw')"
+    return f"unknown time zone '{shown}'; did you mean '{match}'?"

@@ -53,6 +53,9 @@ from tests.engine.conftest import brief, sends
      "expected a time zone such as 'Europe/Warsaw', got a number"),
     ({"subscriber": "a", "type": "attributes", "at": "2026-01-05T09:00:00Z",
       "properties": {"timezone": " "}}, "properties.timezone", "an empty name"),
+    ({"subscriber": "a", "type": "attributes", "at": "2026-01-05T09:00:00Z",
+      "properties": {"timezone": "Europe/" + "x" * 5000}}, "properties.timezone",
+     "unknown time zone 'Europe/" + "x" * 50 + "...' (an IANA name"),  # not echoed whole
     ({"subscriber": "a", "type": "x", "at": "2026-01-05T09:00:00Z", "id": {"a": 1}}, "id",
      "string"),
     # half of a UTF-16 pair, as json.loads makes of "\\ud800": no database stores it
