@@ -17,6 +17,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -188,7 +190,11 @@ def open_database(url: str, *, migrate: bool = True, durable: bool = True,
         raise DatabaseUnavailable(f"cannot open the database {shown}: {reason}") from None
     database = Database(engine, durable=durable)
     if migrate:
-        _migrate(database)
+        try:
+            _migrate(database)
+        except BaseException:
+            database.dispose()  # its connections, and on SQLite its checkpointing thread
+            raise
     return database
 
 
@@ -242,7 +248,27 @@ def upgrade(database: Database, revision: str = "head", *, replay: bool = False)
     in one step (see `migrations/env.py`); `replay` runs every migration instead."""
     config = alembic_config(database)
     config.attributes["replay"] = replay
+    _refuse_a_newer_schema(database, config)
     command.upgrade(config, revision)
+
+
+def _refuse_a_newer_schema(database: Database, config: Config) -> None:
+    """A database that a newer nurture migrated (and this one was put back after it: a
+    rollback) has a schema this code does not know. Said in one line, with what to do,
+    before anything is touched, rather than as Alembic's "Can't locate revision"."""
+    scripts = ScriptDirectory.from_config(config)
+    known = {script.revision for script in scripts.walk_revisions()}
+    with database.engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_heads()
+    unknown = [revision for revision in current if revision not in known]
+    if unknown:
+        shown = database.engine.url.render_as_string(hide_password=True)
+        newest = scripts.get_current_head()
+        raise DatabaseUnavailable(
+            f"cannot use the database {shown}: its schema is at version '{unknown[0]}', which "
+            f"this nurture does not know (its newest is '{newest}'); a newer nurture has "
+            "upgraded it. Run that version, or restore the backup taken before the upgrade "
+            "(nothing was changed)")
 
 
 def _migrate(database: Database) -> None:

@@ -60,6 +60,34 @@ def test_the_migrations_create_exactly_the_models(database_url: str) -> None:
         database.dispose()
 
 
+def test_a_database_a_newer_nurture_upgraded_is_refused_untouched(
+        new_database_url: Callable[[], str]) -> None:
+    # nurture rolled back after a newer version migrated the database
+    url = new_database_url()
+    database = open_database(url)
+    with database.transaction() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0099_future'")
+    before = schema_of(database)
+    database.dispose()
+    with pytest.raises(database_module.DatabaseUnavailable) as refused:
+        open_database(url)
+    assert "its schema is at version '0099_future', which this nurture does not know (its " \
+           "newest is '0007'); a newer nurture has upgraded it. Run that version, or restore " \
+           "the backup taken before the upgrade (nothing was changed)" in str(refused.value)
+    again = open_database(url, migrate=False)
+    try:
+        assert schema_of(again) == before
+    finally:
+        again.dispose()
+    if url.startswith("sqlite"):  # what an operator sees: one line, exit 2
+        nurture = Path(sys.executable).with_name("nurture")
+        run = subprocess.run([str(nurture), "funnel", "--db", url],
+                             capture_output=True, text=True, check=False)
+        assert (run.returncode, run.stdout) == (2, "")
+        assert run.stderr.startswith("nurture: cannot use the database sqlite:///")
+        assert "Traceback" not in run.stderr and len(run.stderr.splitlines()) == 1
+
+
 def schema_of(database: Database) -> dict[str, Any]:
     """Every table's columns, keys, indexes (with their conditions) and version, as the
     database itself describes them. Columns are compared by name: a column a migration
