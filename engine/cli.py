@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from dsl.diagnostics import did_you_mean
 from dsl.graph import FORMATS, render_graph
 from dsl.loader import LoadResult, load_paths
 from engine.collector import tune_for_long_runs
@@ -549,14 +550,16 @@ def funnel(workflow_names: tuple[str, ...], since_text: str | None, as_json: boo
     database = open_database(settings.db, existing=True)
     try:
         with database.reading() as connection:
-            names = list(workflow_names) or sorted({*declared, *store.workflows(connection)})
+            known = sorted({*declared, *store.workflows(connection)})
+            names = list(workflow_names) or known
             reports = [store.funnel(connection, name, since) for name in names]
     finally:
         database.dispose()
     unknown = [r.workflow for r in reports if r.empty and r.workflow not in declared]
     if unknown:
         click.echo(f"nurture: no workflow {', '.join(map(repr, unknown))} in "
-                   f"{settings.workflows} and nobody enrolled in it", err=True)
+                   f"{settings.workflows} and nobody enrolled in it"
+                   f"{did_you_mean(unknown[0], known)}", err=True)
         sys.exit(2)
     _print_funnels(reports, declared.values(), as_json)
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
+from dsl.diagnostics import did_you_mean
 from engine.api.auth import Authorised
 from engine.api.errors import field_error
 from engine.api.params import since_parameter
@@ -33,7 +34,10 @@ def funnel(workflow: Annotated[str, Path(min_length=1, max_length=100)], runtime
     start = since_parameter(since, runtime.clock.now())
     with runtime.database.reading() as connection:
         counts = store.funnel(connection, workflow, start)
+        stored = store.workflows(connection) if counts.empty else []
     declared = next((w for w in runtime.catalog.workflows if w.name == workflow), None)
     if declared is None and counts.empty:
-        raise field_error(404, "workflow", f"no workflow {workflow!r}")
+        known = {w.name for w in runtime.catalog.workflows} | set(stored)
+        raise field_error(404, "workflow", f"no workflow {workflow!r}"
+                                           f"{did_you_mean(workflow, known)}")
     return JSONResponse(plain(as_json(counts, declared)))

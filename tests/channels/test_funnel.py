@@ -105,6 +105,11 @@ def test_the_funnel_counts_stages_entries_exits_and_what_became_of_each_message(
                                        "--workflows", str(tmp_path / "flows")])
     assert result.exit_code == 2
     assert "no workflow 'nope'" in result.output
+    result = CliRunner().invoke(main, ["funnel", "ww", "--db", url_of(shop.database),
+                                       "--workflows", str(tmp_path / "flows")])
+    assert (result.exit_code, result.output) == (2, (
+        f"nurture: no workflow 'ww' in {tmp_path / 'flows'} and nobody enrolled in it; did you "
+        "mean 'w'?\n"))
 
 
 def test_a_report_on_a_database_that_is_not_there_says_so_and_makes_none(

@@ -484,6 +484,9 @@ def test_the_funnel_of_a_workflow(api: Api) -> None:
     assert api.client.get("/v1/workflows/shop/funnel").status_code == 401
     missing = api.client.get("/v1/workflows/nope/funnel", headers=AUTH)
     assert missing.status_code == 404 and missing.json()["errors"][0]["field"] == "workflow"
+    typo = api.client.get("/v1/workflows/shopp/funnel", headers=AUTH)
+    assert typo.status_code == 404
+    assert typo.json()["detail"] == "workflow: no workflow 'shopp'; did you mean 'shop'?"
     bad = api.client.get("/v1/workflows/shop/funnel", params={"since": "soon"}, headers=AUTH)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"
 
