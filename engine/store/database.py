@@ -153,6 +153,10 @@ def open_database(url: str, *, migrate: bool = True, durable: bool = True,
                   cache_mib: int = 64, existing: bool = False) -> Database:
     """Connect to `url` and bring its schema to the latest migration.
 
+    A statement that fails does not show its values in the error (`hide_parameters`): they
+    are subscribers' data, and errors end up in logs (`engine.logs` also hides the failing
+    row that PostgreSQL itself reports).
+
     `durable=False` (simulations, tests) skips fsync on SQLite: a crash may lose the file,
     which such a database does not mind. `cache_mib`: SQLite's page cache per connection.
     `existing` (a report): a SQLite file that is not there is an error, not a new database
@@ -174,7 +178,7 @@ def open_database(url: str, *, migrate: bool = True, durable: bool = True,
             engine = _sqlite_engine(url, durable, cache_mib)
         else:
             engine = create_engine(url, pool_pre_ping=True, json_serializer=json_dumps,
-                                   json_deserializer=json_loads)
+                                   json_deserializer=json_loads, hide_parameters=True)
     except (NoSuchModuleError, ImportError) as problem:
         raise DatabaseUnavailable(
             f"cannot open the database {shown}: no driver for it ({problem}); nurture works "
@@ -204,7 +208,7 @@ def _sqlite_engine(url: str, durable: bool, cache_mib: int) -> Engine:
         folder = os.path.dirname(os.path.abspath(parsed.database))
         os.makedirs(folder, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=json_dumps,
-                           json_deserializer=json_loads)
+                           json_deserializer=json_loads, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def configure(dbapi_connection: Any, _record: Any) -> None:

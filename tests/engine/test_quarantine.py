@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -140,3 +140,40 @@ def test_events_that_keep_conflicting_are_refused_and_logged(
     assert "refused" in logged.getMessage() and "5 times" in logged.getMessage()
     assert "UNIQUE constraint failed" in logged.getMessage()
     assert logged.subscribers == ["ann"]  # type: ignore[attr-defined]
+
+
+def test_a_failure_in_the_database_logs_no_personal_data(
+        database: Database, new_database_url: Callable[[], str],
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A statement that fails carries its values (SQLAlchemy prints the parameters,
+    PostgreSQL the failing row): in the log they would put subscribers' data where operators,
+    log shippers and bug reports see it."""
+    from engine.logs import JsonLines
+
+    records: list[Record] = []
+    engine = engine_on(database, records, quarantine=timedelta(hours=1))
+    other = open_database(new_database_url())  # (the tick's transaction holds this one)
+    real = Journey.advance
+    private = '{"email": "bob.private@example.com", "first_name": "Bob"}'
+
+    def advance(self: Journey, state: Any, *args: Any, **kwargs: Any) -> None:
+        if state.external_id == "bob":  # a bug writes his data where it does not fit
+            with other.transaction() as connection:
+                marker = "?" if other.dialect == "sqlite" else "%s"
+                connection.exec_driver_sql(
+                    "INSERT INTO events (subscriber_id, seq, key, type, at, properties, "
+                    f"received_at) VALUES ({', '.join([marker] * 7)})",
+                    (state.id, 99, "k", "t", None, private, None))
+        real(self, state, *args, **kwargs)
+
+    monkeypatch.setattr(Journey, "advance", advance)
+    engine.clock.advance_to(T0 + timedelta(minutes=10))  # type: ignore[attr-defined]
+    try:
+        with caplog.at_level(logging.ERROR, logger="nurture.engine"):
+            assert engine.tick().put_off == 1
+    finally:
+        other.dispose()
+    [logged] = [r for r in caplog.records if r.name == "nurture.engine"]
+    line = JsonLines().format(logged)
+    assert "IntegrityError" in line and "events" in line  # what failed, and where
+    assert "bob.private" not in line and "Bob" not in line
