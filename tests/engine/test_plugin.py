@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FLOW = """\
 workflow onboarding {
@@ -69,6 +75,20 @@ def test_the_fixture_is_available_without_any_set_up(pytester: pytest.Pytester) 
     # clock made `--durations` print the years since 1970).
     slowest = next(line for line in result.outlines if "test_onboarding.py::" in line)
     assert float(slowest.split("s ", 1)[0]) < 600, slowest
+
+
+def test_the_readmes_example_tests_pass(pytester: pytest.Pytester) -> None:
+    """What a team copies first must work as printed."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Testing your own workflows", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    shutil.copytree(ROOT / "workflows", pytester.path / "workflows",
+                    ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    pytester.makepyfile(test_readme_example=example)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    tests = re.findall(r"^def test_", example, flags=re.MULTILINE)
+    assert len(tests) == 2
+    result.assert_outcomes(passed=len(tests))
 
 
 def test_a_misspelt_score_or_workflow_in_a_test_is_an_error_not_a_zero(flow) -> None:
