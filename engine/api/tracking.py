@@ -110,9 +110,9 @@ Token = Annotated[str, Query(max_length=1000)]
 def unsubscribe_page(token: Token, runtime: Current) -> HTMLResponse:
     event = _unsubscribe(runtime, token)
     channel = event.properties["channels"][0]
-    return HTMLResponse(_page("Unsubscribe", f"<p>Stop {escape(channel)} messages?</p>"
-                                             f'<form method="post"><button type="submit">'
-                                             "Unsubscribe</button></form>"))
+    what = CHANNEL_WORDS.get(channel, f"{escape(channel)} messages")
+    return _page("Unsubscribe", f"<p>Stop {what} from us?</p><form method=\"post\"><button "
+                                "type=\"submit\">Unsubscribe</button></form>")
 
 
 @router.post("/v1/unsubscribe", response_class=HTMLResponse,
@@ -122,8 +122,7 @@ async def unsubscribe(request: Request, token: Token, runtime: Current) -> HTMLR
     event = _unsubscribe(runtime, token)
     if await run_in_threadpool(_known, runtime, event.subscriber):
         await run_in_threadpool(runtime.ingest, [event])
-    return HTMLResponse(_page("Unsubscribed", "<p>You will not get these messages any "
-                                              "more.</p>"))
+    return _page("Unsubscribed", "<p>You will not get these messages any more.</p>")
 
 
 def _known(runtime: Runtime, subscriber: str) -> bool:
@@ -141,6 +140,24 @@ def _unsubscribe(runtime: Runtime, token: str) -> Event:
         raise field_error(403, "token", str(problem)) from None
 
 
-def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
-            f"<body><h1>{title}</h1>{body}</body></html>")
+CHANNEL_WORDS = {"email": "e-mails", "push": "notifications"}
+
+
+PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+               "frame-ancestors 'none'")
+"""The page runs no script and loads nothing, and no other site may frame it: a framed
+unsubscribe button could be clicked for someone by a page laid over it."""
+
+
+def _page(title: str, body: str) -> HTMLResponse:
+    """Most unsubscribe links are followed on a phone: the page says how wide it is (else a
+    phone draws it for a desktop screen, in tiny type), and the button is large enough for
+    a thumb."""
+    return HTMLResponse(
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{title}</title><style>body{{font:1.1rem/1.5 system-ui,sans-serif;"
+        "margin:2rem auto;max-width:32rem;padding:0 1rem}button{font:inherit;"
+        "padding:.6rem 1.4rem;min-height:44px}</style></head>"
+        f"<body><h1>{title}</h1>{body}</body></html>",
+        headers={"Content-Security-Policy": PAGE_POLICY, "X-Frame-Options": "DENY"})

@@ -245,3 +245,36 @@ def _registered(server: LiveServer, subscriber: str) -> dict[str, Any] | None:
         return None
     exported = answer.json()
     return exported if exported["push_subscriptions"] else None
+
+
+def test_an_unsubscribe_link_followed_on_a_phone(site) -> None:
+    """The page as a phone shows it, under its content policy: styled for the width of the
+    screen, and its button withdraws the consent (the form may post to its own origin)."""
+    from playwright.sync_api import sync_playwright
+
+    server, _, runtime = site
+    httpx.post(f"{server.url}/v1/events", headers=AUTH, json={
+        "subscriber": "ann", "type": "subscribed",
+        "properties": {"channels": ["push", "email"], "email": "ann@example.com"}})
+    token = runtime.signer.sign("unsubscribe", '{"s":"ann","c":"email"}')
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844},
+                                    device_scale_factor=3, is_mobile=True, has_touch=True)
+            refused: list[str] = []
+            page.on("console", lambda message: refused.append(message.text)
+                    if "Content Security Policy" in message.text else None)
+            page.goto(f"{server.url}/v1/unsubscribe?token={token}")
+            assert page.text_content("p") == "Stop e-mails from us?"
+            # laid out for the phone's width, not for a desktop's 980 pixels scaled down
+            assert page.evaluate("document.documentElement.clientWidth") == 390
+            assert page.evaluate("getComputedStyle(document.querySelector('button'))"
+                                 ".minHeight") == "44px"  # the inline style was applied
+            page.click("button")
+            page.wait_for_selector("text=You will not get these messages any more.")
+            assert refused == []
+        finally:
+            browser.close()
+    body = httpx.get(f"{server.url}/v1/subscribers/ann", headers=AUTH).json()
+    assert body["consent"] == {"push": True, "email": False}

@@ -83,6 +83,15 @@ def test_unsubscribe_a_page_with_a_button_then_one_click(api: Api) -> None:
     token = api.runtime.signer.sign("unsubscribe", '{"s":"ann","c":"email"}')
     page = api.client.get("/v1/unsubscribe", params={"token": token})
     assert page.status_code == 200 and "<form method=\"post\">" in page.text
+    assert "<p>Stop e-mails from us?</p>" in page.text
+    # drawn for a phone's width (most such links are followed on one), in a stated language
+    assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in page.text
+    assert "<html lang='en'>" in page.text
+    # nothing to run or load, and no site may frame the button to have it clicked
+    assert page.headers["content-security-policy"] == (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'")
+    assert page.headers["x-frame-options"] == "DENY"
     assert events_of(api, "unsubscribed") == []  # a GET (a mail scanner) changes nothing
     answer = api.client.post("/v1/unsubscribe", params={"token": token},
                              content=b"List-Unsubscribe=One-Click",
