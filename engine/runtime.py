@@ -32,7 +32,7 @@ log = logging.getLogger("nurture.runtime")
 QUARANTINE = timedelta(hours=1)
 """How long the service puts off the due work of a subscriber whose processing fails."""
 MAX_TYPES_SEEN = 10_000
-"""Event types remembered for `_point_out_misspelt_types`: a site's own vocabulary fits."""
+"""Event types remembered by `misspelt_type`: a site's own vocabulary fits."""
 
 
 class Runtime:
@@ -49,8 +49,9 @@ class Runtime:
         self.metrics = Metrics(self.backlog)
         self._lock = threading.Lock()
         self._engine = self._build(catalog)
-        self._types_seen: tuple[m.Catalog, set[str]] = (catalog, set())
-        """Event types looked at for a near miss, and the workflows they were compared with."""
+        self._types_seen: tuple[m.Catalog, dict[str, str | None]] = (catalog, {})
+        """Event types looked at for a near miss (and the type each nearly spells), and the
+        workflows they were compared with."""
         self.warn_of_stranded(catalog)
         self.files_seen = self._files_signature()
         self.groups = GroupCommit(lambda events: self.engine.ingest(events))
@@ -73,28 +74,29 @@ class Runtime:
         return self.signer.fingerprint("erased", subscriber)
 
     def ingest(self, events: list[Event]) -> IngestResult:
-        self._point_out_misspelt_types(events)
         result = self.groups.submit(events)
         self.metrics.events.inc(result.accepted)
         self.metrics.duplicates.inc(len(result.duplicates))
         return result
 
-    def _point_out_misspelt_types(self, events: list[Event]) -> None:
-        """A site that sends `purchse` where the workflows say `purchase` sees nothing fail and
-        nothing happen: the operator is told, once per type while these workflows run. (The
-        events are taken as they are: a site may send events of any name.)"""
-        catalog, seen = self._types_seen
+    def misspelt_type(self, name: str) -> str | None:
+        """The event type that `name` nearly spells, when no workflow names it (`purchse` for
+        `purchase`), else None; the operator is told in the log the first time a type is
+        looked at while these workflows run. (The events are taken as they are: a site may
+        send events of any name.)"""
+        catalog, meant_by_type = self._types_seen
         if catalog is not self.catalog:  # reloaded: names the workflows use may have changed
-            catalog, seen = self._types_seen = (self.catalog, set())
-        if len(seen) >= MAX_TYPES_SEEN:
-            return
-        for name in {event.type for event in events} - seen:
-            seen.add(name)
-            meant = misspelt_event(name, catalog)
+            catalog, meant_by_type = self._types_seen = (self.catalog, {})
+        if name in meant_by_type:
+            return meant_by_type[name]
+        meant = misspelt_event(name, catalog)
+        if len(meant_by_type) < MAX_TYPES_SEEN:
+            meant_by_type[name] = meant
             if meant is not None:
                 log.warning("events of type '%s' arrive, and no workflow names that type; did "
                             "you mean '%s'? (said once until the workflows are reloaded)",
                             name, meant, extra={"event_type": name, "meant": meant})
+        return meant
 
     def reload(self) -> LoadResult:
         """Load the workflow files again; swap them in only if they check clean."""

@@ -46,11 +46,22 @@ class EventBatch(BaseModel):
     events: list[EventIn] = Field(max_length=MAX_BATCH)
 
 
+class EventWarning(BaseModel):
+    event: int = Field(description="The event's index in the request (0 for a single event)")
+    field: str
+    message: str
+
+
 class Accepted(BaseModel):
     accepted: int
     duplicates: list[str]
     erased: int = Field(0, description="Events of subscribers erased after the event's `at`: "
                                        "refused, so that a replay does not bring them back")
+    warnings: list[EventWarning] = Field(
+        default_factory=list,
+        description="Taken, but probably not what was meant: an event `type` that no workflow "
+                    "names and that nearly spells one that is (a typo would make nothing "
+                    "happen)")
 
 
 def _body_schema() -> dict[str, Any]:
@@ -101,6 +112,11 @@ async def post_events(request: Request, runtime: Authorised) -> Accepted:
         first = errors[0]
         raise ApiError(422, f"event {first['event']}: {first['field']}: {first['message']} "
                             "(nothing was stored)", errors)
+    warnings = [EventWarning(event=index, field="type", message=(
+                    f"no workflow names event '{event.type}'; did you mean '{meant}'? (taken "
+                    "as it is: it changes nothing until a workflow names it)"))
+                for index, event in enumerate(events)
+                if (meant := runtime.misspelt_type(event.type)) is not None]
     try:
         result = await run_in_threadpool(runtime.ingest, events)
     except PartlyIngested as problem:
@@ -108,7 +124,7 @@ async def post_events(request: Request, runtime: Authorised) -> Accepted:
                             "sending them again stores again those without an `id`",
                        [{"field": "events", "message": "partly stored"}]) from problem
     return Accepted(accepted=result.accepted, duplicates=result.duplicates,
-                    erased=len(result.erased))
+                    erased=len(result.erased), warnings=warnings)
 
 
 async def _json(request: Request) -> Any:

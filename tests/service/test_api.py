@@ -26,20 +26,20 @@ SUBSCRIBED = {"subscriber": "ann", "type": "subscribed", "id": "e1",
 def test_one_event_and_a_batch_are_accepted(api: Api) -> None:
     answer = api.post_events(SUBSCRIBED)
     assert answer.status_code == 200
-    assert answer.json() == {"accepted": 1, "duplicates": [], "erased": 0}
+    assert answer.json() == {"accepted": 1, "duplicates": [], "erased": 0, "warnings": []}
     answer = api.post_events({"events": [
         {"subscriber": "ann", "type": "page_view", "id": "e2",
          "properties": {"url": "https://shop.example/diamonds"}},
         {"subscriber": "bob", "type": "page_view", "at": "2026-03-02T08:00:00Z"},
     ]})
-    assert answer.json() == {"accepted": 2, "duplicates": [], "erased": 0}
+    assert answer.json() == {"accepted": 2, "duplicates": [], "erased": 0, "warnings": []}
     assert api.count("events") == 3
 
 
 def test_the_same_event_id_is_stored_once(api: Api) -> None:
     api.post_events(SUBSCRIBED)
     answer = api.post_events({"events": [SUBSCRIBED, SUBSCRIBED]})
-    assert answer.json() == {"accepted": 0, "duplicates": ["e1", "e1"], "erased": 0}
+    assert answer.json() == {"accepted": 0, "duplicates": ["e1", "e1"], "erased": 0, "warnings": []}
     assert api.count("events") == 1
 
 
@@ -237,7 +237,8 @@ def test_events_replayed_after_an_erasure_do_not_bring_the_person_back(api: Api)
     replay = {"events": [dict(SUBSCRIBED, at="2026-03-02T09:00:00Z"),
                          {"subscriber": "ann", "type": "page_view", "at": "2026-03-02T09:00:00Z"},
                          {"subscriber": "bob", "type": "page_view"}]}
-    assert api.post_events(replay).json() == {"accepted": 1, "duplicates": [], "erased": 2}
+    assert api.post_events(replay).json() == {"accepted": 1, "duplicates": [], "erased": 2,
+                                              "warnings": []}
     assert api.client.get("/v1/subscribers/ann", headers=AUTH).status_code == 404
     with api.runtime.database.transaction() as connection:
         kept = connection.exec_driver_sql("SELECT subscriber FROM erasures").scalar_one()
@@ -403,7 +404,7 @@ def test_a_database_that_goes_away_is_a_503_to_retry_and_the_retry_is_stored(
             assert "nothing of this request was stored" in refused.json()["detail"]
             with admin.connect() as connection:
                 connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-            assert post().json() == {"accepted": 1, "duplicates": [], "erased": 0}
+            assert post().json() == {"accepted": 1, "duplicates": [], "erased": 0, "warnings": []}
             assert client.get("/v1/subscribers/ann", headers=AUTH).json()["events_total"] == 1
         runtime.database.dispose()
     finally:
@@ -534,13 +535,18 @@ def test_the_timeline_of_a_subscriber(api: Api) -> None:
 
 def test_a_type_nearly_spelling_one_the_workflows_name_is_pointed_out_once(
         api: Api, caplog: pytest.LogCaptureFixture) -> None:
-    # the site's typo: taken (any name is), but the operator learns why nothing happens
-    api.post_events(SUBSCRIBED)
-    for _ in range(2):
+    # the site's typo: taken (any name is), but its developer and the operator learn why
+    # nothing happens
+    assert api.post_events(SUBSCRIBED).json()["warnings"] == []
+    for _ in range(2):  # the site's developer reads it in the answer, every time
         answer = api.post_events({"events": [
-            {"subscriber": "ann", "type": "page_veiw", "properties": {"url": "/diamonds"}},
-            {"subscriber": "ann", "type": "cart_viewed"}]})
+            {"subscriber": "ann", "type": "cart_viewed"},
+            {"subscriber": "ann", "type": "page_veiw", "properties": {"url": "/diamonds"}}]})
         assert answer.json()["accepted"] == 2
+        assert answer.json()["warnings"] == [{
+            "event": 1, "field": "type",
+            "message": "no workflow names event 'page_veiw'; did you mean 'page_view'? (taken "
+                       "as it is: it changes nothing until a workflow names it)"}]
     warned = [r.getMessage() for r in caplog.records if r.name == "nurture.runtime"]
     assert warned == ["events of type 'page_veiw' arrive, and no workflow names that type; "
                       "did you mean 'page_view'? (said once until the workflows are reloaded)"]
