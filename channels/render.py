@@ -16,6 +16,7 @@ from typing import Any
 
 from channels.base import Rendered
 from dsl import model as m
+from dsl.addresses import address_problem
 from dsl.errors import RenderError, TemplateError
 from dsl.templates import compile_template, escaping_for, render
 
@@ -71,6 +72,9 @@ def render_message(message: m.Message, variables: Mapping[str, Any]) -> Rendered
     fields: dict[str, Any] = {}
     for name, template in message.templates():
         fields[name] = render_field(name, template, variables, message.channel)
+        problem = address_problem(message.channel, name, fields[name])
+        if problem is not None:  # (a value from the subscriber's data: the checker saw the rest)
+            raise RenderError(f"{name}: {problem}")
     for name in _FIELDS[message.channel]:
         fields.setdefault(name, None)
     content = message.content

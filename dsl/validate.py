@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 
 from dsl import model as m
+from dsl.addresses import address_problem
 from dsl.conditions import references, tags_read
 from dsl.diagnostics import Diagnostic, closest, did_you_mean, error, warning
 from dsl.errors import RenderError, TemplateError
@@ -430,6 +431,7 @@ def _check_template(message: m.Message, field: str, template: m.Template,
     if template.is_static:
         if message.channel == "webhook" and field == "body":
             yield from _check_json(template, template.source)
+        yield from _check_address(message, field, template, template.source)
         return
     try:
         compiled = compile_template(template.source, escaping_for(message.channel, field))
@@ -462,6 +464,18 @@ def _check_template(message: m.Message, field: str, template: m.Template,
             return
         if message.channel == "webhook" and field == "body":
             yield from _check_json(template, rendered)
+        if not template.source.lstrip().startswith("{"):  # the address's start is written out
+            wrong = list(_check_address(message, field, template, rendered))
+            if wrong:
+                yield from wrong  # (once, not for every send of the message)
+                return
+
+
+def _check_address(message: m.Message, field: str, template: m.Template,
+                   text: str) -> Iterator[Diagnostic]:
+    problem = address_problem(message.channel, field, text, written=template.source)
+    if problem is not None:
+        yield error(template.span, f"field '{field}' of message '{message.name}': {problem}")
 
 
 ALWAYS_THERE = {"push": {"id"}, "email": {"id", "email"}, "webhook": {"id"}}

@@ -650,3 +650,45 @@ def test_quiet_hours_that_keep_messages_for_the_night(check_lines: Check, window
     assert lines == ([f"w.flow:2:3: warning: quiet hours {window} let messages go out only "
                       f"from {end} to {start}, at night; did you mean 'quiet hours {end} to "
                       f"{start}'?"] if warned else [])
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ('url "www.shop.example/sale"', "field 'url' of message 'hello': 'www.shop.example/sale' "
+     "has no 'https://': write 'https://www.shop.example/sale', or a browser opens it as a "
+     "path on the site that serves sw.js"),
+    ('url "shop.example:8080/{{ code }}"', "field 'url' of message 'hello': "
+     "'shop.example:8080/{{ code }}' has no 'https://': write "
+     "'https://shop.example:8080/{{ code }}', or a browser opens it as a path on the site "
+     "that serves sw.js"),
+    ('icon "javascript:alert(1)"', "field 'icon' of message 'hello': 'javascript:alert(1)' is "
+     "not a web address (http or https)"),
+    ('url "https://"', "field 'url' of message 'hello': 'https://' names no host"),
+])
+def test_a_push_address_a_browser_cannot_open(check_lines: Check, fields: str,
+                                              message: str) -> None:
+    text = flow('  stage a { on enter: send push hello with code = "X" }',
+                f'message hello push {{\n  title "Hello"\n  {fields}\n}}\n')
+    assert check_lines(text) == [f"w.flow:6:3: error: {message}"]
+
+
+@pytest.mark.parametrize("fields", [
+    'url "/sale"',  # on the shop's own site, which serves sw.js
+    'url "https://shop.example/{{ code }}" icon "https://cdn.shop.example/i.png"',
+    'url "{{ subscriber.landing | default(\'/\') }}"',  # its value is checked at each send
+    'url ""',
+])
+def test_push_addresses_that_open(check_lines: Check, fields: str) -> None:
+    text = flow('  stage a { on enter: send push hello with code = "X" }',
+                f'message hello push {{\n  title "Hello"\n  {fields}\n}}\n')
+    assert check_lines(text) == []
+
+
+def test_a_webhook_needs_an_absolute_address(check_lines: Check) -> None:
+    text = flow("  stage a {\n    on enter: send webhook crm\n    on enter: send webhook other\n"
+                "  }", 'message crm webhook {\n  url "crm.example/hooks/lead"\n  body "{}"\n}\n'
+                       'message other webhook {\n  url "/hooks/lead"\n  body "{}"\n}\n')
+    assert check_lines(text) == [
+        "w.flow:8:3: error: field 'url' of message 'crm': 'crm.example/hooks/lead' has no "
+        "'https://': write 'https://crm.example/hooks/lead'",
+        "w.flow:12:3: error: field 'url' of message 'other': '/hooks/lead' is not an absolute "
+        "address such as 'https://crm.example/hook'"]

@@ -265,6 +265,30 @@ message strict push { title "Hi {{ subscriber.first_name }}" }
         "{{ subscriber.first_name | default('…') }}")
 
 
+def test_an_address_rendered_from_a_subscribers_data_that_is_none_is_a_render_error(
+        flow) -> None:
+    # the checker cannot see a value that comes from the subscriber; the send can
+    run = flow("""\
+workflow w { stage a { on enter: send push landing } }
+message landing push {
+  title "For you"
+  url "{{ subscriber.landing | default('/') }}"
+}
+""")
+    run.event("ann", "subscribed", channels=["push"], attributes={"landing": "javascript:x()"})
+    run.event("bob", "subscribed", channels=["push"],
+              attributes={"landing": "shop.example/rings"})
+    run.event("cid", "subscribed", channels=["push"],
+              attributes={"landing": "https://shop.example/rings"})
+    run.event("dan", "subscribed", channels=["push"])
+    assert [r.note for r in run.skipped()] == [
+        "url: 'javascript:x()' is not a web address (http or https)",
+        "url: 'shop.example/rings' has no 'https://': write 'https://shop.example/rings', or a "
+        "browser opens it as a path on the site that serves sw.js"]
+    assert [(r.subscriber, r.get("url")) for r in run.sent()] == [
+        ("cid", "https://shop.example/rings"), ("dan", "/")]
+
+
 def test_consent_is_checked_before_rendering(flow) -> None:
     run = flow("""\
 workflow w { stage a { on enter: send push strict } }

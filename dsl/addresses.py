@@ -1,0 +1,44 @@
+"""Web addresses in message fields: a push's `url` and `icon`, a webhook's `url`.
+
+A marketer who writes `url "www.shop.example/sale"` (no `https://`) gets a push whose click
+opens a path on the site that serves the service worker: a "not found" page. One that writes
+`javascript:` or `data:` gets a click that does nothing. A webhook without a scheme cannot be
+posted at all. `nurture check` reports such a field, and a send whose template renders one
+(from a subscriber's attribute, say) is skipped as `render_error` rather than sent broken.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+ADDRESS_FIELDS = {"push": ("url", "icon"), "webhook": ("url",)}
+"""The fields that hold a web address, by channel."""
+
+HOST_FIRST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?([/?#]|\Z)", re.IGNORECASE)
+"""`www.shop.example/sale`, `shop.example:8080`: a host written without its scheme."""
+
+
+def address_problem(channel: str, field: str, value: str,
+                    written: str | None = None) -> str | None:
+    """What is wrong with a rendered address field, or None (also for other fields). The
+    message quotes `written` (the template as the marketer wrote it) when given."""
+    if field not in ADDRESS_FIELDS.get(channel, ()):
+        return None
+    text = value.strip()
+    if not text and channel == "push":
+        return None  # no address: a click opens nothing
+    shown = (written or text).strip()
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    if HOST_FIRST.match(text):
+        return (f"'{shown}' has no 'https://': write 'https://{shown}'"
+                + (", or a browser opens it as a path on the site that serves sw.js"
+                   if channel == "push" else ""))
+    parts = urlsplit(text)
+    if parts.scheme.lower() in ("http", "https"):
+        return None if parts.netloc else f"'{shown}' names no host"
+    if parts.scheme:
+        return f"'{shown}' is not a web address (http or https)"
+    if channel == "push":
+        return None  # a path (`/sale`): on the site that serves sw.js, which is the shop's
+    return f"'{shown}' is not an absolute address such as 'https://crm.example/hook'"
