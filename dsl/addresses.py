@@ -42,3 +42,24 @@ def address_problem(channel: str, field: str, value: str,
     if channel == "push":
         return None  # a path (`/sale`): on the site that serves sw.js, which is the shop's
     return f"'{shown}' is not an absolute address such as 'https://crm.example/hook'"
+
+
+LINK = re.compile(r"""\bhref\s*=\s*(["'])(.*?)\1""", re.IGNORECASE | re.DOTALL)
+"""A link of an e-mail's HTML, in either quotes."""
+OPEN_ANYWHERE = ("http", "https", "mailto", "tel", "sms")
+
+
+def links_nowhere(html: str) -> list[tuple[str, int]]:
+    """The links of an e-mail's HTML that no mail client can follow, with their lines:
+    without a scheme (`shop.example/new`, `/new`), an e-mail has no site to resolve them
+    against. Empty ones (a template's value left out) and `#anchors` are let be."""
+    found: list[tuple[str, int]] = []
+    for link in LINK.finditer(html):
+        text = link[2].strip()
+        if not text or text.startswith(("#", "{{", "{%")):
+            continue
+        if urlsplit(text).scheme.lower() in OPEN_ANYWHERE and not HOST_FIRST.match(text):
+            continue
+        if all(text != seen for seen, _ in found):
+            found.append((text, html.count("\n", 0, link.start()) + 1))
+    return found

@@ -9,6 +9,7 @@ so several of them are reported in one run; a syntax error stops that file only.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -647,7 +648,10 @@ class _ModelBuilder(Transformer_NonRecursive[Token, _FileModel]):
                                         f"not '{item.name}'")
                 return None
             source = self.read_file(value.relative, value.span) if self.read_file else None
-            return m.Template(source or "", item.span, value.relative)
+            # where the file is, as the workflow file's own path says (so that a problem in
+            # it is reported at a path that opens from where `nurture check` was run)
+            where = os.path.normpath(os.path.join(os.path.dirname(self.path), value.relative))
+            return m.Template(source or "", item.span, where)
         if isinstance(value, Token) and value.type == "STRING":
             return m.Template(self._string(value), item.span)
         self._error(item.span, f"{item.name} needs a quoted string")

@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 
 from dsl import model as m
-from dsl.addresses import address_problem
+from dsl.addresses import address_problem, links_nowhere
 from dsl.conditions import references, tags_read
 from dsl.diagnostics import Diagnostic, closest, did_you_mean, error, warning
 from dsl.errors import RenderError, TemplateError
@@ -428,6 +428,7 @@ def _template_span(template: m.Template, line: int) -> m.Span:
 def _check_template(message: m.Message, field: str, template: m.Template,
                     uses: list[tuple[m.Workflow, m.Stage, m.Send]],
                     all_scores: frozenset[str]) -> Iterator[Diagnostic]:
+    yield from _check_links(message, field, template)
     if template.is_static:
         if message.channel == "webhook" and field == "body":
             yield from _check_json(template, template.source)
@@ -469,6 +470,21 @@ def _check_template(message: m.Message, field: str, template: m.Template,
             if wrong:
                 yield from wrong  # (once, not for every send of the message)
                 return
+
+
+def _check_links(message: m.Message, field: str,
+                 template: m.Template) -> Iterator[Diagnostic]:
+    """Links of an e-mail's HTML, as written, without `https://`: broken in every mail
+    client, and not click-tracked. A warning: an HTML part may hold things the checker does
+    not foresee."""
+    if message.channel != "email" or field != "html":
+        return
+    for target, line in links_nowhere(template.source):
+        shown = target if len(target) <= 80 else target[:77] + "..."
+        yield warning(_template_span(template, line), f"link '{shown}' in the html of message "
+                                     f"'{message.name}' has no 'https://': a mail client "
+                                     "cannot open it (an e-mail has no site to read it "
+                                     "against), and it is not click-tracked")
 
 
 def _check_address(message: m.Message, field: str, template: m.Template,

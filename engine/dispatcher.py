@@ -54,7 +54,8 @@ from engine.store.push_subscriptions import HANDED_OVER
 from engine.timing import after_quiet_hours, parse_quiet
 
 log = logging.getLogger("nurture.dispatcher")
-LINK = re.compile(r'href="(https?://[^"]+)"', re.IGNORECASE)
+LINK = re.compile(r"""\bhref\s*=\s*(["'])(https?://[^"']+)\1""", re.IGNORECASE)
+"""A web link of an e-mail's HTML, in either quotes (hand-written HTML uses both)."""
 
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=6)
@@ -104,7 +105,7 @@ class Links:
         """Links of the HTML part go through click tracking; an open pixel is added."""
         if html is None:
             return None
-        tracked = LINK.sub(lambda found: f'href="{self.click_url(claimed, unescape(found[1]))}"',
+        tracked = LINK.sub(lambda found: f'href="{self.click_url(claimed, unescape(found[2]))}"',
                            html)
         pixel = (f'<img src="{self.open_url(claimed)}" width="1" height="1" alt="" '
                  'style="display:none">')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -213,3 +214,24 @@ def test_a_delivery_traces_back_to_its_step_and_the_score_that_caused_it(
     assert trace["scores_at_entry"]["engagement"]["total"] == 50
     assert trace["scores_at_entry"]["engagement"]["changed_by"].endswith("w.flow:2")
     assert trace["scores_at_entry"]["engagement"]["event"] == "purchase"
+
+
+def test_every_web_link_of_the_html_is_click_tracked_in_either_quotes() -> None:
+    from datetime import UTC, datetime
+
+    from engine.dispatcher import Links
+    from engine.store.outbox import Claimed
+
+    links = Links(Signer(SECRET), "https://nurture.example")
+    claimed = Claimed(7, 3, "anna", 2, "email", 0, "anna@example.com", None, "w", "m", {},
+                      None, None, None, None, False, False, None,
+                      datetime(2026, 3, 2, tzinfo=UTC))
+    html = ('<a href="https://shop.example/a">a</a> '
+            '<a HREF = \'https://shop.example/b?x=1&amp;y=2\'>b</a> '
+            '<a href="mailto:help@shop.example">mail</a> <a href="#top">top</a>')
+    tracked = links.tracked_html(claimed, html)
+    assert tracked is not None
+    targets = re.findall(r'href="https://nurture\.example/v1/t/c/([^"]+)"', tracked)
+    assert [json.loads(Signer(SECRET).verify("click", t))["u"] for t in targets] == [
+        "https://shop.example/a", "https://shop.example/b?x=1&y=2"]
+    assert 'href="mailto:help@shop.example"' in tracked and 'href="#top"' in tracked

@@ -553,6 +553,20 @@ def test_a_template_file_must_be_in_the_workflow_files_folder(
     ]
 
 
+def test_a_template_file_is_named_by_a_path_that_opens_from_where_check_ran(
+        check_lines: Check) -> None:
+    # `nurture check flows/w.flow` run from the project: the template is in flows/templates
+    text = flow("  stage a { on enter: send email news }", 'message news email {\n'
+                '  subject "News"\n  html file "templates/news.html"\n}\n')
+    lines = check_lines(text, name="flows/w.flow", extra={
+        "flows/templates/news.html": "<p>{{ scores.engagment }}</p>\n<a href='shop.example'>"})
+    assert lines == [
+        "flows/templates/news.html:1:1: error: unknown score 'engagment' in message 'news'",
+        "flows/templates/news.html:2:1: warning: link 'shop.example' in the html of message "
+        "'news' has no 'https://': a mail client cannot open it (an e-mail has no site to "
+        "read it against), and it is not click-tracked"]
+
+
 def test_template_file_error_points_into_the_file(check_lines: Check) -> None:
     text = flow("  stage a { }", 'message news email {\n  subject "News"\n'
                 '  html file "templates/news.html"\n}\n')
@@ -692,3 +706,18 @@ def test_a_webhook_needs_an_absolute_address(check_lines: Check) -> None:
         "'https://': write 'https://crm.example/hooks/lead'",
         "w.flow:12:3: error: field 'url' of message 'other': '/hooks/lead' is not an absolute "
         "address such as 'https://crm.example/hook'"]
+
+
+def test_an_email_link_without_https_is_a_warning(check_lines: Check) -> None:
+    html = ('<a href=\\"https://shop.example/new\\">new</a> <a href=\'shop.example/sale\'>sale'
+            '</a> <a href=\\"/account/{{ subscriber.id }}\\">me</a> <a href=\\"#top\\">top</a> '
+            '<a href=\\"mailto:help@shop.example\\">help</a> '
+            '<a href=\\"{{ subscriber.profile | default(\'\') }}\\">profile</a>')
+    text = flow("  stage a { on enter: send email news }",
+                f'message news email {{\n  subject "News"\n  html "{html}"\n}}\n')
+    tail = ("has no 'https://': a mail client cannot open it (an e-mail has no site to read it "
+            "against), and it is not click-tracked")
+    assert check_lines(text) == [
+        f"w.flow:6:3: warning: link 'shop.example/sale' in the html of message 'news' {tail}",
+        f"w.flow:6:3: warning: link '/account/{{{{ subscriber.id }}}}' in the html of message "
+        f"'news' {tail}"]

@@ -125,7 +125,7 @@ def test_messages(jewelry: m.Catalog) -> None:
     assert bestsellers.ttl == m.Duration(4, "week") and bestsellers.urgency == "normal"
     newsletter = jewelry.variants("newsletter", "email")[0].content
     assert isinstance(newsletter, m.EmailContent) and newsletter.html is not None
-    assert newsletter.html.file == "templates/newsletter.html"
+    assert newsletter.html.file == str(ROOT / "workflows" / "templates" / "newsletter.html")
     assert "News from our workshop" in newsletter.html.source
     hook = jewelry.variants("sales_alert", "webhook")[0].content
     assert isinstance(hook, m.WebhookContent) and hook.body is not None
