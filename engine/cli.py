@@ -519,8 +519,14 @@ def move(workflow: str, source: str, target: str, db: str | None,
         sys.exit(2)
     finally:
         database.dispose()
+    declared = [s.name for w in result.catalog.workflows if w.name == workflow for s in w.stages]
+    meant = did_you_mean(source, declared) if source not in declared else ""
+    if moved == 0 and meant:  # nobody in a stage the workflow never had, spelt like one it has
+        click.echo(f"nurture: nobody is in stage '{source}' of workflow '{workflow}', which "
+                   f"declares no such stage{meant}", err=True)
+        sys.exit(2)
     click.echo(f"moved {moved} subscriber(s) of workflow '{workflow}' from stage '{source}' "
-               f"to '{target}'", err=True)
+               f"to '{target}'", err=True)  # (0 from a removed stage: done before, say)
 
 
 @main.command()

@@ -19,6 +19,7 @@ from typing import Any
 
 from channels.base import Channel, Outgoing, Rendered
 from dsl import model as m
+from dsl.diagnostics import did_you_mean
 from engine.clock import Clock, SystemClock
 from engine.events import Event
 from engine.journey import Journey
@@ -276,8 +277,12 @@ class Engine:
         other) into `target`, entered now as by a transition; how many were moved. Each is
         first brought up to now, as a tick would."""
         plan = self.plan.by_name.get(workflow)
-        if plan is None or target not in plan.stages:
-            raise ValueError(f"workflow '{workflow}' has no stage '{target}'")
+        if plan is None:
+            raise ValueError(f"no workflow '{workflow}' is loaded"
+                             f"{did_you_mean(workflow, self.plan.by_name)}")
+        if target not in plan.stages:
+            raise ValueError(f"workflow '{workflow}' has no stage '{target}'"
+                             f"{did_you_mean(target, plan.stages)}")
         moved, after, moved_before = 0, 0, 0
         now = self.clock.now()
 

@@ -340,10 +340,21 @@ def test_move_carries_the_subscribers_of_a_renamed_stage_over(
     assert not typo.exists()  # no empty database left behind, nobody "moved"
     code, _, err = run("move", "w", "a", "nowhere", *options)
     assert (code, err) == (2, "nurture: workflow 'w' has no stage 'nowhere'\n")
+    code, _, err = run("move", "w", "a", "frist", *options)
+    assert (code, err) == (2, "nurture: workflow 'w' has no stage 'frist'; did you mean "
+                              "'first'?\n")
+    code, _, err = run("move", "ww", "a", "first", *options)
+    assert (code, err) == (2, "nurture: no workflow 'ww' is loaded; did you mean 'w'?\n")
+    # a typo in FROM would move nobody and say "moved 0": it is refused, with the stage meant
+    code, _, err = run("move", "w", "firts", "b", *options)
+    assert (code, err) == (2, "nurture: nobody is in stage 'firts' of workflow 'w', which "
+                              "declares no such stage; did you mean 'first'?\n")
     code, _, err = run("move", "w", "a", "first", *options)
     assert (code, err) == (0, "moved 2 subscriber(s) of workflow 'w' from stage 'a' to 'first'\n")
     with database.transaction() as connection:
         stages = [queries.stages(connection, queries.subscriber_key(connection, who) or 0)
                   for who in ("ann", "bob")]
     assert stages == [{"w": "first"}, {"w": "first"}]
+    code, _, err = run("move", "w", "a", "first", *options)  # again: done before, not an error
+    assert (code, err) == (0, "moved 0 subscriber(s) of workflow 'w' from stage 'a' to 'first'\n")
     database.dispose()
