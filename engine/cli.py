@@ -267,10 +267,14 @@ def _catalog_if_any(folder: str) -> tuple[Any, bool]:
     return catalog, loaded is not None and catalog is None
 
 
-def _no_such_subscribers(unknown: list[str]) -> None:
+def _no_such_subscribers(connection: Any, unknown: list[str]) -> None:
+    """Exit 2 naming the ids that are not in the database, with the id probably meant."""
+    from engine.store import queries
+
     if unknown:
-        click.echo(f"nurture: no subscriber {', '.join(map(repr, unknown))} in the database",
-                   err=True)
+        meant = did_you_mean(unknown[0], queries.ids_like(connection, unknown[0]))
+        click.echo(f"nurture: no subscriber {', '.join(map(repr, unknown))} in the database"
+                   f"{meant}", err=True)
         sys.exit(2)
 
 
@@ -601,11 +605,11 @@ def timeline(subscribers: tuple[str, ...], since_text: str | None, latest: int |
     try:
         with database.reading() as connection:
             keys = {who: queries.subscriber_key(connection, who) for who in subscribers}
+            _no_such_subscribers(connection, [who for who, key in keys.items() if key is None])
             found = [(who, store.happenings(connection, key, since, latest))
                      for who, key in keys.items() if key is not None]
     finally:
         database.dispose()
-    _no_such_subscribers([who for who, key in keys.items() if key is None])
     lines = told(found, order, latest)
     if as_json:
         for line in lines:
@@ -648,8 +652,8 @@ def events(subscribers: tuple[str, ...], since_text: str | None, until_text: str
     count, people = 0, set()
     try:
         with database.reading() as connection:
-            _no_such_subscribers([who for who in subscribers
-                                  if queries.subscriber_key(connection, who) is None])
+            _no_such_subscribers(connection, [who for who in subscribers
+                                              if queries.subscriber_key(connection, who) is None])
             for event in recorded_events(connection, subscribers, since, until):
                 line: dict[str, Any] = {} if event.key is None else {"id": event.key}
                 line.update(subscriber=event.subscriber, type=event.type,

@@ -63,6 +63,22 @@ def subscriber_key(connection: Connection, external_id: str) -> int | None:
     return key
 
 
+def ids_like(connection: Connection, external_id: str, limit: int = 200) -> list[str]:
+    """Subscriber ids that start as `external_id` does (its first two characters, as written,
+    in lower case and capitalised): candidates for "did you mean", found by ranges of the
+    ids' unique index, never by reading every subscriber."""
+    head = external_id[:2]
+    found: list[str] = []
+    for prefix in dict.fromkeys((head, head.lower(), head.capitalize())):
+        if prefix:
+            found += connection.execute(
+                select(SUBSCRIBERS.c.external_id)
+                .where(SUBSCRIBERS.c.external_id >= prefix,
+                       SUBSCRIBERS.c.external_id < prefix + "\U0010ffff")
+                .order_by(SUBSCRIBERS.c.external_id).limit(limit)).scalars().all()
+    return found
+
+
 def attributes(connection: Connection, key: int) -> dict[str, Any]:
     value: dict[str, Any] = connection.execute(
         select(SUBSCRIBERS.c.attributes).where(SUBSCRIBERS.c.id == key)).scalar_one()

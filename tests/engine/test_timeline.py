@@ -133,7 +133,32 @@ def test_recorded_events_simulated_give_the_stored_timeline(nurture: Any,
     assert [parse_instant(json.loads(line)["at"], "at") for line in mine.stdout.splitlines()
             ] == [e.at for e in events if e.subscriber == who and e.at >= since]  # to the µs
     missing = CliRunner().invoke(main, ["events", "nobody", "--db", url])
-    assert missing.exit_code == 2 and "no subscriber 'nobody'" in missing.stderr
+    assert (missing.exit_code, missing.stderr) == (
+        2, "nurture: no subscriber 'nobody' in the database\n")
+    typo = CliRunner().invoke(main, ["timeline", f"{who}x", "--db", url])
+    assert (typo.exit_code, typo.stderr) == (
+        2, f"nurture: no subscriber '{who}x' in the database; did you mean '{who}'?\n")
+    # the ids to suggest are read through the ids' index (ranges of it), not by a scan
+    from engine.store import queries
+
+    statements: list[tuple[str, Any]] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    event.listen(flow.database.engine, "before_cursor_execute", note)
+    try:
+        with flow.database.reading() as connection:
+            assert who in queries.ids_like(connection, who.upper())
+    finally:
+        event.remove(flow.database.engine, "before_cursor_execute", note)
+    assert len(statements) == 3  # "SU", "su" and "Su"
+    with flow.database.engine.connect() as connection:
+        for statement, parameters in statements:
+            plan = [row[-1] for row in connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", parameters)]
+            assert not [step for step in plan if step.startswith("SCAN")], (statement, plan)
     backwards = CliRunner().invoke(main, ["events", "--since", "2026-03-10", "--until",
                                           "2026-03-01", "--db", url])
     assert backwards.exit_code == 2 and "--until is before --since" in backwards.stderr
