@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import random
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import unescape
 from typing import Any
+from urllib.parse import urlsplit
 
 from channels.base import Outcome
 from channels.email import EmailJob, SmtpSender
@@ -409,9 +411,25 @@ def from_settings(settings: Settings, database: Database, clock: Clock | None = 
         log.warning("web push is off: %s", problem)
     if not settings.smtp_url:
         log.warning("e-mail is off: NURTURE_SMTP_URL is not set")
+    elif _only_this_machine(settings.public_url):
+        log.warning("e-mails' unsubscribe and tracking links will point at %s, which only "
+                    "this machine can open: recipients could not unsubscribe. Set "
+                    "NURTURE_PUBLIC_URL to the address the service is reached at",
+                    settings.public_url, extra={"public_url": settings.public_url})
     email = SmtpSender(settings.smtp_url, settings.email_from) if settings.smtp_url else None
     return Dispatcher(database, Links(Signer(secret), settings.public_url), clock=clock,
                       push=push, email=email, webhook=WebhookSender(secret, ssl=ssl))
+
+
+def _only_this_machine(url: str) -> bool:
+    """A link base that no recipient can reach: localhost, a loopback address."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _quiet_until(item: Claimed, now: datetime) -> datetime | None:
