@@ -409,6 +409,12 @@ def from_settings(settings: Settings, database: Database, clock: Clock | None = 
                              SystemClock().now)
     except ConfigError as problem:
         log.warning("web push is off: %s", problem)
+    else:
+        if _unreachable_contact(settings.vapid_subject):
+            log.warning("NURTURE_VAPID_SUBJECT is %s: Apple's push service refuses a VAPID "
+                        "contact at a local or reserved name (403 BadJwtToken), so pushes to "
+                        "Safari and iPhones would fail; set a real mailto: or https: contact",
+                        settings.vapid_subject, extra={"vapid_subject": settings.vapid_subject})
     if not settings.smtp_url:
         log.warning("e-mail is off: NURTURE_SMTP_URL is not set")
     elif _only_this_machine(settings.public_url):
@@ -419,6 +425,19 @@ def from_settings(settings: Settings, database: Database, clock: Clock | None = 
     email = SmtpSender(settings.smtp_url, settings.email_from) if settings.smtp_url else None
     return Dispatcher(database, Links(Signer(secret), settings.public_url), clock=clock,
                       push=push, email=email, webhook=WebhookSender(secret, ssl=ssl))
+
+
+RESERVED_NAMES = ("localhost", "invalid", "test", "example", "local", "internal")
+"""Top-level names that are nobody's on the internet (RFC 2606, 6761, 6762)."""
+
+
+def _unreachable_contact(subject: str) -> bool:
+    """A VAPID `sub` whose host is local or reserved (`mailto:nurture@localhost`, the default;
+    `https://localhost`): Apple's push service refuses the token, the others accept it."""
+    scheme, _, rest = subject.partition(":")
+    host = rest.rpartition("@")[2] if scheme.lower() == "mailto" else urlsplit(subject).hostname
+    host = (host or "").rstrip(".").lower()
+    return _only_this_machine(f"http://{host}/") or host.rsplit(".", 1)[-1] in RESERVED_NAMES
 
 
 def _only_this_machine(url: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -265,3 +266,36 @@ def test_a_push_claimed_after_its_browser_changed_hands_is_not_sent(
         removed = connection.execute(select(PUSH_SUBSCRIPTIONS.c.removed_at).where(
             PUSH_SUBSCRIPTIONS.c.endpoint == push_service.endpoint("shared"))).scalar_one()
     assert removed is None
+
+
+@pytest.mark.parametrize(("subject", "warned"), [
+    ("mailto:nurture@localhost", True),  # the default
+    ("https://localhost:8000", True),
+    ("mailto:ops@shop.invalid", True),
+    ("mailto:ops@shop.com", False),
+    ("https://shop.com/contact", False),
+])
+def test_a_vapid_contact_apple_refuses_is_warned_of(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, subject: str, warned: bool) -> None:
+    """Apple's push service answers 403 BadJwtToken to a token whose contact is at a local or
+    reserved name (the others accept it): every push to Safari and iPhones would fail."""
+    import logging
+
+    from engine.config import Settings
+    from engine.dispatcher import from_settings
+    from engine.store.database import open_database
+
+    settings = Settings(db=f"sqlite:///{tmp_path / 'd.db'}", secret="s" * 32,
+                        vapid_key_file=tmp_path / "vapid.pem", vapid_subject=subject)
+    settings.vapid_key(create=True)
+    database = open_database(settings.db)
+    try:
+        with caplog.at_level(logging.WARNING, logger="nurture.dispatcher"):
+            from_settings(settings, database)
+    finally:
+        database.dispose()
+    lines = [r.getMessage() for r in caplog.records if "VAPID" in r.getMessage()]
+    assert lines == ([f"NURTURE_VAPID_SUBJECT is {subject}: Apple's push service refuses a "
+                      "VAPID contact at a local or reserved name (403 BadJwtToken), so pushes "
+                      "to Safari and iPhones would fail; set a real mailto: or https: contact"]
+                     if warned else [])
