@@ -159,6 +159,10 @@ def classify(status: int, retry_after: str | None, text: str, now: datetime) -> 
         return Outcome("gone", status, detail or "the subscription is gone")
     if status == 429 or status >= 500:
         return Outcome("retry", status, detail, parse_retry_after(retry_after, now))
+    if status in (401, 403) and "BadJwtToken" in detail:  # Apple's word for it
+        detail += (" (the push service refused the VAPID token: NURTURE_VAPID_SUBJECT must be "
+                   "a real mailto: or https: contact, and the key the one the browser "
+                   "subscribed with)")
     return Outcome("failed", status, detail)
 
 

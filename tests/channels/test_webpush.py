@@ -299,3 +299,15 @@ def test_a_vapid_contact_apple_refuses_is_warned_of(
                       "VAPID contact at a local or reserved name (403 BadJwtToken), so pushes "
                       "to Safari and iPhones would fail; set a real mailto: or https: contact"]
                      if warned else [])
+
+
+def test_apples_refusal_of_the_vapid_token_says_what_to_check() -> None:
+    from channels.webpush import classify
+
+    outcome = classify(403, None, '{"reason":"BadJwtToken"}', T0)
+    assert (outcome.kind, outcome.status) == ("failed", 403)
+    assert outcome.detail == (
+        '{"reason":"BadJwtToken"} (the push service refused the VAPID token: '
+        "NURTURE_VAPID_SUBJECT must be a real mailto: or https: contact, and the key the one "
+        "the browser subscribed with)")
+    assert classify(403, None, "forbidden", T0).detail == "forbidden"
