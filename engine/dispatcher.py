@@ -367,7 +367,7 @@ class Dispatcher:
             stats.count(channel, row.status)
 
     def _recorded(self, item: Claimed, outcome: Outcome, now: datetime) -> Recorded:
-        detail = outcome.detail or None
+        detail = outcome.detail[:500] or None  # (the column holds 500)
         if outcome.kind == "delivered":
             return Recorded(item.id, "delivered", None, outcome.status, detail, now)
         if outcome.kind in ("gone", "failed"):
