@@ -69,11 +69,23 @@ class Settings:
         return load_or_create(self.vapid_key_file)[0]
 
     def api_key_value(self, create: bool = False) -> str:
-        """`NURTURE_API_KEY`, else the key in `.nurture/api-key` (created when asked)."""
+        """`NURTURE_API_KEY` (its first key, when it lists several), else the key in
+        `.nurture/api-key` (created when asked)."""
+        return self.api_keys(create)[0]
+
+    def api_keys(self, create: bool = False) -> tuple[str, ...]:
+        """Every key the API takes. `NURTURE_API_KEY` may list several, separated by commas,
+        so that a key is replaced without a moment when the site's calls are refused: the
+        new key is added, the site moves to it, the old one is removed."""
         if self.api_key:
-            if len(self.api_key) < 16:
-                raise ConfigError("NURTURE_API_KEY: use at least 16 characters")
-            return self.api_key
+            keys = tuple(key.strip() for key in self.api_key.split(","))
+            if any(len(key) < 16 for key in keys):
+                raise ConfigError("NURTURE_API_KEY: use at least 16 characters for each key "
+                                  "(several keys are separated by commas)")
+            return keys
+        return (self._api_key_file(create),)
+
+    def _api_key_file(self, create: bool) -> str:
         path = self.secret_file.with_name("api-key")
         if path.exists():
             return path.read_text(encoding="ascii").strip()

@@ -44,7 +44,8 @@ class Runtime:
         refuse_lost_keys(settings, database)
         self.signer = Signer(settings.signing_secret(create=True))
         self.vapid = settings.vapid_key(create=True)
-        self.api_key = settings.api_key_value(create=True)
+        self.api_keys = settings.api_keys(create=True)
+        self.api_key = self.api_keys[0]
         self.policy = PushEndpointPolicy.from_hosts(settings.push_allow_hosts)
         self.metrics = Metrics(self.backlog)
         self._lock = threading.Lock()

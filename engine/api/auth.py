@@ -28,7 +28,8 @@ def has_api_key(runtime: Runtime, authorization: str | None) -> bool:
     if not authorization or not authorization.lower().startswith(BEARER):
         return False
     offered = authorization[len(BEARER):].strip().encode()
-    return hmac.compare_digest(offered, runtime.api_key.encode())
+    matches = [hmac.compare_digest(offered, key.encode()) for key in runtime.api_keys]
+    return any(matches)  # (every key compared, whichever matches)
 
 
 def require_api_key(request: Request,

@@ -97,6 +97,28 @@ def test_write_calls_need_the_api_key(api: Api, headers: dict[str, str]) -> None
     assert api.count("events") == 0
 
 
+def test_a_key_is_replaced_without_refusing_the_site(tmp_path: Path) -> None:
+    """`NURTURE_API_KEY=new,old` while the site moves to the new key; then `new` alone."""
+    from engine.api import create_app
+    from engine.config import ConfigError
+    from tests.service.conftest import build_runtime
+
+    old, new = "old-key-0123456789abcdef", "new-key-0123456789abcdef"
+    for step, (keys, taken) in enumerate(((f"{new}, {old}", {old: 200, new: 200, "x": 401}),
+                                          (new, {old: 401, new: 200}))):
+        (tmp_path / str(step)).mkdir()
+        runtime = build_runtime(tmp_path / str(step), api_key=keys)
+        try:
+            with TestClient(create_app(runtime)) as client:
+                assert {key: client.post("/v1/events", json=SUBSCRIBED, headers={
+                    "Authorization": f"Bearer {key}"}).status_code for key in taken} == taken
+        finally:
+            runtime.database.dispose()
+    (tmp_path / "short").mkdir()
+    with pytest.raises(ConfigError, match="at least 16 characters for each key"):
+        build_runtime(tmp_path / "short", api_key=f"{new},short")
+
+
 def test_an_export_gives_the_latest_of_long_lists_and_their_full_lengths(api: Api) -> None:
     api.post_events(SUBSCRIBED)
     api.post_events({"events": [
