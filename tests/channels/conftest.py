@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Table, select
@@ -133,3 +134,18 @@ def shop_factory(tmp_path: Path, ca_file: str, database_url: str):
     yield build
     for database in databases:
         database.dispose()
+
+
+def warnings_at_start(settings: Any, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the dispatcher an operator runs (`from_settings`) warns of as it starts."""
+    import logging
+
+    from engine.dispatcher import from_settings
+
+    database = open_database(settings.db)
+    try:
+        with caplog.at_level(logging.WARNING, logger="nurture.dispatcher"):
+            from_settings(settings, database)
+    finally:
+        database.dispose()
+    return [r.getMessage() for r in caplog.records if r.name == "nurture.dispatcher"]

@@ -247,22 +247,13 @@ def test_every_web_link_of_the_html_is_click_tracked_in_either_quotes() -> None:
 def test_e_mail_links_only_this_machine_can_open_are_warned_of(
         tmp_path: Any, caplog: pytest.LogCaptureFixture, public_url: str, warned: bool) -> None:
     """Every e-mail carries an unsubscribe link: pointing at localhost, nobody could use it."""
-    import logging
-
     from engine.config import Settings
-    from engine.dispatcher import from_settings
-    from engine.store.database import open_database
+    from tests.channels.conftest import warnings_at_start
 
     settings = Settings(db=f"sqlite:///{tmp_path / 'd.db'}", smtp_url="smtp://127.0.0.1:2525",
                         public_url=public_url, secret="s" * 32,
                         vapid_key_file=tmp_path / "no-such-key.pem")
-    database = open_database(settings.db)
-    try:
-        with caplog.at_level(logging.WARNING, logger="nurture.dispatcher"):
-            from_settings(settings, database)
-    finally:
-        database.dispose()
-    lines = [r.getMessage() for r in caplog.records if "unsubscribe" in r.getMessage()]
+    lines = [line for line in warnings_at_start(settings, caplog) if "unsubscribe" in line]
     assert lines == ([f"e-mails' unsubscribe and tracking links will point at {public_url}, "
                       "which only this machine can open: recipients could not unsubscribe. "
                       "Set NURTURE_PUBLIC_URL to the address the service is reached at"]

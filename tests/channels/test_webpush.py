@@ -279,22 +279,13 @@ def test_a_vapid_contact_apple_refuses_is_warned_of(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, subject: str, warned: bool) -> None:
     """Apple's push service answers 403 BadJwtToken to a token whose contact is at a local or
     reserved name (the others accept it): every push to Safari and iPhones would fail."""
-    import logging
-
     from engine.config import Settings
-    from engine.dispatcher import from_settings
-    from engine.store.database import open_database
+    from tests.channels.conftest import warnings_at_start
 
     settings = Settings(db=f"sqlite:///{tmp_path / 'd.db'}", secret="s" * 32,
                         vapid_key_file=tmp_path / "vapid.pem", vapid_subject=subject)
     settings.vapid_key(create=True)
-    database = open_database(settings.db)
-    try:
-        with caplog.at_level(logging.WARNING, logger="nurture.dispatcher"):
-            from_settings(settings, database)
-    finally:
-        database.dispose()
-    lines = [r.getMessage() for r in caplog.records if "VAPID" in r.getMessage()]
+    lines = [line for line in warnings_at_start(settings, caplog) if "VAPID" in line]
     assert lines == ([f"NURTURE_VAPID_SUBJECT is {subject}: Apple's push service refuses a "
                       "VAPID contact at a local or reserved name (403 BadJwtToken), so pushes "
                       "to Safari and iPhones would fail; set a real mailto: or https: contact"]
