@@ -35,10 +35,7 @@ class PushEndpointPolicy:
         return cls(frozenset(allowed_host(host) for host in hosts if host.strip()))
 
     def is_allowed(self, host: str, port: int | None) -> bool:
-        host = host.lower().strip("[]")
-        host = _address(host) or host
-        return host in self.allowed or (
-            port is not None and _with_port(host, port) in self.allowed)
+        return host_allowed(self.allowed, host, port)
 
     def check_url(self, endpoint: str) -> tuple[str, int]:
         """The (host, port) of an acceptable endpoint URL; EndpointError otherwise."""
@@ -77,6 +74,54 @@ class PushEndpointPolicy:
             raise EndpointError(f"{host} does not resolve ({problem})") from None
         for info in infos:
             self.check_address(host, port, str(info[4][0]))
+
+
+def host_allowed(allowed: frozenset[str], host: str, port: int | None) -> bool:
+    """Whether an operator's allow-list (entries as `allowed_host` writes them) names this
+    host, alone or with this port."""
+    host = host.lower().strip("[]")
+    host = _address(host) or host
+    return host in allowed or (port is not None and _with_port(host, port) in allowed)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAddressPolicy:
+    """Where webhooks may connect. Their URLs are written by the workflows' authors, but a
+    template may take the host from a subscriber's data (`url "{{ subscriber.crm }}"`), and a
+    webhook's answer is kept where the marketer reads it (the timeline, the funnel). So this
+    machine's own services (loopback: the database, the API) and link-local addresses (cloud
+    metadata) are refused, unless the operator allows the host (`NURTURE_WEBHOOK_ALLOW_HOSTS`);
+    private networks stay reachable, for a CRM inside the company. Checked at every
+    connection, for every address a name resolves to."""
+
+    allowed: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_hosts(cls, hosts: Iterable[str]) -> WebhookAddressPolicy:
+        return cls(frozenset(allowed_host(host) for host in hosts if host.strip()))
+
+    def refusal(self, host: str, port: int, address: str) -> str | None:
+        """Why a connection to `address` (for `host`) is refused; None when it may go."""
+        if host_allowed(self.allowed, host, port) or host_allowed(self.allowed, address, port):
+            return None
+        if not off_limits(address):
+            return None
+        named = "" if _address(host.strip("[]")) else f"{host} resolves to "
+        return (f"{named}{address}, an address of this machine or its cloud (loopback, "
+                "link-local), which webhooks may not reach; allow the host with "
+                "NURTURE_WEBHOOK_ALLOW_HOSTS if it is meant")
+
+
+def off_limits(address: str) -> bool:
+    """Loopback, link-local (cloud metadata), unspecified, multicast or reserved."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast
+            or ip.is_reserved)
 
 
 HOST_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"

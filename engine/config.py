@@ -47,6 +47,8 @@ class Settings:
     public_url: str = "http://localhost:8000"
     """Where browsers and mail readers reach the API (links in messages)."""
     push_allow_hosts: tuple[str, ...] = field(default_factory=tuple)
+    webhook_allow_hosts: tuple[str, ...] = field(default_factory=tuple)
+    """Hosts webhooks may reach although they are this machine's or link-local."""
     tick_seconds: float = 10.0
     late_limit: timedelta | None = timedelta(days=1)
     """A push or e-mail that the engine reaches, or the dispatcher can send, only later than
@@ -125,6 +127,7 @@ VARIABLES = {
     "NURTURE_SECRET_FILE": "secret_file", "NURTURE_SMTP_URL": "smtp_url",
     "NURTURE_EMAIL_FROM": "email_from", "NURTURE_PUBLIC_URL": "public_url",
     "NURTURE_PUSH_ALLOW_HOSTS": "push_allow_hosts", "NURTURE_TICK_SECONDS": "tick_seconds",
+    "NURTURE_WEBHOOK_ALLOW_HOSTS": "webhook_allow_hosts",
     "NURTURE_LATE_LIMIT": "late_limit",
 }
 
@@ -155,9 +158,9 @@ def load_settings(environ: Mapping[str, str] | None = None,
 
 
 def _convert(variable: str, name: str, text: str) -> Any:
-    if name == "push_allow_hosts":
+    if name in ("push_allow_hosts", "webhook_allow_hosts"):
         hosts = tuple(host.strip() for host in text.split(",") if host.strip())
-        try:  # checked now; the push policy reads them when it is made
+        try:  # checked now; the policy reads them when it is made
             for host in hosts:
                 allowed_host(host)
         except EndpointError as problem:

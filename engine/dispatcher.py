@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from channels.base import Outcome
 from channels.email import EmailJob, SmtpSender
-from channels.endpoints import PushEndpointPolicy
+from channels.endpoints import PushEndpointPolicy, WebhookAddressPolicy
 from channels.tokens import Signer
 from channels.webhook import WebhookJob, WebhookSender
 from channels.webpush import PushJob, WebPushSender, payload, topic
@@ -424,7 +424,9 @@ def from_settings(settings: Settings, database: Database, clock: Clock | None = 
                     settings.public_url, extra={"public_url": settings.public_url})
     email = SmtpSender(settings.smtp_url, settings.email_from) if settings.smtp_url else None
     return Dispatcher(database, Links(Signer(secret), settings.public_url), clock=clock,
-                      push=push, email=email, webhook=WebhookSender(secret, ssl=ssl))
+                      push=push, email=email, webhook=WebhookSender(
+                          secret, ssl=ssl,
+                          policy=WebhookAddressPolicy.from_hosts(settings.webhook_allow_hosts)))
 
 
 RESERVED_NAMES = ("localhost", "invalid", "test", "example", "local", "internal")

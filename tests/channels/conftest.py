@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Table, select
 
 from channels.email import SmtpSender
-from channels.endpoints import PushEndpointPolicy
+from channels.endpoints import PushEndpointPolicy, WebhookAddressPolicy
 from channels.tokens import Signer
 from channels.vapid import VapidKey
 from channels.webhook import WebhookSender
@@ -29,6 +29,8 @@ from tests.channels.fixtures import SECRET
 from tests.channels.peers import PushService, SmtpServer
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)  # a Monday, 10:00 in Warsaw
+LOOPBACK_HOOKS = WebhookAddressPolicy.from_hosts(["127.0.0.1"])
+"""The tests' webhook receivers listen on this machine, which webhooks may reach only so."""
 
 
 @dataclass
@@ -127,7 +129,7 @@ def shop_factory(tmp_path: Path, ca_file: str, database_url: str):
         email = SmtpSender(f"smtp://127.0.0.1:{smtp.port}?starttls=no",
                            "Shop <news@shop.example>") if smtp else None
         dispatcher = Dispatcher(database, links, clock=clock, push=push, email=email,
-                                webhook=WebhookSender(SECRET))
+                                webhook=WebhookSender(SECRET, policy=LOOPBACK_HOOKS))
         engine = Engine(catalog, database, clock=clock, late_limit=late_limit)
         return Shop(engine, dispatcher, database, clock, vapid)
 

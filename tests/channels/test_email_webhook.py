@@ -258,3 +258,43 @@ def test_e_mail_links_only_this_machine_can_open_are_warned_of(
                       "which only this machine can open: recipients could not unsubscribe. "
                       "Set NURTURE_PUBLIC_URL to the address the service is reached at"]
                      if warned else [])
+
+
+def test_a_webhook_does_not_reach_this_machine_or_the_cloud_metadata(
+        webhook_receiver: WebhookReceiver) -> None:
+    """A template may take a webhook's host from a subscriber's data, and the answer is kept
+    where the marketer reads it: loopback and link-local addresses are refused (written as
+    addresses, or as names that resolve to them) unless the operator allows the host."""
+    import asyncio
+
+    from channels.endpoints import WebhookAddressPolicy
+    from channels.webhook import WebhookJob, WebhookSender
+
+    port = urlsplit(webhook_receiver.url).port
+
+    async def send(url: str, allowed: tuple[str, ...] = ()) -> Any:
+        sender = WebhookSender(SECRET, policy=WebhookAddressPolicy.from_hosts(allowed))
+        try:
+            return await sender.send(WebhookJob("1.1", url, b"{}"))
+        finally:
+            await sender.close()
+
+    async def run() -> list[Any]:
+        return [await send(f"http://127.0.0.1:{port}/hook"),
+                await send(f"http://localhost:{port}/hook"),  # a name: refused at resolving
+                await send("http://169.254.169.254/latest/meta-data/"),
+                await send(f"http://[::ffff:127.0.0.1]:{port}/hook"),
+                await send(f"http://localhost:{port}/hook", allowed=(f"localhost:{port}",))]
+
+    *refused, allowed = asyncio.run(run())
+    assert [(o.kind, o.status) for o in refused] == [("failed", None)] * 4
+    assert refused[0].detail == (
+        "refused: 127.0.0.1, an address of this machine or its cloud (loopback, link-local), "
+        "which webhooks may not reach; allow the host with NURTURE_WEBHOOK_ALLOW_HOSTS if it "
+        "is meant")
+    assert refused[1].detail.startswith("refused: localhost resolves to 127.0.0.1, an address")
+    assert "169.254.169.254, an address" in refused[2].detail
+    assert (allowed.kind, allowed.status) == ("delivered", 200)
+    assert len(webhook_receiver.received) == 1  # only the allowed one arrived
+    # a CRM inside the company stays reachable: private networks are not refused
+    assert WebhookAddressPolicy().refusal("crm.internal", 443, "10.0.0.5") is None

@@ -35,6 +35,9 @@ def test_the_environment_wins_over_dotenv_and_flags_win_over_both(tmp_path: Path
     assert settings.db == "sqlite:///from-env.db"
     assert settings.smtp_url == "smtp://relay"
     assert settings.push_allow_hosts == ("127.0.0.1:8443", "push.test")
+    hooks = load_settings({"NURTURE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1:9000, crm.internal"},
+                          dotenv=None)
+    assert hooks.webhook_allow_hosts == ("127.0.0.1:9000", "crm.internal")
     assert settings.with_flags(db="sqlite:///flag.db", workflows=None).db == "sqlite:///flag.db"
 
 
@@ -54,6 +57,8 @@ def test_the_environment_wins_over_dotenv_and_flags_win_over_both(tmp_path: Path
     ("NURTURE_SMTP_URL", "smtp://mail.example?starttls=maybe", "starttls is auto, require or no"),
     ("NURTURE_PUSH_ALLOW_HOSTS", "127.0.0.1:8443, https://push.example",
      "NURTURE_PUSH_ALLOW_HOSTS: 'https://push.example': a host, not a URL"),
+    ("NURTURE_WEBHOOK_ALLOW_HOSTS", "crm.internal/hook",
+     "NURTURE_WEBHOOK_ALLOW_HOSTS: 'crm.internal/hook': a host, not a URL"),
 ])
 def test_bad_settings_name_the_variable(variable: str, value: str, words: str) -> None:
     """Checked when the settings are read: a service never starts with one of these."""
