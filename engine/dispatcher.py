@@ -35,6 +35,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from html import unescape
 from typing import Any
 from urllib.parse import urlsplit
@@ -417,11 +418,17 @@ def from_settings(settings: Settings, database: Database, clock: Clock | None = 
                         settings.vapid_subject, extra={"vapid_subject": settings.vapid_subject})
     if not settings.smtp_url:
         log.warning("e-mail is off: NURTURE_SMTP_URL is not set")
-    elif _only_this_machine(settings.public_url):
-        log.warning("e-mails' unsubscribe and tracking links will point at %s, which only "
-                    "this machine can open: recipients could not unsubscribe. Set "
-                    "NURTURE_PUBLIC_URL to the address the service is reached at",
-                    settings.public_url, extra={"public_url": settings.public_url})
+    else:
+        if _only_this_machine(settings.public_url):
+            log.warning("e-mails' unsubscribe and tracking links will point at %s, which only "
+                        "this machine can open: recipients could not unsubscribe. Set "
+                        "NURTURE_PUBLIC_URL to the address the service is reached at",
+                        settings.public_url, extra={"public_url": settings.public_url})
+        if _unreachable_contact(f"mailto:{parseaddr(settings.email_from)[1]}"):
+            log.warning("e-mails will come from %s, a local or reserved domain that receiving "
+                        "servers refuse or file as spam; set NURTURE_EMAIL_FROM to an address "
+                        "of the shop's own domain", settings.email_from,
+                        extra={"email_from": settings.email_from})
     email = SmtpSender(settings.smtp_url, settings.email_from) if settings.smtp_url else None
     return Dispatcher(database, Links(Signer(secret), settings.public_url), clock=clock,
                       push=push, email=email, webhook=WebhookSender(

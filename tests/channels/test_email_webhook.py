@@ -298,3 +298,22 @@ def test_a_webhook_does_not_reach_this_machine_or_the_cloud_metadata(
     assert len(webhook_receiver.received) == 1  # only the allowed one arrived
     # a CRM inside the company stays reachable: private networks are not refused
     assert WebhookAddressPolicy().refusal("crm.internal", 443, "10.0.0.5") is None
+
+
+@pytest.mark.parametrize(("sender", "warned"), [
+    ("nurture <nurture@localhost>", True),  # the default
+    ("Shop <news@shop.invalid>", True),
+    ("Shop <news@shop.com>", False),
+])
+def test_e_mail_from_a_domain_no_server_accepts_is_warned_of(
+        tmp_path: Any, caplog: pytest.LogCaptureFixture, sender: str, warned: bool) -> None:
+    from engine.config import Settings
+    from tests.channels.conftest import warnings_at_start
+
+    settings = Settings(db=f"sqlite:///{tmp_path / 'd.db'}", smtp_url="smtp://127.0.0.1:2525",
+                        public_url="https://nurture.shop.com", email_from=sender,
+                        secret="s" * 32, vapid_key_file=tmp_path / "no-such-key.pem")
+    lines = [line for line in warnings_at_start(settings, caplog) if "come from" in line]
+    assert lines == ([f"e-mails will come from {sender}, a local or reserved domain that "
+                      "receiving servers refuse or file as spam; set NURTURE_EMAIL_FROM to an "
+                      "address of the shop's own domain"] if warned else [])
