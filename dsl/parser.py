@@ -24,7 +24,11 @@ from lark.visitors import Transformer_NonRecursive
 
 from dsl import model as m
 from dsl.diagnostics import Diagnostic, did_you_mean, error
-from dsl.syntax_errors import unexpected_character_message, unexpected_token_message
+from dsl.syntax_errors import (
+    bare_when,
+    unexpected_character_message,
+    unexpected_token_message,
+)
 
 RESERVED = frozenset({
     "workflow", "message", "stage", "score", "tag", "entry", "exit", "start", "at", "on",
@@ -150,8 +154,14 @@ def _syntax_diagnostic(problem: UnexpectedInput, text: str, path: str) -> Diagno
         token = problem.token
         if token.type == "$END":
             line, column = _end_position(text)
-        message = unexpected_token_message(token.type, str(token), problem.accepts or
-                                           problem.expected, text, line)
+        expected = problem.accepts or problem.expected
+        message = unexpected_token_message(token.type, str(token), expected, text, line)
+        before = text[:token.start_pos] if isinstance(token.start_pos, int) else ""
+        hint = bare_when(before, expected)
+        if hint is not None:  # said at the name, not at the next line's first word
+            offset, message = hint
+            line = before.count("\n", 0, offset) + 1
+            column = offset - before.rfind("\n", 0, offset)
     elif isinstance(problem, UnexpectedCharacters):
         interactive = getattr(problem, "interactive_parser", None)
         allowed = interactive.accepts() if interactive is not None else problem.allowed

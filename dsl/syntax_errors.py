@@ -116,6 +116,27 @@ def unexpected_token_message(kind: str, text: str, expected: Iterable[str], sour
     return message
 
 
+BARE_WHEN = re.compile(r"(?:\bgo\s+to\s+([a-z_][a-z0-9_]*)\s+)?\bwhen\s+"
+                       r"([a-z_][a-z0-9_]*)\s*(?:#[^\n]*)?\s*\Z")
+"""`go to sale when purchase` then something else: a name where a comparison was due."""
+
+
+def bare_when(before: str, expected: Iterable[str]) -> tuple[int, str] | None:
+    """A `when NAME` with no comparison (`go to sale when purchase`): the offset of NAME in
+    `before` (the text up to the unexpected token) and what to write instead. An event was
+    most likely meant, which `on` takes."""
+    if "COMPARE" not in set(expected):
+        return None
+    found = BARE_WHEN.search(before)
+    if found is None:
+        return None
+    target, name = found.group(1), found.group(2)
+    message = f"'when {name}' needs a comparison, such as '{name} == true' or '{name} >= 10'"
+    if target is not None:
+        message += f"; to move when a '{name}' event arrives, write 'go to {target} on {name}'"
+    return found.start(2), message
+
+
 def unexpected_character_message(char: str, source: str, position: int,
                                  allowed: Iterable[str]) -> str:
     if char == '"':

@@ -23,6 +23,20 @@ def flow(body: str, messages: str = OK_MESSAGE) -> str:
 # ---------------------------------------------------------------- syntax errors
 
 SYNTAX_CASES = [
+    pytest.param(  # said at the name, not at the next line's first word
+        "workflow w {\n  stage a {\n    go to b when purchase  # bought\n"
+        "    after 1 day: send push hello\n  }\n  stage b { }\n}\n",
+        "w.flow:3:18: error: 'when purchase' needs a comparison, such as 'purchase == true' "
+        "or 'purchase >= 10'; to move when a 'purchase' event arrives, write 'go to b on "
+        "purchase'",
+        id="event-after-when",
+    ),
+    pytest.param(
+        "workflow w {\n  score fit { when vip +10 }\n  stage a { }\n}\n",
+        "w.flow:2:20: error: 'when vip' needs a comparison, such as 'vip == true' or "
+        "'vip >= 10'",
+        id="bare-name-in-fit-rule",
+    ),
     pytest.param(
         "workflow w {\n  stge a { }\n}\n",
         "w.flow:2:3: error: unexpected 'stge'; expected 'stage', 'score', 'tag', 'entry', "
