@@ -155,9 +155,13 @@ def _syntax_diagnostic(problem: UnexpectedInput, text: str, path: str) -> Diagno
         if token.type == "$END":
             line, column = _end_position(text)
         expected = problem.accepts or problem.expected
-        message = unexpected_token_message(token.type, str(token), expected, text, line)
+        written = str(token)
+        if written == "=" and isinstance(token.end_pos, int) and \
+                text[token.end_pos:token.end_pos + 1] in ("<", ">"):
+            written += text[token.end_pos]  # `=>` or `=<`: a comparison written backwards
+        message = unexpected_token_message(token.type, written, expected, text, line)
         before = text[:token.start_pos] if isinstance(token.start_pos, int) else ""
-        hint = bare_when(before, expected)
+        hint = bare_when(before, "" if token.type == "$END" else str(token), expected)
         if hint is not None:  # said at the name, not at the next line's first word
             offset, message = hint
             line = before.count("\n", 0, offset) + 1

@@ -94,8 +94,11 @@ def describe_found(kind: str, text: str) -> str:
     if kind == "$END" or not text:
         return "end of file"
     if kind == "STRING":
-        return f"the string {text}"
+        return f"string {text}"
     return f"'{text}'"
+
+
+_COMPARISON_MEANT = {"=": "'=='", "=>": "'>='", "=<": "'<='"}
 
 
 def unexpected_token_message(kind: str, text: str, expected: Iterable[str], source: str,
@@ -107,6 +110,8 @@ def unexpected_token_message(kind: str, text: str, expected: Iterable[str], sour
         match = closest(text.lower(), candidates)
         if match and match != text:
             message += f"; did you mean '{match}'?"
+    if "COMPARE" in expected and text in ("=", "=>", "=<"):
+        message += f"; write {_COMPARISON_MEANT[text]} to compare"
     if kind == "NUMBER" and "POINTS" in expected:
         message += f" (points carry a sign: write '+{text}')"
     elif kind == "POINTS" and "NUMBER" in expected and text.startswith("-"):
@@ -121,20 +126,22 @@ BARE_WHEN = re.compile(r"(?:\bgo\s+to\s+([a-z_][a-z0-9_]*)\s+)?\bwhen\s+"
 """`go to sale when purchase` then something else: a name where a comparison was due."""
 
 
-def bare_when(before: str, expected: Iterable[str]) -> tuple[int, str] | None:
-    """A `when NAME` with no comparison (`go to sale when purchase`): the offset of NAME in
-    `before` (the text up to the unexpected token) and what to write instead. An event was
-    most likely meant, which `on` takes."""
-    if "COMPARE" not in set(expected):
+def bare_when(before: str, found: str, expected: Iterable[str]) -> tuple[int, str] | None:
+    """A `when NAME` with no comparison (`go to sale when purchase`), followed by the next
+    statement (`found` is its first word, a '}', a fit rule's points or nothing): the offset
+    of NAME in `before` (the text up to `found`) and what to write instead. An event was most
+    likely meant, which `on` takes. (An operator after the name is a mistyped comparison.)"""
+    if "COMPARE" not in set(expected) or not re.fullmatch(r"[A-Za-z_]\w*|\}|[+-][\d.]+|",
+                                                          found):
         return None
-    found = BARE_WHEN.search(before)
-    if found is None:
+    match = BARE_WHEN.search(before)
+    if match is None:
         return None
-    target, name = found.group(1), found.group(2)
+    target, name = match.group(1), match.group(2)
     message = f"'when {name}' needs a comparison, such as '{name} == true' or '{name} >= 10'"
     if target is not None:
         message += f"; to move when a '{name}' event arrives, write 'go to {target} on {name}'"
-    return found.start(2), message
+    return match.start(2), message
 
 
 def unexpected_character_message(char: str, source: str, position: int,
@@ -149,6 +156,8 @@ def unexpected_character_message(char: str, source: str, position: int,
     word = re.match(r"[A-Za-z_][A-Za-z0-9_]*", source[position:])
     if word and not word.group().islower():
         text = word.group()
+        if "STRING" in set(allowed):  # a value was due: `with code = HOT10`
+            return f"unexpected '{text}': a text value is written in quotes: \"{text}\""
         return (f"unexpected '{text}': names and keywords are written in lower case; "
                 f"did you mean '{text.lower()}'?")
     invisible = char.isspace() or not char.isprintable()

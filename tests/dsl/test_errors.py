@@ -32,6 +32,30 @@ SYNTAX_CASES = [
         id="event-after-when",
     ),
     pytest.param(
+        "workflow w {\n  score s { on x +1 }\n  stage a {\n    go to b when s => 10\n"
+        "  }\n  stage b { }\n}\n",
+        "w.flow:4:20: error: unexpected '=>'; expected a comparison such as '==' or '>=', "
+        "'contains', '.', 'startswith' or 'in'; write '>=' to compare",
+        id="comparison-written-backwards",
+    ),
+    pytest.param(
+        "workflow w {\n  score s { on x +1 }\n  stage a {\n    go to b when s = 10\n"
+        "  }\n  stage b { }\n}\n",
+        "w.flow:4:20: error: unexpected '='; expected a comparison such as '==' or '>=', "
+        "'contains', '.', 'startswith' or 'in'; write '==' to compare",
+        id="single-equals",
+    ),
+    pytest.param(
+        "workflow w {\n  stage a { on enter: send push hello with code = HOT10 }\n}\n",
+        "w.flow:2:51: error: unexpected 'HOT10': a text value is written in quotes: \"HOT10\"",
+        id="unquoted-text-value",
+    ),
+    pytest.param(
+        "workflow w {\n  stage a { on enter: send push \"hello\" }\n}\n",
+        "w.flow:2:33: error: unexpected string \"hello\"; expected a name",
+        id="quoted-message-name",
+    ),
+    pytest.param(
         "workflow w {\n  score fit { when vip +10 }\n  stage a { }\n}\n",
         "w.flow:2:20: error: 'when vip' needs a comparison, such as 'vip == true' or "
         "'vip >= 10'",
