@@ -17,6 +17,17 @@ ADDRESS_FIELDS = {"push": ("url", "icon"), "webhook": ("url",)}
 
 HOST_FIRST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?([/?#]|\Z)", re.IGNORECASE)
 """`www.shop.example/sale`, `shop.example:8080`: a host written without its scheme."""
+FILE_ENDINGS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "html", "htm",
+                          "php", "json"})
+"""`logo.png`, `sale.html`: a file's name (a path), not a host, although it looks like one."""
+
+
+def _host_without_scheme(text: str) -> bool:
+    found = HOST_FIRST.match(text)
+    if found is None:
+        return False
+    host = re.split(r"[:/?#]", found.group(0), maxsplit=1)[0]
+    return host.rsplit(".", 1)[-1].lower() not in FILE_ENDINGS
 
 
 def address_problem(channel: str, field: str, value: str,
@@ -30,7 +41,7 @@ def address_problem(channel: str, field: str, value: str,
         return None  # no address: a click opens nothing
     shown = (written or text).strip()
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    if HOST_FIRST.match(text):
+    if _host_without_scheme(text):
         return (f"'{shown}' has no 'https://': write 'https://{shown}'"
                 + (", or a browser opens it as a path on the site that serves sw.js"
                    if channel == "push" else ""))
@@ -58,7 +69,7 @@ def links_nowhere(html: str) -> list[tuple[str, int]]:
         text = link[2].strip()
         if not text or text.startswith(("#", "{{", "{%")):
             continue
-        if urlsplit(text).scheme.lower() in OPEN_ANYWHERE and not HOST_FIRST.match(text):
+        if urlsplit(text).scheme.lower() in OPEN_ANYWHERE and not _host_without_scheme(text):
             continue
         if all(text != seen for seen, _ in found):
             found.append((text, html.count("\n", 0, link.start()) + 1))

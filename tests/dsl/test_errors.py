@@ -725,6 +725,7 @@ def test_a_push_address_a_browser_cannot_open(check_lines: Check, fields: str,
 
 @pytest.mark.parametrize("fields", [
     'url "/sale"',  # on the shop's own site, which serves sw.js
+    'url "sale.html" icon "logo.png"',  # files' names, beside sw.js: paths, not hosts
     'url "https://shop.example/{{ code }}" icon "https://cdn.shop.example/i.png"',
     'url "{{ subscriber.landing | default(\'/\') }}"',  # its value is checked at each send
     'url ""',
