@@ -114,14 +114,9 @@ class WebhookAddressPolicy:
 
 def off_limits(address: str) -> bool:
     """Loopback, link-local (cloud metadata), unspecified, multicast or reserved."""
-    try:
-        ip = ipaddress.ip_address(address.split("%")[0])
-    except ValueError:
-        return True
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast
-            or ip.is_reserved)
+    ip = _ip(address)
+    return ip is None or (ip.is_loopback or ip.is_link_local or ip.is_unspecified
+                          or ip.is_multicast or ip.is_reserved)
 
 
 HOST_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
@@ -168,13 +163,21 @@ def _address(text: str) -> str | None:
         return None
 
 
-def is_public(address: str) -> bool:
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address as the network sees it (an IPv4-mapped IPv6 address is its IPv4 one,
+    a zone index dropped), or None for text that is no address."""
     try:
         ip = ipaddress.ip_address(address.split("%")[0])
     except ValueError:
-        return False
+        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                or ip.is_reserved or ip.is_unspecified or getattr(ip, "is_site_local", False)
-                or (isinstance(ip, ipaddress.IPv4Address) and ip in CGNAT))
+        return ip.ipv4_mapped
+    return ip
+
+
+def is_public(address: str) -> bool:
+    ip = _ip(address)
+    return ip is not None and not (
+        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
+        or ip.is_reserved or ip.is_unspecified or getattr(ip, "is_site_local", False)
+        or (isinstance(ip, ipaddress.IPv4Address) and ip in CGNAT))

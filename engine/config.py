@@ -70,15 +70,11 @@ class Settings:
                               f"{self.vapid_key_file}) or set NURTURE_VAPID_PRIVATE_KEY")
         return load_or_create(self.vapid_key_file)[0]
 
-    def api_key_value(self, create: bool = False) -> str:
-        """`NURTURE_API_KEY` (its first key, when it lists several), else the key in
-        `.nurture/api-key` (created when asked)."""
-        return self.api_keys(create)[0]
-
     def api_keys(self, create: bool = False) -> tuple[str, ...]:
         """Every key the API takes. `NURTURE_API_KEY` may list several, separated by commas,
         so that a key is replaced without a moment when the site's calls are refused: the
-        new key is added, the site moves to it, the old one is removed."""
+        new key is added, the site moves to it, the old one is removed. Without it, the key
+        in `.nurture/api-key` (created when asked)."""
         if self.api_key:
             keys = tuple(key.strip() for key in self.api_key.split(","))
             if any(len(key) < 16 for key in keys):

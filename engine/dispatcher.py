@@ -410,30 +410,35 @@ def from_settings(settings: Settings, database: Database, clock: Clock | None = 
                              SystemClock().now)
     except ConfigError as problem:
         log.warning("web push is off: %s", problem)
-    else:
-        if _unreachable_contact(settings.vapid_subject):
-            log.warning("NURTURE_VAPID_SUBJECT is %s: Apple's push service refuses a VAPID "
-                        "contact at a local or reserved name (403 BadJwtToken), so pushes to "
-                        "Safari and iPhones would fail; set a real mailto: or https: contact",
-                        settings.vapid_subject, extra={"vapid_subject": settings.vapid_subject})
     if not settings.smtp_url:
         log.warning("e-mail is off: NURTURE_SMTP_URL is not set")
-    else:
-        if _only_this_machine(settings.public_url):
-            log.warning("e-mails' unsubscribe and tracking links will point at %s, which only "
-                        "this machine can open: recipients could not unsubscribe. Set "
-                        "NURTURE_PUBLIC_URL to the address the service is reached at",
-                        settings.public_url, extra={"public_url": settings.public_url})
-        if _unreachable_contact(f"mailto:{parseaddr(settings.email_from)[1]}"):
-            log.warning("e-mails will come from %s, a local or reserved domain that receiving "
-                        "servers refuse or file as spam; set NURTURE_EMAIL_FROM to an address "
-                        "of the shop's own domain", settings.email_from,
-                        extra={"email_from": settings.email_from})
+    _warn_of_development_settings(settings, push=push is not None,
+                                  email=bool(settings.smtp_url))
     email = SmtpSender(settings.smtp_url, settings.email_from) if settings.smtp_url else None
     return Dispatcher(database, Links(Signer(secret), settings.public_url), clock=clock,
                       push=push, email=email, webhook=WebhookSender(
                           secret, ssl=ssl,
                           policy=WebhookAddressPolicy.from_hosts(settings.webhook_allow_hosts)))
+
+
+def _warn_of_development_settings(settings: Settings, push: bool, email: bool) -> None:
+    """Defaults that suit a first start on a laptop and fail the people messages go to in
+    production: said once, at start, for the channels that are on."""
+    if push and _unreachable_contact(settings.vapid_subject):
+        log.warning("NURTURE_VAPID_SUBJECT is %s: Apple's push service refuses a VAPID "
+                    "contact at a local or reserved name (403 BadJwtToken), so pushes to "
+                    "Safari and iPhones would fail; set a real mailto: or https: contact",
+                    settings.vapid_subject, extra={"vapid_subject": settings.vapid_subject})
+    if email and _only_this_machine(settings.public_url):
+        log.warning("e-mails' unsubscribe and tracking links will point at %s, which only "
+                    "this machine can open: recipients could not unsubscribe. Set "
+                    "NURTURE_PUBLIC_URL to the address the service is reached at",
+                    settings.public_url, extra={"public_url": settings.public_url})
+    if email and _unreachable_contact(f"mailto:{parseaddr(settings.email_from)[1]}"):
+        log.warning("e-mails will come from %s, a local or reserved domain that receiving "
+                    "servers refuse or file as spam; set NURTURE_EMAIL_FROM to an address "
+                    "of the shop's own domain", settings.email_from,
+                    extra={"email_from": settings.email_from})
 
 
 RESERVED_NAMES = ("localhost", "invalid", "test", "example", "local", "internal")
