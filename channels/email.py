@@ -13,6 +13,7 @@ import smtplib
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
@@ -43,7 +44,10 @@ class SmtpRelay:
 
     @classmethod
     def from_url(cls, url: str) -> SmtpRelay:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # an unclosed `[` of an IPv6 host
+            parts = urlsplit("")
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("NURTURE_SMTP_URL: use smtp://[user:password@]host[:port] or "
                              "smtps://…")
@@ -80,11 +84,31 @@ def build_message(job: EmailJob, sender: str) -> EmailMessage:
     return message
 
 
+def sender_problem(sender: str) -> str | None:
+    """What is wrong with a `From` (`Shop <news@shop.example>` or a bare address), or None.
+
+    Python's parser raises assorted errors for a malformed one (IndexError for `shop@`), and
+    one without a domain parses as a local part: a relay would refuse every message."""
+    address = parseaddr(sender)[1]
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        return ("is not an address such as 'Shop <news@shop.example>'"
+                + (" (a name with a comma is quoted: '\"Shop, Inc\" <news@shop.example>')"
+                   if "," in sender else ""))
+    try:
+        Address(addr_spec=address)
+    except (ValueError, IndexError, HeaderParseError) as problem:
+        return f"is not a valid address ({problem})"
+    return None
+
+
 class SmtpSender:
     def __init__(self, url: str, sender: str, *, timeout: float = 30.0,
                  tls: ssl.SSLContext | None = None) -> None:
         self.relay = SmtpRelay.from_url(url)
-        Address(addr_spec=parseaddr(sender)[1])  # refuse a malformed sender early
+        problem = sender_problem(sender)
+        if problem is not None:  # refused early rather than by every relay
+            raise ValueError(f"the sender {sender!r} {problem}")
         self.sender = sender
         self.timeout = timeout
         self.tls = tls or ssl.create_default_context()

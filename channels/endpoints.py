@@ -41,7 +41,10 @@ class PushEndpointPolicy:
         """The (host, port) of an acceptable endpoint URL; EndpointError otherwise."""
         if len(endpoint) > MAX_ENDPOINT:
             raise EndpointError(f"longer than {MAX_ENDPOINT} characters")
-        parts = urlsplit(endpoint)
+        try:
+            parts = urlsplit(endpoint)
+        except ValueError:  # an unclosed `[` of an IPv6 host
+            raise EndpointError("not a valid URL (check its host)") from None
         host = parts.hostname
         if not host:
             raise EndpointError("not an absolute URL with a host")

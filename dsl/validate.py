@@ -479,12 +479,10 @@ def _check_links(message: m.Message, field: str,
     not foresee."""
     if message.channel != "email" or field != "html":
         return
-    for target, line in links_nowhere(template.source):
+    for target, line, problem in links_nowhere(template.source):
         shown = target if len(target) <= 80 else target[:77] + "..."
         yield warning(_template_span(template, line), f"link '{shown}' in the html of message "
-                                     f"'{message.name}' has no 'https://': a mail client "
-                                     "cannot open it (an e-mail has no site to read it "
-                                     "against), and it is not click-tracked")
+                                     f"'{message.name}' {problem}")
 
 
 def _check_address(message: m.Message, field: str, template: m.Template,

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from channels.email import SmtpRelay
+from channels.email import SmtpRelay, sender_problem
 from channels.endpoints import EndpointError, allowed_host
 from channels.tokens import new_secret
 from channels.vapid import VapidKey, load_or_create
@@ -147,10 +148,48 @@ def load_settings(environ: Mapping[str, str] | None = None,
             SmtpRelay.from_url(settings.smtp_url)
         except ValueError as problem:
             raise ConfigError(str(problem)) from None
-    if not settings.vapid_subject.startswith(("mailto:", "https:")):
-        raise ConfigError("NURTURE_VAPID_SUBJECT: a mailto: or https: contact, got "
-                          f"{settings.vapid_subject!r}")
+    wrong_sender = sender_problem(settings.email_from)
+    if wrong_sender is not None:
+        raise ConfigError(f"NURTURE_EMAIL_FROM: {settings.email_from!r} {wrong_sender}")
+    wrong_base = _web_address_problem(settings.public_url)
+    if wrong_base is not None:
+        raise ConfigError(f"NURTURE_PUBLIC_URL: where browsers and mail readers reach the "
+                          f"service, such as 'https://nurture.shop.example'; "
+                          f"{settings.public_url!r} {wrong_base}")
+    _check_vapid_subject(settings.vapid_subject)
     return settings
+
+
+def _web_address_problem(url: str) -> str | None:
+    """Why a base for the links of messages (tracking, unsubscribe) is unusable, or None:
+    every e-mail's unsubscribe link is built on it, so a mistake is refused at start-up."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises for a port that is no number or out of range
+    except ValueError:
+        return "is not a valid address (check its host and port)"
+    if parts.scheme not in ("http", "https"):
+        return "has no 'https://'"
+    if not parts.hostname:
+        return "names no host"
+    if parts.username is not None or parts.query or parts.fragment:
+        return "must not hold a user, a query or a fragment"
+    return None
+
+
+def _check_vapid_subject(subject: str) -> None:
+    """The `sub` contact of VAPID tokens: push services refuse tokens without a usable one."""
+    scheme, _, rest = subject.partition(":")
+    if scheme == "mailto":
+        if not rest.partition("@")[2]:
+            raise ConfigError("NURTURE_VAPID_SUBJECT: a mailto: contact needs an address "
+                              f"('mailto:ops@shop.example'), got {subject!r}")
+    elif scheme == "https":
+        problem = _web_address_problem(subject)
+        if problem is not None:
+            raise ConfigError(f"NURTURE_VAPID_SUBJECT: {subject!r} {problem}")
+    else:
+        raise ConfigError(f"NURTURE_VAPID_SUBJECT: a mailto: or https: contact, got {subject!r}")
 
 
 def _convert(variable: str, name: str, text: str) -> Any:

@@ -33,6 +33,8 @@ def test_public_https_endpoints_pass_the_url_check(endpoint: str) -> None:
     ("https:///x", "host"),
     ("ftp://push.example/x", "must use https"),
     ("https://push.example/" + "a" * 2100, "longer than"),
+    ("https://[2001:db8::1/x", "not a valid URL"),
+    ("https://push.example:99999/x", "invalid port"),
 ])
 def test_bad_endpoint_urls_are_refused(endpoint: str, reason: str) -> None:
     with pytest.raises(EndpointError, match=reason):

@@ -715,6 +715,12 @@ def test_quiet_hours_that_keep_messages_for_the_night(check_lines: Check, window
     ('icon "javascript:alert(1)"', "field 'icon' of message 'hello': 'javascript:alert(1)' is "
      "not a web address (http or https)"),
     ('url "https://"', "field 'url' of message 'hello': 'https://' names no host"),
+    # Python's URL parser raises for these: reported like any other address, no traceback
+    ('url "https://shop[.example/review"', "field 'url' of message 'hello': "
+     "'https://shop[.example/review' is not a valid web address (check its host and port)"),
+    ('icon "https://cdn.shop.example:99999/i.png"', "field 'icon' of message 'hello': "
+     "'https://cdn.shop.example:99999/i.png' is not a valid web address (check its host and "
+     "port)"),
 ])
 def test_a_push_address_a_browser_cannot_open(check_lines: Check, fields: str,
                                               message: str) -> None:
@@ -751,7 +757,8 @@ def test_an_email_link_without_https_is_a_warning(check_lines: Check) -> None:
     html = ('<a href=\\"https://shop.example/new\\">new</a> <a href=\'shop.example/sale\'>sale'
             '</a> <a href=\\"/account/{{ subscriber.id }}\\">me</a> <a href=\\"#top\\">top</a> '
             '<a href=\\"mailto:help@shop.example\\">help</a> '
-            '<a href=\\"{{ subscriber.profile | default(\'\') }}\\">profile</a>')
+            '<a href=\\"{{ subscriber.profile | default(\'\') }}\\">profile</a> '
+            '<a href=\\"https://shop.example]/x\\">broken</a>')
     text = flow("  stage a { on enter: send email news }",
                 f'message news email {{\n  subject "News"\n  html "{html}"\n}}\n')
     tail = ("has no 'https://': a mail client cannot open it (an e-mail has no site to read it "
@@ -759,4 +766,6 @@ def test_an_email_link_without_https_is_a_warning(check_lines: Check) -> None:
     assert check_lines(text) == [
         f"w.flow:6:3: warning: link 'shop.example/sale' in the html of message 'news' {tail}",
         f"w.flow:6:3: warning: link '/account/{{{{ subscriber.id }}}}' in the html of message "
-        f"'news' {tail}"]
+        f"'news' {tail}",
+        "w.flow:6:3: warning: link 'https://shop.example]/x' in the html of message 'news' is "
+        "not a valid web address (check its host and port): a mail client cannot open it"]

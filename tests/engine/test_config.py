@@ -49,6 +49,21 @@ def test_the_environment_wins_over_dotenv_and_flags_win_over_both(tmp_path: Path
     ("NURTURE_LATE_LIMIT", "30 seconds", "NURTURE_LATE_LIMIT: a duration"),
     ("NURTURE_LATE_LIMIT", "0.5 minutes", "NURTURE_LATE_LIMIT: at least 1 minute"),
     ("NURTURE_VAPID_SUBJECT", "ops@shop.example", "NURTURE_VAPID_SUBJECT: a mailto: or https:"),
+    ("NURTURE_VAPID_SUBJECT", "mailto:", "NURTURE_VAPID_SUBJECT: a mailto: contact needs an"),
+    ("NURTURE_VAPID_SUBJECT", "https://[shop.example",
+     r"NURTURE_VAPID_SUBJECT: 'https://\[shop.example' is not a valid"),
+    ("NURTURE_VAPID_SUBJECT", "https:shop.example",
+     "NURTURE_VAPID_SUBJECT: 'https:shop.example' names no host"),
+    ("NURTURE_SMTP_URL", "smtp://[mail.example", r"NURTURE_SMTP_URL: use smtp://\["),
+    ("NURTURE_EMAIL_FROM", "shop@", "NURTURE_EMAIL_FROM: 'shop@' is not an address such as"),
+    ("NURTURE_EMAIL_FROM", "news", "is not an address such as 'Shop <news@shop.example>'"),
+    ("NURTURE_EMAIL_FROM", "Shop, Inc <news@shop.example>", "a name with a comma is quoted"),
+    ("NURTURE_EMAIL_FROM", "Shop <ne ws@shop.example>", "is not a valid address"),
+    ("NURTURE_PUBLIC_URL", "nurture.shop.example", "NURTURE_PUBLIC_URL: where browsers .* "
+     "'nurture.shop.example' has no 'https://'"),
+    ("NURTURE_PUBLIC_URL", "https://", "names no host"),
+    ("NURTURE_PUBLIC_URL", "https://nurture.shop.example:0x50", "is not a valid address"),
+    ("NURTURE_PUBLIC_URL", "https://nurture.shop.example/?a=1", "must not hold"),
     ("NURTURE_SMTP_URL", "http://mail.example", r"NURTURE_SMTP_URL: use smtp://\["),
     ("NURTURE_SMTP_URL", "smtp://", r"NURTURE_SMTP_URL: use smtp://\["),
     ("NURTURE_SMTP_URL", "smtp://ops:pw@mail.example:submission",
@@ -92,3 +107,15 @@ def test_keys_from_the_environment() -> None:
         load_settings({"NURTURE_SECRET": "short"}, dotenv=None).signing_secret()
     with pytest.raises(ConfigError, match="NURTURE_VAPID_PRIVATE_KEY"):
         load_settings({"NURTURE_VAPID_PRIVATE_KEY": "bogus"}, dotenv=None).vapid_key()
+
+
+def test_usual_addresses_are_taken_as_written() -> None:
+    settings = load_settings({
+        "NURTURE_PUBLIC_URL": "https://shop.example/nurture",
+        "NURTURE_EMAIL_FROM": '"Shop, Inc" <news@shop.example>',
+        "NURTURE_VAPID_SUBJECT": "https://shop.example/contact"}, dotenv=None)
+    assert settings.public_url == "https://shop.example/nurture"
+    assert settings.email_from == '"Shop, Inc" <news@shop.example>'
+    assert load_settings({"NURTURE_VAPID_SUBJECT": "mailto:ops@shop.example",
+                          "NURTURE_EMAIL_FROM": "news@shop.example"},
+                         dotenv=None).vapid_subject == "mailto:ops@shop.example"

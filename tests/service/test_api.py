@@ -311,7 +311,8 @@ def test_ssrf_endpoints_are_refused(tmp_path, monkeypatch: pytest.MonkeyPatch) -
         for endpoint in ("http://127.0.0.1/push", "https://127.0.0.1/push",
                          "https://169.254.169.254/latest/meta-data",
                          "https://push.internal.example/send/1", "https://[::1]/p",
-                         "https://user@fcm.googleapis.com/x"):
+                         "https://user@fcm.googleapis.com/x", "https://[2001:db8::1/p",
+                         "https://fcm.googleapis.com:99999/x"):
             answer = client.post("/v1/subscribers/ann/push-subscriptions", headers=AUTH,
                                  json={"endpoint": endpoint, "keys": {
                                      "p256dh": browser.p256dh, "auth": browser.auth_secret}})
