@@ -20,6 +20,11 @@ NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 CONSENT_CHANNELS = ("push", "email")
 FIELDS = ("subscriber", "type", "at", "properties", "id")
 MAX_ID = 200
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+"""Instants the engine takes. Outside them lies nothing a shop's events could mean (a
+year-0001 placeholder of an export, a `9999-12-31` "never"), and the engine's arithmetic,
+timers of up to 100 years and rolling windows, stays within Python's years 1 to 9999."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +84,13 @@ def parse_instant(value: Any, field_path: str, *, date_only_ok: bool = False) ->
         raise EventError(field_path, f"{value!r} is not an ISO-8601 time such as "
                                      "'2026-03-02T09:00:00Z'") from None
     if instant.tzinfo is None:
-        if date_only_ok and _is_date(text):
-            return instant.replace(tzinfo=UTC)
-        raise EventError(field_path, f"{value!r} has no time zone; add 'Z' for UTC or an "
-                                     "offset such as '+01:00'")
+        if not (date_only_ok and _is_date(text)):
+            raise EventError(field_path, f"{value!r} has no time zone; add 'Z' for UTC or an "
+                                         "offset such as '+01:00'")
+        instant = instant.replace(tzinfo=UTC)
+    if not EARLIEST.year <= instant.year < LATEST.year or not EARLIEST <= instant < LATEST:
+        raise EventError(field_path, f"{value!r} is outside the years {EARLIEST.year} to "
+                                     f"{LATEST.year - 1}")
     return instant.astimezone(UTC)
 
 

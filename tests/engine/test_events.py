@@ -20,6 +20,11 @@ from tests.engine.conftest import brief, sends
     ({"subscriber": "a", "type": "x"}, "at", "required"),
     ({"subscriber": "a", "type": "x", "at": "yesterday"}, "at", "ISO-8601"),
     ({"subscriber": "a", "type": "x", "at": "2026-01-05T09:00:00"}, "at", "no time zone"),
+    # an export's placeholders: timers and rolling windows would leave Python's years
+    ({"subscriber": "a", "type": "x", "at": "0001-01-01T00:00:00+01:00"}, "at",
+     "'0001-01-01T00:00:00+01:00' is outside the years 1970 to 2999"),
+    ({"subscriber": "a", "type": "x", "at": "9999-12-31T23:59:59Z"}, "at", "outside the years"),
+    ({"subscriber": "a", "type": "x", "at": "1969-12-31T23:59:59Z"}, "at", "outside the years"),
     ({"subscriber": "a", "type": "x", "at": "2026-01-05T09:00:00Z", "properties": [1]},
      "properties", "JSON object"),
     ({"subscriber": "a", "type": "x", "at": "2026-01-05T09:00:00Z", "propertes": {}},

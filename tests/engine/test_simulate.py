@@ -145,7 +145,8 @@ def test_bad_lines_are_all_reported_with_their_numbers_and_nothing_runs(tmp_path
                  events(sub("ann", "2026-01-05T09:00:00Z")) + "\n{not json\n" +
                  events({"subscriber": "bob", "type": "click", "at": "2026-01-05"},
                         {"subscriber": "bob", "type": "subscribed", "at": "2026-01-05T09:00Z",
-                         "properties": {"channels": ["sms"]}}))
+                         "properties": {"channels": ["sms"]}},
+                        {"subscriber": "bob", "type": "click", "at": "9999-12-31T00:00:00Z"}))
     code, out, err = run("simulate", flow, "--events", feed)
     assert code == 1
     assert out.splitlines() == [
@@ -154,6 +155,7 @@ def test_bad_lines_are_all_reported_with_their_numbers_and_nothing_runs(tmp_path
         "such as '+01:00'",
         f"{feed}:5:1: error: properties.channels[0]: 'sms' is not a channel; expected 'push' "
         "or 'email'",
+        f"{feed}:6:1: error: at: '9999-12-31T00:00:00Z' is outside the years 1970 to 2999",
     ]
     assert "nothing simulated" in err
 

@@ -574,3 +574,18 @@ def test_a_type_nearly_spelling_one_the_workflows_name_is_pointed_out_once(
     assert warned == ["events of type 'page_veiw' arrive, and no workflow names that type; "
                       "did you mean 'page_view'? (said once until the workflows are reloaded)"]
     assert api.count("events") == 5
+
+
+def test_events_from_the_future_or_outside_the_years_are_refused(api: Api) -> None:
+    # the API's clock is T0 (2026-03-02T09:00Z): a client whose clock runs ahead would
+    # reorder the journey, a placeholder year would put timers outside Python's calendar
+    answer = api.post_events({"events": [
+        {**SUBSCRIBED, "at": "2026-03-02T09:05:00Z"},  # five minutes ahead: taken
+        {"subscriber": "ann", "type": "page_view", "at": "2026-03-02T09:05:01Z"},
+        {"subscriber": "ann", "type": "page_view", "at": "0001-01-01T00:00:00Z"}]})
+    assert answer.status_code == 422
+    assert answer.json()["errors"] == [
+        {"event": 1, "field": "at", "message": "more than 5 minutes in the future"},
+        {"event": 2, "field": "at",
+         "message": "'0001-01-01T00:00:00Z' is outside the years 1970 to 2999"}]
+    assert api.count("events") == 0
