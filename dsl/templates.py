@@ -136,10 +136,40 @@ def _json_string(value: Any) -> Any:
     return value
 
 
+class Unprintable(Exception):
+    """A `{{ … }}` whose value is no text to show: the message says what to write instead."""
+
+
+def _printable(value: Any, in_json: bool = False) -> Any:
+    """What `{{ … }}` may print: not null, not an object or a list. A site's data holds such
+    values (`"first_name": null`, an address object), and printed as Python writes them they
+    would reach a subscriber as "Hi None!" or "Hi {'given': 'Ann'}!" (or a CRM as a body
+    that is no JSON); the send is skipped as `render_error` instead, and `nurture check`
+    (whose sample tags are a list) reports a template printing one."""
+    if value is None:
+        raise Unprintable("a value printed is null (no value): give a default that also "
+                          "replaces null, such as {{ … | default('friend', true) }}")
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        kind = "an object" if isinstance(value, Mapping) else "a list"
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        instead = ("write it as JSON with | tojson" if in_json else
+                   "print one of its fields" if kind == "an object" else
+                   "join it with | join(', ')")
+        raise Unprintable(f"a value printed is {kind}, not text ({shown}): {instead}")
+    return value
+
+
+def _printable_json_string(value: Any) -> Any:
+    if isinstance(value, bool):  # `"vip": {{ subscriber.vip }}`: JSON's, not Python's True
+        return "true" if value else "false"
+    return _json_string(_printable(value, in_json=True))
+
+
 def _environment(autoescape: bool, json_strings: bool = False) -> SandboxedEnvironment:
     environment = BoundedSandbox(undefined=StrictUndefined, autoescape=autoescape,
                                  keep_trailing_newline=True,
-                                 finalize=_json_string if json_strings else None)
+                                 finalize=_printable_json_string if json_strings else _printable)
     environment.globals["range"] = _counted_range
     for name in ("center", "indent", "format", "wordwrap", "truncate", "replace"):
         environment.filters[name] = _bounded_filter(name, environment.filters[name])
@@ -197,6 +227,8 @@ def render(compiled: Compiled, variables: Mapping[str, Any]) -> str:
         raise RenderError(f"not allowed in a template: {problem}") from None
     except UndefinedError as problem:
         raise RenderError(_undefined(compiled, str(problem))) from None
+    except Unprintable as problem:
+        raise RenderError(str(problem)) from None
     except JinjaTemplateError as problem:
         raise RenderError(str(problem)) from None
     except (TypeError, ValueError, ArithmeticError, LookupError) as problem:
@@ -294,6 +326,10 @@ class SampleSubscriber(dict[str, Any]):
 
     def __missing__(self, key: str) -> Any:
         return ChainableUndefined(name=key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """`subscriber.get('x')` as a subscriber who has `x` would see it."""
+        return self[key] if default is None else super().get(key, default)
 
 
 def sample_variables(scores: frozenset[str], stage: str, workflow: str,

@@ -158,7 +158,10 @@ def _missing_consent_or_address(state: SubscriberState, channel: str,
 
 def _variables(workflow: WorkflowPlan, state: SubscriberState, step: SendStep) -> dict[str, Any]:
     variables: dict[str, Any] = {
-        "subscriber": {**state.attributes, "id": state.external_id},
+        # an attribute set to null is not known: undefined, as a missing one (SPEC §1.5a),
+        # so that `| default('friend')` gives the fallback rather than "None"
+        "subscriber": {**{name: value for name, value in state.attributes.items()
+                          if value is not None}, "id": state.external_id},
         "scores": score_values(workflow, state),
         "stage": step.enrolment.stage,
         "tags": sorted(state.tags),

@@ -289,6 +289,46 @@ message landing push {
         ("cid", "https://shop.example/rings"), ("dan", "/")]
 
 
+def test_an_attribute_set_to_null_is_undefined_and_nothing_prints_none(flow) -> None:
+    # sites send `"first_name": null` for "not known"; printed, it would greet "Hi None!"
+    run = flow("""\
+workflow w { stage a { on enter: send push greet } }
+message greet push {
+  title "Hi {{ subscriber.first_name | default('there') }}"
+  body "{{ subscriber.address.city | default('Your city', true) }}: {{ subscriber.note }}"
+}
+""")
+    run.event("ann", "subscribed", channels=["push"],
+              attributes={"first_name": None, "address": {"city": None}, "note": "ok"})
+    run.event("bob", "subscribed", channels=["push"],
+              attributes={"first_name": {"given": "Bob"}, "note": "ok"})
+    run.event("cid", "subscribed", channels=["push"],
+              attributes={"first_name": "Cid", "address": {"city": "Kraków"},
+                          "note": ["a", "b"]})
+    run.event("dan", "subscribed", channels=["push"],
+              attributes={"first_name": "Dan", "address": {"city": None}, "note": None})
+    assert [(r.subscriber, r.get("title"), r.get("body")) for r in run.sent()] == [
+        ("ann", "Hi there", "Your city: ok")]
+    assert [(r.subscriber, r.note) for r in run.skipped()] == [
+        ("bob", "title: a value printed is an object, not text ({'given': 'Bob'}): print one "
+                "of its fields"),
+        ("cid", "body: a value printed is a list, not text (['a', 'b']): join it with "
+                "| join(', ')"),
+        ("dan", "body: subscriber.note is undefined; a default avoids this: "
+                "{{ subscriber.note | default('…') }}")]
+
+
+def test_a_null_deep_in_an_attribute_is_refused_rather_than_printed(flow) -> None:
+    run = flow("""\
+workflow w { stage a { on enter: send push greet } }
+message greet push { title "{{ subscriber.address.city | default('Your city') }}" }
+""")
+    run.event("ann", "subscribed", channels=["push"], attributes={"address": {"city": None}})
+    assert [r.note for r in run.skipped()] == [
+        "title: a value printed is null (no value): give a default that also replaces null, "
+        "such as {{ … | default('friend', true) }}"]
+
+
 def test_consent_is_checked_before_rendering(flow) -> None:
     run = flow("""\
 workflow w { stage a { on enter: send push strict } }
@@ -419,7 +459,7 @@ def test_text_in_a_webhook_body_is_escaped_for_json(flow) -> None:
     `| tojson` are as they were."""
     body = ('{\\"lead\\": \\"{{ subscriber.id }}\\", \\"name\\": '
             '\\"{{ subscriber.name | default(\'\') }}\\", \\"fit\\": {{ scores.fit }}, '
-            '\\"tags\\": {{ tags | tojson }}}')
+            '\\"tags\\": {{ tags | tojson }}, \\"vip\\": {{ subscriber.vip | default(false) }}}')
     run = flow(f"""\
 workflow w {{
   score fit {{ when role == "cto" +10 }}
@@ -429,10 +469,11 @@ message hook webhook {{ url "https://crm.example/" body "{body}" }}
 """, messages="")
     name = 'Ann "The Closer" \\ O\'Brien\nline two'
     run.event('x", "owner": "mallory', "subscribed", channels=[],
-              attributes={"name": name, "role": "cto"})
+              attributes={"name": name, "role": "cto", "vip": True})
     [sent] = run.channel.outgoing
     assert json.loads(sent.rendered.fields["body"]) == {
-        "lead": 'x", "owner": "mallory', "name": name, "fit": 10, "tags": []}
+        "lead": 'x", "owner": "mallory', "name": name, "fit": 10, "tags": [],
+        "vip": True}  # JSON's true, not Python's True
 
 
 def test_email_html_from_a_file_is_rendered_with_escaping(flow, tmp_path) -> None:
