@@ -4,7 +4,8 @@ type meet conditions, templates and the reserved attributes of the example workf
 A site's events are not typed: `amount` may come as `"1200"`, a list or null, `first_name`
 as an object, `locale` as a number. SPEC §1.6 says a comparison with a missing value is false,
 never an error at run time; the README extends that to a value of another type, and a
-template that cannot render such a value skips the send as `render_error`. Here hypothesis
+template that cannot render such a value skips the send as `render_error`: nothing reaches
+a subscriber as Python writes it ("Hi None!", "Hi {'given': 'Ann'}!"). Here hypothesis
 sends such events through the example workflows (all of their conditions, templates and
 stages) in `nurture simulate`'s engine, and any exception fails the test.
 """
@@ -12,6 +13,7 @@ stages) in `nurture simulate`'s engine, and any exception fails the test.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,13 @@ from engine.simulate import simulate
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = load_paths([str(ROOT / "workflows")]).catalog
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+PYTHON_REPR = re.compile(r"\bNone\b|\{'|\['")
+"""How Python writes null, an object, a list (the drawn texts hold none of these)."""
 
 SCALARS = (st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)
            | st.floats(allow_nan=False, allow_infinity=False)
-           | st.text(max_size=12)
+           | st.text(st.characters(blacklist_characters="N{}[]'", blacklist_categories=["Cs"]),
+                     max_size=12)
            | st.sampled_from(["/diamonds", "1200", "fashion", "marketing", "pl-PL", "ebook",
                               "demo_request", "not_now", "Europe/Warsaw", "a@shop.example"]))
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
@@ -82,3 +87,7 @@ def test_events_with_values_of_any_type_run_through_the_example_workflows(
         record = json.loads(line)
         if record["kind"] == "skip":
             assert record["reason"] in ("no_consent", "no_address", "render_error"), record
+        if record["kind"] == "send":
+            shown = [v for k, v in record.items() if k in ("title", "body", "subject")
+                     and isinstance(v, str)]
+            assert not any(PYTHON_REPR.search(text) for text in shown), record
