@@ -18,10 +18,14 @@ class BadToken(ValueError):
 
 
 class Signer:
-    def __init__(self, secret: bytes) -> None:
-        if len(secret) < 16:
+    """Signs with one secret; verifies with it and with `earlier` ones, so that a secret can
+    be replaced (rotated) without breaking the links already sent."""
+
+    def __init__(self, secret: bytes, earlier: tuple[bytes, ...] = ()) -> None:
+        if any(len(key) < 16 for key in (secret, *earlier)):
             raise ValueError("the signing secret must be at least 16 bytes")
         self._secret = secret
+        self._secrets = (secret, *earlier)
 
     def sign(self, purpose: str, payload: str) -> str:
         body = _encode(payload.encode())
@@ -30,8 +34,10 @@ class Signer:
     def verify(self, purpose: str, token: str) -> str:
         """The payload of a token made for `purpose`; BadToken otherwise."""
         body, dot, mac = token.partition(".")
-        expected = self._mac(purpose, body).encode()
-        if not dot or not hmac.compare_digest(mac.encode("utf-8", "replace"), expected):
+        given = mac.encode("utf-8", "replace")
+        if not dot or not any(hmac.compare_digest(given, expected.encode())
+                              for expected in (self._mac(purpose, body, secret)
+                                               for secret in self._secrets)):
             raise BadToken("the token's signature does not match")
         try:
             return _decode(body).decode()
@@ -41,10 +47,17 @@ class Signer:
     def fingerprint(self, purpose: str, text: str) -> str:
         """A keyed hash of `text` (64 hex characters): the same text gives the same value,
         and without the secret nobody can tell which text it was made from."""
-        return hmac.new(self._secret, f"{purpose}.{text}".encode(), hashlib.sha256).hexdigest()
+        return self.fingerprints(purpose, text)[0]
 
-    def _mac(self, purpose: str, body: str) -> str:
-        digest = hmac.new(self._secret, f"{purpose}.{body}".encode(), hashlib.sha256).digest()
+    def fingerprints(self, purpose: str, text: str) -> tuple[str, ...]:
+        """`fingerprint` with the current secret, then with each earlier one: what was kept
+        under an earlier secret is still recognised."""
+        return tuple(hmac.new(secret, f"{purpose}.{text}".encode(), hashlib.sha256).hexdigest()
+                     for secret in self._secrets)
+
+    def _mac(self, purpose: str, body: str, secret: bytes | None = None) -> str:
+        digest = hmac.new(secret or self._secret, f"{purpose}.{body}".encode(),
+                          hashlib.sha256).digest()
         return _encode(digest)
 
 

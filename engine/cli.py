@@ -288,10 +288,23 @@ def _instant_option(text: str | None, name: str) -> Any:
 
 
 @main.command()
+@click.option("--rotate-secret", is_flag=True,
+              help="Replace the signing secret; the old one is kept beside it, still accepted "
+                   "(links already sent keep working).")
 @reports_bugs
-def keys() -> None:
+def keys(rotate_secret: bool) -> None:
     """Create the VAPID key pair and the signing secret if missing; print the public key."""
     settings = load_settings()
+    if rotate_secret:
+        kept = settings.rotate_secret()
+        click.echo(
+            f"signing secret replaced in {settings.secret_file}; the one before is kept in "
+            f"{kept}, still accepted, so the unsubscribe and tracking links already sent keep "
+            "working. Restart serve, worker and dispatch to sign with the new one. Webhook "
+            f"receivers must check signatures with the new secret. Remove a line of {kept.name} "
+            "only once neither the links it signed nor a replay of events of the subscribers "
+            "erased before the rotation can come any more: erasures are recognised by it too.",
+            err=True)
     existed = settings.vapid_private_key or settings.vapid_key_file.exists()
     key = settings.vapid_key(create=True)
     secret_existed = settings.secret or settings.secret_file.exists()

@@ -43,6 +43,9 @@ class Settings:
     secret: str | None = None
     """Signs tracking, unsubscribe and webhook tokens; else the secret file is used."""
     secret_file: Path = KEYS_FOLDER / "secret"
+    previous_secrets: tuple[str, ...] = field(default_factory=tuple)
+    """Secrets that signed earlier, still accepted (`NURTURE_SECRET_PREVIOUS`), as
+    `nurture keys --rotate-secret` keeps them in a file for the secret file's users."""
     smtp_url: str | None = None
     email_from: str = "nurture <nurture@localhost>"
     public_url: str = "http://localhost:8000"
@@ -116,12 +119,61 @@ class Settings:
             out.write(base64.b64encode(secret).decode())
         return secret
 
+    @property
+    def previous_secrets_file(self) -> Path:
+        return self.secret_file.with_name(self.secret_file.name + ".previous")
+
+    def earlier_secrets(self) -> tuple[bytes, ...]:
+        """Secrets that signed before the current one (newest first): links, tokens and
+        erasures they made are still honoured. Not used to sign anything new."""
+        earlier = []
+        for text in self.previous_secrets:
+            if len(text) < 16:
+                raise ConfigError("NURTURE_SECRET_PREVIOUS: use at least 16 characters for "
+                                  "each secret")
+            earlier.append(text.encode())
+        path = self.previous_secrets_file
+        if path.exists():
+            lines = path.read_text(encoding="ascii").split()
+            try:
+                earlier += [base64.b64decode(line, validate=True) for line in reversed(lines)]
+            except ValueError:
+                raise ConfigError(f"{path}: a line is not a secret as `nurture keys "
+                                  "--rotate-secret` writes it (base64)") from None
+        return tuple(earlier)
+
+    def rotate_secret(self) -> Path:
+        """Make a new signing secret; the one it replaces goes to `previous_secrets_file`,
+        so that what it signed (unsubscribe links in e-mails already sent) keeps working.
+        Both files stay owner-only; the new secret replaces the old one in one rename."""
+        if self.secret:
+            raise ConfigError("NURTURE_SECRET is set: to rotate it, set NURTURE_SECRET to a "
+                              "new secret and add the old one to NURTURE_SECRET_PREVIOUS "
+                              "(comma-separated)")
+        current = self.secret_file
+        if not current.exists():
+            raise ConfigError(f"no signing secret to rotate ({current}): `nurture keys` "
+                              "creates one")
+        old = current.read_text(encoding="ascii").strip()
+        descriptor = os.open(self.previous_secrets_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                             0o600)
+        with os.fdopen(descriptor, "a", encoding="ascii") as out:
+            out.write(old + "\n")
+        fresh = current.with_name(current.name + ".new")
+        fresh.unlink(missing_ok=True)
+        descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as out:
+            out.write(base64.b64encode(new_secret()).decode())
+        fresh.replace(current)
+        return self.previous_secrets_file
+
 
 VARIABLES = {
     "NURTURE_DB": "db", "NURTURE_WORKFLOWS": "workflows", "NURTURE_API_KEY": "api_key",
     "NURTURE_VAPID_PRIVATE_KEY": "vapid_private_key", "NURTURE_VAPID_KEY_FILE": "vapid_key_file",
     "NURTURE_VAPID_SUBJECT": "vapid_subject", "NURTURE_SECRET": "secret",
-    "NURTURE_SECRET_FILE": "secret_file", "NURTURE_SMTP_URL": "smtp_url",
+    "NURTURE_SECRET_FILE": "secret_file", "NURTURE_SECRET_PREVIOUS": "previous_secrets",
+    "NURTURE_SMTP_URL": "smtp_url",
     "NURTURE_EMAIL_FROM": "email_from", "NURTURE_PUBLIC_URL": "public_url",
     "NURTURE_PUSH_ALLOW_HOSTS": "push_allow_hosts", "NURTURE_TICK_SECONDS": "tick_seconds",
     "NURTURE_WEBHOOK_ALLOW_HOSTS": "webhook_allow_hosts",
@@ -201,6 +253,8 @@ def _convert(variable: str, name: str, text: str) -> Any:
         except EndpointError as problem:
             raise ConfigError(f"{variable}: {problem}") from None
         return hosts
+    if name == "previous_secrets":
+        return tuple(secret.strip() for secret in text.split(",") if secret.strip())
     if name in ("vapid_key_file", "secret_file"):
         return Path(text)
     if name == "tick_seconds":

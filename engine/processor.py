@@ -11,7 +11,7 @@ out only after that commit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -69,7 +69,7 @@ class Engine:
                  on_record: RecordSink | None = None, push_needs_subscription: bool = True,
                  outbox: bool = True, batch_size: int = 500, cache_size: int = 20_000,
                  quarantine: timedelta | None = None,
-                 fingerprint: Callable[[str], str] | None = None,
+                 fingerprint: Callable[[str], Sequence[str]] | None = None,
                  late_limit: timedelta | None = None) -> None:
         """`outbox=False` (the simulator, tests) hands decided sends to `channels` in process
         instead of writing them to the outbox for the dispatcher.
@@ -80,8 +80,9 @@ class Engine:
         bug does not stop the scheduled work of everyone after it. Without it, the
         exception propagates (the simulator and tests want to see it).
 
-        `fingerprint` (the service's: a keyed hash of a subscriber id, as erasure keeps it)
-        lets ingestion refuse events of an erased subscriber dated before the erasure.
+        `fingerprint` (the service's: the keyed hashes of a subscriber id, as erasure keeps it,
+        with the current signing secret and each earlier one) lets ingestion refuse events of
+        an erased subscriber dated before the erasure.
 
         `late_limit` (the service's `NURTURE_LATE_LIMIT`): pushes and e-mails that the engine
         reaches later than this after their time are skipped as `late` (see `SendOptions`)."""

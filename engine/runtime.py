@@ -42,7 +42,7 @@ class Runtime:
         self.database = database
         self.clock: Clock = clock or SystemClock()
         refuse_lost_keys(settings, database)
-        self.signer = Signer(settings.signing_secret(create=True))
+        self.signer = Signer(settings.signing_secret(create=True), settings.earlier_secrets())
         self.vapid = settings.vapid_key(create=True)
         self.api_keys = settings.api_keys(create=True)
         self.api_key = self.api_keys[0]
@@ -68,11 +68,15 @@ class Runtime:
 
     def _build(self, catalog: m.Catalog) -> Engine:
         return Engine(catalog, self.database, clock=self.clock, quarantine=QUARANTINE,
-                      fingerprint=self.erased_id, late_limit=self.settings.late_limit)
+                      fingerprint=self.erased_ids, late_limit=self.settings.late_limit)
 
     def erased_id(self, subscriber: str) -> str:
         """What erasure keeps of a subscriber id (see `store.subscribers.erase`)."""
         return self.signer.fingerprint("erased", subscriber)
+
+    def erased_ids(self, subscriber: str) -> tuple[str, ...]:
+        """What erasure kept of a subscriber id under the current secret or an earlier one."""
+        return self.signer.fingerprints("erased", subscriber)
 
     def ingest(self, events: list[Event]) -> IngestResult:
         result = self.groups.submit(events)

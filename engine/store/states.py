@@ -97,17 +97,23 @@ def due_subscriber_ids(connection: Connection, now: datetime, limit: int) -> lis
     return list(dict.fromkeys(row.subscriber_id for row in rows))
 
 
-def erased_at(connection: Connection, fingerprints: dict[str, str]) -> dict[str, datetime]:
+def erased_at(connection: Connection,
+              fingerprints: dict[str, Sequence[str]]) -> dict[str, datetime]:
     """Subscriber id -> when they were last erased, for the ids (given with their keyed
-    hashes) that were."""
+    hashes: one per signing secret, current and earlier) that were."""
     if not fingerprints:
         return {}
-    ids = {hashed: external_id for external_id, hashed in fingerprints.items()}
+    ids = {hashed: external_id for external_id, hashes in fingerprints.items()
+           for hashed in hashes}
     rows = connection.execute(
         select(ERASURES.c.subscriber, func.max(ERASURES.c.erased_at).label("at"))
         .where(among(connection, ERASURES.c.subscriber, list(ids)))
         .group_by(ERASURES.c.subscriber))
-    return {ids[row.subscriber]: row.at for row in rows}
+    erased: dict[str, datetime] = {}
+    for row in rows:
+        external_id = ids[row.subscriber]
+        erased[external_id] = max(row.at, erased.get(external_id, row.at))
+    return erased
 
 
 def load_by_external_id(connection: Connection, external_ids: Sequence[str], plan: Plan,

@@ -30,3 +30,18 @@ def test_the_secret_must_be_long_enough_and_webhooks_sign_timestamp_and_body() -
         Signer(b"short")
     assert webhook_signature(b"s", 1, b"{}") != webhook_signature(b"s", 2, b"{}")
     assert webhook_signature(b"s", 1, b"{}").startswith("sha256=")
+
+
+def test_an_earlier_secret_still_verifies_but_never_signs() -> None:
+    old, new = Signer(b"o" * 32), Signer(b"n" * 32, earlier=(b"o" * 32,))
+    made_before = old.sign("unsubscribe", "ann")
+    assert new.verify("unsubscribe", made_before) == "ann"
+    assert new.sign("unsubscribe", "ann") != made_before
+    with pytest.raises(BadToken):
+        old.verify("unsubscribe", new.sign("unsubscribe", "ann"))
+    with pytest.raises(BadToken):
+        new.verify("click", made_before)  # still for its own purpose only
+    assert new.fingerprints("erased", "ann") == (
+        new.fingerprint("erased", "ann"), old.fingerprint("erased", "ann"))
+    with pytest.raises(ValueError):
+        Signer(b"n" * 32, earlier=(b"short",))

@@ -119,3 +119,29 @@ def test_usual_addresses_are_taken_as_written() -> None:
     assert load_settings({"NURTURE_VAPID_SUBJECT": "mailto:ops@shop.example",
                           "NURTURE_EMAIL_FROM": "news@shop.example"},
                          dotenv=None).vapid_subject == "mailto:ops@shop.example"
+
+
+def test_rotating_the_secret_file_keeps_the_one_before(tmp_path: Path) -> None:
+    settings = Settings(secret_file=tmp_path / "k" / "secret")
+    with pytest.raises(ConfigError, match="no signing secret to rotate"):
+        settings.rotate_secret()
+    first = settings.signing_secret(create=True)
+    settings.rotate_secret()
+    second = settings.signing_secret()
+    settings.rotate_secret()
+    assert settings.signing_secret() not in (first, second)
+    assert settings.earlier_secrets() == (second, first)  # newest first
+    for path in (settings.secret_file, settings.previous_secrets_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not list((tmp_path / "k").glob("*.new"))
+
+
+def test_earlier_secrets_from_the_environment() -> None:
+    settings = load_settings({"NURTURE_SECRET": "the-new-long-secret",
+                              "NURTURE_SECRET_PREVIOUS": "the-old-long-secret, older-long-secret"},
+                             dotenv=None)
+    assert settings.earlier_secrets() == (b"the-old-long-secret", b"older-long-secret")
+    with pytest.raises(ConfigError, match="NURTURE_SECRET is set: to rotate it"):
+        settings.rotate_secret()
+    with pytest.raises(ConfigError, match="NURTURE_SECRET_PREVIOUS: use at least 16"):
+        load_settings({"NURTURE_SECRET_PREVIOUS": "short"}, dotenv=None).earlier_secrets()

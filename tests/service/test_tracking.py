@@ -7,9 +7,14 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
 from dsl.model import BUILT_IN_EVENTS
-from engine.api import tracking
-from tests.service.conftest import AUTH, T0, Api
+from engine.api import create_app, tracking
+from engine.cli import main
+from tests.service.conftest import AUTH, T0, Api, build_runtime
 from tests.service.test_api import SUBSCRIBED
 
 
@@ -123,3 +128,45 @@ def test_the_checker_knows_every_event_the_tracking_records() -> None:
     recorded = set(re.findall(r'_record, runtime, "(\w+)"', source))
     assert recorded == {"push_click", "push_received", "email_click", "email_open"}
     assert recorded <= set(BUILT_IN_EVENTS)
+
+
+def test_a_rotated_secret_keeps_links_and_erasures_made_with_the_one_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A leaked secret is replaced with `nurture keys --rotate-secret`: links in the e-mails
+    already sent still unsubscribe, an erased id stays erased, and only the new secret signs."""
+    runtime = build_runtime(tmp_path)
+    with TestClient(create_app(runtime)) as client:
+        client.post("/v1/events", json=SUBSCRIBED, headers=AUTH)
+        client.post("/v1/events", headers=AUTH, json={
+            "subscriber": "bob", "type": "subscribed", "properties": {"channels": ["email"]}})
+        assert client.delete("/v1/subscribers/bob", headers=AUTH).status_code == 204
+    old_link = runtime.signer.sign("unsubscribe", '{"s":"ann","c":"email"}')
+    runtime.database.dispose()
+
+    monkeypatch.setenv("NURTURE_SECRET_FILE", str(tmp_path / "keys" / "secret"))
+    result = CliRunner().invoke(main, ["keys", "--rotate-secret"])
+    assert result.exit_code == 0, result.output
+    assert "the one before is kept in" in result.stderr
+    kept = tmp_path / "keys" / "secret.previous"
+    assert kept.stat().st_mode & 0o777 == 0o600
+
+    rotated = build_runtime(tmp_path)
+    assert rotated.signer.sign("unsubscribe", '{"s":"ann","c":"email"}') != old_link
+    with TestClient(create_app(rotated)) as client:
+        answer = client.post("/v1/unsubscribe", params={"token": old_link})
+        assert answer.status_code == 200 and "Unsubscribed" in answer.text
+        assert client.get("/v1/subscribers/ann", headers=AUTH).json()["consent"] == {
+            "push": True, "email": False}
+        late = client.post("/v1/events", headers=AUTH, json={  # a replay of bob's past
+            "subscriber": "bob", "type": "page_view", "at": "2026-03-02T08:00:00Z"})
+        assert late.json()["erased"] == 1
+    rotated.database.dispose()
+
+    kept.write_text("")  # the old secret retired: what it made is not recognised any more
+    retired = build_runtime(tmp_path)
+    with TestClient(create_app(retired)) as client:
+        assert client.post("/v1/unsubscribe", params={"token": old_link}).status_code == 403
+        late = client.post("/v1/events", headers=AUTH, json={
+            "subscriber": "bob", "type": "page_view", "at": "2026-03-02T08:00:00Z"})
+        assert late.json()["erased"] == 0  # (why the README says when to retire one)
+    retired.database.dispose()
