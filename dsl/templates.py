@@ -27,6 +27,17 @@ from dsl.errors import RenderError, TemplateError
 
 STANDARD_NAMES = frozenset({"subscriber", "scores", "stage", "tags", "workflow"})
 """Variables every message can use (SPEC §1.7); `with` values add to them per send."""
+UNSUBSCRIBE_URL = "https://nurture.invalid/unsubscribe"
+"""What `{{ unsubscribe_url }}` renders to when the engine decides an e-mail: the dispatcher
+puts the recipient's signed one-click link in its place when it sends (the link is signed
+there, with the tracking links), and the simulator shows it as it is."""
+CHANNEL_NAMES: dict[str, frozenset[str]] = {"email": frozenset({"unsubscribe_url"})}
+"""Variables of one channel's messages only, beside the standard ones."""
+
+
+def names_for(channel: str) -> frozenset[str]:
+    """The variables a message of this channel can use without a `with` value."""
+    return STANDARD_NAMES | CHANNEL_NAMES.get(channel, frozenset())
 
 
 MAX_TEXT = 1_000_000
@@ -333,7 +344,7 @@ class SampleSubscriber(dict[str, Any]):
 
 
 def sample_variables(scores: frozenset[str], stage: str, workflow: str,
-                     params: Mapping[str, Any]) -> dict[str, Any]:
+                     params: Mapping[str, Any], channel: str = "push") -> dict[str, Any]:
     """The variables a check-time render sees."""
     variables: dict[str, Any] = {
         "subscriber": SampleSubscriber(id="sample-subscriber"),
@@ -343,4 +354,6 @@ def sample_variables(scores: frozenset[str], stage: str, workflow: str,
         "workflow": workflow,
     }
     variables.update(params)
+    if channel == "email":
+        variables["unsubscribe_url"] = UNSUBSCRIBE_URL
     return variables

@@ -19,10 +19,11 @@ from dsl.conditions import references, tags_read
 from dsl.diagnostics import Diagnostic, closest, did_you_mean, error, warning
 from dsl.errors import RenderError, TemplateError
 from dsl.templates import (
-    STANDARD_NAMES,
+    CHANNEL_NAMES,
     Compiled,
     compile_template,
     escaping_for,
+    names_for,
     render,
     sample_variables,
 )
@@ -442,7 +443,7 @@ def _check_template(message: m.Message, field: str, template: m.Template,
                            f"compile: {problem.message}")
         return
     given = {key for _, _, send in uses for key, _ in send.params}
-    missing = compiled.names - STANDARD_NAMES
+    missing = compiled.names - names_for(message.channel)
     problems = list(_unknown_names(message, field, template, missing, given))
     scores = frozenset(s.name for w, _, _ in uses for s in w.scores) if uses else all_scores
     problems += _unknown_scores(message, template, compiled, scores)
@@ -456,7 +457,8 @@ def _check_template(message: m.Message, field: str, template: m.Template,
     for workflow_name, stage_name, params, send in contexts:
         if send is not None and not missing <= set(params):
             continue  # reported at the send by _unknown_names
-        variables = sample_variables(scores, stage_name, workflow_name, params)
+        variables = sample_variables(scores, stage_name, workflow_name, params,
+                                     message.channel)
         try:
             rendered = render(compiled, variables)
         except RenderError as problem:
@@ -515,7 +517,13 @@ def _unguarded_reads(message: m.Message, field: str, template: m.Template,
 def _unknown_names(message: m.Message, field: str, template: m.Template,
                    missing: frozenset[str], given: set[str]) -> Iterator[Diagnostic]:
     for name in sorted(missing - given):
-        known = STANDARD_NAMES | given
+        known = names_for(message.channel) | given
+        elsewhere = sorted(channel for channel, names in CHANNEL_NAMES.items() if name in names)
+        if elsewhere:
+            yield error(template.span, f"'{name}' in field '{field}' of message "
+                                       f"'{message.name}' is there in {' and '.join(elsewhere)} "
+                                       f"messages only, not in {message.channel} ones")
+            continue
         yield error(template.span, f"unknown name '{name}' in field '{field}' of message "
                                    f"'{message.name}'{did_you_mean(name, known)} (a template "
                                    f"can use {', '.join(sorted(known))})")
@@ -567,4 +575,5 @@ def _template_names(variants: tuple[m.Message, ...]) -> set[str]:
                                           escaping_for(message.channel, field)).names
             except TemplateError:
                 continue
-    return names - STANDARD_NAMES
+            names -= names_for(message.channel)
+    return names

@@ -46,6 +46,7 @@ from channels.endpoints import PushEndpointPolicy, WebhookAddressPolicy
 from channels.tokens import Signer
 from channels.webhook import WebhookJob, WebhookSender
 from channels.webpush import PushJob, WebPushSender, payload, topic
+from dsl.templates import UNSUBSCRIBE_URL
 from engine.clock import Clock, SystemClock
 from engine.config import ConfigError, Settings
 from engine.kept_keys import refuse_lost_keys
@@ -105,11 +106,17 @@ class Links:
         return f"{self.public_url.rstrip('/')}/v1/t/o/{token}.gif"
 
     def tracked_html(self, claimed: Claimed, html: str | None) -> str | None:
-        """Links of the HTML part go through click tracking; an open pixel is added."""
+        """Links of the HTML part go through click tracking (but the unsubscribe link: a
+        click on it is no sign of interest); an open pixel is added."""
         if html is None:
             return None
-        tracked = LINK.sub(lambda found: f'href="{self.click_url(claimed, unescape(found[2]))}"',
-                           html)
+
+        def tracked_link(found: re.Match[str]) -> str:
+            if found[2] == UNSUBSCRIBE_URL:
+                return found[0]
+            return f'href="{self.click_url(claimed, unescape(found[2]))}"'
+
+        tracked = LINK.sub(tracked_link, html)
         pixel = (f'<img src="{self.open_url(claimed)}" width="1" height="1" alt="" '
                  'style="display:none">')
         closing = tracked.lower().rfind("</body>")
@@ -335,13 +342,21 @@ class Dispatcher:
             WebhookJob(item.delivery_key, item.address, body.encode()), self.clock.now())
         return [(item, outcome)]
 
+    def _email_job(self, item: Claimed) -> EmailJob:
+        """The e-mail as it goes: tracked links, and the recipient's signed unsubscribe link
+        wherever a template wrote `{{ unsubscribe_url }}`."""
+        unsubscribe = self.links.unsubscribe_url(item)
+        text = item.content.get("text")
+        html = self.links.tracked_html(item, item.content.get("html"))
+        return EmailJob(item.delivery_key, item.address or "", item.content.get("subject") or "",
+                        None if text is None else text.replace(UNSUBSCRIBE_URL, unsubscribe),
+                        None if html is None else html.replace(UNSUBSCRIBE_URL, unsubscribe),
+                        unsubscribe)
+
     async def _send_emails(self, items: list[Claimed],
                            lease: Lease) -> list[tuple[Claimed, Outcome]]:
         assert self.email is not None
-        jobs = [EmailJob(item.delivery_key, item.address or "", item.content.get("subject") or "",
-                         item.content.get("text"),
-                         self.links.tracked_html(item, item.content.get("html")),
-                         self.links.unsubscribe_url(item)) for item in items]
+        jobs = [self._email_job(item) for item in items]
         by_key = {item.delivery_key: item for item in items}
         outcomes = await asyncio.to_thread(
             self.email.send_all, jobs, lambda job: self._may_start(by_key[job.key], lease))

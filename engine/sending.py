@@ -24,6 +24,7 @@ from channels.webpush import fits, payload
 from dsl import model as m
 from dsl.errors import RenderError
 from dsl.model import PUSH_PLAINTEXT_LIMIT
+from dsl.templates import UNSUBSCRIBE_URL
 from dsl.zones import time_zone
 from engine.events import is_email_address
 from engine.moment import Moment
@@ -168,6 +169,8 @@ def _variables(workflow: WorkflowPlan, state: SubscriberState, step: SendStep) -
         "workflow": workflow.name,
     }
     variables.update(step.action.params)
+    if step.action.channel == "email":  # the dispatcher signs the real link in its place
+        variables["unsubscribe_url"] = UNSUBSCRIBE_URL
     return variables
 
 

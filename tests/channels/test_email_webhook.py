@@ -12,6 +12,7 @@ import pytest
 
 from channels.email import EmailJob, SmtpSender
 from channels.tokens import Signer
+from dsl.templates import UNSUBSCRIBE_URL
 from tests.channels.conftest import SECRET
 from tests.channels.peers import SmtpServer, WebhookReceiver
 
@@ -45,6 +46,29 @@ def test_an_email_arrives_with_both_parts_and_one_click_unsubscribe(
     assert link.startswith("https://nurture.example/v1/unsubscribe?token=")
     token = parse_qs(urlsplit(link).query)["token"][0]
     assert json.loads(Signer(SECRET).verify("unsubscribe", token)) == {"s": "anna", "c": "email"}
+    # the newsletter's `{{ unsubscribe_url }}`: the same signed link, not click-tracked; the
+    # shop's own link is
+    links = re.findall(r'href="([^"]+)"', html.get_content())
+    assert links[-1] == link
+    assert [urlsplit(u).path.startswith("/v1/t/c/") for u in links] == [True, False]
+    assert UNSUBSCRIBE_URL not in message.as_string()
+
+
+def test_the_unsubscribe_link_of_a_plain_text_e_mail(shop_factory,
+                                                     smtp_server: SmtpServer) -> None:
+    shop = shop_factory(flow="""\
+workflow w { stage a { on enter: send email letter } }
+message letter email {
+  subject "News"
+  text "Our news.\\n\\nNo more of these: {{ unsubscribe_url }}"
+}
+""", smtp=smtp_server)
+    shop.event("anna", "subscribed", channels=["email"], email="anna@example.com")
+    assert shop.dispatch().outcomes == {"delivered": 1}
+    [message] = smtp_server.messages
+    link = message["List-Unsubscribe"].strip("<>")
+    assert message.get_content().strip().splitlines() == [
+        "Our news.", "", f"No more of these: {link}"]
 
 
 def test_a_permanent_smtp_refusal_fails_a_temporary_one_is_retried(

@@ -783,3 +783,14 @@ def test_a_template_printing_a_list_or_an_object_does_not_render(check_lines: Ch
         "printed is a list, not text (['sample']): join it with | join(', ')",
         "w.flow:13:3: error: field 'body' of message 'crm' does not render: a value printed "
         "is an object, not text ({}): write it as JSON with | tojson"]
+
+
+def test_unsubscribe_url_is_a_name_of_e_mails_only(check_lines: Check) -> None:
+    text = flow("  stage a {\n    on enter: send email letter\n    on enter: send push nudge\n"
+                "  }", 'message letter email {\n  subject "News"\n'
+                       '  html "<a href=\\"{{ unsubscribe_url }}\\">Unsubscribe</a>"\n'
+                       '  text "Unsubscribe: {{ unsubscribe_url }}"\n}\n'
+                       'message nudge push {\n  title "Bye"\n  url "{{ unsubscribe_url }}"\n}\n')
+    assert check_lines(text) == [
+        "w.flow:14:3: error: 'unsubscribe_url' in field 'url' of message 'nudge' is there in "
+        "email messages only, not in push ones"]
