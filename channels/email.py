@@ -21,6 +21,7 @@ from typing import overload
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from channels.base import Outcome
+from channels.plain_text import text_from_html
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +76,11 @@ def build_message(job: EmailJob, sender: str) -> EmailMessage:
     message["Message-ID"] = f"<{job.key}@{domain}>"
     message["List-Unsubscribe"] = f"<{job.unsubscribe_url}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    if job.text is not None:
-        message.set_content(job.text)
-        if job.html is not None:
-            message.add_alternative(job.html, subtype="html")
-    else:
-        message.set_content(job.html or "", subtype="html")
+    # (an HTML-only message gets a text part made from its HTML: see `plain_text`)
+    text = job.text if job.text is not None or job.html is None else text_from_html(job.html)
+    message.set_content(text or "")
+    if job.html is not None:
+        message.add_alternative(job.html, subtype="html")
     return message
 
 

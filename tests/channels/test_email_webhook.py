@@ -71,6 +71,29 @@ message letter email {
         "Our news.", "", f"No more of these: {link}"]
 
 
+def test_an_html_only_e_mail_carries_a_text_part_made_from_it(shop_factory,
+                                                              smtp_server: SmtpServer) -> None:
+    html = ('<h1>New rings</h1><p>See <a href=\\"https://shop.example/new\\">them</a>.</p>'
+            '<p><a href=\\"{{ unsubscribe_url }}\\">Unsubscribe</a></p>')
+    shop = shop_factory(flow=f"""\
+workflow w {{ stage a {{ on enter: send email letter }} }}
+message letter email {{
+  subject "News"
+  html "{html}"
+}}
+""", smtp=smtp_server)
+    shop.event("anna", "subscribed", channels=["email"], email="anna@example.com")
+    assert shop.dispatch().outcomes == {"delivered": 1}
+    [message] = smtp_server.messages
+    assert message.get_content_type() == "multipart/alternative"
+    text, part = message.get_body(("plain",)), message.get_body(("html",))
+    assert text is not None and part is not None
+    tracked, unsubscribe = re.findall(r'href="([^"]+)"', part.get_content())
+    assert urlsplit(tracked).path.startswith("/v1/t/c/")  # the text's link is tracked too
+    assert text.get_content().splitlines() == [
+        "New rings", "", f"See them ({tracked}).", "", f"Unsubscribe ({unsubscribe})"]
+
+
 def test_a_permanent_smtp_refusal_fails_a_temporary_one_is_retried(
         shop_factory, smtp_server: SmtpServer) -> None:
     answers = {"anna@example.com": "550 5.1.1 No such mailbox",
