@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -22,6 +21,7 @@ from channels.email import SmtpRelay, sender_problem
 from channels.endpoints import EndpointError, allowed_host
 from channels.tokens import new_secret
 from channels.vapid import VapidKey, load_or_create
+from dsl.addresses import split_address
 from dsl.model import span_in_words
 
 KEYS_FOLDER = Path(".nurture")
@@ -215,10 +215,8 @@ def load_settings(environ: Mapping[str, str] | None = None,
 def _web_address_problem(url: str) -> str | None:
     """Why a base for the links of messages (tracking, unsubscribe) is unusable, or None:
     every e-mail's unsubscribe link is built on it, so a mistake is refused at start-up."""
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises for a port that is no number or out of range
-    except ValueError:
+    parts = split_address(url.strip())
+    if parts is None:
         return "is not a valid address (check its host and port)"
     if parts.scheme not in ("http", "https"):
         return "has no 'https://'"
