@@ -49,11 +49,32 @@ def find_flow_files(paths: Iterable[str]) -> tuple[list[str], list[Diagnostic]]:
                 problems.append(error(where, "no .flow files in this folder"))
             files.extend(found)
         elif os.path.isfile(path):
-            files.append(path)
+            mistaken = _not_a_workflow(path)
+            if mistaken:
+                problems.append(error(where, mistaken))
+            else:
+                files.append(path)
         else:
             problems.append(error(where, "no such file or folder"))
     unique = list(dict.fromkeys(os.path.normpath(f) for f in files))
     return unique, problems
+
+
+TEMPLATE_SUFFIXES = frozenset({".html", ".htm", ".txt", ".md", ".j2", ".jinja"})
+
+
+def _not_a_workflow(path: str) -> str | None:
+    """Why a file named on the command line is surely no workflow file, or None. (A template
+    or an events file parsed as one gives a screenful of syntax errors that say nothing of
+    the mistake.)"""
+    suffix = Path(path).suffix.lower()
+    if suffix in TEMPLATE_SUFFIXES:
+        return ("not a workflow file (.flow): a message's template file is checked with the "
+                "workflow file that names it, e.g. `nurture check workflows/`")
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return ("not a workflow file (.flow): events are simulated with `nurture simulate "
+                "WORKFLOWS --events FILE.jsonl`")
+    return None
 
 
 def load_paths(paths: Sequence[str]) -> LoadResult:

@@ -81,6 +81,22 @@ def test_missing_path_is_reported(write_flow: Callable[..., str]) -> None:
                                 "nope.flow:1:1: error: no such file or folder"]
 
 
+def test_a_template_or_events_file_named_for_a_workflow_says_what_it_is(
+        write_flow: Callable[..., str]) -> None:
+    # `nurture check templates/news.html`, `nurture simulate w.flow events.jsonl` (no --events)
+    write_flow("w.flow", SMALL)
+    write_flow("news.html", "<p>{{ subscriber.first_name }}</p>")
+    write_flow("events.jsonl", '{"subscriber": "ann", "type": "subscribed"}')
+    code, out, _ = run("check", "w.flow", "news.html")
+    assert (code, out) == (1, (
+        "news.html:1:1: error: not a workflow file (.flow): a message's template file is "
+        "checked with the workflow file that names it, e.g. `nurture check workflows/`\n"))
+    code, out, _ = run("simulate", "w.flow", "events.jsonl", "--events", "events.jsonl")
+    assert (code, out) == (1, (
+        "events.jsonl:1:1: error: not a workflow file (.flow): events are simulated with "
+        "`nurture simulate WORKFLOWS --events FILE.jsonl`\n"))
+
+
 def test_not_utf8_is_reported(write_flow: Callable[..., str], tmp_path: Path) -> None:
     (tmp_path / "bad.flow").write_bytes(b"workflow \xff {}")
     code, out, _ = run("check", str(tmp_path / "bad.flow"))
