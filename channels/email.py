@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import formatdate, parseaddr
 from typing import overload
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -66,8 +67,35 @@ class SmtpRelay:
                    unquote(parts.password) if parts.password else None)
 
 
+class _MailPolicy(EmailPolicy):
+    """Python's default policy, but a `List-Unsubscribe` is written as it is, on one line.
+
+    The default folds a header longer than 78 characters, and a URL has no space to fold at,
+    so it would go out as RFC 2047 encoded words (`=?utf-8?q?=3Chttps=3A//…`), which is not
+    the `<URL>` of RFC 2369 that mail clients and one-click unsubscribe read. A line may be
+    up to 998 characters (RFC 5322), far more than the link takes."""
+
+    def fold(self, name: str, value: str) -> str:
+        if name.lower() == "list-unsubscribe" and _writable_as_is(value):
+            return f"{name}: {value}{self.linesep}"
+        folded: str = super().fold(name, value)
+        return folded
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() == "list-unsubscribe" and _writable_as_is(value):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+def _writable_as_is(value: str) -> bool:
+    return value.isascii() and len(value) < 950 and "\r" not in value and "\n" not in value
+
+
+MAIL_POLICY = _MailPolicy()
+
+
 def build_message(job: EmailJob, sender: str) -> EmailMessage:
-    message = EmailMessage()
+    message = EmailMessage(policy=MAIL_POLICY)
     message["From"] = sender
     message["To"] = job.to
     message["Subject"] = " ".join(job.subject.split())  # one line, whatever the template made

@@ -253,6 +253,8 @@ class SmtpServer:
 
     handler_answer: Callable[[str], str | None] | None = None
     messages: list[EmailMessage] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    """The messages as they came over the wire."""
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def start(self, tls: ssl.SSLContext | None = None, require_starttls: bool = False,
@@ -275,6 +277,7 @@ class SmtpServer:
                 message = email.message_from_bytes(envelope.original_content,
                                                    policy=email.policy.default)
                 server.messages.append(message)  # type: ignore[arg-type]
+                server.raw.append(envelope.original_content)
                 server.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
                 return "250 Message accepted"
 

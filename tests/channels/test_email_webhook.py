@@ -44,6 +44,10 @@ def test_an_email_arrives_with_both_parts_and_one_click_unsubscribe(
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     link = message["List-Unsubscribe"].strip("<>")
     assert link.startswith("https://nurture.example/v1/unsubscribe?token=")
+    # on the wire as RFC 2369 writes it: mail clients read `<URL>`, not RFC 2047 encoded words
+    # (the header is longer than a folded line, and has no space to fold at)
+    [raw] = smtp_server.raw
+    assert f"\r\nList-Unsubscribe: <{link}>\r\n".encode() in raw
     token = parse_qs(urlsplit(link).query)["token"][0]
     assert json.loads(Signer(SECRET).verify("unsubscribe", token)) == {"s": "anna", "c": "email"}
     # the newsletter's `{{ unsubscribe_url }}`: the same signed link, not click-tracked; the
