@@ -61,6 +61,10 @@ class GuardedResolver(AbstractResolver):
         await self.inner.close()
 
 
+USER_AGENT = "nurture-webhook/1"
+"""How a receiver's log names us (aiohttp's own says only `Python/3.11 aiohttp/…`)."""
+
+
 class WebhookSender:
     def __init__(self, secret: bytes, *, concurrency: int = 16, timeout: float = 10.0,
                  ssl: Any = True, policy: WebhookAddressPolicy | None = None) -> None:
@@ -75,7 +79,8 @@ class WebhookSender:
     async def send(self, job: WebhookJob, now: datetime | None = None) -> Outcome:
         moment = now or datetime.now(UTC)
         stamp = int(moment.timestamp())
-        headers = {"Content-Type": "application/json", "X-Nurture-Delivery": job.key,
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+                   "X-Nurture-Delivery": job.key,
                    "X-Nurture-Timestamp": str(stamp),
                    "X-Nurture-Signature": webhook_signature(self.secret, stamp, job.body)}
         refused = self._refused_literal(job.url)

@@ -210,6 +210,7 @@ def test_a_webhook_arrives_signed_and_a_5xx_is_retried(
     assert json.loads(body) == {"lead": "anna", "score": 50}
     assert headers["X-Nurture-Delivery"] == "1.1"
     assert headers["Content-Type"] == "application/json"
+    assert headers["User-Agent"] == "nurture-webhook/1"  # named in the receiver's log
 
 
 def test_a_webhook_with_a_bad_signature_is_refused_by_the_receiver(
