@@ -33,6 +33,9 @@ class EmailJob:
     text: str | None
     html: str | None
     unsubscribe_url: str
+    message_id: str | None = None
+    """The left part of the `Message-ID` (`key` when None): unique to this e-mail, the same
+    for every attempt to send it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,7 @@ def build_message(job: EmailJob, sender: str) -> EmailMessage:
     message["Subject"] = " ".join(job.subject.split())  # one line, whatever the template made
     message["Date"] = formatdate(localtime=False, usegmt=True)
     domain = parseaddr(sender)[1].rpartition("@")[2] or "nurture.invalid"
-    message["Message-ID"] = f"<{job.key}@{domain}>"
+    message["Message-ID"] = f"<{job.message_id or job.key}@{domain}>"
     message["List-Unsubscribe"] = f"<{job.unsubscribe_url}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     # (an HTML-only message gets a text part made from its HTML: see `plain_text`)

@@ -124,6 +124,15 @@ class Links:
             return tracked + pixel
         return tracked[:closing] + pixel + tracked[closing:]
 
+    def message_id(self, claimed: Claimed) -> str:
+        """`SUBSCRIBER.DELIVERY.TAG`, the tag a keyed hash of the delivery: numbers alone
+        start again at 1.1 in every new database (a reinstall, staging beside production,
+        two shops on one domain), and a mail service that sees a `Message-ID` again may
+        take the new e-mail for one it has (Gmail does not show it twice). Keyed, it differs
+        between installations and stays the same for every attempt to send one e-mail."""
+        tag = self.signer.fingerprint("message-id", claimed.delivery_key)[:16]
+        return f"{claimed.delivery_key}.{tag}"
+
     def unsubscribe_url(self, claimed: Claimed) -> str:
         token = self.signer.sign("unsubscribe", json.dumps(
             {"s": claimed.subscriber, "c": claimed.channel}, separators=(",", ":")))
@@ -351,7 +360,7 @@ class Dispatcher:
         return EmailJob(item.delivery_key, item.address or "", item.content.get("subject") or "",
                         None if text is None else text.replace(UNSUBSCRIBE_URL, unsubscribe),
                         None if html is None else html.replace(UNSUBSCRIBE_URL, unsubscribe),
-                        unsubscribe)
+                        unsubscribe, self.links.message_id(item))
 
     async def _send_emails(self, items: list[Claimed],
                            lease: Lease) -> list[tuple[Claimed, Outcome]]:
