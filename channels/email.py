@@ -216,6 +216,9 @@ class SmtpSender:
             return _answer(code, text)
         except smtplib.SMTPResponseException as problem:
             return _answer(problem.smtp_code, problem.smtp_error)
+        except smtplib.SMTPNotSupportedError:  # an address beyond ASCII: asking again is no use
+            return Outcome("failed", None, "the relay does not take addresses beyond ASCII "
+                                           "(it offers no SMTPUTF8)")
         except (OSError, smtplib.SMTPException) as problem:
             return _temporary(problem)
         if refused:

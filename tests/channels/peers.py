@@ -258,7 +258,7 @@ class SmtpServer:
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def start(self, tls: ssl.SSLContext | None = None, require_starttls: bool = False,
-              users: dict[str, str] | None = None) -> None:
+              users: dict[str, str] | None = None, smtputf8: bool = True) -> None:
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -287,7 +287,7 @@ class SmtpServer:
                 users.get(data.login.decode()) == data.password.decode()
             return AuthResult(success=ok)
 
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if users is not None:
             options.update(authenticator=authenticate, auth_require_tls=tls is not None)
         class AnyFreePort(Controller):  # type: ignore[misc]

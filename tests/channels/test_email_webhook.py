@@ -160,6 +160,24 @@ def test_one_e_mail_that_cannot_be_written_fails_alone(smtp_server: SmtpServer) 
     assert smtp_server.messages[1]["Bcc"] is None
 
 
+def test_an_international_address_a_relay_cannot_take_fails_at_once() -> None:
+    """`zoë@example.com` needs SMTPUTF8; a relay without it will not have it in an hour, so
+    the e-mail fails instead of being retried for hours (each time on a new connection)."""
+    server = SmtpServer()
+    server.start(smtputf8=False)
+    try:
+        sender = SmtpSender(f"smtp://127.0.0.1:{server.port}?starttls=no", "news@shop.example")
+        outcomes = sender.send_all([
+            EmailJob("1.1", "zoë@example.com", "Hello", "text", None, "https://n.example/u"),
+            EmailJob("2.1", "anna@example.com", "Hello", "text", None, "https://n.example/u")])
+        assert [(o.kind, o.detail) for o in outcomes] == [
+            ("failed", "the relay does not take addresses beyond ASCII (it offers no SMTPUTF8)"),
+            ("delivered", "accepted by the relay")]
+        assert server.envelopes == [("news@shop.example", ["anna@example.com"])]
+    finally:
+        server.stop()
+
+
 def test_an_e_mail_whose_send_raises_is_retried_and_the_batch_goes_on(
         smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
     import channels.email
