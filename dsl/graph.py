@@ -1,7 +1,10 @@
 """A workflow's stages and transitions as a Mermaid or Graphviz (dot) diagram.
 
 Stages are nodes, each transition a labelled edge in its written order (`1.` is tried first),
-and an entry node points at the start stage, so a marketer can paste the output into a doc.
+and an `entry` node points at the start stage along an edge that says which events enrol, so a
+marketer can paste the output into a doc. (The condition is on the edge, not in the node: a
+round node grows with its text, and `entry on form_submit where form in [...]` drew a circle
+that dwarfed the whole funnel.)
 """
 
 from __future__ import annotations
@@ -55,11 +58,12 @@ def to_mermaid(workflows: tuple[m.Workflow, ...]) -> str:
         if several:
             lines.append(f'  subgraph cluster_{workflow.name} ["{workflow.name}"]')
         entry = f"{prefix}entry"
-        lines.append(f'{indent}{entry}(("{_mermaid_text(entry_label(workflow))}"))')
+        lines.append(f'{indent}{entry}(("entry"))')
         for stage in workflow.stages:
             shape = '(["{}"])' if stage.name == workflow.start else '["{}"]'
             lines.append(f"{indent}{prefix}{stage.name}{shape.format(stage.name)}")
-        lines.append(f"{indent}{entry} --> {prefix}{workflow.start}")
+        lines.append(f'{indent}{entry} -->|"{_mermaid_text(entry_label(workflow))}"| '
+                     f"{prefix}{workflow.start}")
         for source, target, label in _edges(workflow):
             lines.append(f'{indent}{prefix}{source} -->|"{_mermaid_text(label)}"| '
                          f"{prefix}{target}")
@@ -79,12 +83,13 @@ def to_dot(workflows: tuple[m.Workflow, ...]) -> str:
         lines.append(f"  subgraph {_dot_id('cluster_' + workflow.name)} {{")
         lines.append(f"    label={_dot_id(workflow.name)};")
         entry = _dot_id(prefix + "entry")
-        lines.append(f"    {entry} [shape=circle, label={_dot_id(entry_label(workflow))}];")
+        lines.append(f'    {entry} [shape=circle, label="entry"];')
         for stage in workflow.stages:
             style = ", penwidth=2" if stage.name == workflow.start else ""
             lines.append(f"    {_dot_id(prefix + stage.name)} [label={_dot_id(stage.name)}"
                          f"{style}];")
-        lines.append(f"    {entry} -> {_dot_id(prefix + workflow.start)} [label=\"start\"];")
+        lines.append(f"    {entry} -> {_dot_id(prefix + workflow.start)} "
+                     f"[label={_dot_id(entry_label(workflow))}];")
         for source, target, label in _edges(workflow):
             lines.append(f"    {_dot_id(prefix + source)} -> {_dot_id(prefix + target)} "
                          f"[label={_dot_id(label)}];")

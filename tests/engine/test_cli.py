@@ -110,11 +110,11 @@ def test_graph_mermaid(write_flow: Callable[..., str]) -> None:
     assert code == 0
     assert out == (
         "flowchart LR\n"
-        '  trial__entry(("on signup"))\n'
+        '  trial__entry(("entry"))\n'
         '  trial__welcome(["welcome"])\n'
         '  trial__active["active"]\n'
         '  trial__lapsed["lapsed"]\n'
-        "  trial__entry --> trial__welcome\n"
+        '  trial__entry -->|"on signup"| trial__welcome\n'
         '  trial__welcome -->|"1. when usage >= 3"| trial__active\n'
         '  trial__welcome -->|"2. idle for 14 days"| trial__lapsed\n'
         '  trial__lapsed -->|"on login"| trial__active\n'
@@ -130,16 +130,16 @@ def test_graph_mermaid_node_ids_are_never_mermaid_keywords(
     assert out == (
         "flowchart LR\n"
         '  subgraph cluster_end ["end"]\n'
-        '    end__entry(("on subscribed"))\n'
+        '    end__entry(("entry"))\n'
         '    end__graph(["graph"])\n'
         '    end__end["end"]\n'
-        "    end__entry --> end__graph\n"
+        '    end__entry -->|"on subscribed"| end__graph\n'
         '    end__graph -->|"after 1 day"| end__end\n'
         "  end\n"
         '  subgraph cluster_style ["style"]\n'
-        '    style__entry(("on subscribed"))\n'
+        '    style__entry(("entry"))\n'
         '    style__click(["click"])\n'
-        "    style__entry --> style__click\n"
+        '    style__entry -->|"on subscribed"| style__click\n'
         "  end\n"
     )
 
@@ -154,11 +154,11 @@ def test_graph_dot(write_flow: Callable[..., str]) -> None:
         "  node [shape=box, style=rounded];\n"
         '  subgraph "cluster_trial" {\n'
         '    label="trial";\n'
-        '    "trial.entry" [shape=circle, label="on signup"];\n'
+        '    "trial.entry" [shape=circle, label="entry"];\n'
         '    "trial.welcome" [label="welcome", penwidth=2];\n'
         '    "trial.active" [label="active"];\n'
         '    "trial.lapsed" [label="lapsed"];\n'
-        '    "trial.entry" -> "trial.welcome" [label="start"];\n'
+        '    "trial.entry" -> "trial.welcome" [label="on signup"];\n'
         '    "trial.welcome" -> "trial.active" [label="1. when usage >= 3"];\n'
         '    "trial.welcome" -> "trial.lapsed" [label="2. idle for 14 days"];\n'
         '    "trial.lapsed" -> "trial.active" [label="on login"];\n'
