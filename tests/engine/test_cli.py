@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -374,3 +375,15 @@ def test_move_carries_the_subscribers_of_a_renamed_stage_over(
     code, _, err = run("move", "w", "a", "first", *options)  # again: done before, not an error
     assert (code, err) == (0, "moved 0 subscriber(s) of workflow 'w' from stage 'a' to 'first'\n")
     database.dispose()
+
+
+@pytest.mark.skipif(shutil.which("dot") is None,
+                    reason="Graphviz's `dot` is not installed (.ci/run installs it)")
+@pytest.mark.parametrize("name", ["jewelry", "b2b_lead_scoring", "after_sale"])
+def test_graphviz_draws_the_dot_output_of_every_example(name: str, tmp_path: Path) -> None:
+    code, out, _ = run("graph", str(ROOT / "workflows" / f"{name}.flow"), "--format", "dot")
+    assert code == 0
+    drawn = subprocess.run(["dot", "-Tsvg"], input=out, capture_output=True, text=True,
+                           check=False)
+    assert drawn.returncode == 0 and drawn.stderr == "", drawn.stderr
+    assert "<svg" in drawn.stdout and ">entry</text>" in drawn.stdout
