@@ -23,7 +23,7 @@ from dsl.loader import LoadResult, load_paths
 from engine.collector import tune_for_long_runs
 from engine.config import ConfigError, load_settings
 from engine.events import EventError, parse_instant
-from engine.records import Record
+from engine.records import Record, printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -273,8 +273,8 @@ def _no_such_subscribers(connection: Any, unknown: list[str]) -> None:
 
     if unknown:
         meant = did_you_mean(unknown[0], queries.ids_like(connection, unknown[0]))
-        click.echo(f"nurture: no subscriber {', '.join(map(repr, unknown))} in the database"
-                   f"{meant}", err=True)
+        click.echo(printable(f"nurture: no subscriber {', '.join(map(repr, unknown))} in the "
+                             f"database{meant}"), err=True)
         sys.exit(2)
 
 
@@ -631,8 +631,7 @@ def timeline(subscribers: tuple[str, ...], since_text: str | None, latest: int |
     table = TableFormat(list(subscribers), [line.record.workflow for line in lines])
     click.echo(table.header())
     for line in lines:
-        outcome = line.outcome_text()
-        click.echo(table.line(line.record) + (f"  -> {outcome}" if outcome else ""))
+        click.echo(table.line(line.record, line.outcome_text()))
 
 
 @main.command()

@@ -9,6 +9,7 @@ order, due work by subscriber, and within one subscriber in processing order.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,8 +89,22 @@ def json_value(value: Any) -> str:
 # (here rather than in the simulator: `nurture timeline` prints it without loading the engine)
 
 
+CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Characters that a terminal acts on instead of showing: line breaks and tabs that tear a
+table apart, escape sequences (colours, moving the cursor, clearing the screen, a window
+title), and the bidirectional marks that show text in another order than it is."""
+
+
+def printable(text: str) -> str:
+    """Text for a terminal: control characters as Python escapes it (`\\n`, `\\x1b`). What
+    the tables show comes from subscribers' data and peers' answers, which the operator's
+    terminal must show, not obey."""
+    return CONTROLS.sub(lambda found: found[0].encode("unicode_escape").decode("ascii"), text)
+
+
 class TableFormat:
-    """The timeline as aligned columns: time, subscriber, workflow, what happened."""
+    """The timeline as aligned columns: time, subscriber, workflow, what happened. Every
+    line is `printable`."""
 
     def __init__(self, subscribers: Sequence[str], workflows: Sequence[str]) -> None:
         self.who = max(len("subscriber"), min(max(map(len, subscribers), default=0), 24))
@@ -99,10 +114,11 @@ class TableFormat:
         return (f"{'time (UTC)':<19}  {'subscriber':<{self.who}}  "
                 f"{'workflow':<{self.workflow}}  what")
 
-    def line(self, record: Record) -> str:
+    def line(self, record: Record, outcome: str | None = None) -> str:
         when = record.at.strftime("%Y-%m-%d %H:%M:%S")
-        return (f"{when}  {record.subscriber:<{self.who}}  {record.workflow:<{self.workflow}}  "
-                f"{describe(record)}")
+        return printable(f"{when}  {record.subscriber:<{self.who}}  "
+                         f"{record.workflow:<{self.workflow}}  {describe(record)}"
+                         + (f"  -> {outcome}" if outcome else ""))
 
 
 def describe(record: Record) -> str:

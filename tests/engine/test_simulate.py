@@ -399,3 +399,21 @@ def test_a_file_in_another_shape_or_encoding_says_what_to_do(tmp_path: Path,
     assert code == 1
     assert out.splitlines() == [f"{feed}:{message}"]
     assert "Traceback" not in out + err
+
+
+def test_the_table_shows_control_characters_rather_than_obeying_them(tmp_path: Path) -> None:
+    """Subscribers' data reaches the operator's terminal: an escape sequence (here one that
+    would clear the screen), a line break and a right-to-left override are shown escaped."""
+    flow = write(tmp_path, "w.flow", """\
+workflow w { stage a { on enter: send push p } }
+message p push { title "Hi {{ subscriber.first_name }}" }
+""")
+    feed = write(tmp_path, "e.jsonl", events(
+        {"subscriber": "ann\u202egnp.exe", "type": "subscribed", "at": "2026-01-05T09:00:00Z",
+         "properties": {"channels": ["push"],
+                        "attributes": {"first_name": "Ann\x1b[2J\nBob\x9b"}}}))
+    code, out, _ = run("simulate", flow, "--events", feed)
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        "2026-01-05 09:00:00  ann\\u202egnp.exe  w         send push p: Hi Ann\\x1b[2J\\nBob\\x9b")
+    assert not any(c in out for c in "\x1b\u202e\x9b\t")
