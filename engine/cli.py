@@ -394,9 +394,9 @@ def _banner(runtime: Any, url: str | None) -> None:
            f"{runtime.api_key[:8]}… (in {settings.secret_file.with_name('api-key')})")
     lines = [f"nurture: {len(runtime.catalog.workflows)} workflow(s) from {settings.workflows}, "
              f"database {printable_url(settings.db)}"]
-    if url:
+    if url:  # (a worker serves no API: its key would only mislead)
         lines.append(f"nurture: demo page {url}/  API {url}/v1  schema {url}/openapi.json")
-    lines.append(f"nurture: API key {key}")
+        lines.append(f"nurture: API key {key}")
     click.echo("\n".join(lines), err=True)
 
 

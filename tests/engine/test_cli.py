@@ -215,6 +215,8 @@ def test_the_banner_keeps_secrets_out_of_the_log(capsys: pytest.CaptureFixture[s
         "schema http://localhost:8000/openapi.json",
         f"nurture: API key Hp52TOfX… (in {tmp_path / '.nurture' / 'api-key'})",
     ]
+    _banner(runtime, None)  # a worker's: no API, so no key to name
+    assert capsys.readouterr().err.splitlines() == lines[:1]
 
 
 @pytest.mark.parametrize("url, reason", [
