@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -278,3 +279,118 @@ def test_an_unsubscribe_link_followed_on_a_phone(site) -> None:
             browser.close()
     body = httpx.get(f"{server.url}/v1/subscribers/ann", headers=AUTH).json()
     assert body["consent"] == {"push": True, "email": False}
+
+
+class ShopSite:
+    """The shop's own web site, on another origin than the API: its page loads nurture.js
+    from the API, and its `/sw.js` is the README's one line importing the API's."""
+
+    def __init__(self, api: str) -> None:
+        import http.server
+        import threading
+
+        page = (f'<!doctype html><html><body><script src="{api}/nurture.js"></script>'
+                "</body></html>").encode()
+        worker = f'importScripts("{api}/sw.js");\n'.encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body, kind = (worker, "text/javascript") if self.path.startswith("/sw.js") \
+                    else (page, "text/html")
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_shop_on_its_own_origin_registers_receives_and_reports_a_click(site) -> None:
+    """As sites deploy it: the shop at one origin, the API at another. nurture.js registers
+    the shop's service worker (which imports the API's) and the browser's subscription, and
+    the worker reports the receipt and the click to the API: every call crosses origins, so
+    CORS (a preflight for each JSON POST) is on the path."""
+    from playwright.sync_api import sync_playwright
+
+    server, push, runtime = site
+    api = f"http://127.0.0.1:{server.port}"
+    shop = ShopSite(api)
+    base = f"http://localhost:{shop.port}"  # another origin; a secure context
+    token = runtime.signer.sign("subscriber", "ann")
+    keys = push.browser("shop")
+    subscription = {"endpoint": push.endpoint("shop"),
+                    "keys": {"p256dh": keys.p256dh, "auth": keys.auth_secret}}
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                 args=ARGS)
+            try:
+                context = browser.new_context()
+                context.grant_permissions(["notifications"], origin=base)
+                page = context.new_page()
+                cdp = context.new_cdp_session(page)
+                registrations: list[dict[str, Any]] = []
+                versions: list[dict[str, Any]] = []
+                cdp.on("ServiceWorker.workerRegistrationUpdated",
+                       lambda event: registrations.extend(event["registrations"]))
+                cdp.on("ServiceWorker.workerVersionUpdated",
+                       lambda event: versions.extend(event["versions"]))
+                cdp.send("ServiceWorker.enable")
+                page.goto(f"{base}/")
+                identity = {"subscriber": "ann", "token": token}
+                # no subscription in this browser yet (no vendor push service here): the
+                # worker is registered and the public key read, across origins
+                assert page.evaluate("o => nurture.refresh(o).then(r => r.status)",
+                                     identity) == "none"
+                worker = context.service_workers[0]
+                assert worker.url == f"{base}/sw.js?api={quote(api, safe='')}"
+                registered = page.evaluate(
+                    "([s, o]) => nurture.register(s, o.subscriber, o.token)",
+                    [subscription, identity])
+                assert registered["subscriber"] == "ann"
+
+                httpx.post(f"{server.url}/v1/events", headers=AUTH, json={"events": [
+                    {"subscriber": "ann", "type": "subscribed",
+                     "properties": {"channels": ["push"]}},
+                    {"subscriber": "ann", "type": "page_view",
+                     "properties": {"url": "https://shop.example/diamonds"}}]})
+                [payload] = wait_for(lambda: push.payloads("shop"), what="the push")
+                registration = wait_for(lambda: [r for r in registrations
+                                                 if r["scopeURL"].startswith(base)],
+                                        what="the shop's worker registration")[0]
+                wait_for(lambda: any(v["registrationId"] == registration["registrationId"]
+                                     and v["status"] == "activated" for v in versions),
+                         what="the activated service worker")
+                shown = 0
+                for _ in range(4):  # (as above: a delivery under load may come to nothing)
+                    cdp.send("ServiceWorker.deliverPushMessage", {
+                        "origin": base, "registrationId": registration["registrationId"],
+                        "data": json.dumps(payload)})
+                    with contextlib.suppress(AssertionError):
+                        shown = wait_for(lambda: page.evaluate(
+                            "navigator.serviceWorker.ready.then(r => r.getNotifications())"
+                            ".then(ns => ns.length)"), timeout=8, what="the notification")
+                        break
+                assert shown == 1
+                worker.evaluate("""async () => {
+                    const [notification] = await self.registration.getNotifications();
+                    self.dispatchEvent(new NotificationEvent('notificationclick',
+                                                             {notification}));
+                }""")
+                exported = wait_for(lambda: _clicked(server), what="the push_click event")
+            finally:
+                browser.close()
+    finally:
+        shop.stop()
+    assert exported["scores"]["shop"]["engagement"]["total"] == 35
+    assert {"push_received", "push_click"} <= {e["type"] for e in exported["events"]}
