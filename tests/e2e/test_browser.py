@@ -61,6 +61,42 @@ def site(tmp_path: Path) -> Iterator[tuple[LiveServer, PushService, Any]]:
     runtime.database.dispose()
 
 
+class Workers:
+    """Chromium's service workers seen through DevTools: their registrations and versions,
+    and pushes delivered to one as the vendor's push service would deliver them."""
+
+    def __init__(self, context: Any, page: Any) -> None:
+        self.page = page
+        self.cdp = context.new_cdp_session(page)
+        self.registrations: list[dict[str, Any]] = []
+        self.versions: list[dict[str, Any]] = []
+        self.cdp.on("ServiceWorker.workerRegistrationUpdated",
+                    lambda event: self.registrations.extend(event["registrations"]))
+        self.cdp.on("ServiceWorker.workerVersionUpdated",
+                    lambda event: self.versions.extend(event["versions"]))
+        self.cdp.send("ServiceWorker.enable")
+
+    def push(self, origin: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """Deliver `payload` to the active worker of `origin`; the notifications shown."""
+        registration = wait_for(lambda: [r for r in self.registrations
+                                         if r["scopeURL"].startswith(origin)],
+                                what="the service worker registration")[0]
+        wait_for(lambda: any(v["registrationId"] == registration["registrationId"]
+                             and v["status"] == "activated" for v in self.versions),
+                 what="the activated service worker")
+        for _ in range(4):  # (once, under the full suite's load, a delivery came to nothing)
+            self.cdp.send("ServiceWorker.deliverPushMessage", {
+                "origin": origin, "registrationId": registration["registrationId"],
+                "data": json.dumps(payload)})
+            with contextlib.suppress(AssertionError):
+                shown: list[dict[str, Any]] = wait_for(lambda: self.page.evaluate(
+                    "navigator.serviceWorker.ready.then(r => r.getNotifications())"
+                    ".then(ns => ns.map(n => ({title: n.title, body: n.body, "
+                    "data: n.data})))"), timeout=8, what="the notification")
+                return shown
+        raise AssertionError("no notification after four deliveries")
+
+
 def test_a_push_reaches_the_service_worker_and_its_click_is_scored(site) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -72,14 +108,7 @@ def test_a_push_reaches_the_service_worker_and_its_click_is_scored(site) -> None
             context = browser.new_context()
             context.grant_permissions(["notifications"], origin=base)
             page = context.new_page()
-            cdp = context.new_cdp_session(page)
-            registrations: list[dict[str, Any]] = []
-            versions: list[dict[str, Any]] = []
-            cdp.on("ServiceWorker.workerRegistrationUpdated",
-                   lambda event: registrations.extend(event["registrations"]))
-            cdp.on("ServiceWorker.workerVersionUpdated",
-                   lambda event: versions.extend(event["versions"]))
-            cdp.send("ServiceWorker.enable")
+            workers = Workers(context, page)
             page.goto(f"{base}/?subscriber=ann")
             page.wait_for_function("document.body.dataset.worker === 'ready'")
             page.evaluate("navigator.serviceWorker.ready")
@@ -104,23 +133,7 @@ def test_a_push_reaches_the_service_worker_and_its_click_is_scored(site) -> None
             [payload] = wait_for(lambda: push.payloads("chromium"), what="the push")
             assert push.problems == []
 
-            registration = wait_for(lambda: [r for r in registrations
-                                             if r["scopeURL"].startswith(base)],
-                                    what="the service worker registration")[0]
-            wait_for(lambda: any(v["registrationId"] == registration["registrationId"]
-                                 and v["status"] == "activated" for v in versions),
-                     what="the activated service worker")
-            shown = None
-            for _ in range(4):  # (once, under the full suite's load, a delivery came to nothing)
-                cdp.send("ServiceWorker.deliverPushMessage", {
-                    "origin": base, "registrationId": registration["registrationId"],
-                    "data": json.dumps(payload)})
-                with contextlib.suppress(AssertionError):
-                    shown = wait_for(lambda: page.evaluate(
-                        "navigator.serviceWorker.ready.then(r => r.getNotifications())"
-                        ".then(ns => ns.map(n => ({title: n.title, body: n.body, "
-                        "data: n.data})))"), timeout=8, what="the notification")
-                    break
+            shown = workers.push(base, payload)
             assert shown == [{"title": "10% off", "body": "Just for you",
                               "data": {"url": "https://shop.example/offer",
                                        "token": payload["token"]}}]
@@ -338,14 +351,7 @@ def test_a_shop_on_its_own_origin_registers_receives_and_reports_a_click(site) -
                 context = browser.new_context()
                 context.grant_permissions(["notifications"], origin=base)
                 page = context.new_page()
-                cdp = context.new_cdp_session(page)
-                registrations: list[dict[str, Any]] = []
-                versions: list[dict[str, Any]] = []
-                cdp.on("ServiceWorker.workerRegistrationUpdated",
-                       lambda event: registrations.extend(event["registrations"]))
-                cdp.on("ServiceWorker.workerVersionUpdated",
-                       lambda event: versions.extend(event["versions"]))
-                cdp.send("ServiceWorker.enable")
+                workers = Workers(context, page)
                 page.goto(f"{base}/")
                 identity = {"subscriber": "ann", "token": token}
                 # no subscription in this browser yet (no vendor push service here): the
@@ -365,23 +371,7 @@ def test_a_shop_on_its_own_origin_registers_receives_and_reports_a_click(site) -
                     {"subscriber": "ann", "type": "page_view",
                      "properties": {"url": "https://shop.example/diamonds"}}]})
                 [payload] = wait_for(lambda: push.payloads("shop"), what="the push")
-                registration = wait_for(lambda: [r for r in registrations
-                                                 if r["scopeURL"].startswith(base)],
-                                        what="the shop's worker registration")[0]
-                wait_for(lambda: any(v["registrationId"] == registration["registrationId"]
-                                     and v["status"] == "activated" for v in versions),
-                         what="the activated service worker")
-                shown = 0
-                for _ in range(4):  # (as above: a delivery under load may come to nothing)
-                    cdp.send("ServiceWorker.deliverPushMessage", {
-                        "origin": base, "registrationId": registration["registrationId"],
-                        "data": json.dumps(payload)})
-                    with contextlib.suppress(AssertionError):
-                        shown = wait_for(lambda: page.evaluate(
-                            "navigator.serviceWorker.ready.then(r => r.getNotifications())"
-                            ".then(ns => ns.length)"), timeout=8, what="the notification")
-                        break
-                assert shown == 1
+                assert [n["title"] for n in workers.push(base, payload)] == ["10% off"]
                 worker.evaluate("""async () => {
                     const [notification] = await self.registration.getNotifications();
                     self.dispatchEvent(new NotificationEvent('notificationclick',
