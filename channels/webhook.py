@@ -67,8 +67,14 @@ USER_AGENT = "nurture-webhook/1"
 
 class WebhookSender:
     def __init__(self, secret: bytes, *, concurrency: int = 16, timeout: float = 10.0,
-                 ssl: Any = True, policy: WebhookAddressPolicy | None = None) -> None:
+                 ssl: Any = True, policy: WebhookAddressPolicy | None = None,
+                 previous: bytes | None = None) -> None:
+        """`previous`: the secret the current one replaced (`nurture keys --rotate-secret`),
+        while it is kept: each webhook is signed with it too, in
+        `X-Nurture-Signature-Previous`, so that a receiver still configured with it keeps
+        accepting webhooks until its configuration is updated."""
         self.secret = secret
+        self.previous = previous
         self.policy = policy or WebhookAddressPolicy()
         self.concurrency = concurrency
         self.limit = asyncio.Semaphore(concurrency)
@@ -83,6 +89,9 @@ class WebhookSender:
                    "X-Nurture-Delivery": job.key,
                    "X-Nurture-Timestamp": str(stamp),
                    "X-Nurture-Signature": webhook_signature(self.secret, stamp, job.body)}
+        if self.previous is not None:
+            headers["X-Nurture-Signature-Previous"] = webhook_signature(self.previous, stamp,
+                                                                        job.body)
         refused = self._refused_literal(job.url)
         if refused is not None:
             return Outcome("failed", None, f"refused: {refused}")

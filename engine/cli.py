@@ -300,8 +300,9 @@ def keys(rotate_secret: bool) -> None:
         click.echo(
             f"signing secret replaced in {settings.secret_file}; the one before is kept in "
             f"{kept}, still accepted, so the unsubscribe and tracking links already sent keep "
-            "working. Restart serve, worker and dispatch to sign with the new one. Webhook "
-            f"receivers must check signatures with the new secret. Remove a line of {kept.name} "
+            "working. Restart serve, worker and dispatch to sign with the new one. Give webhook "
+            "receivers the new secret: until then they can check X-Nurture-Signature-Previous, "
+            f"made with the old one while it is kept. Remove a line of {kept.name} "
             "only once neither the links it signed nor a replay of events of the subscribers "
             "erased before the rotation can come any more: erasures are recognised by it too.",
             err=True)

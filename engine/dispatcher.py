@@ -439,9 +439,10 @@ def from_settings(settings: Settings, database: Database, clock: Clock | None = 
     _warn_of_development_settings(settings, push=push is not None,
                                   email=bool(settings.smtp_url))
     email = SmtpSender(settings.smtp_url, settings.email_from) if settings.smtp_url else None
+    earlier = settings.earlier_secrets()
     return Dispatcher(database, Links(Signer(secret), settings.public_url), clock=clock,
                       push=push, email=email, webhook=WebhookSender(
-                          secret, ssl=ssl,
+                          secret, ssl=ssl, previous=earlier[0] if earlier else None,
                           policy=WebhookAddressPolicy.from_hosts(settings.webhook_allow_hosts)))
 
 

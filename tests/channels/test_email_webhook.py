@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,6 +14,7 @@ import pytest
 from channels.email import EmailJob, SmtpSender
 from channels.tokens import Signer
 from dsl.templates import UNSUBSCRIBE_URL
+from engine.store.database import open_database
 from tests.channels.conftest import SECRET
 from tests.channels.peers import SmtpServer, WebhookReceiver
 
@@ -332,6 +334,54 @@ def test_e_mail_links_only_this_machine_can_open_are_warned_of(
                       "which only this machine can open: recipients could not unsubscribe. "
                       "Set NURTURE_PUBLIC_URL to the address the service is reached at"]
                      if warned else [])
+
+
+def test_a_receiver_still_on_the_replaced_secret_accepts_webhooks_during_a_rotation() -> None:
+    import asyncio
+
+    from channels.endpoints import WebhookAddressPolicy
+    from channels.webhook import WebhookJob, WebhookSender
+
+    old, new = b"o" * 32, b"n" * 32
+    receiver = WebhookReceiver(old)
+    port = urlsplit(receiver.url).port
+    policy = WebhookAddressPolicy.from_hosts([f"127.0.0.1:{port}"])
+
+    async def send(previous: bytes | None) -> Any:
+        sender = WebhookSender(new, policy=policy, previous=previous)
+        try:
+            return await sender.send(WebhookJob("1.1", receiver.url, b'{"lead": "ann"}'))
+        finally:
+            await sender.close()
+
+    try:
+        during, after = asyncio.run(send(old)), asyncio.run(send(None))
+    finally:
+        receiver.stop()
+    assert [during.kind, after.kind] == ["delivered", "failed"]  # 401 once it is retired
+    assert [valid for _, _, valid in receiver.received] == [True, False]
+    assert "X-Nurture-Signature-Previous" not in receiver.received[1][0]
+
+
+def test_the_operators_dispatcher_signs_with_the_replaced_secret_while_it_is_kept(
+        tmp_path: Path) -> None:
+    from engine.config import Settings
+    from engine.dispatcher import from_settings
+
+    def webhook_secrets(**options: Any) -> tuple[bytes, bytes | None]:
+        settings = Settings(db=f"sqlite:///{tmp_path / 'd.db'}", secret="the-new-long-secret",
+                            vapid_key_file=tmp_path / "vapid.pem", **options)
+        database = open_database(settings.db)
+        try:
+            webhook = from_settings(settings, database).webhook
+        finally:
+            database.dispose()
+        assert webhook is not None
+        return webhook.secret, webhook.previous
+
+    assert webhook_secrets() == (b"the-new-long-secret", None)
+    assert webhook_secrets(previous_secrets=("the-old-long-secret", "older-long-secret")) == (
+        b"the-new-long-secret", b"the-old-long-secret")
 
 
 def test_a_webhook_does_not_reach_this_machine_or_the_cloud_metadata(
