@@ -1,13 +1,18 @@
 """Who may call: the API key for the site's server, a subscriber token for a browser.
 
 Write calls need `Authorization: Bearer API_KEY`, compared in constant time. A browser
-registering its push subscription sends `X-Nurture-Token`: an HMAC of the subscriber id that
-the site's server obtained with its API key, so nobody can attach a browser to someone else.
+registering its push subscription sends `X-Nurture-Token`: a signed subscriber id that the
+site's server obtained with its API key, so nobody can attach a browser to someone else. The
+token expires (`SUBSCRIBER_TOKEN_LIFE`): it sits in pages that proxies, CDNs and browsers may
+keep, and one found there later must not let a stranger's browser receive the subscriber's
+messages (discount codes among them).
 """
 
 from __future__ import annotations
 
 import hmac
+import json
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -42,8 +47,30 @@ def require_api_key(request: Request,
     return runtime
 
 
-def subscriber_token(runtime: Runtime, subscriber: str) -> str:
-    return runtime.signer.sign("subscriber", subscriber)
+SUBSCRIBER_TOKEN_LIFE = timedelta(days=30)
+"""How long a subscriber token lets a browser register: a site hands out a new one with every
+page (`nurture.refresh` registers again with it, should a stored one have run out)."""
+
+
+def subscriber_token(runtime: Runtime, subscriber: str) -> tuple[str, datetime]:
+    """A token for this subscriber, and when it runs out (whole seconds)."""
+    expires = (runtime.clock.now() + SUBSCRIBER_TOKEN_LIFE).replace(microsecond=0)
+    claims = {"s": subscriber, "x": int(expires.timestamp())}
+    return runtime.signer.sign("subscriber", json.dumps(claims, separators=(",", ":"))), expires
+
+
+def _token_problem(runtime: Runtime, token: str, subscriber_id: str) -> str | None:
+    """Why a token does not let its bearer act for `subscriber_id`, or None."""
+    try:
+        claims = json.loads(runtime.signer.verify("subscriber", token))
+    except (BadToken, ValueError):
+        return "missing, forged, or made for another subscriber"
+    if not isinstance(claims, dict) or claims.get("s") != subscriber_id:
+        return "missing, forged, or made for another subscriber"
+    expires = claims.get("x")
+    if not isinstance(expires, int) or expires <= runtime.clock.now().timestamp():
+        return "expired: the site gets a new one with POST /v1/subscribers/{id}/token"
+    return None
 
 
 def require_subscriber(request: Request, subscriber_id: str,
@@ -53,15 +80,13 @@ def require_subscriber(request: Request, subscriber_id: str,
     runtime = runtime_of(request)
     if has_api_key(runtime, authorization):
         return runtime
+    problem = "missing, forged, or made for another subscriber"
     if x_nurture_token:
-        try:
-            if runtime.signer.verify("subscriber", x_nurture_token) == subscriber_id:
-                return runtime
-        except BadToken:
-            pass
+        problem = _token_problem(runtime, x_nurture_token, subscriber_id) or ""
+        if not problem:
+            return runtime
     raise ApiError(401, "this call needs the API key or this subscriber's X-Nurture-Token",
-                   [{"field": "X-Nurture-Token", "message": "missing, forged, or made for "
-                                                            "another subscriber"}])
+                   [{"field": "X-Nurture-Token", "message": problem}])
 
 
 Authorised = Annotated[Runtime, Depends(require_api_key)]

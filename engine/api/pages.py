@@ -42,7 +42,7 @@ def demo(request: Request, runtime: Current) -> HTMLResponse:
     """The demo page: it plays the site, so it makes its own visitor id and token."""
     subscriber = request.query_params.get("subscriber") or f"demo-{secrets.token_hex(4)}"
     page = (static("demo.html").replace("__SUBSCRIBER__", escape(subscriber[:200]))
-            .replace("__TOKEN__", subscriber_token(runtime, subscriber[:200]))
+            .replace("__TOKEN__", subscriber_token(runtime, subscriber[:200])[0])
             .replace("__API__", str(request.base_url).rstrip("/")))
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import datetime
 from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -91,13 +92,16 @@ def erase(subscriber_id: SubscriberId,
 class Token(BaseModel):
     subscriber: str
     token: str
+    expires_at: datetime = Field(description="After this, the token registers nothing: a "
+                                             "site gets a new one for each page it serves")
 
 
 @router.post("/v1/subscribers/{subscriber_id:path}/token", response_model=Token,
              summary="A token that lets a browser register push subscriptions for this id")
 def token(subscriber_id: SubscriberId,
           runtime: Authorised) -> Token:
-    return Token(subscriber=subscriber_id, token=subscriber_token(runtime, subscriber_id))
+    made, expires = subscriber_token(runtime, subscriber_id)
+    return Token(subscriber=subscriber_id, token=made, expires_at=expires)
 
 
 class Keys(BaseModel):

@@ -25,6 +25,7 @@ from channels.endpoints import PushEndpointPolicy
 from channels.webhook import WebhookSender
 from channels.webpush import WebPushSender
 from engine.api import create_app
+from engine.api.auth import subscriber_token
 from engine.clock import SystemClock
 from engine.dispatcher import Dispatcher, Links
 from engine.service import Service
@@ -339,7 +340,7 @@ def test_a_shop_on_its_own_origin_registers_receives_and_reports_a_click(site) -
     api = f"http://127.0.0.1:{server.port}"
     shop = ShopSite(api)
     base = f"http://localhost:{shop.port}"  # another origin; a secure context
-    token = runtime.signer.sign("subscriber", "ann")
+    token, _ = subscriber_token(runtime, "ann")
     keys = push.browser("shop")
     subscription = {"endpoint": push.endpoint("shop"),
                     "keys": {"p256dh": keys.p256dh, "auth": keys.auth_secret}}

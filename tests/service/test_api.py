@@ -211,6 +211,27 @@ def test_a_browser_registers_with_the_token_of_its_subscriber_only(api: Api) -> 
     assert api.count("push_subscriptions") == 1  # re-registering an endpoint moves it
 
 
+def test_a_subscriber_token_runs_out_after_30_days(api: Api) -> None:
+    """Tokens sit in pages that proxies, CDNs and browsers keep: one found later must not let
+    a stranger's browser receive the subscriber's pushes."""
+    answer = api.client.post("/v1/subscribers/ann/token", headers=AUTH).json()
+    assert answer["expires_at"] == "2026-04-01T09:00:00Z"  # T0 + 30 days
+    browser = Browser.new("laptop")
+    endpoint = "http://127.0.0.1:9/push/laptop"
+    headers = {"X-Nurture-Token": answer["token"]}
+    api.clock.advance_to(T0 + timedelta(days=30) - timedelta(seconds=1))
+    assert register(api, "ann", browser, endpoint, headers).status_code == 201
+    api.clock.advance_to(T0 + timedelta(days=30))
+    late = register(api, "ann", browser, endpoint, headers)
+    assert late.status_code == 401
+    assert late.json()["errors"] == [{"field": "X-Nurture-Token", "message": (
+        "expired: the site gets a new one with POST /v1/subscribers/{id}/token")}]
+    # a token of the first format (the id alone, signed) is not one that runs out: refused
+    unending = api.runtime.signer.sign("subscriber", "ann")
+    assert register(api, "ann", browser, endpoint,
+                    {"X-Nurture-Token": unending}).status_code == 401
+
+
 @pytest.mark.parametrize(("keys", "field"), [
     ({"p256dh": "BAAA", "auth": "AAAAAAAAAAAAAAAAAAAAAA"}, "keys.p256dh"),
     ({"p256dh": "B" + "A" * 86, "auth": "AAAAAAAAAAAAAAAAAAAAAA"}, "keys.p256dh"),
