@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +18,7 @@ from engine.api.auth import Authorised, ForSubscriber, subscriber_token
 from engine.api.errors import field_error
 from engine.api.params import since_parameter
 from engine.encoding import plain
+from engine.runtime import Runtime
 from engine.store import push_subscriptions, queries
 from engine.store import subscribers as store
 from engine.store import timeline as history
@@ -34,7 +35,7 @@ SubscriberId = Annotated[str, Path(min_length=1, max_length=200,
                     "with what the outbox did with it) and skips with their reasons, exits",
             responses={404: {"description": "No such subscriber"}})
 def subscriber_timeline(
-        subscriber_id: SubscriberId, runtime: Authorised,
+        request: Request, subscriber_id: SubscriberId, runtime: Authorised,
         since: Annotated[str | None, Query(
             max_length=64,
             description="Only what happened since then: a time (`2026-03-02`, "
@@ -44,6 +45,8 @@ def subscriber_timeline(
             ge=0, le=1_000_000,
             description="Only the last this many records (`truncated` says whether there "
                         "were more); 0 for all of them")] = 1000) -> JSONResponse:
+    if not _names_the_timeline(request):  # `GET /v1/subscribers/shop%2Ftimeline`
+        return _export_of_id_ending_in_timeline(request, f"{subscriber_id}/timeline", runtime)
     start = since_parameter(since, runtime.clock.now())
     wanted = latest or None
     with runtime.database.reading() as connection:
@@ -58,6 +61,22 @@ def subscriber_timeline(
     return JSONResponse(plain({"subscriber": subscriber_id,
                                "records": [line.to_dict() for line in shown],
                                "truncated": len(shown) < len(lines)}))
+
+
+def _names_the_timeline(request: Request) -> bool:
+    """Whether the path ends in `/timeline` as written, not in an encoded `%2Ftimeline`: the
+    server decodes the path before routing, so an id ending in `/timeline` (`shop/timeline`,
+    encoded as the README says) arrives at this route too."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    return bytes(raw).split(b"?", 1)[0].endswith(b"/timeline")
+
+
+def _export_of_id_ending_in_timeline(request: Request, subscriber_id: str,
+                                     runtime: Runtime) -> JSONResponse:
+    text = request.query_params.get("limit", "1000")
+    if not text.isdigit() or int(text) > 1_000_000:
+        raise field_error(422, "limit", "a whole number from 0 to 1,000,000")
+    return export(subscriber_id, runtime, int(text))
 
 
 @router.get("/v1/subscribers/{subscriber_id:path}", summary="Everything about a subscriber",

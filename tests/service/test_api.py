@@ -489,13 +489,17 @@ def test_events_sent_again_after_an_outage_send_nothing_more_than_a_day_late(api
         assert [e["type"] for e in body["events"]] == ["subscribed"]
 
 
-@pytest.mark.parametrize("subscriber", ["shop/123", "dGVzdA+/x==", "a b", "ü"])
+@pytest.mark.parametrize("subscriber", ["shop/123", "dGVzdA+/x==", "a b", "ü", "shop/timeline"])
 def test_any_subscriber_id_can_be_read_registered_and_erased(api: Api, subscriber: str) -> None:
-    """Ids are the site's own: a tenant path or a base64 id has slashes (sent as %2F)."""
+    """Ids are the site's own: a tenant path or a base64 id has slashes (sent as %2F), and
+    one may even end in `/timeline` (the path of the timeline call once decoded)."""
     path = "/v1/subscribers/" + quote(subscriber, safe="")
     api.post_events({"subscriber": subscriber, "type": "subscribed",
                      "properties": {"channels": ["email"], "email": "ann@example.com"}})
     assert api.client.get(path, headers=AUTH).json()["id"] == subscriber
+    assert api.client.get(path + "?limit=0", headers=AUTH).json()["id"] == subscriber
+    timeline = api.client.get(path + "/timeline", headers=AUTH).json()
+    assert timeline["subscriber"] == subscriber and timeline["records"]
     token = api.client.post(path + "/token", headers=AUTH).json()["token"]
     browser = Browser.new("laptop")
     assert register(api, subscriber, browser, "http://127.0.0.1:9/push/1",
