@@ -355,11 +355,14 @@ class Dispatcher:
         """The e-mail as it goes: tracked links, and the recipient's signed unsubscribe link
         wherever a template wrote `{{ unsubscribe_url }}`."""
         unsubscribe = self.links.unsubscribe_url(item)
-        text = item.content.get("text")
-        html = self.links.tracked_html(item, item.content.get("html"))
-        return EmailJob(item.delivery_key, item.address or "", item.content.get("subject") or "",
-                        None if text is None else text.replace(UNSUBSCRIBE_URL, unsubscribe),
-                        None if html is None else html.replace(UNSUBSCRIBE_URL, unsubscribe),
+
+        def linked(field: str | None) -> str | None:
+            return None if field is None else field.replace(UNSUBSCRIBE_URL, unsubscribe)
+
+        return EmailJob(item.delivery_key, item.address or "",
+                        linked(item.content.get("subject")) or "",
+                        linked(item.content.get("text")),
+                        linked(self.links.tracked_html(item, item.content.get("html"))),
                         unsubscribe, self.links.message_id(item))
 
     async def _send_emails(self, items: list[Claimed],
