@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from channels.tokens import BadToken
 from engine.api.auth import runtime_of
 from engine.api.errors import field_error
+from engine.api.page_words import PageWords, words_for
 from engine.events import Event
 from engine.links import unsubscribe_event
 from engine.runtime import Runtime
@@ -107,12 +108,13 @@ Token = Annotated[str, Query(max_length=1000)]
 
 @router.get("/v1/unsubscribe", response_class=HTMLResponse,
             summary="The page behind an unsubscribe link (a button: GETs never unsubscribe)")
-def unsubscribe_page(token: Token, runtime: Current) -> HTMLResponse:
+def unsubscribe_page(request: Request, token: Token, runtime: Current) -> HTMLResponse:
     event = _unsubscribe(runtime, token)
-    channel = event.properties["channels"][0]
-    what = CHANNEL_WORDS.get(channel, f"{escape(channel)} messages")
-    return _page("Unsubscribe", f"<p>Stop {what} from us?</p><form method=\"post\"><button "
-                                "type=\"submit\">Unsubscribe</button></form>")
+    words = _reader_words(runtime, event.subscriber, request)
+    question = words.question.get(event.properties["channels"][0], words.question["email"])
+    return _page(words.lang, words.title,
+                 f"<p>{escape(question)}</p><form method=\"post\"><button type=\"submit\">"
+                 f"{escape(words.button)}</button></form>")
 
 
 @router.post("/v1/unsubscribe", response_class=HTMLResponse,
@@ -120,9 +122,20 @@ def unsubscribe_page(token: Token, runtime: Current) -> HTMLResponse:
 async def unsubscribe(request: Request, token: Token, runtime: Current) -> HTMLResponse:
     await request.body()  # "List-Unsubscribe=One-Click" from mail clients; nothing else needed
     event = _unsubscribe(runtime, token)
+    words = await run_in_threadpool(_reader_words, runtime, event.subscriber, request)
     if await run_in_threadpool(_known, runtime, event.subscriber):
         await run_in_threadpool(runtime.ingest, [event])
-    return _page("Unsubscribed", "<p>You will not get these messages any more.</p>")
+    return _page(words.lang, words.done_title, f"<p>{escape(words.done)}</p>")
+
+
+def _reader_words(runtime: Runtime, subscriber: str, request: Request) -> PageWords:
+    """The page in the subscriber's language (their `locale`), else the browser's."""
+    locale = None
+    with runtime.database.reading() as connection:
+        key = queries.subscriber_key(connection, subscriber)
+        if key is not None:
+            locale = queries.attributes(connection, key).get("locale")
+    return words_for(locale, request.headers.get("accept-language"))
 
 
 def _known(runtime: Runtime, subscriber: str) -> bool:
@@ -140,24 +153,21 @@ def _unsubscribe(runtime: Runtime, token: str) -> Event:
         raise field_error(403, "token", str(problem)) from None
 
 
-CHANNEL_WORDS = {"email": "e-mails", "push": "notifications"}
-
-
 PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                "frame-ancestors 'none'")
 """The page runs no script and loads nothing, and no other site may frame it: a framed
 unsubscribe button could be clicked for someone by a page laid over it."""
 
 
-def _page(title: str, body: str) -> HTMLResponse:
+def _page(lang: str, title: str, body: str) -> HTMLResponse:
     """Most unsubscribe links are followed on a phone: the page says how wide it is (else a
     phone draws it for a desktop screen, in tiny type), and the button is large enough for
     a thumb."""
     return HTMLResponse(
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<!doctype html><html lang='{lang}'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{title}</title><style>body{{font:1.1rem/1.5 system-ui,sans-serif;"
+        f"<title>{escape(title)}</title><style>body{{font:1.1rem/1.5 system-ui,sans-serif;"
         "margin:2rem auto;max-width:32rem;padding:0 1rem}button{font:inherit;"
         "padding:.6rem 1.4rem;min-height:44px}</style></head>"
-        f"<body><h1>{title}</h1>{body}</body></html>",
+        f"<body><h1>{escape(title)}</h1>{body}</body></html>",
         headers={"Content-Security-Policy": PAGE_POLICY, "X-Frame-Options": "DENY"})

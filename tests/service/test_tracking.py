@@ -170,3 +170,29 @@ def test_a_rotated_secret_keeps_links_and_erasures_made_with_the_one_before(
             "subscriber": "bob", "type": "page_view", "at": "2026-03-02T08:00:00Z"})
         assert late.json()["erased"] == 0  # (why the README says when to retire one)
     retired.database.dispose()
+
+
+def test_the_unsubscribe_page_speaks_the_subscribers_language(api: Api) -> None:
+    """Ann's `locale` says Polish; a subscriber without one is answered in the browser's
+    language, and one the page does not speak in English."""
+    api.post_events({"events": [
+        {**SUBSCRIBED, "properties": {**SUBSCRIBED["properties"],
+                                      "attributes": {"locale": "pl-PL"}}},
+        {"subscriber": "bob", "type": "subscribed", "id": "e2",
+         "properties": {"channels": ["push"]}}]})
+    ann = api.runtime.signer.sign("unsubscribe", '{"s":"ann","c":"email"}')
+    page = api.client.get("/v1/unsubscribe", params={"token": ann},
+                          headers={"Accept-Language": "de-DE,de;q=0.9"})
+    assert "<html lang='pl'>" in page.text
+    assert "<h1>Wypisz się</h1><p>Nie chcesz już dostawać od nas e-maili?</p>" in page.text
+    assert "<button type=\"submit\">Wypisz mnie</button>" in page.text
+    done = api.client.post("/v1/unsubscribe", params={"token": ann})
+    assert "<h1>Wypisano</h1><p>Nie będziesz już dostawać tych wiadomości.</p>" in done.text
+    bob = api.runtime.signer.sign("unsubscribe", '{"s":"bob","c":"push"}')
+    page = api.client.get("/v1/unsubscribe", params={"token": bob},
+                          headers={"Accept-Language": "fr-CA,fr;q=0.9,en;q=0.5"})
+    assert "<html lang='fr'>" in page.text
+    assert "<p>Ne plus recevoir nos notifications ?</p>" in page.text
+    page = api.client.get("/v1/unsubscribe", params={"token": bob},
+                          headers={"Accept-Language": "ja-JP"})
+    assert "<html lang='en'>" in page.text and "<p>Stop notifications from us?</p>" in page.text
