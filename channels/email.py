@@ -227,6 +227,15 @@ class SmtpSender:
         return Outcome("delivered", 250, "accepted by the relay")
 
 
+def address_refused(outcome: Outcome) -> bool:
+    """Whether a failed e-mail was refused for its address (a hard bounce): `551`, `553`, or
+    `550` with an enhanced status of `5.1.x` (no such mailbox, no such domain). A `550` for
+    another reason (`5.7.1`, refused as spam) says nothing about the address."""
+    if outcome.kind != "failed" or outcome.status not in (550, 551, 553):
+        return False
+    return outcome.status != 550 or outcome.detail.lstrip().startswith("5.1.")
+
+
 def _answer(code: int, text: bytes | str) -> Outcome:
     detail = (text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text))[:300]
     if 500 <= code < 600:

@@ -407,10 +407,11 @@ class Template:
 
 URGENCIES: tuple[str, ...] = ("very_low", "low", "normal", "high")
 BUILT_IN_EVENTS: tuple[str, ...] = ("subscribed", "unsubscribed", "attributes", "push_click",
-                                    "push_received", "email_click", "email_open")
+                                    "push_received", "email_click", "email_open",
+                                    "email_bounced")
 """Event types that nurture gives a meaning to (SPEC §2) or records itself (clicks, opens
-and push receipts reported to the tracking API): a name one letter off is most likely a
-typo that would never match."""
+and push receipts reported to the tracking API, addresses the mail server refused): a name
+one letter off is most likely a typo that would never match."""
 DEFAULT_PUSH_TTL = Duration(4, "week")
 PUSH_PLAINTEXT_LIMIT = 3993
 """Bytes of payload a push can carry: a 4,096-byte aes128gcm record less its header (86),

@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from channels.base import Outcome
-from channels.email import EmailJob, SmtpSender
+from channels.email import EmailJob, SmtpSender, address_refused
 from channels.endpoints import PushEndpointPolicy, WebhookAddressPolicy
 from channels.tokens import Signer
 from channels.webhook import WebhookJob, WebhookSender
@@ -49,6 +49,7 @@ from channels.webpush import PushJob, WebPushSender, payload, topic
 from dsl.templates import UNSUBSCRIBE_URL
 from engine.clock import Clock, SystemClock
 from engine.config import ConfigError, Settings
+from engine.events import Event
 from engine.kept_keys import refuse_lost_keys
 from engine.store import outbox
 from engine.store.bulk import BatchWriter
@@ -165,7 +166,11 @@ class Dispatcher:
                  push: WebPushSender | None = None, email: SmtpSender | None = None,
                  webhook: WebhookSender | None = None, batch_size: int = 500,
                  lease: timedelta = timedelta(minutes=2), group: int = 16,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 on_bounce: Callable[[list[Event]], object] | None = None) -> None:
+        """`on_bounce` takes the `email_bounced` events of e-mails whose address the mail
+        server refused (the service hands them to the engine, as the tracking API does
+        clicks), so that workflows can score them or end the enrolment."""
         self.database = database
         self.writer = BatchWriter(database.engine.dialect)
         self.links = links
@@ -175,6 +180,7 @@ class Dispatcher:
         self.lease = lease
         self.group = group
         self.rng = rng or random.Random()
+        self.on_bounce = on_bounce
 
     async def dispatch_once(self) -> DispatchStats:
         """Claim one batch of due dispatches and see each to an outcome."""
@@ -393,6 +399,24 @@ class Dispatcher:
                                         "404/410: the subscription is gone")
         for channel, row in zip(channels, rows, strict=True):
             stats.count(channel, row.status)
+        self._report_bounces(results, now)
+
+    def _report_bounces(self, results: list[tuple[Claimed, Outcome]], now: datetime) -> None:
+        if self.on_bounce is None:
+            return
+        bounced = [Event(item.subscriber, "email_bounced", now, {
+                       "workflow": item.workflow, "message": item.message,
+                       "delivery": item.delivery_key, "address": item.address,
+                       "status": outcome.status, "reason": outcome.detail[:200]},
+                       f"email_bounced:{item.delivery_key}")  # once, whatever repeats it
+                   for item, outcome in results
+                   if item.channel == "email" and address_refused(outcome)]
+        if not bounced:
+            return
+        try:
+            self.on_bounce(bounced)
+        except Exception:  # the sends are recorded: a failed report must not undo that
+            log.exception("%d e-mail bounce(s) could not be recorded as events", len(bounced))
 
     def _recorded(self, item: Claimed, outcome: Outcome, now: datetime) -> Recorded:
         detail = outcome.detail[:500] or None  # (the column holds 500)

@@ -41,6 +41,8 @@ class Service:
                  watch_seconds: float = 2.0) -> None:
         self.runtime = runtime
         self.dispatcher = dispatcher
+        if dispatcher.on_bounce is None:  # addresses the mail server refused: events
+            dispatcher.on_bounce = runtime.ingest
         self.tick_seconds = tick_seconds or runtime.settings.tick_seconds
         self.dispatch_seconds = dispatch_seconds
         self.watch_seconds = watch_seconds

@@ -14,6 +14,7 @@ import pytest
 from channels.email import EmailJob, SmtpSender
 from channels.tokens import Signer
 from dsl.templates import UNSUBSCRIBE_URL
+from engine.store import queries, subscribers
 from engine.store.database import open_database
 from tests.channels.conftest import SECRET
 from tests.channels.peers import SmtpServer, WebhookReceiver
@@ -62,6 +63,43 @@ def test_an_email_arrives_with_both_parts_and_one_click_unsubscribe(
     assert links[-1] == link
     assert [urlsplit(u).path.startswith("/v1/t/c/") for u in links] == [True, False]
     assert UNSUBSCRIBE_URL not in message.as_string()
+
+
+def test_an_address_the_mail_server_refuses_is_an_email_bounced_event(
+        shop_factory, smtp_server: SmtpServer) -> None:
+    """`550 5.1.1` (no such mailbox) is a hard bounce: the subscriber gets an `email_bounced`
+    event, which workflows score or exit on (`b2b_lead_scoring.flow` takes 10 points); a
+    `550 5.7.1` (refused as spam) says nothing about the address and makes none."""
+    answers = {"anna@example.com": "550 5.1.1 No such mailbox",
+               "bob@example.com": "550 5.7.1 Message refused as spam"}
+    smtp_server.handler_answer = answers.get
+    shop = shop_factory(flow="""\
+workflow w {
+  exit on email_bounced
+  score quality { on email_bounced -10 }
+  stage a { on enter: send email letter }
+}
+message letter email { subject "News" text "Hello" }
+""", smtp=smtp_server)
+    shop.dispatcher.on_bounce = shop.engine.ingest  # as the service wires it
+    for who in ("anna", "bob"):
+        shop.event(who, "subscribed", channels=["email"], email=f"{who}@example.com")
+    assert shop.dispatch().outcomes == {"failed": 2}
+    smtp_server.handler_answer = None
+    with shop.database.transaction() as connection:
+        anna, bob = (queries.subscriber_key(connection, who) for who in ("anna", "bob"))
+        assert anna is not None and bob is not None
+        assert queries.scores(connection, anna) == {("w", "quality"): -10}
+        assert queries.scores(connection, bob) == {}
+        assert [e["ended_at"] is not None for e in queries.enrolments(connection, anna)] == [
+            True]
+        exported = subscribers.export(connection, "anna", None)
+    assert exported is not None
+    bounce = exported["events"][-1]
+    assert (bounce["type"], bounce["id"]) == ("email_bounced", f"email_bounced:{anna}.1")
+    assert bounce["properties"] == {
+        "workflow": "w", "message": "letter", "delivery": f"{anna}.1",
+        "address": "anna@example.com", "status": 550, "reason": "5.1.1 No such mailbox"}
 
 
 def test_the_unsubscribe_link_of_a_plain_text_e_mail(shop_factory,

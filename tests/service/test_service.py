@@ -146,3 +146,10 @@ def test_a_broken_edit_is_refused_and_a_good_one_reloaded(live, caplog) -> None:
             "subscriber": "zoe", "type": "page_view", "properties": {"url": "/diamonds"}})
         exported = http.get("/v1/subscribers/zoe", headers=AUTH).json()
     assert exported["scores"]["shop"]["engagement"]["total"] == 60
+
+
+def test_the_service_hands_bounces_to_its_engine(live: tuple[Runtime, Service, LiveServer]) -> None:
+    """The dispatcher of `serve` and `worker` records refused addresses as events (see
+    tests/channels/test_email_webhook.py), through the runtime that ingests the API's."""
+    runtime, service, _ = live
+    assert service.dispatcher.on_bounce == runtime.ingest
