@@ -120,6 +120,63 @@ def graph(file: str, output_format: str, workflow_name: str | None) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
+@click.option("--message", "name", required=True, help="The message's name.")
+@click.option("--channel", type=click.Choice(("push", "email", "webhook")), default=None,
+              help="When the message is there for several channels.")
+@click.option("--attribute", "attributes", multiple=True, metavar="KEY=VALUE",
+              help="A subscriber attribute (repeatable): first_name=Anna, locale=pl-PL, "
+                   "vip=true (a value that is JSON is read as JSON).")
+@click.option("--score", "scores", multiple=True, metavar="NAME=N",
+              help="A score of the workflow that sends it (default 0).")
+@click.option("--tag", "tags", multiple=True, help="A tag the subscriber has (repeatable).")
+@click.option("--with", "params", multiple=True, metavar="KEY=VALUE",
+              help="A `with` value, over the one the sending step gives.")
+@click.option("--json", "as_json", is_flag=True, help="The rendered fields as one JSON object.")
+@reports_bugs
+def preview(paths: tuple[str, ...], name: str, channel: str | None,
+            attributes: tuple[str, ...], scores: tuple[str, ...], tags: tuple[str, ...],
+            params: tuple[str, ...], as_json: bool) -> None:
+    """Render a message as one subscriber would get it (nothing is sent)."""
+    import orjson
+
+    from engine.preview import PreviewError, parse_assignment
+    from engine.preview import preview as render_preview
+
+    result = load_paths(paths)
+    if result.catalog is None:
+        print_diagnostics(result)
+        sys.exit(1)
+    try:
+        shown = render_preview(
+            result.catalog, name, channel,
+            attributes=dict(parse_assignment(text) for text in attributes),
+            scores={key: _number(key, value) for key, value in map(parse_assignment, scores)},
+            tags=tags, params=dict(parse_assignment(text) for text in params))
+    except PreviewError as problem:
+        click.echo(printable(f"nurture: {problem}"), err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(orjson.dumps(shown.fields).decode())
+        return
+    variant = shown.variant
+    sender = (f"sent by workflow '{shown.sender[0]}', stage '{shown.sender[1]}'"
+              if shown.sender else "sent by no workflow")
+    lang = f" lang {variant.lang}" if variant.lang else ""
+    click.echo(f"message {variant.name} {variant.channel}{lang} ({sender})")
+    for field, value in shown.fields.items():
+        text = str(value)
+        click.echo(printable(f"{field}: {text}") if "\n" not in text else
+                   f"{field}:\n" + "\n".join(printable(line) for line in text.split("\n")))
+
+
+def _number(key: str, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise click.BadParameter(f"{key}={value}: a score is a number", param_hint="--score")
+    return value
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
 @click.option("--events", "events_path", required=True, metavar="FILE.jsonl",
               help="JSON lines, one event per line (SPEC section 2), in any order; - reads "
                    "them from the standard input.")

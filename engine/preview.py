@@ -1,0 +1,108 @@
+"""`nurture preview`: a message as one subscriber would get it, before anybody does.
+
+`nurture check` renders every message with sample data, but says nothing when it works; a
+marketer wants to read the greeting with a Polish name, see the German variant picked for
+`de-CH`, or the subject a VIP gets. The message is rendered exactly as a send renders it (the
+same variant choice, variables, sandbox and address checks), for attributes, scores and tags
+given on the command line, in the workflow and stage that send it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from channels.render import choose_variant, render_message
+from dsl import model as m
+from dsl.diagnostics import did_you_mean
+from dsl.errors import RenderError
+from dsl.templates import UNSUBSCRIBE_URL
+
+
+class PreviewError(ValueError):
+    """What keeps the message from being shown; the text says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    variant: m.Message
+    sender: tuple[str, str] | None
+    """`(workflow, stage)` of the first step that sends the message, if one does."""
+    fields: dict[str, Any]
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE`, the value read as JSON when it is JSON (`vip=true`, `amount=1200`,
+    `locale="pl"`) and as text otherwise (`first_name=Anna`)."""
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise PreviewError(f"'{text}' is not KEY=VALUE")
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
+def preview(catalog: m.Catalog, name: str, channel: str | None = None,
+            attributes: Mapping[str, Any] | None = None,
+            scores: Mapping[str, Decimal | int] | None = None, tags: Sequence[str] = (),
+            params: Mapping[str, Any] | None = None) -> Preview:
+    attributes = dict(attributes or {})
+    channels = sorted({message.channel for message in catalog.messages if message.name == name})
+    if not channels:
+        known = sorted({message.name for message in catalog.messages})
+        raise PreviewError(f"no message '{name}'{did_you_mean(name, known)}")
+    if channel is None:
+        if len(channels) > 1:
+            raise PreviewError(f"message '{name}' is there for {' and '.join(channels)}: "
+                               "choose one with --channel")
+        channel = channels[0]
+    elif channel not in channels:
+        raise PreviewError(f"message '{name}' has no {channel} variant (it has "
+                           f"{', '.join(channels)})")
+    variant = choose_variant(catalog.variants(name, channel), attributes.get("locale"))
+    if variant is None:
+        langs = ", ".join(sorted(v.lang or "" for v in catalog.variants(name, channel)))
+        raise PreviewError(f"no variant of message '{name}' for locale "
+                           f"{attributes.get('locale')!r} (it has lang {langs}, and none "
+                           "without lang): a subscriber with it is skipped as no_variant")
+    sender = _first_sender(catalog, name, channel)
+    workflow = next((w for w in catalog.workflows if sender and w.name == sender[0]), None)
+    given = dict(sender[2].params) if sender else {}
+    declared = [score.name for score in workflow.scores] if workflow else []
+    unknown = sorted(set(scores or {}) - set(declared))
+    if unknown:
+        raise PreviewError(f"no score '{unknown[0]}' in workflow "
+                           f"'{workflow.name if workflow else '-'}'"
+                           f"{did_you_mean(unknown[0], declared)}")
+    variables: dict[str, Any] = {
+        "subscriber": {**{key: value for key, value in attributes.items() if value is not None},
+                       "id": str(attributes.get("id", "preview"))},
+        "scores": {score: Decimal(str((scores or {}).get(score, 0))) for score in declared},
+        "stage": sender[1] if sender else "preview",
+        "tags": sorted(tags),
+        "workflow": workflow.name if workflow else "preview",
+        **given, **(params or {}),
+    }
+    if channel == "email":
+        variables["unsubscribe_url"] = UNSUBSCRIBE_URL
+    try:
+        rendered = render_message(variant, variables)
+    except RenderError as problem:
+        raise PreviewError(f"message '{name}' ({channel}) does not render for this "
+                           f"subscriber: {problem.message} (a send would be skipped as "
+                           "render_error)") from None
+    return Preview(variant, (sender[0], sender[1]) if sender else None,
+                   {key: value for key, value in rendered.fields.items() if value is not None})
+
+
+def _first_sender(catalog: m.Catalog, name: str,
+                  channel: str) -> tuple[str, str, m.Send] | None:
+    for workflow in catalog.workflows:
+        for stage, send in workflow.sends():
+            if send.message == name and send.channel == channel:
+                return workflow.name, stage.name, send
+    return None
