@@ -19,7 +19,7 @@ from channels.render import choose_variant, render_message
 from dsl import model as m
 from dsl.diagnostics import did_you_mean
 from dsl.errors import RenderError
-from dsl.templates import UNSUBSCRIBE_URL
+from engine.sending import message_variables
 
 
 class PreviewError(ValueError):
@@ -78,17 +78,11 @@ def preview(catalog: m.Catalog, name: str, channel: str | None = None,
         raise PreviewError(f"no score '{unknown[0]}' in workflow "
                            f"'{workflow.name if workflow else '-'}'"
                            f"{did_you_mean(unknown[0], declared)}")
-    variables: dict[str, Any] = {
-        "subscriber": {**{key: value for key, value in attributes.items() if value is not None},
-                       "id": str(attributes.get("id", "preview"))},
-        "scores": {score: Decimal(str((scores or {}).get(score, 0))) for score in declared},
-        "stage": sender[1] if sender else "preview",
-        "tags": sorted(tags),
-        "workflow": workflow.name if workflow else "preview",
-        **given, **(params or {}),
-    }
-    if channel == "email":
-        variables["unsubscribe_url"] = UNSUBSCRIBE_URL
+    variables = message_variables(
+        channel, str(attributes.get("id", "preview")), attributes,
+        {score: Decimal(str((scores or {}).get(score, 0))) for score in declared},
+        sender[1] if sender else "preview", tags, workflow.name if workflow else "preview",
+        {**given, **(params or {})})
     try:
         rendered = render_message(variant, variables)
     except RenderError as problem:

@@ -12,7 +12,7 @@ caps apply to them.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -158,18 +158,27 @@ def _missing_consent_or_address(state: SubscriberState, channel: str,
 
 
 def _variables(workflow: WorkflowPlan, state: SubscriberState, step: SendStep) -> dict[str, Any]:
+    return message_variables(step.action.channel, state.external_id, state.attributes,
+                             score_values(workflow, state), step.enrolment.stage, state.tags,
+                             workflow.name, dict(step.action.params))
+
+
+def message_variables(channel: str, subscriber: str, attributes: Mapping[str, Any],
+                      scores: Mapping[str, Any], stage: str, tags: Iterable[str],
+                      workflow: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """What a message's templates see (SPEC §1.7), for a send and for `nurture preview`."""
     variables: dict[str, Any] = {
         # an attribute set to null is not known: undefined, as a missing one (SPEC §1.5a),
         # so that `| default('friend')` gives the fallback rather than "None"
-        "subscriber": {**{name: value for name, value in state.attributes.items()
-                          if value is not None}, "id": state.external_id},
-        "scores": score_values(workflow, state),
-        "stage": step.enrolment.stage,
-        "tags": sorted(state.tags),
-        "workflow": workflow.name,
+        "subscriber": {**{name: value for name, value in attributes.items()
+                          if value is not None}, "id": subscriber},
+        "scores": scores,
+        "stage": stage,
+        "tags": sorted(tags),
+        "workflow": workflow,
+        **params,
     }
-    variables.update(step.action.params)
-    if step.action.channel == "email":  # the dispatcher signs the real link in its place
+    if channel == "email":  # the dispatcher signs the real link in its place
         variables["unsubscribe_url"] = UNSUBSCRIBE_URL
     return variables
 
