@@ -131,11 +131,16 @@ def graph(file: str, output_format: str, workflow_name: str | None) -> None:
 @click.option("--tag", "tags", multiple=True, help="A tag the subscriber has (repeatable).")
 @click.option("--with", "params", multiple=True, metavar="KEY=VALUE",
               help="A `with` value, over the one the sending step gives.")
+@click.option("--subscriber", default=None, metavar="ID",
+              help="Start from this subscriber as the database has them (attributes, "
+                   "scores, tags); the options above change it.")
+@click.option("--db", default=None, help="With --subscriber: SQLAlchemy URL (NURTURE_DB).")
 @click.option("--json", "as_json", is_flag=True, help="The rendered fields as one JSON object.")
 @reports_bugs
 def preview(paths: tuple[str, ...], name: str, channel: str | None,
             attributes: tuple[str, ...], scores: tuple[str, ...], tags: tuple[str, ...],
-            params: tuple[str, ...], as_json: bool) -> None:
+            params: tuple[str, ...], subscriber: str | None, db: str | None,
+            as_json: bool) -> None:
     """Render a message as one subscriber would get it (nothing is sent)."""
     import orjson
 
@@ -151,7 +156,8 @@ def preview(paths: tuple[str, ...], name: str, channel: str | None,
             result.catalog, name, channel,
             attributes=dict(parse_assignment(text) for text in attributes),
             scores={key: _number(key, value) for key, value in map(parse_assignment, scores)},
-            tags=tags, params=dict(parse_assignment(text) for text in params))
+            tags=tags, params=dict(parse_assignment(text) for text in params),
+            stored=None if subscriber is None else _stored(subscriber, db))
     except PreviewError as problem:
         click.echo(printable(f"nurture: {problem}"), err=True)
         sys.exit(1)
@@ -167,6 +173,25 @@ def preview(paths: tuple[str, ...], name: str, channel: str | None,
         text = str(value)
         click.echo(printable(f"{field}: {text}") if "\n" not in text else
                    f"{field}:\n" + "\n".join(printable(line) for line in text.split("\n")))
+
+
+def _stored(subscriber: str, db: str | None) -> Any:
+    """The subscriber as the database has them; exit 2 if it does not."""
+    from engine.preview import Stored
+    from engine.store import queries
+    from engine.store.database import open_database
+
+    database = open_database(load_settings().with_flags(db=db).db, existing=True)
+    try:
+        with database.reading() as connection:
+            key = queries.subscriber_key(connection, subscriber)
+            if key is None:
+                _no_such_subscribers(connection, [subscriber])
+            assert key is not None
+            return Stored(subscriber, queries.attributes(connection, key),
+                          queries.scores(connection, key), queries.tags(connection, key))
+    finally:
+        database.dispose()
 
 
 def _number(key: str, value: Any) -> Any:

@@ -27,6 +27,17 @@ class PreviewError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Stored:
+    """A subscriber as the database has them (`--subscriber ID`): what the flags add to."""
+
+    id: str
+    attributes: dict[str, Any]
+    scores: dict[tuple[str, str], Decimal]
+    """(workflow, score) → total."""
+    tags: set[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Preview:
     variant: m.Message
     sender: tuple[str, str] | None
@@ -49,8 +60,11 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 def preview(catalog: m.Catalog, name: str, channel: str | None = None,
             attributes: Mapping[str, Any] | None = None,
             scores: Mapping[str, Decimal | int] | None = None, tags: Sequence[str] = (),
-            params: Mapping[str, Any] | None = None) -> Preview:
-    attributes = dict(attributes or {})
+            params: Mapping[str, Any] | None = None, stored: Stored | None = None) -> Preview:
+    """The message `name` rendered for a subscriber: `stored` (from the database) if given,
+    with `attributes`, `scores` and `tags` over theirs."""
+    attributes = {**(stored.attributes if stored else {}), **(attributes or {})}
+    tags = sorted({*(stored.tags if stored else ()), *tags})
     channels = sorted({message.channel for message in catalog.messages if message.name == name})
     if not channels:
         known = sorted({message.name for message in catalog.messages})
@@ -78,9 +92,12 @@ def preview(catalog: m.Catalog, name: str, channel: str | None = None,
         raise PreviewError(f"no score '{unknown[0]}' in workflow "
                            f"'{workflow.name if workflow else '-'}'"
                            f"{did_you_mean(unknown[0], declared)}")
+    kept = {score: total for (owner, score), total in (stored.scores if stored else {}).items()
+            if workflow is not None and owner == workflow.name}
+    totals = {**kept, **{score: Decimal(str(value)) for score, value in (scores or {}).items()}}
     variables = message_variables(
-        channel, str(attributes.get("id", "preview")), attributes,
-        {score: Decimal(str((scores or {}).get(score, 0))) for score in declared},
+        channel, stored.id if stored else "preview", attributes,
+        {score: totals.get(score, Decimal(0)) for score in declared},
         sender[1] if sender else "preview", tags, workflow.name if workflow else "preview",
         {**given, **(params or {})})
     try:

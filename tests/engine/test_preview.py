@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -76,3 +77,39 @@ def test_what_keeps_a_message_from_showing_is_one_line(tmp_path: Path) -> None:
     for args, said in cases:
         code, out, err = run(flow, *args)
         assert (code, out, err.strip()) == (1, "", said), args
+
+
+def test_a_stored_subscriber_as_the_database_has_them(tmp_path: Path) -> None:
+    """`--subscriber ann --db …`: her attributes, scores and tags; flags change them."""
+    from dsl.loader import load_paths
+    from engine.clock import VirtualClock
+    from engine.events import parse_event
+    from engine.processor import Engine
+    from engine.store.database import open_database
+
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    catalog = load_paths([WORKFLOWS]).catalog
+    assert catalog is not None
+    database = open_database(url)
+    clock = VirtualClock(datetime(2026, 3, 2, 9, tzinfo=UTC))
+    Engine(catalog, database, clock=clock).ingest([parse_event(raw, seq) for seq, raw in (
+        (1, {"subscriber": "ann", "type": "subscribed", "at": "2026-03-02T09:00:00Z",
+             "properties": {"channels": ["email"], "email": "ann@example.com",
+                            "attributes": {"first_name": "Ann"}}}),
+        (2, {"subscriber": "ann", "type": "page_view", "at": "2026-03-02T09:00:00Z",
+             "properties": {"url": "/diamonds"}}))])
+    database.dispose()
+    code, out, _ = run(WORKFLOWS, "--message", "newsletter", "--subscriber", "ann", "--db", url,
+                       "--json")
+    assert code == 0
+    html = json.loads(out)["html"]
+    assert "<p>Hello Ann,</p>" in html and "You liked our diamonds" in html  # her tag
+    code, out, _ = run(WORKFLOWS, "--message", "sales_alert", "--subscriber", "ann", "--db",
+                       url, "--json")
+    assert json.loads(json.loads(out)["body"]) == {"lead": "ann", "score": 30}
+    code, out, _ = run(WORKFLOWS, "--message", "sales_alert", "--subscriber", "ann", "--db",
+                       url, "--score", "engagement=80", "--json")
+    assert json.loads(json.loads(out)["body"])["score"] == 80
+    code, _, err = run(WORKFLOWS, "--message", "newsletter", "--subscriber", "an", "--db", url)
+    assert (code, err.strip()) == (
+        2, "nurture: no subscriber 'an' in the database; did you mean 'ann'?")
