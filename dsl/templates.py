@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nodes
@@ -152,23 +153,46 @@ class Unprintable(Exception):
 
 
 def _printable(value: Any, in_json: bool = False) -> Any:
-    """What `{{ … }}` may print: not null, not an object or a list. A site's data holds such
-    values (`"first_name": null`, an address object), and printed as Python writes them they
-    would reach a subscriber as "Hi None!" or "Hi {'given': 'Ann'}!" (or a CRM as a body
-    that is no JSON); the send is skipped as `render_error` instead, and `nurture check`
-    (whose sample tags are a list) reports a template printing one."""
+    """What `{{ … }}` prints, never as Python writes it. A site's data holds nulls, lists and
+    objects (`"first_name": null`, `"interests": ["rings"]`, an address), and printed as
+    Python writes them they would reach a subscriber as "Hi None!" or "['rings']" (or a CRM
+    as a body that is no JSON). So a list of plain values prints as `rings, pendants` (a set,
+    such as `tags`, sorted), and in a webhook's body a list or an object prints as JSON; a
+    null, an object in text, or a list of objects does not render (the send is skipped as
+    `render_error`, and `nurture check` reports the template when its sample data shows it)."""
     if value is None:
         raise Unprintable("a value printed is null (no value): give a default that also "
                           "replaces null, such as {{ … | default('friend', true) }}")
-    if isinstance(value, Mapping | list | tuple | set | frozenset):
-        kind = "an object" if isinstance(value, Mapping) else "a list"
-        shown = repr(value)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        instead = ("write it as JSON with | tojson" if in_json else
-                   "print one of its fields" if kind == "an object" else
-                   "join it with | join(', ')")
-        raise Unprintable(f"a value printed is {kind}, not text ({shown}): {instead}")
-    return value
+    if not isinstance(value, Mapping | list | tuple | set | frozenset):
+        return value
+    if in_json:
+        return Markup(json.dumps(_json_ready(value), ensure_ascii=False, default=_json_number))
+    if not isinstance(value, Mapping):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
+        if all(_plain(item) for item in items):
+            return ", ".join(str(item) for item in items)
+    kind = "an object" if isinstance(value, Mapping) else "a list of objects"
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise Unprintable(f"a value printed is {kind}, not text ({shown}): print one of its "
+                      "fields")
+
+
+def _plain(item: Any) -> bool:
+    return isinstance(item, str | int | float | Decimal) and item is not None
+
+
+def _json_ready(value: Any) -> Any:
+    return sorted(value, key=str) if isinstance(value, set | frozenset) else value
+
+
+def _json_number(value: Any) -> Any:
+    """Scores are exact decimals: JSON numbers (`30`, `24.5`)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _printable_json_string(value: Any) -> Any:

@@ -771,18 +771,18 @@ def test_an_email_link_without_https_is_a_warning(check_lines: Check) -> None:
         "not a valid web address (check its host and port): a mail client cannot open it"]
 
 
-def test_a_template_printing_a_list_or_an_object_does_not_render(check_lines: Check) -> None:
-    # printed as Python writes them, a subscriber would read "['vip', 'diamonds']"
-    text = flow("  stage a {\n    on enter: send push tagged\n    on enter: send webhook crm\n"
+def test_lists_print_as_text_and_in_json_objects_do_not_print_as_text(
+        check_lines: Check) -> None:
+    # as Python writes them, a subscriber would read "['vip', 'diamonds']" or "{'fit': 0}"
+    text = flow("  score fit { when role == \"cto\" +10 }\n"
+                "  stage a {\n    on enter: send push tagged\n    on enter: send webhook crm\n"
                 "  }", 'message tagged push {\n  title "For {{ tags }}"\n'
-                       '  body "{{ tags | join(\', \') }}"\n}\n'
+                       '  body "{{ scores }}"\n}\n'
                        'message crm webhook {\n  url "https://crm.example/h"\n'
-                       '  body "{\\"tags\\": {{ tags | tojson }}, \\"s\\": {{ scores }}}"\n}\n')
+                       '  body "{\\"tags\\": {{ tags }}, \\"s\\": {{ scores }}}"\n}\n')
     assert check_lines(text) == [
-        "w.flow:8:3: error: field 'title' of message 'tagged' does not render: a value "
-        "printed is a list, not text (['sample']): join it with | join(', ')",
-        "w.flow:13:3: error: field 'body' of message 'crm' does not render: a value printed "
-        "is an object, not text ({}): write it as JSON with | tojson"]
+        "w.flow:10:3: error: field 'body' of message 'tagged' does not render: a value printed "
+        "is an object, not text ({'fit': 0}): print one of its fields"]
 
 
 def test_unsubscribe_url_is_a_name_of_e_mails_only(check_lines: Check) -> None:

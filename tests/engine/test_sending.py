@@ -304,18 +304,21 @@ message greet push {
               attributes={"first_name": {"given": "Bob"}, "note": "ok"})
     run.event("cid", "subscribed", channels=["push"],
               attributes={"first_name": "Cid", "address": {"city": "Kraków"},
-                          "note": ["a", "b"]})
+                          "note": ["rings", 2]})
     run.event("dan", "subscribed", channels=["push"],
               attributes={"first_name": "Dan", "address": {"city": None}, "note": None})
+    run.event("eve", "subscribed", channels=["push"],
+              attributes={"first_name": "Eve", "address": {}, "note": [{"a": 1}]})
     assert [(r.subscriber, r.get("title"), r.get("body")) for r in run.sent()] == [
-        ("ann", "Hi there", "Your city: ok")]
+        ("ann", "Hi there", "Your city: ok"),
+        ("cid", "Hi Cid", "Kraków: rings, 2")]  # a list of plain values reads as text
     assert [(r.subscriber, r.note) for r in run.skipped()] == [
         ("bob", "title: a value printed is an object, not text ({'given': 'Bob'}): print one "
                 "of its fields"),
-        ("cid", "body: a value printed is a list, not text (['a', 'b']): join it with "
-                "| join(', ')"),
         ("dan", "body: subscriber.note is undefined; a default avoids this: "
-                "{{ subscriber.note | default('…') }}")]
+                "{{ subscriber.note | default('…') }}"),
+        ("eve", "body: a value printed is a list of objects, not text ([{'a': 1}]): print "
+                "one of its fields")]
 
 
 def test_a_null_deep_in_an_attribute_is_refused_rather_than_printed(flow) -> None:
@@ -459,7 +462,8 @@ def test_text_in_a_webhook_body_is_escaped_for_json(flow) -> None:
     `| tojson` are as they were."""
     body = ('{\\"lead\\": \\"{{ subscriber.id }}\\", \\"name\\": '
             '\\"{{ subscriber.name | default(\'\') }}\\", \\"fit\\": {{ scores.fit }}, '
-            '\\"tags\\": {{ tags | tojson }}, \\"vip\\": {{ subscriber.vip | default(false) }}}')
+            '\\"tags\\": {{ tags | tojson }}, \\"vip\\": {{ subscriber.vip | default(false) }}, '
+            '\\"likes\\": {{ subscriber.likes | default([]) }}, \\"scores\\": {{ scores }}}')
     run = flow(f"""\
 workflow w {{
   score fit {{ when role == "cto" +10 }}
@@ -469,11 +473,13 @@ message hook webhook {{ url "https://crm.example/" body "{body}" }}
 """, messages="")
     name = 'Ann "The Closer" \\ O\'Brien\nline two'
     run.event('x", "owner": "mallory', "subscribed", channels=[],
-              attributes={"name": name, "role": "cto", "vip": True})
+              attributes={"name": name, "role": "cto", "vip": True,
+                          "likes": ["rings", {"kind": "gold"}]})
     [sent] = run.channel.outgoing
     assert json.loads(sent.rendered.fields["body"]) == {
         "lead": 'x", "owner": "mallory', "name": name, "fit": 10, "tags": [],
-        "vip": True}  # JSON's true, not Python's True
+        "vip": True,  # JSON's true, not Python's True
+        "likes": ["rings", {"kind": "gold"}], "scores": {"fit": 10}}  # lists, objects: JSON
 
 
 def test_email_html_from_a_file_is_rendered_with_escaping(flow, tmp_path) -> None:
