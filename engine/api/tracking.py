@@ -110,7 +110,7 @@ Token = Annotated[str, Query(max_length=1000)]
             summary="The page behind an unsubscribe link (a button: GETs never unsubscribe)")
 def unsubscribe_page(request: Request, token: Token, runtime: Current) -> HTMLResponse:
     event = _unsubscribe(runtime, token)
-    words = _reader_words(runtime, event.subscriber, request)
+    _, words = _reader(runtime, event.subscriber, request)
     question = words.question.get(event.properties["channels"][0], words.question["email"])
     return _page(words.lang, words.title,
                  f"<p>{escape(question)}</p><form method=\"post\"><button type=\"submit\">"
@@ -122,28 +122,23 @@ def unsubscribe_page(request: Request, token: Token, runtime: Current) -> HTMLRe
 async def unsubscribe(request: Request, token: Token, runtime: Current) -> HTMLResponse:
     await request.body()  # "List-Unsubscribe=One-Click" from mail clients; nothing else needed
     event = _unsubscribe(runtime, token)
-    words = await run_in_threadpool(_reader_words, runtime, event.subscriber, request)
-    if await run_in_threadpool(_known, runtime, event.subscriber):
+    known, words = await run_in_threadpool(_reader, runtime, event.subscriber, request)
+    if known:
         await run_in_threadpool(runtime.ingest, [event])
     return _page(words.lang, words.done_title, f"<p>{escape(words.done)}</p>")
 
 
-def _reader_words(runtime: Runtime, subscriber: str, request: Request) -> PageWords:
-    """The page in the subscriber's language (their `locale`), else the browser's."""
+def _reader(runtime: Runtime, subscriber: str, request: Request) -> tuple[bool, PageWords]:
+    """Whether the subscriber is on record (the link of an erased one, or of an e-mail from
+    another database, must not make a new record under that id: there is nobody to stop
+    sending to), and the page's words in their language (their `locale`), else the
+    browser's."""
     locale = None
     with runtime.database.reading() as connection:
         key = queries.subscriber_key(connection, subscriber)
         if key is not None:
             locale = queries.attributes(connection, key).get("locale")
-    return words_for(locale, request.headers.get("accept-language"))
-
-
-def _known(runtime: Runtime, subscriber: str) -> bool:
-    """Whether the subscriber is on record: the link of an erased one (or of an e-mail from
-    another database) must not make a new record under that id; there is nobody to stop
-    sending to."""
-    with runtime.database.reading() as connection:
-        return queries.subscriber_key(connection, subscriber) is not None
+    return key is not None, words_for(locale, request.headers.get("accept-language"))
 
 
 def _unsubscribe(runtime: Runtime, token: str) -> Event:
