@@ -153,33 +153,24 @@ class Unprintable(Exception):
 
 
 def _printable(value: Any, in_json: bool = False) -> Any:
-    """What `{{ … }}` prints, never as Python writes it. A site's data holds nulls, lists and
-    objects (`"first_name": null`, `"interests": ["rings"]`, an address), and printed as
-    Python writes them they would reach a subscriber as "Hi None!" or "['rings']" (or a CRM
-    as a body that is no JSON). So a list of plain values prints as `rings, pendants` (a set,
-    such as `tags`, sorted), and in a webhook's body a list or an object prints as JSON; a
-    null, an object in text, or a list of objects does not render (the send is skipped as
-    `render_error`, and `nurture check` reports the template when its sample data shows it)."""
+    """What `{{ … }}` prints. A site's data holds nulls and objects (`"first_name": null`, an
+    address), and printed as Python writes them they would reach a subscriber as "Hi None!"
+    or "Hi {'street': …}!" (or a CRM as a body that is no JSON). So a null, and an object in
+    text, do not render (the send is skipped as `render_error`, and `nurture check` reports
+    the template when its sample data shows it), and in a webhook's body a list or an object
+    prints as JSON. A list in text prints as Jinja2 prints it (SPEC §1.7: the fields are
+    Jinja2 templates; `{{ tags | join(', ') }}` reads better)."""
     if value is None:
         raise Unprintable("a value printed is null (no value): give a default that also "
                           "replaces null, such as {{ … | default('friend', true) }}")
-    if not isinstance(value, Mapping | list | tuple | set | frozenset):
-        return value
-    if in_json:
+    if in_json and isinstance(value, Mapping | list | tuple | set | frozenset):
         return Markup(json.dumps(_json_ready(value), ensure_ascii=False, default=_json_number))
-    if not isinstance(value, Mapping):
-        items = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
-        if all(_plain(item) for item in items):
-            return ", ".join(str(item) for item in items)
-    kind = "an object" if isinstance(value, Mapping) else "a list of objects"
-    shown = repr(value)
-    shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    raise Unprintable(f"a value printed is {kind}, not text ({shown}): print one of its "
-                      "fields")
-
-
-def _plain(item: Any) -> bool:
-    return isinstance(item, str | int | float | Decimal) and item is not None
+    if isinstance(value, Mapping):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise Unprintable(f"a value printed is an object, not text ({shown}): print one of "
+                          "its fields")
+    return value
 
 
 def _json_ready(value: Any) -> Any:

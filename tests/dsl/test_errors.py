@@ -771,9 +771,10 @@ def test_an_email_link_without_https_is_a_warning(check_lines: Check) -> None:
         "not a valid web address (check its host and port): a mail client cannot open it"]
 
 
-def test_lists_print_as_text_and_in_json_objects_do_not_print_as_text(
+def test_objects_do_not_print_as_text_and_print_as_json_in_a_webhook(
         check_lines: Check) -> None:
-    # as Python writes them, a subscriber would read "['vip', 'diamonds']" or "{'fit': 0}"
+    # as Python writes it, a subscriber would read "{'fit': 0}"; a list prints as Jinja2
+    # prints it, and in a webhook's body both are JSON
     text = flow("  score fit { when role == \"cto\" +10 }\n"
                 "  stage a {\n    on enter: send push tagged\n    on enter: send webhook crm\n"
                 "  }", 'message tagged push {\n  title "For {{ tags }}"\n'
