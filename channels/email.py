@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import formatdate, parseaddr
 from typing import overload
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from channels.base import Outcome
 from channels.plain_text import text_from_html
@@ -50,10 +50,10 @@ class SmtpRelay:
     @classmethod
     def from_url(cls, url: str) -> SmtpRelay:
         try:
-            parts = urlsplit(url)
+            parts: SplitResult | None = urlsplit(url)
         except ValueError:  # an unclosed `[` of an IPv6 host
-            parts = urlsplit("")
-        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            parts = None
+        if parts is None or parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("NURTURE_SMTP_URL: use smtp://[user:password@]host[:port] or "
                              "smtps://…")
         starttls = parse_qs(parts.query).get("starttls", ["auto"])[0]

@@ -164,7 +164,7 @@ def _printable(value: Any, in_json: bool = False) -> Any:
         raise Unprintable("a value printed is null (no value): give a default that also "
                           "replaces null, such as {{ … | default('friend', true) }}")
     if in_json and isinstance(value, Mapping | list | tuple | set | frozenset):
-        return Markup(json.dumps(_json_ready(value), ensure_ascii=False, default=_json_number))
+        return Markup(json.dumps(value, ensure_ascii=False, default=_as_json))
     if isinstance(value, Mapping):
         shown = repr(value)
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
@@ -173,12 +173,9 @@ def _printable(value: Any, in_json: bool = False) -> Any:
     return value
 
 
-def _json_ready(value: Any) -> Any:
-    return sorted(value, key=str) if isinstance(value, set | frozenset) else value
-
-
-def _json_number(value: Any) -> Any:
-    """Scores are exact decimals: JSON numbers (`30`, `24.5`)."""
+def _as_json(value: Any) -> Any:
+    """What `json` cannot write itself: scores are exact decimals (JSON numbers: `30`, `24.5`),
+    a set a sorted list (`json` asks for these at any depth, the top included)."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, set | frozenset):

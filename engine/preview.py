@@ -84,7 +84,7 @@ def preview(catalog: m.Catalog, name: str, channel: str | None = None,
                            f"{attributes.get('locale')!r} (it has lang {langs}, and none "
                            "without lang): a subscriber with it is skipped as no_variant")
     sender = _first_sender(catalog, name, channel)
-    workflow = next((w for w in catalog.workflows if sender and w.name == sender[0]), None)
+    workflow = sender[0] if sender else None
     given = dict(sender[2].params) if sender else {}
     declared = [score.name for score in workflow.scores] if workflow else []
     unknown = sorted(set(scores or {}) - set(declared))
@@ -106,14 +106,14 @@ def preview(catalog: m.Catalog, name: str, channel: str | None = None,
         raise PreviewError(f"message '{name}' ({channel}) does not render for this "
                            f"subscriber: {problem.message} (a send would be skipped as "
                            "render_error)") from None
-    return Preview(variant, (sender[0], sender[1]) if sender else None,
+    return Preview(variant, (sender[0].name, sender[1]) if sender else None,
                    {key: value for key, value in rendered.fields.items() if value is not None})
 
 
 def _first_sender(catalog: m.Catalog, name: str,
-                  channel: str) -> tuple[str, str, m.Send] | None:
+                  channel: str) -> tuple[m.Workflow, str, m.Send] | None:
     for workflow in catalog.workflows:
         for stage, send in workflow.sends():
             if send.message == name and send.channel == channel:
-                return workflow.name, stage.name, send
+                return workflow, stage.name, send
     return None

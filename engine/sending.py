@@ -160,12 +160,13 @@ def _missing_consent_or_address(state: SubscriberState, channel: str,
 def _variables(workflow: WorkflowPlan, state: SubscriberState, step: SendStep) -> dict[str, Any]:
     return message_variables(step.action.channel, state.external_id, state.attributes,
                              score_values(workflow, state), step.enrolment.stage, state.tags,
-                             workflow.name, dict(step.action.params))
+                             workflow.name, step.action.params)
 
 
 def message_variables(channel: str, subscriber: str, attributes: Mapping[str, Any],
                       scores: Mapping[str, Any], stage: str, tags: Iterable[str],
-                      workflow: str, params: Mapping[str, Any]) -> dict[str, Any]:
+                      workflow: str,
+                      params: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, Any]:
     """What a message's templates see (SPEC §1.7), for a send and for `nurture preview`."""
     variables: dict[str, Any] = {
         # an attribute set to null is not known: undefined, as a missing one (SPEC §1.5a),
@@ -176,8 +177,8 @@ def message_variables(channel: str, subscriber: str, attributes: Mapping[str, An
         "stage": stage,
         "tags": sorted(tags),
         "workflow": workflow,
-        **params,
     }
+    variables.update(params)  # (a step's `with` values are pairs: no dict made for them)
     if channel == "email":  # the dispatcher signs the real link in its place
         variables["unsubscribe_url"] = UNSUBSCRIBE_URL
     return variables
