@@ -21,7 +21,7 @@ from dsl.diagnostics import did_you_mean
 from dsl.graph import FORMATS, render_graph
 from dsl.loader import LoadResult, load_paths
 from engine.collector import tune_for_long_runs
-from engine.config import ConfigError, load_settings
+from engine.config import ConfigError, load_settings, retention_period
 from engine.events import EventError, parse_instant
 from engine.records import Record, printable
 
@@ -759,6 +759,45 @@ def events(subscribers: tuple[str, ...], since_text: str | None, until_text: str
     finally:
         database.dispose()
     click.echo(f"{count} event(s) of {len(people)} subscriber(s)", err=True)
+
+
+@main.command()
+@click.option("--older-than", "period_text", default=None, metavar="DURATION",
+              help="What to remove: events and messages older than this, such as '400 days' "
+                   "or '26 weeks' (at least 30 days). Default: NURTURE_RETENTION.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@reports_bugs
+def prune(period_text: str | None, dry_run: bool, db: str | None) -> None:
+    """Remove recorded events and decided messages (with their outbox rows) older than the
+    retention period; scores, their ledger, consents, tags and stages stay. Safe while the
+    service runs, which does this once a day itself when NURTURE_RETENTION is set."""
+    from engine.clock import SystemClock
+    from engine.store import retention
+    from engine.store.database import open_database
+
+    settings = load_settings().with_flags(db=db)
+    period = settings.retention
+    if period_text is not None:
+        try:
+            period = retention_period("--older-than", period_text)
+        except ConfigError as problem:
+            raise click.BadParameter(str(problem).partition(": ")[2],
+                                     param_hint="--older-than") from None
+    if period is None:
+        raise click.UsageError("say how old is old enough to remove: --older-than '400 days' "
+                               "(or set NURTURE_RETENTION)")
+    before = SystemClock().now() - period
+    database = open_database(settings.db, existing=True)
+    try:
+        found = (retention.count if dry_run else retention.prune)(database, before)
+    finally:
+        database.dispose()
+    verb = "would remove" if dry_run else "removed"
+    held = (f"; {found.held} older message(s) kept while the outbox still holds them"
+            if found.held else "")
+    click.echo(f"{verb} {found.events} event(s) and {found.messages} message(s) from before "
+               f"{before:%Y-%m-%dT%H:%M:%SZ}{held}", err=True)
 
 
 def _display(host: str) -> str:

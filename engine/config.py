@@ -58,6 +58,9 @@ class Settings:
     """A push or e-mail that the engine reaches, or the dispatcher can send, only later than
     this after its time is dropped (`late`, `expired`) rather than sent stale: after an outage,
     or for events imported from the past. None: no limit."""
+    retention: timedelta | None = None
+    """Events and messages older than this are removed once a day (`engine.store.retention`);
+    None (the default): everything is kept."""
 
     def with_flags(self, **flags: Any) -> Settings:
         """Command-line flags win over the environment (None means "not given")."""
@@ -177,7 +180,7 @@ VARIABLES = {
     "NURTURE_EMAIL_FROM": "email_from", "NURTURE_PUBLIC_URL": "public_url",
     "NURTURE_PUSH_ALLOW_HOSTS": "push_allow_hosts", "NURTURE_TICK_SECONDS": "tick_seconds",
     "NURTURE_WEBHOOK_ALLOW_HOSTS": "webhook_allow_hosts",
-    "NURTURE_LATE_LIMIT": "late_limit",
+    "NURTURE_LATE_LIMIT": "late_limit", "NURTURE_RETENTION": "retention",
 }
 
 
@@ -265,7 +268,28 @@ def _convert(variable: str, name: str, text: str) -> Any:
         return seconds
     if name == "late_limit":
         return _late_limit(variable, text)
+    if name == "retention":
+        return retention_period(variable, text)
     return text
+
+
+SHORTEST_RETENTION = timedelta(days=30)
+"""The shortest retention period: frequency caps read the sends of the last week (their
+longest period), and a month leaves room for the outbox's retries and late sends."""
+
+
+def retention_period(variable: str, text: str) -> timedelta | None:
+    """`400 days`, `26 weeks`; `off` keeps everything. At least `SHORTEST_RETENTION`."""
+    if text.strip().lower() == "off":
+        return None
+    period = span_in_words(text)
+    if period is None:
+        raise ConfigError(f"{variable}: a duration such as '400 days' or '26 weeks', or "
+                          f"'off'; got {text!r}")
+    if period < SHORTEST_RETENTION:
+        raise ConfigError(f"{variable}: at least {SHORTEST_RETENTION.days} days (frequency "
+                          f"caps read the last week's sends), got {text!r}")
+    return period
 
 
 def _late_limit(variable: str, text: str) -> timedelta | None:

@@ -1,8 +1,9 @@
 """The scheduler of a running nurture (the only module importing APScheduler).
 
 Three jobs: `tick` (the engine's due work), `dispatch` (the outbox) and `watch` (reload the
-workflows when a file changed). Each runs at most once at a time and late runs coalesce, so a
-slow tick is never overlapped by the next one. The dispatcher lives on an event loop thread of
+workflows when a file changed); a fourth, `prune`, once a day when a retention period is set.
+Each runs at most once at a time and late runs coalesce, so a slow tick is never overlapped by
+the next one. The dispatcher lives on an event loop thread of
 its own, so that its connection pools stay warm between runs. Stopping lets the jobs in hand
 finish their current batch, then stops. APScheduler's own job stores are not used: what is due
 per subscriber is in the database (`schedule`, `dispatches`), shared by every process.
@@ -19,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -27,8 +29,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from engine.clock import SystemClock
 from engine.dispatcher import Dispatcher
 from engine.runtime import Runtime
+from engine.store import retention
 
 log = logging.getLogger("nurture.service")
+PRUNE_SECONDS = 24 * 3600
+PRUNE_FIRST = timedelta(minutes=1)
+"""The first prune comes a minute after start, so that its log line shows the setting works."""
 
 
 class AlreadyRunning(RuntimeError):
@@ -71,6 +77,9 @@ class Service:
         self.scheduler.add_job(self.dispatch, "interval", seconds=self.dispatch_seconds,
                                id="dispatch", next_run_time=SystemClock().now())
         self.scheduler.add_job(self.watch, "interval", seconds=self.watch_seconds, id="watch")
+        if self.runtime.settings.retention is not None:
+            self.scheduler.add_job(self.prune, "interval", seconds=PRUNE_SECONDS, id="prune",
+                                   next_run_time=SystemClock().now() + PRUNE_FIRST)
         self.scheduler.start()
         log.info("scheduler started", extra={"tick_seconds": self.tick_seconds,
                                              "dispatch_seconds": self.dispatch_seconds})
@@ -112,6 +121,16 @@ class Service:
             self.runtime.metrics.sends.labels(channel=channel, outcome=outcome).inc(count)
         if stats.claimed:
             log.info("dispatch", extra={"claimed": stats.claimed, "outcomes": stats.outcomes})
+
+    def prune(self) -> None:
+        """Remove what is older than the retention period (`engine.store.retention`)."""
+        period = self.runtime.settings.retention
+        if period is None:
+            return
+        before = self.runtime.engine.clock.now() - period
+        pruned = retention.prune(self.runtime.database, before)
+        log.info("pruned", extra={"events": pruned.events, "messages": pruned.messages,
+                                  "held": pruned.held, "before": f"{before:%Y-%m-%dT%H:%M:%SZ}"})
 
     def watch(self) -> None:
         if self.runtime.files_changed():

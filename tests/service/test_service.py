@@ -5,23 +5,29 @@ These tests use the real clock: the scheduler's jobs run in their own threads on
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from channels.endpoints import PushEndpointPolicy
 from channels.webhook import WebhookSender
 from channels.webpush import WebPushSender
 from engine.api import create_app
-from engine.clock import SystemClock
+from engine.clock import SystemClock, VirtualClock
 from engine.dispatcher import Dispatcher, Links
+from engine.events import parse_event
 from engine.runtime import Runtime
 from engine.service import Service
+from engine.store import queries
+from engine.store.states import EVENTS
 from tests.channels.peers import PushService
-from tests.service.conftest import AUTH, FLOW, LiveServer, build_runtime, wait_for
+from tests.service.conftest import AUTH, FLOW, T0, LiveServer, build_runtime, wait_for
 
 
 @pytest.fixture
@@ -153,3 +159,48 @@ def test_the_service_hands_bounces_to_its_engine(live: tuple[Runtime, Service, L
     tests/channels/test_email_webhook.py), through the runtime that ingests the API's."""
     runtime, service, _ = live
     assert service.dispatcher.on_bounce == runtime.ingest
+
+
+def test_with_a_retention_period_the_service_prunes_once_a_day(
+        tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    runtime = build_runtime(tmp_path, db=database_url, retention=timedelta(days=30))
+    try:
+        runtime.ingest([parse_event({"subscriber": "ann", "type": "page_view"}, 1,
+                                    default_at=runtime.clock.now())])
+        service = Service(runtime, Dispatcher(runtime.database,
+                                              Links(runtime.signer, "http://127.0.0.1")))
+        service.start()
+        try:
+            job = service.scheduler.get_job("prune")
+            assert job is not None and job.trigger.interval == timedelta(days=1)
+        finally:
+            service.stop()
+        clock = runtime.clock
+        assert isinstance(clock, VirtualClock)
+        with caplog.at_level(logging.INFO, logger="nurture.service"):
+            clock.advance_to(T0 + timedelta(days=30))
+            service.prune()  # exactly 30 days old: kept
+            clock.advance_to(T0 + timedelta(days=30, seconds=1))
+            service.prune()
+        logged = [r.__dict__ for r in caplog.records if r.getMessage() == "pruned"]
+        assert [(r["events"], r["messages"], r["before"]) for r in logged] == [
+            (0, 0, "2026-03-02T09:00:00Z"), (1, 0, "2026-03-02T09:00:01Z")]
+        with runtime.database.reading() as connection:
+            assert queries.subscriber_key(connection, "ann") is not None  # they stay
+            assert connection.execute(select(func.count()).select_from(EVENTS)).scalar() == 0
+    finally:
+        runtime.database.dispose()
+
+
+def test_without_a_retention_period_nothing_is_pruned(tmp_path: Path) -> None:
+    runtime = build_runtime(tmp_path)
+    try:
+        service = Service(runtime, Dispatcher(runtime.database,
+                                              Links(runtime.signer, "http://127.0.0.1")))
+        service.start()
+        try:
+            assert service.scheduler.get_job("prune") is None
+        finally:
+            service.stop()
+    finally:
+        runtime.database.dispose()

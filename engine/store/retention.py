@@ -1,0 +1,135 @@
+"""Forgetting old personal data: recorded events, and decided messages with their outbox rows.
+
+A service that runs for years keeps every event (its properties: pages, amounts, whatever a
+site sends) and every rendered message (names, addresses) unless something removes them; the
+law on personal data asks for a retention period, and the database grows without one. What
+goes, once older than the retention period:
+
+- events received before it (their properties and idempotency keys); the score ledger,
+  consents and tags that point at one keep their row and lose the pointer (`event_seq`
+  becomes null), so every score stays explained by rule and time, and the consent history
+  stays whole;
+- messages decided before it (`deliveries`: the rendered content) with their outbox rows
+  (`dispatches`: addresses, peers' answers), unless one of those is still queued or sending.
+
+Everything else stays: subscribers, their scores and ledger, consents, tags, enrolments and
+stage visits (the funnel's entries and exits). The engine reads none of what goes except the
+sends within the longest frequency-cap window (a week at most), which is why the period has a
+floor (`engine.config.SHORTEST_RETENTION`, checked by the callers).
+
+Rows are taken oldest first, in windows of ids, each in a transaction of its own, so that a
+running service's writes wait for one window at most. The walk ends at the first window with
+nothing old enough: ids grow with time, so the rest is newer (a straggler out of order is
+taken by a later run). The cost follows what is removed, not what is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from engine.store.bulk import BatchWriter
+from engine.store.database import Database
+from engine.store.states import CONSENTS, DELIVERIES, DISPATCHES, EVENTS, LEDGER, TAGS, among
+
+WINDOW = 1000
+"""Rows looked at per transaction."""
+PENDING = ("queued", "sending")
+
+
+@dataclass(slots=True)
+class Pruned:
+    events: int = 0
+    messages: int = 0
+    """Decided sends and skips (`deliveries`), each with its outbox rows."""
+    held: int = 0
+    """Old messages kept because the outbox has not finished with them."""
+
+
+def prune(database: Database, before: datetime, window: int = WINDOW) -> Pruned:
+    """Remove events received, and messages decided, before `before` (see the module)."""
+    pruned = Pruned()
+    writer = BatchWriter(database.engine.dialect)
+    after = 0
+    while True:
+        with database.transaction() as connection:
+            after, removed = _prune_events(connection, writer, before, after, window)
+        if after < 0:
+            break
+        pruned.events += removed
+    after = 0
+    while True:
+        with database.transaction() as connection:
+            after, removed, held = _prune_messages(connection, writer, before, after, window)
+        if after < 0:
+            break
+        pruned.messages += removed
+        pruned.held += held
+    return pruned
+
+
+def count(database: Database, before: datetime) -> Pruned:
+    """What `prune` would remove now (a read: it scans the two tables)."""
+    with database.reading() as connection:
+        events = connection.execute(select(func.count()).select_from(EVENTS)
+                                    .where(EVENTS.c.received_at < before)).scalar_one()
+        pending = (select(DISPATCHES.c.id)
+                   .where(DISPATCHES.c.subscriber_id == DELIVERIES.c.subscriber_id,
+                          DISPATCHES.c.delivery_seq == DELIVERIES.c.seq,
+                          DISPATCHES.c.status.in_(PENDING)).exists())
+        old = select(func.count()).select_from(DELIVERIES).where(
+            DELIVERIES.c.decided_at < before)
+        messages = connection.execute(old.where(~pending)).scalar_one()
+        held = connection.execute(old.where(pending)).scalar_one()
+    return Pruned(events, messages, held)
+
+
+def _prune_events(connection: Connection, writer: BatchWriter, before: datetime, after: int,
+                  window: int) -> tuple[int, int]:
+    """One window of events after id `after`: (the last id looked at, or -1 to stop; how many
+    were removed)."""
+    rows = connection.execute(
+        select(EVENTS.c.id, EVENTS.c.subscriber_id, EVENTS.c.seq, EVENTS.c.received_at)
+        .where(EVENTS.c.id > after).order_by(EVENTS.c.id).limit(window)).all()
+    old = [row for row in rows if row.received_at < before]
+    if not old:
+        return -1, 0
+    pointers = [(None, row.subscriber_id, row.seq) for row in old]
+    for table in (LEDGER, CONSENTS, TAGS):  # what pointed at them keeps its row
+        writer.update(connection, table, ("event_seq",), ("subscriber_id", "event_seq"),
+                      pointers)
+    writer.delete(connection, EVENTS, ("id",), [(row.id,) for row in old])
+    return rows[-1].id, len(old)
+
+
+def _prune_messages(connection: Connection, writer: BatchWriter, before: datetime, after: int,
+                    window: int) -> tuple[int, int, int]:
+    """One window of deliveries after id `after`: (the last id looked at, or -1 to stop; how
+    many were removed with their dispatches; how many old ones the outbox still holds)."""
+    rows = connection.execute(
+        select(DELIVERIES.c.id, DELIVERIES.c.subscriber_id, DELIVERIES.c.seq,
+               DELIVERIES.c.decided_at)
+        .where(DELIVERIES.c.id > after).order_by(DELIVERIES.c.id).limit(window)).all()
+    old = [row for row in rows if row.decided_at < before]
+    if not old:
+        return -1, 0, 0
+    busy = _pending(connection, old)
+    gone = [row for row in old if (row.subscriber_id, row.seq) not in busy]
+    # Their outbox rows first (the foreign key would cascade; this does not rely on it).
+    writer.delete(connection, DISPATCHES, ("subscriber_id", "delivery_seq"),
+                  [(row.subscriber_id, row.seq) for row in gone])
+    writer.delete(connection, DELIVERIES, ("id",), [(row.id,) for row in gone])
+    return rows[-1].id, len(gone), len(old) - len(gone)
+
+
+def _pending(connection: Connection, deliveries: list[Any]) -> set[tuple[int, int]]:
+    """(subscriber, delivery seq) of these deliveries that have a dispatch not finished."""
+    subscribers = sorted({row.subscriber_id for row in deliveries})
+    rows = connection.execute(
+        select(DISPATCHES.c.subscriber_id, DISPATCHES.c.delivery_seq)
+        .where(among(connection, DISPATCHES.c.subscriber_id, subscribers),
+               DISPATCHES.c.status.in_(PENDING)))
+    return {(row.subscriber_id, row.delivery_seq) for row in rows}

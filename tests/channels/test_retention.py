@@ -1,0 +1,147 @@
+"""Retention (`nurture prune`, NURTURE_RETENTION): events and messages older than the period
+go, with their outbox rows; scores stay explained, consents and tags stay, and nothing the
+outbox still has to send is touched. On SQLite and PostgreSQL, with a real SMTP server."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Table, func, select
+
+from engine.cli import main
+from engine.config import ConfigError, load_settings
+from engine.store import queries, retention
+from engine.store.database import open_database
+from engine.store.states import CONSENTS, DELIVERIES, DISPATCHES, EVENTS, LEDGER, TAGS
+from engine.store.timeline import happenings
+from tests.channels.conftest import T0, Shop
+from tests.channels.peers import SmtpServer
+
+FLOW = """
+workflow w {
+  score interest { on page_view +5 }
+  tag "seen" on page_view
+  stage first {
+    on enter: send email hello
+    go to second on moved
+  }
+  stage second { on enter: send email again }
+}
+message hello email { subject "Hello {{ subscriber.first_name | default('you') }}" text "Hi" }
+message again email { subject "Again" text "Hi again" }
+"""
+
+
+def _count(shop: Shop, table: Table) -> int:
+    with shop.database.reading() as connection:
+        return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def _rows(shop: Shop, table: Table, subscriber: str) -> list[dict[str, object]]:
+    with shop.database.reading() as connection:
+        key = queries.subscriber_key(connection, subscriber)
+        rows = connection.execute(select(table).where(table.c.subscriber_id == key)
+                                  .order_by(*table.primary_key.columns)).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def test_old_events_and_finished_messages_go_and_the_rest_stays_explained(
+        shop_factory, smtp_server: SmtpServer) -> None:
+    shop = shop_factory(FLOW, smtp=smtp_server)
+    shop.event("ann", "subscribed", channels=["email"], email="ann@example.com",
+               attributes={"first_name": "Ann"})
+    shop.event("ann", "page_view", url="https://shop.example/")
+    assert shop.dispatch().outcomes == {"delivered": 1}
+    shop.event("bob", "subscribed", channels=["email"], email="bob@example.com")  # queued
+    shop.advance(days=40)
+    shop.event("ann", "page_view", url="https://shop.example/rings")
+    shop.event("ann", "moved")  # `again` is queued, and new
+    before = shop.clock.now() - timedelta(days=30)
+
+    assert retention.count(shop.database, before) == retention.Pruned(3, 1, 1)
+    pruned = retention.prune(shop.database, before, window=2)  # several windows
+    assert pruned == retention.Pruned(events=3, messages=1, held=1)
+
+    assert [e["type"] for e in _rows(shop, EVENTS, "ann")] == ["page_view", "moved"]
+    assert _rows(shop, EVENTS, "bob") == []
+    [again] = _rows(shop, DELIVERIES, "ann")
+    assert again["message"] == "again"
+    assert [(d["delivery_seq"], d["status"]) for d in _rows(shop, DISPATCHES, "ann")] == [
+        (again["seq"], "queued")]
+    assert [d["message"] for d in _rows(shop, DELIVERIES, "bob")] == ["hello"]  # not sent yet
+    assert [d["status"] for d in _rows(shop, DISPATCHES, "bob")] == ["queued"]
+    # The score is still explained by its ledger, rule by rule; the pruned event's entry
+    # keeps its rule and time and loses only the pointer to the event.
+    ledger = _rows(shop, LEDGER, "ann")
+    assert [(e["delta"], e["total"], Path(str(e["rule"])).name, e["event_seq"] is None)
+            for e in ledger] == [
+        (Decimal(5), Decimal(5), "w.flow:3", True), (Decimal(5), Decimal(10), "w.flow:3", False)]
+    assert [(c["channel"], c["granted"], c["event_seq"]) for c in _rows(shop, CONSENTS, "ann")
+            ] == [("email", True, None)]
+    assert [(t["tag"], t["event_seq"]) for t in _rows(shop, TAGS, "ann")] == [("seen", None)]
+    # The timeline still reads (the pruned send is gone from it; entries and scores stay).
+    with shop.database.reading() as connection:
+        key = queries.subscriber_key(connection, "ann")
+        assert key is not None
+        kinds = sorted(h.kind for h in happenings(connection, key))
+    assert kinds == ["enter", "enter", "score", "score", "send", "tag"]
+
+    # Nothing more to do until the outbox finishes with bob's e-mail; then it goes too.
+    assert retention.prune(shop.database, before) == retention.Pruned(0, 0, 1)
+    shop.dispatch()
+    assert _rows(shop, DISPATCHES, "bob")[0]["status"] != "queued"
+    assert retention.prune(shop.database, before) == retention.Pruned(0, 1, 0)
+    assert _rows(shop, DELIVERIES, "bob") == _rows(shop, DISPATCHES, "bob") == []
+    # The engine goes on as before: the kept subscribers are scored and sent to.
+    shop.event("ann", "page_view", url="https://shop.example/")
+    assert _rows(shop, LEDGER, "ann")[-1]["total"] == Decimal(15)
+    assert _count(shop, EVENTS) == 3
+
+
+def test_nothing_old_enough_leaves_everything(shop_factory, smtp_server: SmtpServer) -> None:
+    shop = shop_factory(FLOW, smtp=smtp_server)
+    shop.event("ann", "subscribed", channels=["email"], email="ann@example.com")
+    shop.dispatch()
+    assert retention.prune(shop.database, T0) == retention.Pruned(0, 0, 0)
+    assert (_count(shop, EVENTS), _count(shop, DELIVERIES), _count(shop, DISPATCHES)) == (1, 1, 1)
+
+
+def test_the_command_prunes_counts_and_refuses_a_period_too_short(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NURTURE_DB", database_url)
+    monkeypatch.delenv("NURTURE_RETENTION", raising=False)
+    open_database(database_url).dispose()
+    runner = CliRunner()
+    result = runner.invoke(main, ["prune", "--older-than", "400 days", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "would remove 0 event(s) and 0 message(s) from before " in result.output
+    result = runner.invoke(main, ["prune", "--older-than", "26 weeks"])
+    assert result.exit_code == 0, result.output
+    assert "removed 0 event(s) and 0 message(s)" in result.output
+    result = runner.invoke(main, ["prune", "--older-than", "7 days"])
+    assert result.exit_code == 2
+    assert "--older-than" in result.output and "at least 30 days" in result.output
+    result = runner.invoke(main, ["prune", "--older-than", "a year"])
+    assert result.exit_code == 2 and "'400 days'" in result.output
+    result = runner.invoke(main, ["prune"])
+    assert result.exit_code == 2 and "--older-than" in result.output
+    monkeypatch.setenv("NURTURE_RETENTION", "90 days")
+    result = runner.invoke(main, ["prune", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "would remove 0 event(s)" in result.output
+
+
+def test_the_retention_setting() -> None:
+    assert load_settings({}, dotenv=None).retention is None
+    assert load_settings({"NURTURE_RETENTION": "400 days"}, dotenv=None).retention == \
+        timedelta(days=400)
+    assert load_settings({"NURTURE_RETENTION": "off"}, dotenv=None).retention is None
+    with pytest.raises(ConfigError, match="NURTURE_RETENTION: at least 30 days"):
+        load_settings({"NURTURE_RETENTION": "2 weeks"}, dotenv=None)
+    with pytest.raises(ConfigError, match="NURTURE_RETENTION: a duration"):
+        load_settings({"NURTURE_RETENTION": "forever"}, dotenv=None)
