@@ -81,8 +81,10 @@ class Service:
             self.scheduler.add_job(self.prune, "interval", seconds=PRUNE_SECONDS, id="prune",
                                    next_run_time=SystemClock().now() + PRUNE_FIRST)
         self.scheduler.start()
-        log.info("scheduler started", extra={"tick_seconds": self.tick_seconds,
-                                             "dispatch_seconds": self.dispatch_seconds})
+        period = self.runtime.settings.retention
+        log.info("scheduler started", extra={
+            "tick_seconds": self.tick_seconds, "dispatch_seconds": self.dispatch_seconds,
+            "retention_days": period / timedelta(days=1) if period else None})
 
     def stop(self) -> None:
         """Finish the batches in hand, then stop (SIGTERM)."""
