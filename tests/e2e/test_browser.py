@@ -385,3 +385,47 @@ def test_a_shop_on_its_own_origin_registers_receives_and_reports_a_click(site) -
         shop.stop()
     assert exported["scores"]["shop"]["engagement"]["total"] == 35
     assert {"push_received", "push_click"} <= {e["type"] for e in exported["events"]}
+
+
+SHARED = """async ([endpoint, p256dh, auth, anna, bob]) => {
+    const held = {endpoint, options: {},  // (the browser does not say which key)
+                  unsubscribe: async () => true, toJSON: () => ({endpoint, keys: {p256dh, auth}})};
+    PushManager.prototype.getSubscription = async function () { return held; };
+    const statuses = [];
+    for (const identity of [anna, anna, bob, bob, anna]) {
+        statuses.push((await nurture.refresh(identity)).status);
+    }
+    return statuses;
+}"""
+"""One browser, whose page `refresh`es for whoever is logged in: Anna, then Bob, then Anna."""
+
+
+def test_a_shared_browser_follows_whoever_is_logged_in(site) -> None:
+    """A family computer: Anna logs in, then Bob on the same browser. The page's `refresh`
+    registers the browser's subscription for the one logged in, so Anna's pushes (her name,
+    her basket) stop going to the browser Bob now uses; a page load with the same person
+    again sends nothing."""
+    from playwright.sync_api import sync_playwright
+
+    server, push, runtime = site
+    base = f"http://localhost:{server.port}"
+    shared = push.browser("shared")
+    identities = [{"subscriber": who, "token": subscriber_token(runtime, who)[0]}
+                  for who in ("anna", "bob")]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            context = browser.new_context()
+            context.grant_permissions(["notifications"], origin=base)
+            page = context.new_page()
+            page.goto(f"{base}/?subscriber=anna")
+            page.wait_for_function("document.body.dataset.worker === 'ready'")
+            statuses = page.evaluate(SHARED, [push.endpoint("shared"), shared.p256dh,
+                                              shared.auth_secret, *identities])
+        finally:
+            browser.close()
+    assert statuses == ["registered", "current", "registered", "current", "registered"]
+    live = {who: [s["endpoint"] for s in httpx.get(f"{server.url}/v1/subscribers/{who}",
+                                                   headers=AUTH).json()["push_subscriptions"]
+                  if s["removed_at"] is None] for who in ("anna", "bob")}
+    assert live == {"anna": [push.endpoint("shared")], "bob": []}

@@ -30,6 +30,13 @@
     return (await answer.json()).public_key;
   }
 
+  function remembered(subscriber, endpoint) {
+    // who the browser's subscription was last registered for: on a shared browser another
+    // person logging in must register it for themselves (else the first one's pushes, with
+    // their name in them, keep coming to the browser the other one uses)
+    return JSON.stringify([subscriber, endpoint]);
+  }
+
   async function register(subscription, subscriber, token) {
     var answer = await fetch(api + "/v1/subscribers/" + encodeURIComponent(subscriber) +
                              "/push-subscriptions", {
@@ -42,7 +49,8 @@
       try { detail = (await answer.json()).detail; } catch (e) { /* not JSON */ }
       throw new Error("nurture: registration refused (" + answer.status + "): " + detail);
     }
-    try { global.localStorage.setItem(STORED, subscription.endpoint); } catch (e) { /* private */ }
+    try { global.localStorage.setItem(STORED, remembered(subscriber, subscription.endpoint)); }
+    catch (e) { /* private browsing */ }
     return answer.json();
   }
 
@@ -133,7 +141,9 @@
       if (!subscription) return {status: "none"};
       var known = null;
       try { known = global.localStorage.getItem(STORED); } catch (e) { /* private */ }
-      if (known === subscription.endpoint) return {status: "current"};
+      if (known === remembered(options.subscriber, subscription.endpoint)) {
+        return {status: "current"};
+      }
       await register(subscription.toJSON(), options.subscriber, options.token);
       return {status: "registered", endpoint: subscription.endpoint};
     },
