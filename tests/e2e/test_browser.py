@@ -429,3 +429,43 @@ def test_a_shared_browser_follows_whoever_is_logged_in(site) -> None:
                                                    headers=AUTH).json()["push_subscriptions"]
                   if s["removed_at"] is None] for who in ("anna", "bob")}
     assert live == {"anna": [push.endpoint("shared")], "bob": []}
+
+
+TURNED_OFF = """async ([endpoint, p256dh, auth, anna]) => {
+    const calls = [];
+    let held = {endpoint, options: {}, toJSON: () => ({endpoint, keys: {p256dh, auth}}),
+                unsubscribe: async () => { calls.push('unsubscribe'); held = null; return true; }};
+    PushManager.prototype.getSubscription = async function () { return held; };
+    const statuses = [(await nurture.refresh(anna)).status];
+    statuses.push((await nurture.unsubscribe(anna)).status);
+    statuses.push((await nurture.refresh(anna)).status, (await nurture.unsubscribe(anna)).status);
+    return {statuses, calls, stored: localStorage.getItem('nurture.endpoint')};
+}"""
+
+
+def test_a_site_turns_a_browsers_pushes_off(site) -> None:
+    """`nurture.unsubscribe` (a settings page's switch, a log-out): the browser's subscription
+    is dropped there and at nurture, so no push for the subscriber comes to it any more."""
+    from playwright.sync_api import sync_playwright
+
+    server, push, runtime = site
+    base = f"http://localhost:{server.port}"
+    browser_keys = push.browser("phone")
+    anna = {"subscriber": "anna", "token": subscriber_token(runtime, "anna")[0]}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            context = browser.new_context()
+            context.grant_permissions(["notifications"], origin=base)
+            page = context.new_page()
+            page.goto(f"{base}/?subscriber=anna")
+            page.wait_for_function("document.body.dataset.worker === 'ready'")
+            result = page.evaluate(TURNED_OFF, [push.endpoint("phone"), browser_keys.p256dh,
+                                                browser_keys.auth_secret, anna])
+        finally:
+            browser.close()
+    assert result == {"statuses": ["registered", "unsubscribed", "none", "none"],
+                      "calls": ["unsubscribe"], "stored": None}
+    exported = httpx.get(f"{server.url}/v1/subscribers/anna", headers=AUTH).json()
+    assert [(s["endpoint"], s["removed_at"] is not None)
+            for s in exported["push_subscriptions"]] == [(push.endpoint("phone"), True)]

@@ -7,8 +7,11 @@
  * registers the service worker, subscribes with the VAPID key, and registers the subscription
  * for the subscriber. `nurture.refresh(...)` (on any page load) re-registers if the browser
  * has rotated the subscription, and subscribes again if the subscription was made for another
- * VAPID key (the server's key was replaced: push services would refuse every message). The service worker must be served from the site's own origin
- * (copy /sw.js, or a one-line `importScripts("https://NURTURE_API/sw.js")`).
+ * VAPID key (the server's key was replaced: push services would refuse every message), and
+ * registers it for whoever is logged in now. `nurture.unsubscribe(...)` turns this browser's
+ * pushes off (a settings page, a log-out on a shared browser). The service worker must be
+ * served from the site's own origin (copy /sw.js, or a one-line
+ * `importScripts("https://NURTURE_API/sw.js")`).
  */
 (function (global) {
   "use strict";
@@ -146,6 +149,19 @@
       }
       await register(subscription.toJSON(), options.subscriber, options.token);
       return {status: "registered", endpoint: subscription.endpoint};
+    },
+    unsubscribe: async function (options) {
+      // "turn notifications off" in the site's settings, or a log-out on a shared browser:
+      // no more pushes for this subscriber to this browser, until `subscribe` again
+      if (!nurture.supported()) return {status: "unsupported"};
+      var registration = await navigator.serviceWorker.getRegistration();
+      var subscription = registration && await registration.pushManager.getSubscription();
+      if (!subscription) return {status: "none"};
+      var endpoint = subscription.endpoint;
+      await unregister(endpoint, options.subscriber, options.token);
+      await subscription.unsubscribe();
+      try { global.localStorage.removeItem(STORED); } catch (e) { /* private browsing */ }
+      return {status: "unsubscribed", endpoint: endpoint};
     },
     register: register,
   };
