@@ -40,6 +40,8 @@ class Metrics:
         self.put_off = Counter("nurture_due_work_put_off",
                                "Subscribers whose due work failed and was put off",
                                registry=self.registry)
+        self.pruned = Counter("nurture_pruned", "Rows removed for the retention period",
+                              ["kind"], registry=self.registry)
         self.tick = Histogram("nurture_tick_seconds", "Duration of a tick",
                               registry=self.registry,
                               buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60))

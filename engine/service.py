@@ -131,6 +131,8 @@ class Service:
             return
         before = self.runtime.engine.clock.now() - period
         pruned = retention.prune(self.runtime.database, before)
+        self.runtime.metrics.pruned.labels(kind="events").inc(pruned.events)
+        self.runtime.metrics.pruned.labels(kind="messages").inc(pruned.messages)
         log.info("pruned", extra={"events": pruned.events, "messages": pruned.messages,
                                   "held": pruned.held, "before": f"{before:%Y-%m-%dT%H:%M:%SZ}"})
 

@@ -188,6 +188,9 @@ def test_with_a_retention_period_the_service_prunes_once_a_day(
         with runtime.database.reading() as connection:
             assert queries.subscriber_key(connection, "ann") is not None  # they stay
             assert connection.execute(select(func.count()).select_from(EVENTS)).scalar() == 0
+        exposed = runtime.metrics.exposition().decode()
+        assert 'nurture_pruned_total{kind="events"} 1.0' in exposed
+        assert 'nurture_pruned_total{kind="messages"} 0.0' in exposed
     finally:
         runtime.database.dispose()
 
