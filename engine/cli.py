@@ -769,8 +769,9 @@ def events(subscribers: tuple[str, ...], since_text: str | None, until_text: str
 @click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
 @reports_bugs
 def prune(period_text: str | None, dry_run: bool, db: str | None) -> None:
-    """Remove recorded events and decided messages (with their outbox rows) older than the
-    retention period; scores, their ledger, consents, tags and stages stay. Safe while the
+    """Remove recorded events, decided messages (with their outbox rows) and removed browser
+    subscriptions older than the retention period; scores, their ledger, consents, tags and
+    stages stay. Safe while the
     service runs, which does this once a day itself when NURTURE_RETENTION is set."""
     from engine.clock import SystemClock
     from engine.store import retention
@@ -796,7 +797,8 @@ def prune(period_text: str | None, dry_run: bool, db: str | None) -> None:
     verb = "would remove" if dry_run else "removed"
     held = (f"; {found.held} older message(s) kept while the outbox still holds them"
             if found.held else "")
-    click.echo(f"{verb} {found.events} event(s) and {found.messages} message(s) from before "
+    click.echo(f"{verb} {found.events} event(s), {found.messages} message(s) and "
+               f"{found.browsers} removed browser subscription(s) from before "
                f"{before:%Y-%m-%dT%H:%M:%SZ}{held}", err=True)
 
 

@@ -133,8 +133,10 @@ class Service:
         pruned = retention.prune(self.runtime.database, before)
         self.runtime.metrics.pruned.labels(kind="events").inc(pruned.events)
         self.runtime.metrics.pruned.labels(kind="messages").inc(pruned.messages)
+        self.runtime.metrics.pruned.labels(kind="browsers").inc(pruned.browsers)
         log.info("pruned", extra={"events": pruned.events, "messages": pruned.messages,
-                                  "held": pruned.held, "before": f"{before:%Y-%m-%dT%H:%M:%SZ}"})
+                                  "held": pruned.held, "browsers": pruned.browsers,
+                                  "before": f"{before:%Y-%m-%dT%H:%M:%SZ}"})
 
     def watch(self) -> None:
         if self.runtime.files_changed():

@@ -10,7 +10,9 @@ goes, once older than the retention period:
   becomes null), so every score stays explained by rule and time, and the consent history
   stays whole;
 - messages decided before it (`deliveries`: the rendered content) with their outbox rows
-  (`dispatches`: addresses, peers' answers), unless one of those is still queued or sending.
+  (`dispatches`: addresses, peers' answers), unless one of those is still queued or sending;
+- browsers' push subscriptions removed before it (the push service said they were gone, or
+  the site removed them): their endpoints and keys.
 
 Everything else stays: subscribers, their scores and ledger, consents, tags, enrolments and
 stage visits (the funnel's entries and exits). The engine reads none of what goes except the
@@ -29,11 +31,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, delete, func, select
 
 from engine.store.bulk import BatchWriter
 from engine.store.database import Database
-from engine.store.states import CONSENTS, DELIVERIES, DISPATCHES, EVENTS, LEDGER, TAGS, among
+from engine.store.states import (
+    CONSENTS,
+    DELIVERIES,
+    DISPATCHES,
+    EVENTS,
+    LEDGER,
+    PUSH_SUBSCRIPTIONS,
+    TAGS,
+    among,
+)
 
 WINDOW = 1000
 """Rows looked at per transaction."""
@@ -47,6 +58,8 @@ class Pruned:
     """Decided sends and skips (`deliveries`), each with its outbox rows."""
     held: int = 0
     """Old messages kept because the outbox has not finished with them."""
+    browsers: int = 0
+    """Push subscriptions removed before the period."""
 
 
 def prune(database: Database, before: datetime, window: int = WINDOW) -> Pruned:
@@ -68,6 +81,9 @@ def prune(database: Database, before: datetime, window: int = WINDOW) -> Pruned:
             break
         pruned.messages += removed
         pruned.held += held
+    with database.transaction() as connection:  # (one row per browser: a small table)
+        pruned.browsers = connection.execute(
+            delete(PUSH_SUBSCRIPTIONS).where(PUSH_SUBSCRIPTIONS.c.removed_at < before)).rowcount
     return pruned
 
 
@@ -84,7 +100,10 @@ def count(database: Database, before: datetime) -> Pruned:
             DELIVERIES.c.decided_at < before)
         messages = connection.execute(old.where(~pending)).scalar_one()
         held = connection.execute(old.where(pending)).scalar_one()
-    return Pruned(events, messages, held)
+        browsers = connection.execute(select(func.count()).select_from(PUSH_SUBSCRIPTIONS)
+                                      .where(PUSH_SUBSCRIPTIONS.c.removed_at < before)
+                                      ).scalar_one()
+    return Pruned(events, messages, held, browsers)
 
 
 def _prune_events(connection: Connection, writer: BatchWriter, before: datetime, after: int,

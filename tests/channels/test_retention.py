@@ -1,6 +1,7 @@
 """Retention (`nurture prune`, NURTURE_RETENTION): events and messages older than the period
-go, with their outbox rows; scores stay explained, consents and tags stay, and nothing the
-outbox still has to send is touched. On SQLite and PostgreSQL, with a real SMTP server."""
+go, with their outbox rows, and so do browser subscriptions removed before it; scores stay
+explained, consents and tags stay, and nothing the outbox still has to send is touched. On
+SQLite and PostgreSQL, with a real SMTP server."""
 
 from __future__ import annotations
 
@@ -14,12 +15,20 @@ from sqlalchemy import Table, func, select
 
 from engine.cli import main
 from engine.config import ConfigError, load_settings
-from engine.store import queries, retention
+from engine.store import push_subscriptions, queries, retention
 from engine.store.database import open_database
-from engine.store.states import CONSENTS, DELIVERIES, DISPATCHES, EVENTS, LEDGER, TAGS
+from engine.store.states import (
+    CONSENTS,
+    DELIVERIES,
+    DISPATCHES,
+    EVENTS,
+    LEDGER,
+    PUSH_SUBSCRIPTIONS,
+    TAGS,
+)
 from engine.store.timeline import happenings
 from tests.channels.conftest import T0, Shop
-from tests.channels.peers import SmtpServer
+from tests.channels.peers import PushService, SmtpServer
 
 FLOW = """
 workflow w {
@@ -50,21 +59,33 @@ def _rows(shop: Shop, table: Table, subscriber: str) -> list[dict[str, object]]:
 
 
 def test_old_events_and_finished_messages_go_and_the_rest_stays_explained(
-        shop_factory, smtp_server: SmtpServer) -> None:
+        shop_factory, smtp_server: SmtpServer, push_service: PushService) -> None:
     shop = shop_factory(FLOW, smtp=smtp_server)
     shop.event("ann", "subscribed", channels=["email"], email="ann@example.com",
                attributes={"first_name": "Ann"})
     shop.event("ann", "page_view", url="https://shop.example/")
     assert shop.dispatch().outcomes == {"delivered": 1}
     shop.event("bob", "subscribed", channels=["email"], email="bob@example.com")  # queued
+    shop.subscribe_browser("ann", push_service, "old-phone")
+    shop.subscribe_browser("ann", push_service, "laptop")
+    with shop.database.transaction() as connection:  # the push service said it was gone
+        push_subscriptions.remove(connection, push_service.endpoint("old-phone"),
+                                  shop.clock.now(), "gone")
     shop.advance(days=40)
+    shop.subscribe_browser("ann", push_service, "new-phone")
+    with shop.database.transaction() as connection:  # removed lately: kept
+        push_subscriptions.remove(connection, push_service.endpoint("new-phone"),
+                                  shop.clock.now(), "gone")
     shop.event("ann", "page_view", url="https://shop.example/rings")
     shop.event("ann", "moved")  # `again` is queued, and new
     before = shop.clock.now() - timedelta(days=30)
 
-    assert retention.count(shop.database, before) == retention.Pruned(3, 1, 1)
+    assert retention.count(shop.database, before) == retention.Pruned(3, 1, 1, 1)
     pruned = retention.prune(shop.database, before, window=2)  # several windows
-    assert pruned == retention.Pruned(events=3, messages=1, held=1)
+    assert pruned == retention.Pruned(events=3, messages=1, held=1, browsers=1)
+    assert [(s["endpoint"], s["removed_at"] is None) for s in _rows(
+        shop, PUSH_SUBSCRIPTIONS, "ann")] == [(push_service.endpoint("laptop"), True),
+                                              (push_service.endpoint("new-phone"), False)]
 
     assert [e["type"] for e in _rows(shop, EVENTS, "ann")] == ["page_view", "moved"]
     assert _rows(shop, EVENTS, "bob") == []
@@ -119,10 +140,11 @@ def test_the_command_prunes_counts_and_refuses_a_period_too_short(
     runner = CliRunner()
     result = runner.invoke(main, ["prune", "--older-than", "400 days", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "would remove 0 event(s) and 0 message(s) from before " in result.output
+    assert ("would remove 0 event(s), 0 message(s) and 0 removed browser subscription(s) "
+            "from before ") in result.output
     result = runner.invoke(main, ["prune", "--older-than", "26 weeks"])
     assert result.exit_code == 0, result.output
-    assert "removed 0 event(s) and 0 message(s)" in result.output
+    assert "removed 0 event(s), 0 message(s) and 0 removed" in result.output
     result = runner.invoke(main, ["prune", "--older-than", "7 days"])
     assert result.exit_code == 2
     assert "--older-than" in result.output and "at least 30 days" in result.output

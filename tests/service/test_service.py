@@ -191,6 +191,7 @@ def test_with_a_retention_period_the_service_prunes_once_a_day(
         exposed = runtime.metrics.exposition().decode()
         assert 'nurture_pruned_total{kind="events"} 1.0' in exposed
         assert 'nurture_pruned_total{kind="messages"} 0.0' in exposed
+        assert 'nurture_pruned_total{kind="browsers"} 0.0' in exposed
     finally:
         runtime.database.dispose()
 
