@@ -59,8 +59,11 @@ from engine.store.push_subscriptions import HANDED_OVER
 from engine.timing import after_quiet_hours, parse_quiet
 
 log = logging.getLogger("nurture.dispatcher")
-LINK = re.compile(r"""\bhref\s*=\s*(["'])(https?://[^"']+)\1""", re.IGNORECASE)
-"""A web link of an e-mail's HTML, in either quotes (hand-written HTML uses both)."""
+LINK = re.compile(r"""(<(?:a|area)\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"']+)\2""",
+                  re.IGNORECASE)
+"""A web link of an e-mail's HTML (`<a>`, `<area>`), in either quotes (hand-written HTML uses
+both). Not the `href` of a `<link>`: a stylesheet or web font that a mail client loads as it
+shows the message (MJML's output links Google Fonts) would be a click at every opening."""
 
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=6)
@@ -113,9 +116,9 @@ class Links:
             return None
 
         def tracked_link(found: re.Match[str]) -> str:
-            if found[2] == UNSUBSCRIBE_URL:
+            if found[3] == UNSUBSCRIBE_URL:
                 return found[0]
-            return f'href="{self.click_url(claimed, unescape(found[2]))}"'
+            return f'{found[1]}"{self.click_url(claimed, unescape(found[3]))}"'
 
         tracked = LINK.sub(tracked_link, html)
         pixel = (f'<img src="{self.open_url(claimed)}" width="1" height="1" alt="" '

@@ -330,7 +330,8 @@ def test_a_delivery_traces_back_to_its_step_and_the_score_that_caused_it(
     assert trace["scores_at_entry"]["engagement"]["event"] == "purchase"
 
 
-def test_every_web_link_of_the_html_is_click_tracked_in_either_quotes() -> None:
+def test_every_web_link_of_the_html_is_click_tracked_in_either_quotes_and_no_stylesheet(
+) -> None:
     from datetime import UTC, datetime
 
     from engine.dispatcher import Links
@@ -340,15 +341,24 @@ def test_every_web_link_of_the_html_is_click_tracked_in_either_quotes() -> None:
     claimed = Claimed(7, 3, "anna", 2, "email", 0, "anna@example.com", None, "w", "m", {},
                       None, None, None, None, False, False, None,
                       datetime(2026, 3, 2, tzinfo=UTC))
-    html = ('<a href="https://shop.example/a">a</a> '
+    fonts = "https://fonts.googleapis.com/css?family=Ubuntu:300,400"
+    html = (f'<head><link href="{fonts}" rel="stylesheet" type="text/css"></head>'
+            '<a href="https://shop.example/a">a</a> '
             '<a HREF = \'https://shop.example/b?x=1&amp;y=2\'>b</a> '
+            '<a class="button"\n   href="https://shop.example/c">c</a> '
+            '<map><area shape="rect" coords="0,0,9,9" href="https://shop.example/d"></map> '
             '<a href="mailto:help@shop.example">mail</a> <a href="#top">top</a>')
     tracked = links.tracked_html(claimed, html)
     assert tracked is not None
-    targets = re.findall(r'href="https://nurture\.example/v1/t/c/([^"]+)"', tracked)
+    targets = re.findall(r'href\s*=\s*"https://nurture\.example/v1/t/c/([^"]+)"', tracked,
+                         re.IGNORECASE)
     assert [json.loads(Signer(SECRET).verify("click", t))["u"] for t in targets] == [
-        "https://shop.example/a", "https://shop.example/b?x=1&y=2"]
+        "https://shop.example/a", "https://shop.example/b?x=1&y=2", "https://shop.example/c",
+        "https://shop.example/d"]
     assert 'href="mailto:help@shop.example"' in tracked and 'href="#top"' in tracked
+    # a stylesheet or web font the mail client loads on opening is no click
+    assert f'<link href="{fonts}" rel="stylesheet"' in tracked
+    assert '<a class="button"\n   href="https://nurture.example/v1/t/c/' in tracked
 
 
 @pytest.mark.parametrize(("public_url", "warned"), [
