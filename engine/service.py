@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from engine.clock import SystemClock
@@ -35,6 +36,35 @@ log = logging.getLogger("nurture.service")
 PRUNE_SECONDS = 24 * 3600
 PRUNE_FIRST = timedelta(minutes=1)
 """The first prune comes a minute after start, so that its log line shows the setting works."""
+
+
+class _Overruns(logging.Filter):
+    """One warning per overrun, not one per interval: APScheduler warns each time a job's
+    next run comes while it still runs ("skipped: maximum number of running instances
+    reached"), which this service wants (a slow tick is never overlapped), so a database held
+    for a minute by a backup filled the log with a line a second. The first skip of a job
+    is let through; the next ones are dropped until the job finishes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "maximum number of running instances" not in str(record.msg):
+            return True
+        job = getattr(record.args[0], "id", None) if isinstance(record.args, tuple) else None
+        if job is None:
+            return True
+        with self._lock:
+            if job in self._warned:
+                return False
+            self._warned.add(job)
+        return True
+
+    def finished(self, event: JobExecutionEvent) -> None:
+        with self._lock:
+            self._warned.discard(event.job_id)
 
 
 class AlreadyRunning(RuntimeError):
@@ -59,6 +89,8 @@ class Service:
         self._loop_thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                              name="nurture-dispatch-loop")
         self._lock_file: IO[str] | None = None
+        self._overruns = _Overruns()
+        self.scheduler.add_listener(self._overruns.finished, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
 
     @property
     def running(self) -> bool:
@@ -80,6 +112,7 @@ class Service:
         if self.runtime.settings.retention is not None:
             self.scheduler.add_job(self.prune, "interval", seconds=PRUNE_SECONDS, id="prune",
                                    next_run_time=SystemClock().now() + PRUNE_FIRST)
+        logging.getLogger("apscheduler.scheduler").addFilter(self._overruns)
         self.scheduler.start()
         period = self.runtime.settings.retention
         log.info("scheduler started", extra={
@@ -93,6 +126,7 @@ class Service:
         self.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        logging.getLogger("apscheduler.scheduler").removeFilter(self._overruns)
         if self._loop_thread.is_alive():
             asyncio.run_coroutine_threadsafe(self.dispatcher.close(), self._loop).result(30)
             self._loop.call_soon_threadsafe(self._loop.stop)

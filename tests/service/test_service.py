@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -208,3 +210,34 @@ def test_without_a_retention_period_nothing_is_pruned(tmp_path: Path) -> None:
             service.stop()
     finally:
         runtime.database.dispose()
+
+
+def test_a_long_tick_is_one_warning_not_one_a_second(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A tick held up (a backup holding the database, a huge batch) makes APScheduler skip
+    its next runs, as wanted; the log says so once per overrun, not at every interval."""
+    runtime = build_runtime(tmp_path)
+    held = threading.Event()
+    ticks: list[float] = []
+    engine_tick = runtime.engine.tick
+
+    def slow_tick(stop: Any = None) -> Any:
+        ticks.append(time.monotonic())
+        if len(ticks) in (1, 3):  # two overruns, with a quick tick between them
+            held.wait(1.0)
+        return engine_tick(stop)
+
+    runtime.engine.tick = slow_tick  # type: ignore[method-assign]
+    service = Service(runtime, Dispatcher(runtime.database,
+                                          Links(runtime.signer, "http://127.0.0.1")),
+                      tick_seconds=0.2, dispatch_seconds=10, watch_seconds=10)
+    try:
+        with caplog.at_level(logging.WARNING, logger="apscheduler.scheduler"):
+            service.start()
+            wait_for(lambda: len(ticks) >= 4, timeout=10, what="four ticks")
+            service.stop()
+    finally:
+        runtime.database.dispose()
+    skipped = [r for r in caplog.records if "maximum number of running instances" in r.msg]
+    assert len(skipped) == 2, [r.getMessage() for r in skipped]
+    assert all(r.args and r.args[0].id == "tick" for r in skipped)  # type: ignore[index]
