@@ -175,6 +175,18 @@ def is_email_address(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= 254 and EMAIL_ADDRESS.match(value) is not None
 
 
+BOUNCED_EMAIL = "bounced_email"
+"""The attribute holding an address that bounced hard (`email_bounced`): no e-mail goes to it
+while it is still the subscriber's `email`."""
+
+
+def bounced(attributes: Mapping[str, Any]) -> bool:
+    """Whether the subscriber's address is one that bounced hard (a new address is not)."""
+    address, gone = attributes.get("email"), attributes.get(BOUNCED_EMAIL)
+    return isinstance(address, str) and isinstance(gone, str) and \
+        address.casefold() == gone.casefold()
+
+
 def _email(properties: Mapping[str, Any], field_path: str) -> None:
     value = properties.get("email")
     if value is not None and not is_email_address(value):

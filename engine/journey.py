@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from dsl import model as m
-from engine.events import is_email_address
+from engine.events import BOUNCED_EMAIL, bounced, is_email_address
 from engine.moment import Moment
 from engine.plan import Guarded, Plan, WorkflowPlan
 from engine.records import DUE_PHASE, EVENT_PHASE
@@ -156,12 +156,24 @@ class Journey:
                 self._consent(moment, channel, False)
         elif kind == "attributes":
             updates.update(properties)
+        elif kind == "email_bounced":
+            # The dispatcher's (with `address`), or a site's from its mail service (with
+            # `email`, or none: the current address): about the current address only.
+            gone = properties.get("address", properties.get("email", state.attributes.get(
+                "email")))
+            current = state.attributes.get("email")
+            if isinstance(gone, str) and isinstance(current, str) \
+                    and gone.casefold() == current.casefold():
+                updates[BOUNCED_EMAIL] = current
         changed = {k: v for k, v in updates.items() if state.attributes.get(k, ...) != v}
         if changed:
             state.attributes.update(changed)
             state.subscriber_dirty = state.attributes_dirty = True
             if "email" in changed:
                 self._readdress(moment, changed["email"])
+            elif BOUNCED_EMAIL in changed and bounced(state.attributes):
+                self._cancel_queued(moment, OutboxCancel(
+                    "email", None, "the address bounced before it was sent"))
         return bool(changed)
 
     def _readdress(self, moment: Moment, address: Any) -> None:

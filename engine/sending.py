@@ -26,7 +26,7 @@ from dsl.errors import RenderError
 from dsl.model import PUSH_PLAINTEXT_LIMIT
 from dsl.templates import UNSUBSCRIBE_URL
 from dsl.zones import time_zone
-from engine.events import is_email_address
+from engine.events import bounced, is_email_address
 from engine.moment import Moment
 from engine.plan import Plan, WorkflowPlan
 from engine.scoring import score_values
@@ -83,7 +83,9 @@ def decide_send(plan: Plan, workflow: WorkflowPlan, moment: Moment, step: SendSt
     if channel != "webhook":
         reason = _missing_consent_or_address(state, channel, options.push_needs_subscription)
         if reason is not None:
-            _skip(moment, workflow, step, reason)
+            detail = (f"{state.attributes.get('email')} bounced" if reason == "no_address"
+                      and channel == "email" and bounced(state.attributes) else None)
+            _skip(moment, workflow, step, reason, detail)
             return False
         if waiting is not None:  # held back before: rendered only once it can go
             when = _send_time(moment, workflow, channel)
@@ -150,8 +152,8 @@ def _missing_consent_or_address(state: SubscriberState, channel: str,
     if not state.consents.get(channel, False):
         return "no_consent"
     if channel == "email":
-        if not is_email_address(state.attributes.get("email")):
-            return "no_address"  # none, or none that can be used
+        if not is_email_address(state.attributes.get("email")) or bounced(state.attributes):
+            return "no_address"  # none, none that can be used, or one that bounced hard
     elif channel == "push" and push_needs_subscription and not state.push_subscriptions:
         return "no_address"
     return None

@@ -102,6 +102,40 @@ message letter email { subject "News" text "Hello" }
         "address": "anna@example.com", "status": 550, "reason": "5.1.1 No such mailbox"}
 
 
+def test_a_bounced_address_gets_nothing_more_from_any_workflow_until_it_changes(
+        shop_factory, smtp_server: SmtpServer) -> None:
+    """After a hard bounce, e-mails still queued for the address are cancelled and later
+    ones are skipped (`no_address`), in every workflow, without the workflow saying so; a new
+    address is mailed again. The bounce comes from a site's mail service (an event without
+    an address: the current one) or from nurture's dispatcher (a real SMTP server refusing)."""
+    shop = shop_factory(flow="""\
+workflow a { stage s { on enter: send email letter } }
+workflow b { stage s { every 1 day: send email drip } }
+message letter email { subject "Letter" text "Hello" }
+message drip email { subject "Drip" text "Hello again" }
+""", smtp=smtp_server)
+    shop.dispatcher.on_bounce = shop.engine.ingest  # as the service wires it
+    shop.event("anna", "subscribed", channels=["email"], email="anna@example.com")
+    shop.event("anna", "email_bounced")  # from the site's mail service, before we sent
+    assert shop.dispatch().outcomes == {}
+    assert [d["status"] for d in shop.dispatches("anna")] == ["cancelled"]
+    assert shop.dispatches("anna")[0]["last_error"] == "the address bounced before it was sent"
+    shop.advance(days=1)
+    assert [(d["message"], d["status"], d["content"]) for d in shop.deliveries("anna")][1:] == [
+        ("drip", "skipped", {"error": "anna@example.com bounced"})]
+    shop.event("anna", "attributes", email="anna@example.net")  # a new address
+    smtp_server.handler_answer = {"anna@example.net": "550 5.1.1 No such mailbox"}.get
+    shop.advance(days=1)
+    assert shop.dispatch().outcomes == {"failed": 1}  # the server refuses it: bounced too
+    smtp_server.handler_answer = None
+    shop.advance(days=1)
+    assert shop.dispatch().outcomes == {}
+    assert [(d["message"], d["status"], d["reason"]) for d in shop.deliveries("anna")] == [
+        ("letter", "sent", None), ("drip", "skipped", "no_address"), ("drip", "sent", None),
+        ("drip", "skipped", "no_address")]
+    assert smtp_server.messages == []
+
+
 def test_the_unsubscribe_link_of_a_plain_text_e_mail(shop_factory,
                                                      smtp_server: SmtpServer) -> None:
     shop = shop_factory(flow="""\

@@ -527,3 +527,29 @@ message story push { title "Hi" body "{{ subscriber.story }}" }
     assert skip.fields["reason"] == "payload_too_large"
     assert "3993 bytes" in (skip.note or "")
     assert [r.subscriber for r in run.sent()] == ["bob"]
+
+
+def test_an_address_that_bounced_gets_no_more_mail_until_it_changes(flow) -> None:
+    """A hard bounce (`email_bounced`, recorded by the dispatcher or sent by a site from its
+    mail service) stops every workflow's e-mails to that address, as a push subscription
+    that is gone stops pushes: `no_address`, saying why. A new address is mailed again."""
+    run = flow("""\
+workflow w { stage a { every 1 day: send email letter } }
+""")
+    run.event("ann", "subscribed", channels=["email"], email="Ann@example.com")
+    run.advance(days=1)
+    run.event("ann", "email_bounced", address="ann@example.com", status=550)  # (any case)
+    run.advance(days=1)
+    run.event("ann", "email_bounced", address="old@example.com")  # not hers: nothing
+    run.event("ann", "attributes", email="ann@example.net")
+    run.advance(days=1)
+    run.event("ann", "email_bounced")  # a site's, without an address: the current one
+    run.advance(days=1)
+    assert brief(run.timeline("ann"))[1:] == [
+        ("2026-01-06T09:00:00Z", "send", "email letter"),
+        ("2026-01-07T09:00:00Z", "skip", "email letter: no_address"),
+        ("2026-01-08T09:00:00Z", "send", "email letter"),
+        ("2026-01-09T09:00:00Z", "skip", "email letter: no_address"),
+    ]
+    assert [s.note for s in run.skipped("ann")] == ["Ann@example.com bounced",
+                                                   "ann@example.net bounced"]
