@@ -150,6 +150,8 @@ class Journey:
             updates.update(properties.get("attributes") or {})
             if properties.get("email") is not None:
                 updates["email"] = properties["email"]
+                if state.attributes.get(BOUNCED_EMAIL) is not None:
+                    updates[BOUNCED_EMAIL] = None  # a new opt-in: its address is tried again
         elif kind == "unsubscribed":
             channels = properties.get("channels")
             for channel in channels if channels is not None else ("push", "email"):

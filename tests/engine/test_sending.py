@@ -547,12 +547,16 @@ workflow w { stage a { every 1 day: send email letter } }
     run.advance(days=1)
     run.event("ann", "attributes", bounced_email=None)  # the mailbox works again
     run.advance(days=1)
+    run.event("ann", "email_bounced")
+    run.event("ann", "subscribed", channels=["email"], email="ann@example.net")  # opts in again
+    run.advance(days=1)
     assert brief(run.timeline("ann"))[1:] == [
         ("2026-01-06T09:00:00Z", "send", "email letter"),
         ("2026-01-07T09:00:00Z", "skip", "email letter: no_address"),
         ("2026-01-08T09:00:00Z", "send", "email letter"),
         ("2026-01-09T09:00:00Z", "skip", "email letter: no_address"),
         ("2026-01-10T09:00:00Z", "send", "email letter"),
+        ("2026-01-11T09:00:00Z", "send", "email letter"),
     ]
     assert [s.note for s in run.skipped("ann")] == ["Ann@example.com bounced",
                                                    "ann@example.net bounced"]
