@@ -297,19 +297,26 @@ def test_an_unsubscribe_link_followed_on_a_phone(site) -> None:
 
 class ShopSite:
     """The shop's own web site, on another origin than the API: its page loads nurture.js
-    from the API, and its `/sw.js` is the README's one line importing the API's."""
+    from the API, and its `/sw.js` is the README's one line importing the API's. With
+    `copies`, as a site whose content security policy allows only its own scripts: both
+    files are copies served by the shop, and the script tag names the API (`data-api`)."""
 
-    def __init__(self, api: str) -> None:
+    def __init__(self, api: str, copies: bool = False) -> None:
         import http.server
         import threading
 
-        page = (f'<!doctype html><html><body><script src="{api}/nurture.js"></script>'
-                "</body></html>").encode()
-        worker = f'importScripts("{api}/sw.js");\n'.encode()
+        static = Path(__file__).resolve().parents[2] / "engine" / "api" / "static"
+        tag = (f'<script src="/nurture.js" data-api="{api}/"></script>' if copies
+               else f'<script src="{api}/nurture.js"></script>')
+        page = f"<!doctype html><html><body>{tag}</body></html>".encode()
+        worker = (static / "sw.js").read_bytes() if copies \
+            else f'importScripts("{api}/sw.js");\n'.encode()
+        script = (static / "nurture.js").read_bytes()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 body, kind = (worker, "text/javascript") if self.path.startswith("/sw.js") \
+                    else (script, "text/javascript") if self.path == "/nurture.js" \
                     else (page, "text/html")
                 self.send_response(200)
                 self.send_header("Content-Type", kind)
@@ -329,16 +336,18 @@ class ShopSite:
         self.server.server_close()
 
 
-def test_a_shop_on_its_own_origin_registers_receives_and_reports_a_click(site) -> None:
+@pytest.mark.parametrize("copies", [False, True], ids=["from-the-api", "copies"])
+def test_a_shop_on_its_own_origin_registers_receives_and_reports_a_click(site,
+                                                                        copies: bool) -> None:
     """As sites deploy it: the shop at one origin, the API at another. nurture.js registers
-    the shop's service worker (which imports the API's) and the browser's subscription, and
-    the worker reports the receipt and the click to the API: every call crosses origins, so
-    CORS (a preflight for each JSON POST) is on the path."""
+    the shop's service worker (which imports the API's, or is a copy of it) and the
+    browser's subscription, and the worker reports the receipt and the click to the API:
+    every call crosses origins, so CORS (a preflight for each JSON POST) is on the path."""
     from playwright.sync_api import sync_playwright
 
     server, push, runtime = site
     api = f"http://127.0.0.1:{server.port}"
-    shop = ShopSite(api)
+    shop = ShopSite(api, copies)
     base = f"http://localhost:{shop.port}"  # another origin; a secure context
     token, _ = subscriber_token(runtime, "ann")
     keys = push.browser("shop")

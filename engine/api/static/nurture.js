@@ -1,6 +1,7 @@
 /* nurture.js — web push for a site, in one call.
  *
  *   <script src="https://NURTURE_API/nurture.js"></script>
+ *   (or a copy on the site's own origin: <script src="/nurture.js" data-api="https://NURTURE_API">)
  *   nurture.subscribe({subscriber: "the site's id", token: "from POST /v1/subscribers/{id}/token"})
  *
  * Call it when the site chooses (after a click, not on page load): it asks for permission,
@@ -16,7 +17,12 @@
 (function (global) {
   "use strict";
   var script = document.currentScript;
-  var api = script ? new URL(script.src).origin : global.location.origin;
+  // Where the API is: the script tag's `data-api` (a site whose content security policy
+  // wants scripts from its own origin serves a copy of this file, and names the API so),
+  // else where this file came from.
+  var named = script && script.getAttribute("data-api");
+  var api = named ? named.replace(/\/+$/, "")
+                  : script ? new URL(script.src).origin : global.location.origin;
   var STORED = "nurture.endpoint";
 
   function toBytes(base64url) {
