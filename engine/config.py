@@ -280,26 +280,26 @@ longest period), and a month leaves room for the outbox's retries and late sends
 
 def retention_period(variable: str, text: str) -> timedelta | None:
     """`400 days`, `26 weeks`; `off` keeps everything. At least `SHORTEST_RETENTION`."""
-    if text.strip().lower() == "off":
-        return None
-    period = span_in_words(text)
-    if period is None:
-        raise ConfigError(f"{variable}: a duration such as '400 days' or '26 weeks', or "
-                          f"'off'; got {text!r}")
-    if period < SHORTEST_RETENTION:
-        raise ConfigError(f"{variable}: at least {SHORTEST_RETENTION.days} days (frequency "
-                          f"caps read the last week's sends), got {text!r}")
-    return period
+    return _span_or_off(variable, text, "'400 days' or '26 weeks'", SHORTEST_RETENTION,
+                        f"{SHORTEST_RETENTION.days} days (frequency caps read the last week's "
+                        "sends)")
 
 
 def _late_limit(variable: str, text: str) -> timedelta | None:
     """`30 minutes`, `24 hours`, `2 days`, `1 week`; `off` for no limit."""
+    return _span_or_off(variable, text, "'24 hours' or '2 days'", timedelta(minutes=1),
+                        "1 minute (or 'off')")
+
+
+def _span_or_off(variable: str, text: str, examples: str, shortest: timedelta,
+                 shortest_text: str) -> timedelta | None:
+    """A duration setting in the language's words, at least `shortest`; `off` is None."""
     if text.strip().lower() == "off":
         return None
-    limit = span_in_words(text)
-    if limit is None:
-        raise ConfigError(f"{variable}: a duration such as '24 hours' or '2 days', or 'off'; "
+    span = span_in_words(text)
+    if span is None:
+        raise ConfigError(f"{variable}: a duration such as {examples}, or 'off'; "
                           f"got {text!r}")
-    if limit < timedelta(minutes=1):
-        raise ConfigError(f"{variable}: at least 1 minute (or 'off'), got {text!r}")
-    return limit
+    if span < shortest:
+        raise ConfigError(f"{variable}: at least {shortest_text}, got {text!r}")
+    return span
