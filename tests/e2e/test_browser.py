@@ -223,30 +223,17 @@ def test_a_subscription_made_for_a_replaced_vapid_key_is_made_again(site) -> Non
     replaced): push services would refuse every message. `refresh` drops it, subscribes
     with the server's key, and swaps the registrations. (`pushManager` stands in for the
     vendor's push service, which this machine cannot reach.)"""
-    from playwright.sync_api import sync_playwright
-
     from channels.vapid import VapidKey
 
     server, push, _ = site
-    base = f"http://localhost:{server.port}"
     old, new = push.browser("old"), push.browser("new")
     registered = httpx.post(f"{server.url}/v1/subscribers/zoe/push-subscriptions", headers=AUTH,
                             json={"endpoint": push.endpoint("old"),
                                   "keys": {"p256dh": old.p256dh, "auth": old.auth_secret}})
     assert registered.status_code == 201
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            context = browser.new_context()
-            context.grant_permissions(["notifications"], origin=base)
-            page = context.new_page()
-            page.goto(f"{base}/?subscriber=zoe")
-            page.wait_for_function("document.body.dataset.worker === 'ready'")
-            result = page.evaluate(RENEWAL, [
-                VapidKey.generate().public_key, push.endpoint("old"), push.endpoint("new"),
-                new.p256dh, new.auth_secret])
-        finally:
-            browser.close()
+    result = _on_demo_page(server, "zoe", RENEWAL, [
+        VapidKey.generate().public_key, push.endpoint("old"), push.endpoint("new"),
+        new.p256dh, new.auth_secret])
     assert result == {"calls": [f"unsubscribe {push.endpoint('old')}", "subscribe"],
                       "first": "renewed", "second": "current", "sameKey": True}
     exported = httpx.get(f"{server.url}/v1/subscribers/zoe", headers=AUTH).json()
@@ -260,6 +247,25 @@ def _registered(server: LiveServer, subscriber: str) -> dict[str, Any] | None:
         return None
     exported = answer.json()
     return exported if exported["push_subscriptions"] else None
+
+
+def _on_demo_page(server: LiveServer, subscriber: str, script: str, argument: Any) -> Any:
+    """Run `script` (a function of `argument`) on the demo page in a fresh Chromium, once the
+    page's service worker is ready, and give its result."""
+    from playwright.sync_api import sync_playwright
+
+    base = f"http://localhost:{server.port}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            context = browser.new_context()
+            context.grant_permissions(["notifications"], origin=base)
+            page = context.new_page()
+            page.goto(f"{base}/?subscriber={subscriber}")
+            page.wait_for_function("document.body.dataset.worker === 'ready'")
+            return page.evaluate(script, argument)
+        finally:
+            browser.close()
 
 
 def test_an_unsubscribe_link_followed_on_a_phone(site) -> None:
@@ -414,25 +420,12 @@ def test_a_shared_browser_follows_whoever_is_logged_in(site) -> None:
     registers the browser's subscription for the one logged in, so Anna's pushes (her name,
     her basket) stop going to the browser Bob now uses; a page load with the same person
     again sends nothing."""
-    from playwright.sync_api import sync_playwright
-
     server, push, runtime = site
-    base = f"http://localhost:{server.port}"
     shared = push.browser("shared")
     identities = [{"subscriber": who, "token": subscriber_token(runtime, who)[0]}
                   for who in ("anna", "bob")]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            context = browser.new_context()
-            context.grant_permissions(["notifications"], origin=base)
-            page = context.new_page()
-            page.goto(f"{base}/?subscriber=anna")
-            page.wait_for_function("document.body.dataset.worker === 'ready'")
-            statuses = page.evaluate(SHARED, [push.endpoint("shared"), shared.p256dh,
-                                              shared.auth_secret, *identities])
-        finally:
-            browser.close()
+    statuses = _on_demo_page(server, "anna", SHARED, [
+        push.endpoint("shared"), shared.p256dh, shared.auth_secret, *identities])
     assert statuses == ["registered", "current", "registered", "current", "registered"]
     live = {who: [s["endpoint"] for s in httpx.get(f"{server.url}/v1/subscribers/{who}",
                                                    headers=AUTH).json()["push_subscriptions"]
@@ -455,24 +448,11 @@ TURNED_OFF = """async ([endpoint, p256dh, auth, anna]) => {
 def test_a_site_turns_a_browsers_pushes_off(site) -> None:
     """`nurture.unsubscribe` (a settings page's switch, a log-out): the browser's subscription
     is dropped there and at nurture, so no push for the subscriber comes to it any more."""
-    from playwright.sync_api import sync_playwright
-
     server, push, runtime = site
-    base = f"http://localhost:{server.port}"
     browser_keys = push.browser("phone")
     anna = {"subscriber": "anna", "token": subscriber_token(runtime, "anna")[0]}
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            context = browser.new_context()
-            context.grant_permissions(["notifications"], origin=base)
-            page = context.new_page()
-            page.goto(f"{base}/?subscriber=anna")
-            page.wait_for_function("document.body.dataset.worker === 'ready'")
-            result = page.evaluate(TURNED_OFF, [push.endpoint("phone"), browser_keys.p256dh,
-                                                browser_keys.auth_secret, anna])
-        finally:
-            browser.close()
+    result = _on_demo_page(server, "anna", TURNED_OFF, [
+        push.endpoint("phone"), browser_keys.p256dh, browser_keys.auth_secret, anna])
     assert result == {"statuses": ["registered", "unsubscribed", "none", "none"],
                       "calls": ["unsubscribe"], "stored": None}
     exported = httpx.get(f"{server.url}/v1/subscribers/anna", headers=AUTH).json()
