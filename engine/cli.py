@@ -771,8 +771,8 @@ def events(subscribers: tuple[str, ...], since_text: str | None, until_text: str
 def prune(period_text: str | None, dry_run: bool, db: str | None) -> None:
     """Remove recorded events, decided messages (with their outbox rows) and removed browser
     subscriptions older than the retention period; scores, their ledger, consents, tags and
-    stages stay. Safe while the
-    service runs, which does this once a day itself when NURTURE_RETENTION is set."""
+    stages stay. Safe while the service runs, which does this once a day itself when
+    NURTURE_RETENTION is set."""
     from engine.clock import SystemClock
     from engine.store import retention
     from engine.store.database import open_database

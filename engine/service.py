@@ -3,8 +3,8 @@
 Three jobs: `tick` (the engine's due work), `dispatch` (the outbox) and `watch` (reload the
 workflows when a file changed); a fourth, `prune`, once a day when a retention period is set.
 Each runs at most once at a time and late runs coalesce, so a slow tick is never overlapped by
-the next one. The dispatcher lives on an event loop thread of
-its own, so that its connection pools stay warm between runs. Stopping lets the jobs in hand
+the next one. The dispatcher lives on an event loop thread of its own, so that its connection
+pools stay warm between runs. Stopping lets the jobs in hand
 finish their current batch, then stops. APScheduler's own job stores are not used: what is due
 per subscriber is in the database (`schedule`, `dispatches`), shared by every process.
 
@@ -164,7 +164,7 @@ class Service:
         if period is None:
             return
         before = self.runtime.engine.clock.now() - period
-        pruned = retention.prune(self.runtime.database, before)
+        pruned = retention.prune(self.runtime.database, before, stop=self.stopping.is_set)
         self.runtime.metrics.pruned.labels(kind="events").inc(pruned.events)
         self.runtime.metrics.pruned.labels(kind="messages").inc(pruned.messages)
         self.runtime.metrics.pruned.labels(kind="browsers").inc(pruned.browsers)

@@ -27,6 +27,7 @@ taken by a later run). The cost follows what is removed, not what is kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -62,25 +63,32 @@ class Pruned:
     """Push subscriptions removed before the period."""
 
 
-def prune(database: Database, before: datetime, window: int = WINDOW) -> Pruned:
-    """Remove events received, and messages decided, before `before` (see the module)."""
+def prune(database: Database, before: datetime, window: int = WINDOW,
+          stop: Callable[[], bool] | None = None) -> Pruned:
+    """Remove events received, and messages decided, before `before` (see the module).
+
+    `stop` is asked between windows: a service shutting down does not wait for a first run
+    over years of data (what is left is taken the next time)."""
     pruned = Pruned()
     writer = BatchWriter(database.engine.dialect)
+    stopping = stop or (lambda: False)
     after = 0
-    while True:
+    while not stopping():
         with database.transaction() as connection:
             after, removed = _prune_events(connection, writer, before, after, window)
         if after < 0:
             break
         pruned.events += removed
     after = 0
-    while True:
+    while not stopping():
         with database.transaction() as connection:
             after, removed, held = _prune_messages(connection, writer, before, after, window)
         if after < 0:
             break
         pruned.messages += removed
         pruned.held += held
+    if stopping():
+        return pruned
     with database.transaction() as connection:  # (one row per browser: a small table)
         pruned.browsers = connection.execute(
             delete(PUSH_SUBSCRIPTIONS).where(PUSH_SUBSCRIPTIONS.c.removed_at < before)).rowcount

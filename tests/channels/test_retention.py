@@ -123,6 +123,24 @@ def test_old_events_and_finished_messages_go_and_the_rest_stays_explained(
     assert _count(shop, EVENTS) == 3
 
 
+def test_a_prune_stops_between_windows_when_asked(shop_factory) -> None:
+    """A service shutting down does not wait for a first run over years of data: the prune
+    stops after the window in hand, and the next run takes the rest."""
+    shop = shop_factory(FLOW)
+    for who in ("ann", "bob", "cy"):
+        shop.event(who, "page_view", url="https://shop.example/")
+    shop.advance(days=40)
+    before = shop.clock.now() - timedelta(days=30)
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 2  # after two windows of events
+
+    assert retention.prune(shop.database, before, window=1, stop=stop) == retention.Pruned(2)
+    assert retention.prune(shop.database, before, window=1) == retention.Pruned(1)
+
+
 def test_nothing_old_enough_leaves_everything(shop_factory, smtp_server: SmtpServer) -> None:
     shop = shop_factory(FLOW, smtp=smtp_server)
     shop.event("ann", "subscribed", channels=["email"], email="ann@example.com")

@@ -177,6 +177,8 @@ def test_with_a_retention_period_the_service_prunes_once_a_day(
             assert job is not None and job.trigger.interval == timedelta(days=1)
         finally:
             service.stop()
+        service.prune()  # stopped: does nothing (a prune stops between windows when asked)
+        service = Service(runtime, service.dispatcher)  # the job as it runs
         clock = runtime.clock
         assert isinstance(clock, VirtualClock)
         with caplog.at_level(logging.INFO, logger="nurture.service"):
@@ -184,6 +186,7 @@ def test_with_a_retention_period_the_service_prunes_once_a_day(
             service.prune()  # exactly 30 days old: kept
             clock.advance_to(T0 + timedelta(days=30, seconds=1))
             service.prune()
+        service.stop()  # (its event loop)
         logged = [r.__dict__ for r in caplog.records if r.getMessage() == "pruned"]
         assert [(r["events"], r["messages"], r["before"]) for r in logged] == [
             (0, 0, "2026-03-02T09:00:00Z"), (1, 0, "2026-03-02T09:00:01Z")]
