@@ -59,9 +59,10 @@ from engine.store.push_subscriptions import HANDED_OVER
 from engine.timing import after_quiet_hours, parse_quiet
 
 log = logging.getLogger("nurture.dispatcher")
-LINK = re.compile(r"""(<(?:a|area)\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"']+)\2""",
+LINK = re.compile(r"""(<(?:a|area|v:[a-z]+)\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"']+)\2""",
                   re.IGNORECASE)
-"""A web link of an e-mail's HTML (`<a>`, `<area>`), in either quotes (hand-written HTML uses
+"""A web link of an e-mail's HTML (`<a>`, `<area>`, and the VML shapes of Outlook's
+"bulletproof" buttons, `<v:roundrect href=…>`), in either quotes (hand-written HTML uses
 both). Not the `href` of a `<link>`: a stylesheet or web font that a mail client loads as it
 shows the message (MJML's output links Google Fonts) would be a click at every opening."""
 

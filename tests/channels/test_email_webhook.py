@@ -381,6 +381,9 @@ def test_every_web_link_of_the_html_is_click_tracked_in_either_quotes_and_no_sty
             '<a HREF = \'https://shop.example/b?x=1&amp;y=2\'>b</a> '
             '<a class="button"\n   href="https://shop.example/c">c</a> '
             '<map><area shape="rect" coords="0,0,9,9" href="https://shop.example/d"></map> '
+            '<!--[if mso]><v:roundrect xmlns:v="urn:schemas-microsoft-com:vml" '
+            'href="https://shop.example/e" arcsize="10%"><w:anchorlock/></v:roundrect>'
+            '<![endif]--> '
             '<a href="mailto:help@shop.example">mail</a> <a href="#top">top</a>')
     tracked = links.tracked_html(claimed, html)
     assert tracked is not None
@@ -388,7 +391,7 @@ def test_every_web_link_of_the_html_is_click_tracked_in_either_quotes_and_no_sty
                          re.IGNORECASE)
     assert [json.loads(Signer(SECRET).verify("click", t))["u"] for t in targets] == [
         "https://shop.example/a", "https://shop.example/b?x=1&y=2", "https://shop.example/c",
-        "https://shop.example/d"]
+        "https://shop.example/d", "https://shop.example/e"]
     assert 'href="mailto:help@shop.example"' in tracked and 'href="#top"' in tracked
     # a stylesheet or web font the mail client loads on opening is no click
     assert f'<link href="{fonts}" rel="stylesheet"' in tracked
