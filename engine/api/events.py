@@ -31,7 +31,9 @@ FUTURE = timedelta(minutes=5)
 
 
 class EventIn(BaseModel):
-    """An event (SPEC §2). Reserved types: subscribed, unsubscribed, attributes."""
+    """An event (SPEC §2). Reserved types: subscribed, unsubscribed, attributes; and
+    email_bounced (an address that bounced hard: properties `address` or `email`, or none for
+    the current one) stops e-mail to that address until it changes."""
 
     model_config = ConfigDict(extra="forbid")
     subscriber: str | int = Field(description="The site's id for the subscriber.")
