@@ -222,6 +222,13 @@ class FlowTest:
             self._check_subscriber(subscriber, stored=key is not None)
             return queries.tags(connection, key) if key is not None else set()
 
+    def attributes(self, subscriber: str) -> dict[str, Any]:
+        """The subscriber's attributes as stored (those events gave, and `bounced_email`)."""
+        with self.database.transaction() as connection:
+            key = queries.subscriber_key(connection, subscriber)
+            self._check_subscriber(subscriber, stored=key is not None)
+            return queries.attributes(connection, key) if key is not None else {}
+
     def ledger(self, subscriber: str, name: str | None = None,
                workflow: str | None = None) -> list[LedgerLine]:
         """Every change of the subscriber's scores, with its rule and event."""

@@ -560,3 +560,4 @@ workflow w { stage a { every 1 day: send email letter } }
     ]
     assert [s.note for s in run.skipped("ann")] == ["Ann@example.com bounced",
                                                    "ann@example.net bounced"]
+    assert run.attributes("ann") == {"email": "ann@example.net", "bounced_email": None}
