@@ -322,7 +322,7 @@ class ShopSite:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 body, kind = (worker, "text/javascript") if self.path.startswith("/sw.js") \
-                    else (script, "text/javascript") if self.path == "/nurture.js" \
+                    else (script, "text/javascript") if self.path.endswith("/nurture.js") \
                     else (page, "text/html")
                 self.send_response(200)
                 self.send_header("Content-Type", kind)
@@ -458,3 +458,45 @@ def test_a_site_turns_a_browsers_pushes_off(site) -> None:
     exported = httpx.get(f"{server.url}/v1/subscribers/anna", headers=AUTH).json()
     assert [(s["endpoint"], s["removed_at"] is not None)
             for s in exported["push_subscriptions"]] == [(push.endpoint("phone"), True)]
+
+
+def test_nurture_js_finds_the_api_where_it_came_from(site) -> None:
+    """The API is where nurture.js came from, path included (a reverse proxy serving nurture
+    under `/nurture` on the shop's origin), unless the tag names it (`data-api`)."""
+    from playwright.sync_api import sync_playwright
+
+    server, _, _ = site
+    api = f"http://127.0.0.1:{server.port}"
+    shop = ShopSite(api)
+    base = f"http://localhost:{shop.port}"
+    tags = {"/": f'<script src="{api}/nurture.js"></script>',
+            "/nurture": f'<script src="{base}/nurture/nurture.js"></script>',
+            "/named": f'<script src="{base}/js/nurture.js" data-api="{api}/"></script>'}
+    found = {}
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                 args=ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(f"{base}/")
+                for name, tag in tags.items():
+                    found[name] = page.evaluate("""async (tag) => {
+                        delete window.nurture;
+                        const holder = document.createElement('div');
+                        holder.innerHTML = tag;
+                        const script = document.createElement('script');
+                        for (const a of holder.firstChild.attributes) {
+                            script.setAttribute(a.name, a.value);
+                        }
+                        await new Promise((ok, fail) => {
+                            script.onload = ok; script.onerror = fail;
+                            document.body.appendChild(script);
+                        });
+                        return window.nurture.api;
+                    }""", tag)
+            finally:
+                browser.close()
+    finally:
+        shop.stop()
+    assert found == {"/": api, "/nurture": f"{base}/nurture", "/named": api}

@@ -19,10 +19,11 @@
   var script = document.currentScript;
   // Where the API is: the script tag's `data-api` (a site whose content security policy
   // wants scripts from its own origin serves a copy of this file, and names the API so),
-  // else where this file came from.
+  // else the folder this file came from (`https://api.example`, or with a reverse proxy
+  // that serves nurture under a path, `https://shop.example/nurture`).
   var named = script && script.getAttribute("data-api");
-  var api = named ? named.replace(/\/+$/, "")
-                  : script ? new URL(script.src).origin : global.location.origin;
+  var api = (named || (script ? new URL(".", script.src).href : global.location.origin))
+    .replace(/\/+$/, "");
   var STORED = "nurture.endpoint";
 
   function toBytes(base64url) {
