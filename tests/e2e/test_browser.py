@@ -462,7 +462,8 @@ def test_a_site_turns_a_browsers_pushes_off(site) -> None:
 
 def test_nurture_js_finds_the_api_where_it_came_from(site) -> None:
     """The API is where nurture.js came from, path included (a reverse proxy serving nurture
-    under `/nurture` on the shop's origin), unless the tag names it (`data-api`)."""
+    under `/nurture` on the shop's origin), unless the tag names it (`data-api`) or the page
+    does (`window.NURTURE_API`, for a site that bundles the file into its own script)."""
     from playwright.sync_api import sync_playwright
 
     server, _, _ = site
@@ -480,6 +481,17 @@ def test_nurture_js_finds_the_api_where_it_came_from(site) -> None:
             try:
                 page = browser.new_page()
                 page.goto(f"{base}/")
+                source = (Path(__file__).resolve().parents[2] / "engine" / "api" / "static"
+                          / "nurture.js").read_text(encoding="utf-8")
+                found["bundled"] = page.evaluate("""([source, api]) => {
+                    delete window.nurture;
+                    window.NURTURE_API = api;  // a site's bundle, with the file inside it
+                    const script = document.createElement('script');
+                    script.textContent = source;
+                    document.body.appendChild(script);
+                    delete window.NURTURE_API;
+                    return window.nurture.api;
+                }""", [source, api])
                 for name, tag in tags.items():
                     found[name] = page.evaluate("""async (tag) => {
                         delete window.nurture;
@@ -499,4 +511,4 @@ def test_nurture_js_finds_the_api_where_it_came_from(site) -> None:
                 browser.close()
     finally:
         shop.stop()
-    assert found == {"/": api, "/nurture": f"{base}/nurture", "/named": api}
+    assert found == {"bundled": api, "/": api, "/nurture": f"{base}/nurture", "/named": api}

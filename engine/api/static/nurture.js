@@ -21,9 +21,10 @@
   // wants scripts from its own origin serves a copy of this file, and names the API so),
   // else the folder this file came from (`https://api.example`, or with a reverse proxy
   // that serves nurture under a path, `https://shop.example/nurture`).
-  var named = script && script.getAttribute("data-api");
-  var api = (named || (script ? new URL(".", script.src).href : global.location.origin))
-    .replace(/\/+$/, "");
+  // A site that bundles this file into its own script sets `window.NURTURE_API` first.
+  var named = global.NURTURE_API || (script && script.getAttribute("data-api"));
+  var api = (named || (script && script.src ? new URL(".", script.src).href
+                                            : global.location.origin)).replace(/\/+$/, "");
   var STORED = "nurture.endpoint";
 
   function toBytes(base64url) {
