@@ -19,13 +19,17 @@ class BadToken(ValueError):
 
 class Signer:
     """Signs with one secret; verifies with it and with `earlier` ones, so that a secret can
-    be replaced (rotated) without breaking the links already sent."""
+    be replaced (rotated) without breaking the links already sent. `retired` secrets verify
+    nothing any more; they only recognise the fingerprints made with them (`fingerprints`):
+    an erasure is remembered for good, whatever secret was current when it was made."""
 
-    def __init__(self, secret: bytes, earlier: tuple[bytes, ...] = ()) -> None:
-        if any(len(key) < 16 for key in (secret, *earlier)):
+    def __init__(self, secret: bytes, earlier: tuple[bytes, ...] = (),
+                 retired: tuple[bytes, ...] = ()) -> None:
+        if any(len(key) < 16 for key in (secret, *earlier, *retired)):
             raise ValueError("the signing secret must be at least 16 bytes")
         self._secret = secret
         self._secrets = (secret, *earlier)
+        self._fingerprint_secrets = tuple(dict.fromkeys((*self._secrets, *retired)))
 
     def sign(self, purpose: str, payload: str) -> str:
         body = _encode(payload.encode())
@@ -50,10 +54,10 @@ class Signer:
         return self.fingerprints(purpose, text)[0]
 
     def fingerprints(self, purpose: str, text: str) -> tuple[str, ...]:
-        """`fingerprint` with the current secret, then with each earlier one: what was kept
-        under an earlier secret is still recognised."""
+        """`fingerprint` with the current secret, then with each earlier and retired one:
+        what was kept under an earlier secret is still recognised."""
         return tuple(hmac.new(secret, f"{purpose}.{text}".encode(), hashlib.sha256).hexdigest()
-                     for secret in self._secrets)
+                     for secret in self._fingerprint_secrets)
 
     def _mac(self, purpose: str, body: str, secret: bytes | None = None) -> str:
         digest = hmac.new(secret or self._secret, f"{purpose}.{body}".encode(),

@@ -384,9 +384,10 @@ def keys(rotate_secret: bool) -> None:
             f"{kept}, still accepted, so the unsubscribe and tracking links already sent keep "
             "working. Restart serve, worker and dispatch to sign with the new one. Give webhook "
             "receivers the new secret: until then they can check X-Nurture-Signature-Previous, "
-            f"made with the old one while it is kept. Remove a line of {kept.name} "
-            "only once neither the links it signed nor a replay of events of the subscribers "
-            "erased before the rotation can come any more: erasures are recognised by it too.",
+            f"made with the old one while it is kept. Remove its line from {kept.name} "
+            "once the links it signed need not work any more (it is also kept in "
+            f"{settings.erasure_secrets_file.name}, where it only recognises the subscribers "
+            "erased before the rotation: keep that file).",
             err=True)
     existed = settings.vapid_private_key or settings.vapid_key_file.exists()
     key = settings.vapid_key(create=True)

@@ -46,6 +46,9 @@ class Settings:
     previous_secrets: tuple[str, ...] = field(default_factory=tuple)
     """Secrets that signed earlier, still accepted (`NURTURE_SECRET_PREVIOUS`), as
     `nurture keys --rotate-secret` keeps them in a file for the secret file's users."""
+    erasure_secrets: tuple[str, ...] = field(default_factory=tuple)
+    """Secrets that were current when subscribers were erased (`NURTURE_ERASURE_SECRETS`),
+    kept to recognise those erasures only, after they stopped verifying links."""
     smtp_url: str | None = None
     email_from: str = "nurture <nurture@localhost>"
     public_url: str = "http://localhost:8000"
@@ -145,9 +148,34 @@ class Settings:
                                   "--rotate-secret` writes it (base64)") from None
         return tuple(earlier)
 
+    @property
+    def erasure_secrets_file(self) -> Path:
+        return self.secret_file.with_name(self.secret_file.name + ".erasures")
+
+    def retired_secrets(self) -> tuple[bytes, ...]:
+        """Every secret rotated out, for recognising the erasures made under it (the keyed
+        hashes of erased ids): removing a secret from the earlier ones ends its links, and
+        must not bring erased people back. Never used to sign or verify anything."""
+        retired = []
+        for text in self.erasure_secrets:
+            if len(text) < 16:
+                raise ConfigError("NURTURE_ERASURE_SECRETS: use at least 16 characters for "
+                                  "each secret")
+            retired.append(text.encode())
+        path = self.erasure_secrets_file
+        if path.exists():
+            lines = path.read_text(encoding="ascii").split()
+            try:
+                retired += [base64.b64decode(line, validate=True) for line in reversed(lines)]
+            except ValueError:
+                raise ConfigError(f"{path}: a line is not a secret as `nurture keys "
+                                  "--rotate-secret` writes it (base64)") from None
+        return tuple(retired)
+
     def rotate_secret(self) -> Path:
         """Make a new signing secret; the one it replaces goes to `previous_secrets_file`,
-        so that what it signed (unsubscribe links in e-mails already sent) keeps working.
+        so that what it signed (unsubscribe links in e-mails already sent) keeps working, and
+        to `erasure_secrets_file`, where it stays once retired from the first.
         Both files stay owner-only; the new secret replaces the old one in one rename."""
         if self.secret:
             raise ConfigError("NURTURE_SECRET is set: to rotate it, set NURTURE_SECRET to a "
@@ -158,10 +186,10 @@ class Settings:
             raise ConfigError(f"no signing secret to rotate ({current}): `nurture keys` "
                               "creates one")
         old = current.read_text(encoding="ascii").strip()
-        descriptor = os.open(self.previous_secrets_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                             0o600)
-        with os.fdopen(descriptor, "a", encoding="ascii") as out:
-            out.write(old + "\n")
+        for kept in (self.previous_secrets_file, self.erasure_secrets_file):
+            descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(descriptor, "a", encoding="ascii") as out:
+                out.write(old + "\n")
         fresh = current.with_name(current.name + ".new")
         fresh.unlink(missing_ok=True)
         descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -176,6 +204,7 @@ VARIABLES = {
     "NURTURE_VAPID_PRIVATE_KEY": "vapid_private_key", "NURTURE_VAPID_KEY_FILE": "vapid_key_file",
     "NURTURE_VAPID_SUBJECT": "vapid_subject", "NURTURE_SECRET": "secret",
     "NURTURE_SECRET_FILE": "secret_file", "NURTURE_SECRET_PREVIOUS": "previous_secrets",
+    "NURTURE_ERASURE_SECRETS": "erasure_secrets",
     "NURTURE_SMTP_URL": "smtp_url",
     "NURTURE_EMAIL_FROM": "email_from", "NURTURE_PUBLIC_URL": "public_url",
     "NURTURE_PUSH_ALLOW_HOSTS": "push_allow_hosts", "NURTURE_TICK_SECONDS": "tick_seconds",
@@ -254,7 +283,7 @@ def _convert(variable: str, name: str, text: str) -> Any:
         except EndpointError as problem:
             raise ConfigError(f"{variable}: {problem}") from None
         return hosts
-    if name == "previous_secrets":
+    if name in ("previous_secrets", "erasure_secrets"):
         return tuple(secret.strip() for secret in text.split(",") if secret.strip())
     if name in ("vapid_key_file", "secret_file"):
         return Path(text)

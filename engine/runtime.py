@@ -42,7 +42,8 @@ class Runtime:
         self.database = database
         self.clock: Clock = clock or SystemClock()
         refuse_lost_keys(settings, database)
-        self.signer = Signer(settings.signing_secret(create=True), settings.earlier_secrets())
+        self.signer = Signer(settings.signing_secret(create=True), settings.earlier_secrets(),
+                             settings.retired_secrets())
         self.vapid = settings.vapid_key(create=True)
         self.api_keys = settings.api_keys(create=True)
         self.api_key = self.api_keys[0]

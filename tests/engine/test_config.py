@@ -131,8 +131,13 @@ def test_rotating_the_secret_file_keeps_the_one_before(tmp_path: Path) -> None:
     settings.rotate_secret()
     assert settings.signing_secret() not in (first, second)
     assert settings.earlier_secrets() == (second, first)  # newest first
-    for path in (settings.secret_file, settings.previous_secrets_file):
+    assert settings.retired_secrets() == (second, first)  # kept for erasures, for good
+    for path in (settings.secret_file, settings.previous_secrets_file,
+                 settings.erasure_secrets_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    settings.previous_secrets_file.write_text("")  # both retired: their links end
+    assert settings.earlier_secrets() == ()
+    assert settings.retired_secrets() == (second, first)
     assert not list((tmp_path / "k").glob("*.new"))
 
 
@@ -145,3 +150,9 @@ def test_earlier_secrets_from_the_environment() -> None:
         settings.rotate_secret()
     with pytest.raises(ConfigError, match="NURTURE_SECRET_PREVIOUS: use at least 16"):
         load_settings({"NURTURE_SECRET_PREVIOUS": "short"}, dotenv=None).earlier_secrets()
+    retiring = load_settings({"NURTURE_SECRET": "the-new-long-secret",
+                              "NURTURE_ERASURE_SECRETS": "the-old-long-secret"}, dotenv=None)
+    assert retiring.earlier_secrets() == ()
+    assert retiring.retired_secrets() == (b"the-old-long-secret",)
+    with pytest.raises(ConfigError, match="NURTURE_ERASURE_SECRETS: use at least 16"):
+        load_settings({"NURTURE_ERASURE_SECRETS": "short"}, dotenv=None).retired_secrets()

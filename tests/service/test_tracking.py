@@ -133,7 +133,9 @@ def test_the_checker_knows_every_event_the_tracking_records() -> None:
 def test_a_rotated_secret_keeps_links_and_erasures_made_with_the_one_before(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A leaked secret is replaced with `nurture keys --rotate-secret`: links in the e-mails
-    already sent still unsubscribe, an erased id stays erased, and only the new secret signs."""
+    already sent still unsubscribe, an erased id stays erased, and only the new secret signs.
+    Retiring the old secret ends its links; the erasures made under it stay (the secret is
+    kept in `secret.erasures` for them alone)."""
     runtime = build_runtime(tmp_path)
     with TestClient(create_app(runtime)) as client:
         client.post("/v1/events", json=SUBSCRIBED, headers=AUTH)
@@ -162,14 +164,22 @@ def test_a_rotated_secret_keeps_links_and_erasures_made_with_the_one_before(
         assert late.json()["erased"] == 1
     rotated.database.dispose()
 
-    kept.write_text("")  # the old secret retired: what it made is not recognised any more
+    kept.write_text("")  # the old secret retired: its links end, its erasures stay
     retired = build_runtime(tmp_path)
     with TestClient(create_app(retired)) as client:
         assert client.post("/v1/unsubscribe", params={"token": old_link}).status_code == 403
         late = client.post("/v1/events", headers=AUTH, json={
             "subscriber": "bob", "type": "page_view", "at": "2026-03-02T08:00:00Z"})
-        assert late.json()["erased"] == 0  # (why the README says when to retire one)
+        assert late.json()["erased"] == 1
     retired.database.dispose()
+
+    (tmp_path / "keys" / "secret.erasures").unlink()  # lost with it: bob would come back
+    forgotten = build_runtime(tmp_path)
+    with TestClient(create_app(forgotten)) as client:
+        late = client.post("/v1/events", headers=AUTH, json={
+            "subscriber": "bob", "type": "page_view", "at": "2026-03-02T08:00:00Z"})
+        assert late.json()["erased"] == 0
+    forgotten.database.dispose()
 
 
 def test_the_unsubscribe_page_speaks_the_subscribers_language(api: Api) -> None:
