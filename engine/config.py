@@ -172,6 +172,22 @@ class Settings:
                                   "--rotate-secret` writes it (base64)") from None
         return tuple(retired)
 
+    def keep_for_erasures(self) -> None:
+        """Copy into `erasure_secrets_file` the earlier secrets of `previous_secrets_file` it
+        lacks: those of rotations made before nurture kept that file, so that retiring them
+        later does not forget the erasures made under them."""
+        previous = self.previous_secrets_file
+        if not previous.exists():
+            return
+        kept = self.erasure_secrets_file
+        have = set(kept.read_text(encoding="ascii").split()) if kept.exists() else set()
+        missing = [line for line in previous.read_text(encoding="ascii").split()
+                   if line not in have]
+        if missing:
+            descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(descriptor, "a", encoding="ascii") as out:
+                out.write("".join(line + "\n" for line in missing))
+
     def rotate_secret(self) -> Path:
         """Make a new signing secret; the one it replaces goes to `previous_secrets_file`,
         so that what it signed (unsubscribe links in e-mails already sent) keeps working, and

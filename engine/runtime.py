@@ -42,6 +42,7 @@ class Runtime:
         self.database = database
         self.clock: Clock = clock or SystemClock()
         refuse_lost_keys(settings, database)
+        settings.keep_for_erasures()
         self.signer = Signer(settings.signing_secret(create=True), settings.earlier_secrets(),
                              settings.retired_secrets())
         self.vapid = settings.vapid_key(create=True)

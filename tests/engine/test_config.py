@@ -141,6 +141,20 @@ def test_rotating_the_secret_file_keeps_the_one_before(tmp_path: Path) -> None:
     assert not list((tmp_path / "k").glob("*.new"))
 
 
+def test_secrets_rotated_out_before_the_erasures_file_are_kept_for_erasures(
+        tmp_path: Path) -> None:
+    settings = Settings(secret_file=tmp_path / "k" / "secret")
+    settings.signing_secret(create=True)
+    settings.rotate_secret()
+    settings.erasure_secrets_file.unlink()  # as a rotation made by an earlier nurture left it
+    [first] = settings.earlier_secrets()
+    assert settings.retired_secrets() == ()
+    settings.keep_for_erasures()
+    settings.keep_for_erasures()  # (nothing twice)
+    assert settings.retired_secrets() == (first,)
+    assert stat.S_IMODE(settings.erasure_secrets_file.stat().st_mode) == 0o600
+
+
 def test_earlier_secrets_from_the_environment() -> None:
     settings = load_settings({"NURTURE_SECRET": "the-new-long-secret",
                               "NURTURE_SECRET_PREVIOUS": "the-old-long-secret, older-long-secret"},
