@@ -42,7 +42,12 @@ class Runtime:
         self.database = database
         self.clock: Clock = clock or SystemClock()
         refuse_lost_keys(settings, database)
-        settings.keep_for_erasures()
+        try:
+            settings.keep_for_erasures()
+        except OSError as problem:  # a read-only keys folder: the service still starts
+            log.warning("could not copy the earlier signing secrets into %s (%s): retiring one "
+                        "of them would forget the erasures made under it",
+                        settings.erasure_secrets_file, problem)
         self.signer = Signer(settings.signing_secret(create=True), settings.earlier_secrets(),
                              settings.retired_secrets())
         self.vapid = settings.vapid_key(create=True)
