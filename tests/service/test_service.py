@@ -244,3 +244,19 @@ def test_a_long_tick_is_one_warning_not_one_a_second(
     skipped = [r for r in caplog.records if "maximum number of running instances" in r.msg]
     assert len(skipped) == 2, [r.getMessage() for r in skipped]
     assert all(r.args and r.args[0].id == "tick" for r in skipped)  # type: ignore[index]
+
+
+def test_a_keys_folder_that_cannot_be_written_is_a_warning_not_a_failed_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from engine.config import Settings
+
+    def refused(self: Settings) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Settings, "keep_for_erasures", refused)
+    with caplog.at_level(logging.WARNING, logger="nurture.runtime"):
+        runtime = build_runtime(tmp_path)
+    runtime.database.dispose()
+    assert any("could not copy the earlier signing secrets" in r.getMessage()
+               for r in caplog.records)
