@@ -132,21 +132,8 @@ class Settings:
     def earlier_secrets(self) -> tuple[bytes, ...]:
         """Secrets that signed before the current one (newest first): links, tokens and
         erasures they made are still honoured. Not used to sign anything new."""
-        earlier = []
-        for text in self.previous_secrets:
-            if len(text) < 16:
-                raise ConfigError("NURTURE_SECRET_PREVIOUS: use at least 16 characters for "
-                                  "each secret")
-            earlier.append(text.encode())
-        path = self.previous_secrets_file
-        if path.exists():
-            lines = path.read_text(encoding="ascii").split()
-            try:
-                earlier += [base64.b64decode(line, validate=True) for line in reversed(lines)]
-            except ValueError:
-                raise ConfigError(f"{path}: a line is not a secret as `nurture keys "
-                                  "--rotate-secret` writes it (base64)") from None
-        return tuple(earlier)
+        return _kept_secrets("NURTURE_SECRET_PREVIOUS", self.previous_secrets,
+                             self.previous_secrets_file)
 
     @property
     def erasure_secrets_file(self) -> Path:
@@ -156,21 +143,8 @@ class Settings:
         """Every secret rotated out, for recognising the erasures made under it (the keyed
         hashes of erased ids): removing a secret from the earlier ones ends its links, and
         must not bring erased people back. Never used to sign or verify anything."""
-        retired = []
-        for text in self.erasure_secrets:
-            if len(text) < 16:
-                raise ConfigError("NURTURE_ERASURE_SECRETS: use at least 16 characters for "
-                                  "each secret")
-            retired.append(text.encode())
-        path = self.erasure_secrets_file
-        if path.exists():
-            lines = path.read_text(encoding="ascii").split()
-            try:
-                retired += [base64.b64decode(line, validate=True) for line in reversed(lines)]
-            except ValueError:
-                raise ConfigError(f"{path}: a line is not a secret as `nurture keys "
-                                  "--rotate-secret` writes it (base64)") from None
-        return tuple(retired)
+        return _kept_secrets("NURTURE_ERASURE_SECRETS", self.erasure_secrets,
+                             self.erasure_secrets_file)
 
     def keep_for_erasures(self) -> None:
         """Copy into `erasure_secrets_file` the earlier secrets of `previous_secrets_file` it
@@ -213,6 +187,24 @@ class Settings:
             out.write(base64.b64encode(new_secret()).decode())
         fresh.replace(current)
         return self.previous_secrets_file
+
+
+def _kept_secrets(variable: str, given: tuple[str, ...], path: Path) -> tuple[bytes, ...]:
+    """Secrets given in `variable` (as they are), then those of the file `nurture keys
+    --rotate-secret` appends to (base64, one per line), newest first."""
+    kept = []
+    for text in given:
+        if len(text) < 16:
+            raise ConfigError(f"{variable}: use at least 16 characters for each secret")
+        kept.append(text.encode())
+    if path.exists():
+        lines = path.read_text(encoding="ascii").split()
+        try:
+            kept += [base64.b64decode(line, validate=True) for line in reversed(lines)]
+        except ValueError:
+            raise ConfigError(f"{path}: a line is not a secret as `nurture keys "
+                              "--rotate-secret` writes it (base64)") from None
+    return tuple(kept)
 
 
 VARIABLES = {
