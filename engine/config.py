@@ -158,9 +158,7 @@ class Settings:
         missing = [line for line in previous.read_text(encoding="ascii").split()
                    if line not in have]
         if missing:
-            descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(descriptor, "a", encoding="ascii") as out:
-                out.write("".join(line + "\n" for line in missing))
+            _append_lines(kept, missing)
 
     def rotate_secret(self) -> Path:
         """Make a new signing secret; the one it replaces goes to `previous_secrets_file`,
@@ -177,9 +175,7 @@ class Settings:
                               "creates one")
         old = current.read_text(encoding="ascii").strip()
         for kept in (self.previous_secrets_file, self.erasure_secrets_file):
-            descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(descriptor, "a", encoding="ascii") as out:
-                out.write(old + "\n")
+            _append_lines(kept, [old])
         fresh = current.with_name(current.name + ".new")
         fresh.unlink(missing_ok=True)
         descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -187,6 +183,13 @@ class Settings:
             out.write(base64.b64encode(new_secret()).decode())
         fresh.replace(current)
         return self.previous_secrets_file
+
+
+def _append_lines(path: Path, lines: list[str]) -> None:
+    """Add lines to an owner-only file of kept secrets (made if missing)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(descriptor, "a", encoding="ascii") as out:
+        out.write("".join(line + "\n" for line in lines))
 
 
 def _kept_secrets(variable: str, given: tuple[str, ...], path: Path) -> tuple[bytes, ...]:

@@ -182,9 +182,12 @@ while it is still the subscriber's `email`."""
 
 def bounced(attributes: Mapping[str, Any]) -> bool:
     """Whether the subscriber's address is one that bounced hard (a new address is not)."""
-    address, gone = attributes.get("email"), attributes.get(BOUNCED_EMAIL)
-    return isinstance(address, str) and isinstance(gone, str) and \
-        address.casefold() == gone.casefold()
+    return same_address(attributes.get("email"), attributes.get(BOUNCED_EMAIL))
+
+
+def same_address(one: Any, other: Any) -> bool:
+    """Two e-mail addresses that are the same mailbox, as far as case goes."""
+    return isinstance(one, str) and isinstance(other, str) and one.casefold() == other.casefold()
 
 
 def _email(properties: Mapping[str, Any], field_path: str) -> None:

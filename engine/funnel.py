@@ -14,8 +14,9 @@ from typing import Any
 from dsl import model as m
 from engine.events import EventError, parse_instant
 from engine.store.funnel import FunnelCounts, MessageCounts
+from engine.store.tables import UNFINISHED
 
-PENDING = ("queued", "sending")
+PENDING = UNFINISHED
 """Dispatch states that are not an outcome yet."""
 
 

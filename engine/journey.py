@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from dsl import model as m
-from engine.events import BOUNCED_EMAIL, bounced, is_email_address
+from engine.events import BOUNCED_EMAIL, bounced, is_email_address, same_address
 from engine.moment import Moment
 from engine.plan import Guarded, Plan, WorkflowPlan
 from engine.records import DUE_PHASE, EVENT_PHASE
@@ -164,8 +164,7 @@ class Journey:
             gone = properties.get("address", properties.get("email", state.attributes.get(
                 "email")))
             current = state.attributes.get("email")
-            if isinstance(gone, str) and isinstance(current, str) \
-                    and gone.casefold() == current.casefold():
+            if same_address(gone, current):
                 updates[BOUNCED_EMAIL] = current
         changed = {k: v for k, v in updates.items() if state.attributes.get(k, ...) != v}
         if changed:

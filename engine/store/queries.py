@@ -26,6 +26,7 @@ from engine.store.states import (
     TAGS,
     VISITS,
 )
+from engine.store.tables import UNFINISHED
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +224,7 @@ def backlog(connection: Connection, now: datetime) -> tuple[int, int]:
     due = connection.execute(select(func.count()).select_from(SCHEDULE).where(
         SCHEDULE.c.due_at <= now)).scalar_one()
     dispatches = connection.execute(select(func.count()).select_from(DISPATCHES).where(
-        DISPATCHES.c.status.in_(("queued", "sending")), DISPATCHES.c.due_at <= now)).scalar_one()
+        DISPATCHES.c.status.in_(UNFINISHED), DISPATCHES.c.due_at <= now)).scalar_one()
     return int(due), int(dispatches)
 
 

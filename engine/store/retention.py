@@ -27,7 +27,7 @@ taken by a later run). The cost follows what is removed, not what is kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,10 +46,10 @@ from engine.store.states import (
     TAGS,
     among,
 )
+from engine.store.tables import UNFINISHED
 
 WINDOW = 1000
 """Rows looked at per transaction."""
-PENDING = ("queued", "sending")
 
 
 @dataclass(slots=True)
@@ -72,19 +72,11 @@ def prune(database: Database, before: datetime, window: int = WINDOW,
     pruned = Pruned()
     writer = BatchWriter(database.engine.dialect)
     stopping = stop or (lambda: False)
-    after = 0
-    while not stopping():
-        with database.transaction() as connection:
-            after, removed = _prune_events(connection, writer, before, after, window)
-        if after < 0:
-            break
+    for removed, _ in _windows(database, stopping, lambda connection, after: _prune_events(
+            connection, writer, before, after, window)):
         pruned.events += removed
-    after = 0
-    while not stopping():
-        with database.transaction() as connection:
-            after, removed, held = _prune_messages(connection, writer, before, after, window)
-        if after < 0:
-            break
+    for removed, held in _windows(database, stopping, lambda connection, after:
+                                  _prune_messages(connection, writer, before, after, window)):
         pruned.messages += removed
         pruned.held += held
     if stopping():
@@ -95,6 +87,23 @@ def prune(database: Database, before: datetime, window: int = WINDOW,
     return pruned
 
 
+Window = Callable[[Connection, int], tuple[int, int, int]]
+
+
+def _windows(database: Database, stopping: Callable[[], bool],
+             step: Window) -> Iterator[tuple[int, int]]:
+    """Run `step` over windows of ids, each in a transaction of its own, until it finds
+    nothing old enough (or `stopping`): the counts of each window. A step answers the last
+    id it looked at (-1: stop) and its two counts."""
+    after = 0
+    while not stopping():
+        with database.transaction() as connection:
+            after, first, second = step(connection, after)
+        if after < 0:
+            return
+        yield first, second
+
+
 def count(database: Database, before: datetime) -> Pruned:
     """What `prune` would remove now (a read: it scans the two tables)."""
     with database.reading() as connection:
@@ -103,7 +112,7 @@ def count(database: Database, before: datetime) -> Pruned:
         pending = (select(DISPATCHES.c.id)
                    .where(DISPATCHES.c.subscriber_id == DELIVERIES.c.subscriber_id,
                           DISPATCHES.c.delivery_seq == DELIVERIES.c.seq,
-                          DISPATCHES.c.status.in_(PENDING)).exists())
+                          DISPATCHES.c.status.in_(UNFINISHED)).exists())
         old = select(func.count()).select_from(DELIVERIES).where(
             DELIVERIES.c.decided_at < before)
         messages = connection.execute(old.where(~pending)).scalar_one()
@@ -115,21 +124,21 @@ def count(database: Database, before: datetime) -> Pruned:
 
 
 def _prune_events(connection: Connection, writer: BatchWriter, before: datetime, after: int,
-                  window: int) -> tuple[int, int]:
+                  window: int) -> tuple[int, int, int]:
     """One window of events after id `after`: (the last id looked at, or -1 to stop; how many
-    were removed)."""
+    were removed; 0)."""
     rows = connection.execute(
         select(EVENTS.c.id, EVENTS.c.subscriber_id, EVENTS.c.seq, EVENTS.c.received_at)
         .where(EVENTS.c.id > after).order_by(EVENTS.c.id).limit(window)).all()
     old = [row for row in rows if row.received_at < before]
     if not old:
-        return -1, 0
+        return -1, 0, 0
     pointers = [(None, row.subscriber_id, row.seq) for row in old]
     for table in (LEDGER, CONSENTS, TAGS):  # what pointed at them keeps its row
         writer.update(connection, table, ("event_seq",), ("subscriber_id", "event_seq"),
                       pointers)
     writer.delete(connection, EVENTS, ("id",), [(row.id,) for row in old])
-    return rows[-1].id, len(old)
+    return rows[-1].id, len(old), 0
 
 
 def _prune_messages(connection: Connection, writer: BatchWriter, before: datetime, after: int,
@@ -158,5 +167,5 @@ def _pending(connection: Connection, deliveries: list[Any]) -> set[tuple[int, in
     rows = connection.execute(
         select(DISPATCHES.c.subscriber_id, DISPATCHES.c.delivery_seq)
         .where(among(connection, DISPATCHES.c.subscriber_id, subscribers),
-               DISPATCHES.c.status.in_(PENDING)))
+               DISPATCHES.c.status.in_(UNFINISHED)))
     return {(row.subscriber_id, row.delivery_seq) for row in rows}

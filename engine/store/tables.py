@@ -260,6 +260,10 @@ class Delivery(Base):
     decided_at: Mapped[datetime]
 
 
+UNFINISHED = ("queued", "sending")
+"""Dispatch statuses the outbox has not finished with (the others are final)."""
+
+
 class Dispatch(Base):
     """The outbox: one row per recipient of a decided send (each live browser subscription
     of a push, the address of an e-mail, the URL of a webhook), written in the transaction
