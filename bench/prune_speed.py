@@ -1,9 +1,11 @@
-"""How fast `nurture prune` removes old events and messages, and what a run costs when nothing
-is old enough (the daily job of a service whose data is all recent), on SQLite.
+"""How fast `nurture prune` removes old events and messages and merges old score ledger
+entries, and what a run costs when nothing is old enough (the daily job of a service whose data
+is all recent), on SQLite.
 
 The jewelry workflow's traffic (`bench.journeys`, the visits shape) is ingested over 10 hours
 with due work done along the way and the outbox marked as delivered; then the first half of
-that time is pruned, then (again) nothing, then the rest.
+that time is pruned, then (again) nothing, then the rest. At the end each score has one
+ledger entry left.
 
     .venv/bin/python -m bench.prune_speed [--subscribers N] [--events-each N]
 """
@@ -24,15 +26,17 @@ from engine.clock import VirtualClock
 from engine.processor import Engine
 from engine.store import retention
 from engine.store.database import Database, open_database
-from engine.store.states import DELIVERIES, DISPATCHES, EVENTS
+from engine.store.states import DELIVERIES, DISPATCHES, EVENTS, LEDGER, SCORES
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _counts(database: Database) -> tuple[int, int, int]:
+def _counts(database: Database) -> tuple[int, int, int, int]:
+    """Events, messages, outbox rows, ledger entries."""
     with database.reading() as connection:
         return tuple(int(connection.execute(select(func.count()).select_from(table)).scalar_one())
-                     for table in (EVENTS, DELIVERIES, DISPATCHES))  # type: ignore[return-value]
+                     for table in (EVENTS, DELIVERIES, DISPATCHES, LEDGER)
+                     )  # type: ignore[return-value]
 
 
 def main() -> None:
@@ -57,19 +61,23 @@ def main() -> None:
             connection.execute(update(DISPATCHES).values(status="delivered", due_at=None,
                                                          finished_at=clock.now()))
         stored = _counts(database)
+        with database.reading() as connection:
+            scores = int(connection.execute(select(func.count()).select_from(SCORES)
+                                            ).scalar_one())
         print(f"{args.subscribers:,} subscribers: {stored[0]:,} events, {stored[1]:,} messages, "
-              f"{stored[2]:,} outbox rows")
+              f"{stored[2]:,} outbox rows, {stored[3]:,} ledger entries of {scores:,} scores")
         for label, before in (("the first half", start + span / 2),
                               ("nothing old enough", start + span / 2),
                               ("the rest", clock.now() + timedelta(seconds=1))):
             began = time.perf_counter()
             pruned = retention.prune(database, before)
             elapsed = time.perf_counter() - began
-            removed = pruned.events + pruned.messages
+            removed = pruned.events + pruned.messages + pruned.ledger
             rate = f" = {removed / elapsed:,.0f} rows/s" if removed else ""
             print(f"  prune {label:<19} {pruned.events:>8,} events {pruned.messages:>7,} "
-                  f"messages in {elapsed * 1000:8.1f} ms{rate}")
-        assert _counts(database) == (0, 0, 0), _counts(database)
+                  f"messages {pruned.ledger:>8,} ledger entries in {elapsed * 1000:8.1f} ms"
+                  f"{rate}")
+        assert _counts(database) == (0, 0, 0, scores), _counts(database)
         database.dispose()
 
 

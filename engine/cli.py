@@ -764,16 +764,17 @@ def events(subscribers: tuple[str, ...], since_text: str | None, until_text: str
 
 @main.command()
 @click.option("--older-than", "period_text", default=None, metavar="DURATION",
-              help="What to remove: events and messages older than this, such as '400 days' "
+              help="What to remove: events, messages and score changes older than this, such as "
+                   "'400 days' "
                    "or '26 weeks' (at least 30 days). Default: NURTURE_RETENTION.")
 @click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
 @click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
 @reports_bugs
 def prune(period_text: str | None, dry_run: bool, db: str | None) -> None:
     """Remove recorded events, decided messages (with their outbox rows) and removed browser
-    subscriptions older than the retention period; scores, their ledger, consents, tags and
-    stages stay. Safe while the service runs, which does this once a day itself when
-    NURTURE_RETENTION is set."""
+    subscriptions older than the retention period, and merge each score's older ledger
+    entries into one; scores, consents, tags and stages stay. Safe while the service runs,
+    which does this once a day itself when NURTURE_RETENTION is set."""
     from engine.clock import SystemClock
     from engine.store import retention
     from engine.store.database import open_database
@@ -798,8 +799,9 @@ def prune(period_text: str | None, dry_run: bool, db: str | None) -> None:
     verb = "would remove" if dry_run else "removed"
     held = (f"; {found.held} older message(s) kept while the outbox still holds them"
             if found.held else "")
-    click.echo(f"{verb} {found.events} event(s), {found.messages} message(s) and "
-               f"{found.browsers} removed browser subscription(s) from before "
+    click.echo(f"{verb} {found.events} event(s), {found.messages} message(s), "
+               f"{found.browsers} removed browser subscription(s) and {found.ledger} score "
+               f"ledger entr{'y' if found.ledger == 1 else 'ies'} (merged) from before "
                f"{before:%Y-%m-%dT%H:%M:%SZ}{held}", err=True)
 
 

@@ -168,8 +168,10 @@ class Service:
         self.runtime.metrics.pruned.labels(kind="events").inc(pruned.events)
         self.runtime.metrics.pruned.labels(kind="messages").inc(pruned.messages)
         self.runtime.metrics.pruned.labels(kind="browsers").inc(pruned.browsers)
+        self.runtime.metrics.pruned.labels(kind="ledger").inc(pruned.ledger)
         log.info("pruned", extra={"events": pruned.events, "messages": pruned.messages,
                                   "held": pruned.held, "browsers": pruned.browsers,
+                                  "ledger": pruned.ledger,
                                   "before": f"{before:%Y-%m-%dT%H:%M:%SZ}"})
 
     def watch(self) -> None:

@@ -5,6 +5,7 @@ SQLite and PostgreSQL, with a real SMTP server."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -98,9 +99,10 @@ def test_old_events_and_finished_messages_go_and_the_rest_stays_explained(
     # The score is still explained by its ledger, rule by rule; the pruned event's entry
     # keeps its rule and time and loses only the pointer to the event.
     ledger = _rows(shop, LEDGER, "ann")
-    assert [(e["delta"], e["total"], Path(str(e["rule"])).name, e["event_seq"] is None)
-            for e in ledger] == [
-        (Decimal(5), Decimal(5), "w.flow:3", True), (Decimal(5), Decimal(10), "w.flow:3", False)]
+    assert [(e["kind"], e["delta"], e["total"], Path(str(e["rule"])).name,
+             e["event_seq"] is None) for e in ledger] == [
+        ("carried", Decimal(5), Decimal(5), "earlier changes, pruned", True),
+        ("event", Decimal(5), Decimal(10), "w.flow:3", False)]
     assert [(c["channel"], c["granted"], c["event_seq"]) for c in _rows(shop, CONSENTS, "ann")
             ] == [("email", True, None)]
     assert [(t["tag"], t["event_seq"]) for t in _rows(shop, TAGS, "ann")] == [("seen", None)]
@@ -121,6 +123,129 @@ def test_old_events_and_finished_messages_go_and_the_rest_stays_explained(
     shop.event("ann", "page_view", url="https://shop.example/")
     assert _rows(shop, LEDGER, "ann")[-1]["total"] == Decimal(15)
     assert _count(shop, EVENTS) == 3
+
+
+SCORED = """
+workflow w {
+  score interest {
+    on page_view +10
+    decay 50% every 30 days
+  }
+  score fit { when subscriber.role == "cto" +20 }
+  stage only { }
+}
+"""
+
+
+def _ledger(shop: Shop, subscriber: str) -> list[tuple[object, ...]]:
+    return [(e["score"], e["kind"], e["delta"], e["total"], e["at"])
+            for e in _rows(shop, LEDGER, subscriber)]
+
+
+def _adds_up(shop: Shop, subscriber: str) -> dict[tuple[str, str], Decimal]:
+    """Each score's total, after checking that its ledger's deltas sum to it."""
+    with shop.database.reading() as connection:
+        key = queries.subscriber_key(connection, subscriber)
+        assert key is not None
+        totals = queries.scores(connection, key)
+    sums: dict[tuple[str, str], Decimal] = {}
+    for entry in _rows(shop, LEDGER, subscriber):
+        score = (str(entry["workflow"]), str(entry["score"]))
+        sums[score] = sums.get(score, Decimal(0)) + Decimal(str(entry["delta"]))
+    assert sums == {score: Decimal(str(total)) for score, total in totals.items()}
+    return sums
+
+
+def test_old_score_changes_merge_into_one_entry_per_score_that_still_adds_up(
+        shop_factory, tmp_path: Path, database_url: str) -> None:
+    """The ledger's detail (which rule matched, when) is a trail of what the person did: past
+    the period each score keeps one `carried` entry with the sum of the old changes, and the
+    ledger still adds up to every score, also after decay and fit changes, over two prunes
+    (the second merges the first's entry with what has grown old since)."""
+    shop = shop_factory(SCORED)
+    days = [T0 + timedelta(days=d) for d in range(200)]
+    shop.event("ann", "attributes", role="cto")  # fit +20 at T0
+    shop.event("bob", "page_view")
+    for day in (1, 2):
+        shop.clock.advance_to(days[day])
+        shop.event("ann", "page_view")
+        shop.event("bob", "page_view")
+    shop.advance(days=38)  # decay of a half at T0+30, +31 and +32 days; now T0+40
+    shop.event("ann", "page_view")
+    interest = [("interest", "event", Decimal(10), Decimal(10), days[1]),
+                ("interest", "event", Decimal(10), Decimal(20), days[2]),
+                ("interest", "decay", Decimal(-5), Decimal(15), days[31]),
+                ("interest", "decay", Decimal(-5), Decimal(10), days[32]),
+                ("interest", "event", Decimal(10), Decimal(20), days[40])]
+    assert _ledger(shop, "ann") == [("fit", "fit", Decimal(20), Decimal(20), T0), *interest]
+    before = days[10]
+    assert retention.count(shop.database, before).ledger == 3  # ann's 2 and bob's 3 merge
+    assert retention.prune(shop.database, before, window=2).ledger == 3
+
+    assert _ledger(shop, "ann") == [("fit", "carried", Decimal(20), Decimal(20), T0),
+                                    ("interest", "carried", Decimal(20), Decimal(20), days[2]),
+                                    *interest[2:]]
+    assert [(e["rule"], e["event_seq"], e["rule_key"]) for e in _rows(shop, LEDGER, "ann")][
+        :2] == [(retention.CARRIED_RULE, None, None)] * 2
+    assert _adds_up(shop, "ann") == {("w", "fit"): 20, ("w", "interest"): 20}
+    assert _adds_up(shop, "bob") == {("w", "interest"): 15}
+    assert retention.prune(shop.database, before) == retention.Pruned()  # nothing more
+
+    # Later: the carried entry takes in what has grown old since, and stays one entry.
+    shop.advance(days=80)  # now T0+120; decays go on
+    shop.event("ann", "page_view")
+    before = shop.clock.now() - timedelta(days=30)
+    # The tick that caught up wrote decay entries out of time order (old ones after recent
+    # ones): the walk stops at a window with nothing old, so this run merges only part of
+    # them, and the count says exactly that much; the next run takes the rest.
+    expected = retention.count(shop.database, before, window=3).ledger
+    assert 0 < expected < retention.count(shop.database, before, window=100).ledger
+    assert retention.prune(shop.database, before, window=3).ledger == expected
+    assert retention.count(shop.database, before, window=3).ledger == 0
+    assert retention.prune(shop.database, before, window=100).ledger > 0
+    ledger = _rows(shop, LEDGER, "ann")
+    assert [(e["score"], e["kind"]) for e in ledger if e["at"] < before] == [
+        ("fit", "carried"), ("interest", "carried")]
+    assert [e["kind"] for e in ledger if e["at"] >= before] == ["decay"] * 3 + ["event"]
+    totals = _adds_up(shop, "ann")
+    assert totals[("w", "fit")] == 20
+    _adds_up(shop, "bob")
+
+    # The engine goes on scoring on top, and the timeline shows the merged entry.
+    shop.event("ann", "page_view")
+    assert _adds_up(shop, "ann")[("w", "interest")] == totals[("w", "interest")] + 10
+    result = CliRunner().invoke(main, ["timeline", "ann", "--db", database_url,
+                                       "--workflows", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "score interest" in result.output
+    assert "(earlier changes, pruned)" in result.output
+
+
+def test_two_workers_pruning_at_once_merge_each_entry_once(shop_factory,
+                                                            database_url: str) -> None:
+    """Workers each run the daily prune: their walks overlap, and an entry merged by one must
+    not be counted again by the other (the ledger would no longer add up)."""
+    shop = shop_factory(SCORED)
+    people = [f"p{n}" for n in range(12)]
+    for _ in range(8):
+        shop.event_of_each(people, "page_view")
+        shop.clock.advance_to(shop.clock.now() + timedelta(hours=1))
+    shop.clock.advance_to(shop.clock.now() + timedelta(days=25))  # before any decay
+    before = shop.clock.now()
+    shop.clock.advance_to(before + timedelta(days=30))
+    assert _count(shop, LEDGER) == 96
+    workers = [open_database(database_url) for _ in range(2)]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            merged = sum(p.ledger for p in pool.map(
+                lambda database: retention.prune(database, before, window=5), workers))
+    finally:
+        for database in workers:
+            database.dispose()
+    assert merged == 96 - 12
+    assert _count(shop, LEDGER) == 12
+    for person in people:
+        assert _adds_up(shop, person) == {("w", "interest"): 80}
 
 
 def test_a_prune_stops_between_windows_when_asked(shop_factory) -> None:
@@ -158,11 +283,11 @@ def test_the_command_prunes_counts_and_refuses_a_period_too_short(
     runner = CliRunner()
     result = runner.invoke(main, ["prune", "--older-than", "400 days", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert ("would remove 0 event(s), 0 message(s) and 0 removed browser subscription(s) "
-            "from before ") in result.output
+    assert ("would remove 0 event(s), 0 message(s), 0 removed browser subscription(s) and 0 "
+            "score ledger entries (merged) from before ") in result.output
     result = runner.invoke(main, ["prune", "--older-than", "26 weeks"])
     assert result.exit_code == 0, result.output
-    assert "removed 0 event(s), 0 message(s) and 0 removed" in result.output
+    assert "removed 0 event(s), 0 message(s), 0 removed" in result.output
     result = runner.invoke(main, ["prune", "--older-than", "7 days"])
     assert result.exit_code == 2
     assert "--older-than" in result.output and "at least 30 days" in result.output

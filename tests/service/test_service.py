@@ -167,8 +167,9 @@ def test_with_a_retention_period_the_service_prunes_once_a_day(
         tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
     runtime = build_runtime(tmp_path, db=database_url, retention=timedelta(days=30))
     try:
-        runtime.ingest([parse_event({"subscriber": "ann", "type": "page_view"}, 1,
-                                    default_at=runtime.clock.now())])
+        runtime.ingest([parse_event({"subscriber": "ann", "type": "page_view",
+                                     "properties": {"url": "/diamonds"}}, seq,
+                                    default_at=runtime.clock.now()) for seq in (1, 2)])
         service = Service(runtime, Dispatcher(runtime.database,
                                               Links(runtime.signer, "http://127.0.0.1")))
         service.start()
@@ -188,13 +189,14 @@ def test_with_a_retention_period_the_service_prunes_once_a_day(
             service.prune()
         service.stop()  # (its event loop)
         logged = [r.__dict__ for r in caplog.records if r.getMessage() == "pruned"]
-        assert [(r["events"], r["messages"], r["before"]) for r in logged] == [
-            (0, 0, "2026-03-02T09:00:00Z"), (1, 0, "2026-03-02T09:00:01Z")]
+        assert [(r["events"], r["messages"], r["ledger"], r["before"]) for r in logged] == [
+            (0, 0, 0, "2026-03-02T09:00:00Z"), (2, 0, 1, "2026-03-02T09:00:01Z")]
         with runtime.database.reading() as connection:
             assert queries.subscriber_key(connection, "ann") is not None  # they stay
             assert connection.execute(select(func.count()).select_from(EVENTS)).scalar() == 0
         exposed = runtime.metrics.exposition().decode()
-        assert 'nurture_pruned_total{kind="events"} 1.0' in exposed
+        assert 'nurture_pruned_total{kind="events"} 2.0' in exposed
+        assert 'nurture_pruned_total{kind="ledger"} 1.0' in exposed
         assert 'nurture_pruned_total{kind="messages"} 0.0' in exposed
         assert 'nurture_pruned_total{kind="browsers"} 0.0' in exposed
     finally:
