@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -803,6 +804,116 @@ def prune(period_text: str | None, dry_run: bool, db: str | None) -> None:
                f"{found.browsers} removed browser subscription(s) and {found.ledger} score "
                f"ledger entr{'y' if found.ledger == 1 else 'ies'} (merged) from before "
                f"{before:%Y-%m-%dT%H:%M:%SZ}{held}", err=True)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--keys-only", is_flag=True,
+              help="Copy only the keys (a PostgreSQL database is backed up with pg_dump).")
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@reports_bugs
+def backup(folder: Path, keys_only: bool, db: str | None) -> None:
+    """Copy the database and the keys into FOLDER (new or empty), while the service runs.
+
+    The database is copied as of one commit and checked (SQLite: `VACUUM INTO`, which holds
+    no writer up); the keys (VAPID key, signing secrets, API key) are copied beside it, since
+    a database restored without them leaves every browser subscription and every link sent
+    unusable. FOLDER is made readable by its owner only. `nurture restore FOLDER` puts it
+    back."""
+    from engine.store import backup as copies
+
+    settings = load_settings().with_flags(db=db)
+    file = copies.sqlite_path(settings.db)
+    if file is None and not keys_only:
+        raise click.UsageError(
+            "the database is not a SQLite file: back it up with its own tools (PostgreSQL: "
+            "pg_dump --format=custom), and copy the keys with `nurture backup --keys-only "
+            "FOLDER`")
+    if folder.exists() and any(folder.iterdir()):
+        raise click.BadParameter(f"{folder} is not empty: a backup never overwrites",
+                                 param_hint="FOLDER")
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    if file is not None and not keys_only:
+        try:
+            copied = copies.snapshot(file, folder / BACKUP_DATABASE)
+        except copies.BackupError as problem:
+            raise click.ClickException(str(problem)) from None
+        click.echo(f"database: {copied.path} ({copied.bytes:,} bytes, checked: "
+                   f"{copied.subscribers:,} subscriber(s), {copied.events:,} event(s))",
+                   err=True)
+    kept = folder / BACKUP_KEYS
+    names = []
+    for name, path in settings.key_files().items():
+        if path.is_file():
+            kept.mkdir(mode=0o700, exist_ok=True)
+            _copy_private(path, kept / name)
+            names.append(name)
+    click.echo(f"keys: {', '.join(names) or 'none'} in {kept}" if names else
+               f"keys: no key file in {settings.secret_file.parent}", err=True)
+    given = settings.keys_in_environment()
+    if given:
+        click.echo(f"not in the backup: {', '.join(given)} (keys set in the environment: "
+                   "keep them where the service's environment is kept)", err=True)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--replace", is_flag=True,
+              help="Replace a database that holds subscribers, and keys that differ.")
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@reports_bugs
+def restore(folder: Path, replace: bool, db: str | None) -> None:
+    """Put back what `nurture backup` copied into FOLDER: the database and the keys.
+
+    Stop the service (and every worker) first: a running one would go on from what it holds
+    in memory. The database is written through SQLite (never copied over the file, whose
+    write-ahead log would then be replayed onto it). Without --replace, a database that
+    holds subscribers and keys that differ are left alone, and nothing is done."""
+    from engine.store import backup as copies
+
+    settings = load_settings().with_flags(db=db)
+    file = copies.sqlite_path(settings.db)
+    source = folder / BACKUP_DATABASE
+    if file is None:
+        raise click.UsageError("the database is not a SQLite file: restore it with its own "
+                               "tools (PostgreSQL: pg_restore)")
+    kept = folder / BACKUP_KEYS
+    keys = {name: path for name, path in settings.key_files().items() if (kept / name).is_file()}
+    differing = [str(path) for name, path in keys.items()
+                 if path.is_file() and path.read_bytes() != (kept / name).read_bytes()]
+    try:
+        copied = copies.check(source)
+        holds = copies.check(file).subscribers if file.is_file() else 0
+    except copies.BackupError as problem:
+        raise click.ClickException(str(problem)) from None
+    if not replace and (holds or differing):
+        what = [f"{file} holds {holds:,} subscriber(s)"] if holds else []
+        what += [f"{path} differs from the backup's" for path in differing]
+        raise click.UsageError(f"{'; '.join(what)}: add --replace to replace them (with the "
+                               "service stopped)")
+    copies.restore(source, file)
+    click.echo(f"database: {file} restored from {source} ({copied.subscribers:,} "
+               f"subscriber(s), {copied.events:,} event(s))", err=True)
+    for name, path in keys.items():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _copy_private(kept / name, path)
+    click.echo(f"keys: {', '.join(map(str, keys.values())) or 'none in the backup'}", err=True)
+
+
+BACKUP_DATABASE = "nurture.db"
+BACKUP_KEYS = "keys"
+
+
+def _copy_private(source: Path, target: Path) -> None:
+    """Copy a key file so that only its owner can read the copy, at no moment otherwise."""
+    data = source.read_bytes()
+    temporary = target.with_name(target.name + ".new")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(data)
+    os.replace(temporary, target)
 
 
 def _display(host: str) -> str:

@@ -125,6 +125,24 @@ class Settings:
             out.write(base64.b64encode(secret).decode())
         return secret
 
+    def key_files(self) -> dict[str, Path]:
+        """Where each key of the service is kept as a file, by the name a backup gives it:
+        a database restored without them is of little use (every browser subscription is
+        tied to the VAPID key, every link sent to the signing secret)."""
+        return {"vapid.pem": self.vapid_key_file, "secret": self.secret_file,
+                "secret.previous": self.previous_secrets_file,
+                "secret.erasures": self.erasure_secrets_file,
+                "api-key": self.secret_file.with_name("api-key")}
+
+    def keys_in_environment(self) -> list[str]:
+        """The variables that give keys instead of the files (a backup cannot hold them)."""
+        given = {"NURTURE_VAPID_PRIVATE_KEY": self.vapid_private_key,
+                 "NURTURE_SECRET": self.secret,
+                 "NURTURE_SECRET_PREVIOUS": self.previous_secrets,
+                 "NURTURE_ERASURE_SECRETS": self.erasure_secrets,
+                 "NURTURE_API_KEY": self.api_key}
+        return [variable for variable, value in given.items() if value]
+
     @property
     def previous_secrets_file(self) -> Path:
         return self.secret_file.with_name(self.secret_file.name + ".previous")
