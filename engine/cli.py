@@ -829,6 +829,9 @@ def backup(folder: Path, keys_only: bool, db: str | None) -> None:
             "the database is not a SQLite file: back it up with its own tools (PostgreSQL: "
             "pg_dump --format=custom), and copy the keys with `nurture backup --keys-only "
             "FOLDER`")
+    if file is not None and not keys_only and not file.is_file():
+        raise click.ClickException(f"{file}: no such file (the database of NURTURE_DB or "
+                                   "--db)")
     if folder.exists() and any(folder.iterdir()):
         raise click.BadParameter(f"{folder} is not empty: a backup never overwrites",
                                  param_hint="FOLDER")

@@ -80,7 +80,8 @@ class Pruned:
 
 def prune(database: Database, before: datetime, window: int = WINDOW,
           stop: Callable[[], bool] | None = None) -> Pruned:
-    """Remove events received, and messages decided, before `before` (see the module).
+    """Remove events received, and messages decided, before `before`, and merge the score
+    ledger's entries from before it (see the module).
 
     `stop` is asked between windows: a service shutting down does not wait for a first run
     over years of data (what is left is taken the next time)."""

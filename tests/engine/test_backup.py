@@ -84,6 +84,10 @@ def test_a_backup_holds_the_last_commit_and_the_keys_while_a_writer_is_busy(
     # A second backup into the same folder is refused: a backup never overwrites.
     again = RUNNER.invoke(main, ["backup", "saved"])
     assert again.exit_code == 2 and "not empty" in again.output
+    # A mistyped database is said so, and leaves no folder behind.
+    wrong = RUNNER.invoke(main, ["backup", "other", "--db", "sqlite:///nurture-typo.db"])
+    assert wrong.exit_code == 1 and "nurture-typo.db: no such file" in wrong.output
+    assert not (site / "other").exists()
 
 
 def test_restore_goes_through_sqlite_over_a_log_with_frames_and_only_when_asked(
