@@ -852,7 +852,7 @@ def backup(folder: Path, keys_only: bool, db: str | None) -> None:
             kept.mkdir(mode=0o700, exist_ok=True)
             _copy_private(path, kept / name)
             names.append(name)
-    click.echo(f"keys: {', '.join(names) or 'none'} in {kept}" if names else
+    click.echo(f"keys: {', '.join(names)} in {kept}" if names else
                f"keys: no key file in {settings.secret_file.parent}", err=True)
     given = settings.keys_in_environment()
     if given:
@@ -887,11 +887,13 @@ def restore(folder: Path, replace: bool, db: str | None) -> None:
                  if path.is_file() and path.read_bytes() != (kept / name).read_bytes()]
     try:
         copied = copies.check(source)
-        holds = copies.check(file).subscribers if file.is_file() else 0
     except copies.BackupError as problem:
         raise click.ClickException(str(problem)) from None
-    if not replace and (holds or differing):
-        what = [f"{file} holds {holds:,} subscriber(s)"] if holds else []
+    holds = copies.subscribers_in(file)
+    if not replace and (holds != 0 or differing):
+        what = ([f"{file} holds {holds:,} subscriber(s)"] if holds else
+                [f"{file} cannot be read as a database (it will be moved aside to "
+                 f"{file.name}.damaged)"] if holds is None else [])
         what += [f"{path} differs from the backup's" for path in differing]
         raise click.UsageError(f"{'; '.join(what)}: add --replace to replace them (with the "
                                "service stopped)")

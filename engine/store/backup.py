@@ -88,12 +88,33 @@ def check(path: Path) -> Copied:
     return Copied(path, path.stat().st_size, subscribers, events)
 
 
+def subscribers_in(path: Path) -> int | None:
+    """How many subscribers the database at `path` holds (0: no file); None when it cannot
+    be read, damaged perhaps (the case a restore is for: not checked through, only read)."""
+    if not path.is_file():
+        return 0
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            return int(connection.execute("SELECT count(*) FROM subscribers").fetchone()[0])
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return None
+
+
 def restore(source: Path, target: Path) -> Copied:
     """Replace the database at `target` (created if missing) with the copy at `source`.
 
     The caller makes sure no service uses `target` meanwhile: one running would go on from
-    what it holds in memory, on data that is no longer there."""
+    what it holds in memory, on data that is no longer there. A `target` that cannot be read
+    as a database is moved aside first (`NAME.damaged`, with its log), not written into."""
     copied = check(source)
+    if subscribers_in(target) is None:
+        for suffix in ("", "-wal", "-shm"):
+            damaged = target.with_name(target.name + suffix)
+            if damaged.exists():
+                damaged.replace(target.with_name(f"{target.name}.damaged{suffix}"))
     target.parent.mkdir(parents=True, exist_ok=True)
     reading = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     writing = sqlite3.connect(target, timeout=30)

@@ -135,6 +135,15 @@ def test_restore_on_a_new_machine_and_a_damaged_copy(site: Path, tmp_path_factor
     assert "damaged/nurture.db: not a nurture database" in result.output
     assert _subscribers("sqlite:///nurture.db") == ["ann", "bob"]
 
+    # The live database is the damaged one: the restore is what it is for.
+    (site / "nurture.db").write_bytes(b"garbage" * 1000)
+    refused = RUNNER.invoke(main, ["restore", "saved"])
+    assert refused.exit_code == 2 and "cannot be read as a database" in refused.output
+    result = RUNNER.invoke(main, ["restore", "saved", "--replace"])
+    assert result.exit_code == 0, result.output
+    assert _subscribers("sqlite:///nurture.db") == ["ann", "bob"]
+    assert (site / "nurture.db.damaged").read_bytes() == b"garbage" * 1000
+
 
 def test_on_postgresql_the_database_is_pg_dumps_and_the_keys_are_ours(
         site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
