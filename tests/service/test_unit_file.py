@@ -25,21 +25,26 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                     reason="systemd-analyze is not installed")
 def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
-    home = tmp_path / "srv"
-    (home / ".venv" / "bin").mkdir(parents=True)
-    (home / ".venv" / "bin" / "nurture").symlink_to(Path(sys.executable).parent / "nurture")
-    (tmp_path / "nurture.env").write_text("NURTURE_DB=sqlite:///nurture.db\n")
-    unit = (ROOT / "docs" / "nurture.service").read_text(encoding="utf-8")
-    assert "ExecStart=/srv/nurture/.venv/bin/nurture serve " in unit
-    unit = unit.replace("/srv/nurture", str(home)).replace("/etc/nurture/nurture.env",
-                                                           str(tmp_path / "nurture.env"))
-    (tmp_path / "nurture.service").write_text(unit, encoding="utf-8")
+    _install(tmp_path)
+    unit = _placed(tmp_path, "nurture.service")
+    assert f"ExecStart={tmp_path}/srv/.venv/bin/nurture serve " in unit
     checked = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "nurture.service")],
                              capture_output=True, text=True, check=False)
     assert (checked.returncode, checked.stderr) == (0, "")
 
 
+def _install(tmp_path: Path) -> Path:
+    """The units' folders under `tmp_path` (see `_placed`), this checkout's `nurture` as the
+    installed one: the service's home."""
+    home = tmp_path / "srv"
+    (home / ".venv" / "bin").mkdir(parents=True)
+    (home / ".venv" / "bin" / "nurture").symlink_to(Path(sys.executable).parent / "nurture")
+    (tmp_path / "nurture.env").write_text("NURTURE_DB=sqlite:///nurture.db\n")
+    return home
+
+
 def _placed(tmp_path: Path, name: str) -> str:
+    """The unit `docs/NAME` with its paths moved under `tmp_path`, written there."""
     home = tmp_path / "srv"
     unit = (ROOT / "docs" / name).read_text(encoding="utf-8")
     unit = (unit.replace("/srv/nurture-backups", str(tmp_path / "backups"))
@@ -52,10 +57,7 @@ def _placed(tmp_path: Path, name: str) -> str:
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                     reason="systemd-analyze is not installed")
 def test_the_backup_units_verify_and_their_commands_back_up(tmp_path: Path) -> None:
-    home = tmp_path / "srv"
-    (home / ".venv" / "bin").mkdir(parents=True)
-    (home / ".venv" / "bin" / "nurture").symlink_to(Path(sys.executable).parent / "nurture")
-    (tmp_path / "nurture.env").write_text("NURTURE_DB=sqlite:///nurture.db\n")
+    home = _install(tmp_path)
     service = _placed(tmp_path, "nurture-backup.service")
     _placed(tmp_path, "nurture-backup.timer")
     checked = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "nurture-backup.timer"),
