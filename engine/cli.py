@@ -22,7 +22,7 @@ from dsl.diagnostics import did_you_mean
 from dsl.graph import FORMATS, render_graph
 from dsl.loader import LoadResult, load_paths
 from engine.collector import tune_for_long_runs
-from engine.config import ConfigError, load_settings, retention_period
+from engine.config import ConfigError, load_settings, retention_period, write_private
 from engine.events import EventError, parse_instant
 from engine.records import Record, printable
 
@@ -850,7 +850,7 @@ def backup(folder: Path, keys_only: bool, db: str | None) -> None:
     for name, path in settings.key_files().items():
         if path.is_file():
             kept.mkdir(mode=0o700, exist_ok=True)
-            _copy_private(path, kept / name)
+            write_private(kept / name, path.read_bytes())
             names.append(name)
     click.echo(f"keys: {', '.join(names)} in {kept}" if names else
                f"keys: no key file in {settings.secret_file.parent}", err=True)
@@ -897,28 +897,18 @@ def restore(folder: Path, replace: bool, db: str | None) -> None:
         what += [f"{path} differs from the backup's" for path in differing]
         raise click.UsageError(f"{'; '.join(what)}: add --replace to replace them (with the "
                                "service stopped)")
-    copies.restore(source, file)
+    copies.restore(copied, file)
     click.echo(f"database: {file} restored from {source} ({copied.subscribers:,} "
                f"subscriber(s), {copied.events:,} event(s))", err=True)
     for name, path in keys.items():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _copy_private(kept / name, path)
+        write_private(path, (kept / name).read_bytes())
     click.echo(f"keys: {', '.join(map(str, keys.values())) or 'none in the backup'}", err=True)
 
 
 BACKUP_DATABASE = "nurture.db"
 BACKUP_KEYS = "keys"
 
-
-def _copy_private(source: Path, target: Path) -> None:
-    """Copy a key file so that only its owner can read the copy, at no moment otherwise."""
-    data = source.read_bytes()
-    temporary = target.with_name(target.name + ".new")
-    temporary.unlink(missing_ok=True)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(data)
-    os.replace(temporary, target)
 
 
 def _display(host: str) -> str:

@@ -194,13 +194,19 @@ class Settings:
         old = current.read_text(encoding="ascii").strip()
         for kept in (self.previous_secrets_file, self.erasure_secrets_file):
             _append_lines(kept, [old])
-        fresh = current.with_name(current.name + ".new")
-        fresh.unlink(missing_ok=True)
-        descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="ascii") as out:
-            out.write(base64.b64encode(new_secret()).decode())
-        fresh.replace(current)
+        write_private(current, base64.b64encode(new_secret()))
         return self.previous_secrets_file
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a key file that only its owner can read at any moment, replacing the file in
+    one rename (a reader sees the old content or the new, never half of it)."""
+    fresh = path.with_name(path.name + ".new")
+    fresh.unlink(missing_ok=True)
+    descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(data)
+    fresh.replace(path)
 
 
 def _append_lines(path: Path, lines: list[str]) -> None:

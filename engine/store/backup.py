@@ -55,8 +55,7 @@ def snapshot(source: Path, target: Path) -> Copied:
     if target.exists():
         raise BackupError(f"{target} exists already: a backup never overwrites")
     try:
-        connection = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30,
-                                     isolation_level=None)
+        connection = _read_only(source)
         try:
             connection.execute("VACUUM INTO ?", (str(target),))
         finally:
@@ -72,7 +71,7 @@ def check(path: Path) -> Copied:
     if not path.is_file():
         raise BackupError(f"{path}: no such file")
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        connection = _read_only(path)
     except sqlite3.Error as problem:
         raise BackupError(f"{path}: cannot be opened ({problem})") from None
     try:
@@ -94,7 +93,7 @@ def subscribers_in(path: Path) -> int | None:
     if not path.is_file():
         return 0
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        connection = _read_only(path)
         try:
             return int(connection.execute("SELECT count(*) FROM subscribers").fetchone()[0])
         finally:
@@ -103,20 +102,19 @@ def subscribers_in(path: Path) -> int | None:
         return None
 
 
-def restore(source: Path, target: Path) -> Copied:
-    """Replace the database at `target` (created if missing) with the copy at `source`.
+def restore(copied: Copied, target: Path) -> None:
+    """Replace the database at `target` (created if missing) with a copy that `check` passed.
 
     The caller makes sure no service uses `target` meanwhile: one running would go on from
     what it holds in memory, on data that is no longer there. A `target` that cannot be read
     as a database is moved aside first (`NAME.damaged`, with its log), not written into."""
-    copied = check(source)
     if subscribers_in(target) is None:
         for suffix in ("", "-wal", "-shm"):
             damaged = target.with_name(target.name + suffix)
             if damaged.exists():
                 damaged.replace(target.with_name(f"{target.name}.damaged{suffix}"))
     target.parent.mkdir(parents=True, exist_ok=True)
-    reading = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    reading = _read_only(copied.path)
     writing = sqlite3.connect(target, timeout=30)
     try:
         writing.execute("PRAGMA journal_mode=WAL")
@@ -125,4 +123,9 @@ def restore(source: Path, target: Path) -> Copied:
     finally:
         reading.close()
         writing.close()
-    return copied
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A connection that can only read (and never creates the file), in autocommit: a
+    statement's read is its own snapshot, and waits up to 30 s for a lock."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)

@@ -148,10 +148,7 @@ def _ledger_count(connection: Connection, before: datetime, window: int) -> int:
     first with nothing old enough), then counts by score what it would merge there."""
     end = after = 0
     while True:
-        rows = connection.execute(
-            select(LEDGER.c.id, LEDGER.c.at)
-            .where(LEDGER.c.id > after, LEDGER.c.kind != CARRIED)
-            .order_by(LEDGER.c.id).limit(window)).all()
+        rows = _ledger_window(connection, after, window)
         if not any(row.at < before for row in rows):
             break
         end = after = rows[-1].id
@@ -186,6 +183,15 @@ def _prune_events(connection: Connection, writer: BatchWriter, before: datetime,
     return rows[-1].id, len(old), 0
 
 
+def _ledger_window(connection: Connection, after: int, window: int) -> list[Any]:
+    """The next `window` ledger entries after id `after` that are not `carried`: the walk
+    that `prune` merges along and `count` counts along (the same, so that they agree)."""
+    return list(connection.execute(
+        select(LEDGER.c.id, LEDGER.c.subscriber_id, LEDGER.c.at)
+        .where(LEDGER.c.id > after, LEDGER.c.kind != CARRIED)
+        .order_by(LEDGER.c.id).limit(window)).all())
+
+
 def _merge_ledger(connection: Connection, writer: BatchWriter, before: datetime, after: int,
                   window: int) -> tuple[int, int, int]:
     """One window of ledger entries after id `after`, other than `carried` ones: (the last
@@ -197,10 +203,7 @@ def _merge_ledger(connection: Connection, writer: BatchWriter, before: datetime,
     subscribers are locked first (PostgreSQL), as the engine locks them, and the entries are
     read again under the lock, so that two workers pruning at once never merge one entry
     twice."""
-    rows = connection.execute(
-        select(LEDGER.c.id, LEDGER.c.subscriber_id, LEDGER.c.at)
-        .where(LEDGER.c.id > after, LEDGER.c.kind != CARRIED)
-        .order_by(LEDGER.c.id).limit(window)).all()
+    rows = _ledger_window(connection, after, window)
     old = [row for row in rows if row.at < before]
     if not old:
         return -1, 0, 0
