@@ -156,39 +156,27 @@ def _clicked(server: LiveServer) -> dict[str, Any] | None:
 
 
 def test_a_rotated_subscription_is_registered_again_by_the_service_worker(site) -> None:
-    from playwright.sync_api import sync_playwright
-
     server, push, _ = site
-    base = f"http://localhost:{server.port}"
     fresh = push.browser("rotated")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            context = browser.new_context()
-            context.grant_permissions(["notifications"], origin=base)
-            page = context.new_page()
-            page.goto(f"{base}/?subscriber=zoe")
-            page.wait_for_function("document.body.dataset.worker === 'ready'")
-            # subscribe() hands the worker zoe's identity, then fails offline at
-            # pushManager.subscribe (no vendor push service here)
-            outcome = page.evaluate("nurture.subscribe(identity).then(r => r.status,"
-                                    " e => 'failed: ' + e)")
-            assert outcome.startswith("failed")
-            worker = context.service_workers[0]
-            wait_for(lambda: worker.evaluate(
-                "caches.open('nurture').then(c => c.match('https://nurture.invalid/identity'))"
-                ".then(r => !!r)"), what="the stored identity")
-            worker.evaluate("""([endpoint, p256dh, auth]) => {
-                const event = new ExtendableEvent('pushsubscriptionchange');
-                Object.defineProperty(event, 'newSubscription', {value: {
-                    toJSON: () => ({endpoint, keys: {p256dh, auth}})}});
-                self.dispatchEvent(event);
-            }""", [push.endpoint("rotated"), fresh.p256dh, fresh.auth_secret])
-            exported = wait_for(lambda: _registered(server, "zoe"), what="the new subscription")
-            assert [s["endpoint"] for s in exported["push_subscriptions"]] == [
-                push.endpoint("rotated")]
-        finally:
-            browser.close()
+    with _demo_page(server, "zoe") as (context, page):
+        # subscribe() hands the worker zoe's identity, then fails offline at
+        # pushManager.subscribe (no vendor push service here)
+        outcome = page.evaluate("nurture.subscribe(identity).then(r => r.status,"
+                                " e => 'failed: ' + e)")
+        assert outcome.startswith("failed")
+        worker = context.service_workers[0]
+        wait_for(lambda: worker.evaluate(
+            "caches.open('nurture').then(c => c.match('https://nurture.invalid/identity'))"
+            ".then(r => !!r)"), what="the stored identity")
+        worker.evaluate("""([endpoint, p256dh, auth]) => {
+            const event = new ExtendableEvent('pushsubscriptionchange');
+            Object.defineProperty(event, 'newSubscription', {value: {
+                toJSON: () => ({endpoint, keys: {p256dh, auth}})}});
+            self.dispatchEvent(event);
+        }""", [push.endpoint("rotated"), fresh.p256dh, fresh.auth_secret])
+        exported = wait_for(lambda: _registered(server, "zoe"), what="the new subscription")
+        assert [s["endpoint"] for s in exported["push_subscriptions"]] == [
+            push.endpoint("rotated")]
 
 
 RENEWAL = """async ([replaced, oldEndpoint, newEndpoint, p256dh, auth]) => {
@@ -249,9 +237,10 @@ def _registered(server: LiveServer, subscriber: str) -> dict[str, Any] | None:
     return exported if exported["push_subscriptions"] else None
 
 
-def _on_demo_page(server: LiveServer, subscriber: str, script: str, argument: Any) -> Any:
-    """Run `script` (a function of `argument`) on the demo page in a fresh Chromium, once the
-    page's service worker is ready, and give its result."""
+@contextlib.contextmanager
+def _demo_page(server: LiveServer, subscriber: str) -> Iterator[tuple[Any, Any]]:
+    """The demo page of `subscriber` in a fresh Chromium allowed to notify, once the page's
+    service worker is ready: (the browser context, the page)."""
     from playwright.sync_api import sync_playwright
 
     base = f"http://localhost:{server.port}"
@@ -263,9 +252,15 @@ def _on_demo_page(server: LiveServer, subscriber: str, script: str, argument: An
             page = context.new_page()
             page.goto(f"{base}/?subscriber={subscriber}")
             page.wait_for_function("document.body.dataset.worker === 'ready'")
-            return page.evaluate(script, argument)
+            yield context, page
         finally:
             browser.close()
+
+
+def _on_demo_page(server: LiveServer, subscriber: str, script: str, argument: Any) -> Any:
+    """Run `script` (a function of `argument`) on the demo page, and give its result."""
+    with _demo_page(server, subscriber) as (_, page):
+        return page.evaluate(script, argument)
 
 
 def test_an_unsubscribe_link_followed_on_a_phone(site) -> None:
