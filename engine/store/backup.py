@@ -127,5 +127,10 @@ def restore(copied: Copied, target: Path) -> None:
 
 def _read_only(path: Path) -> sqlite3.Connection:
     """A connection that can only read (and never creates the file), in autocommit: a
-    statement's read is its own snapshot, and waits up to 30 s for a lock."""
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+    statement's read is its own snapshot, and waits up to 30 s for a lock.
+
+    Read-only takes a `file:` URI, where `#`, `?` and `%` are syntax: a folder called
+    `backups #1` would otherwise open (and create) `backups ` instead, so the path is
+    percent-encoded (`as_uri`)."""
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30,
+                           isolation_level=None)

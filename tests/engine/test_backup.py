@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
@@ -143,6 +144,32 @@ def test_restore_on_a_new_machine_and_a_damaged_copy(site: Path, tmp_path_factor
     assert result.exit_code == 0, result.output
     assert _subscribers("sqlite:///nurture.db") == ["ann", "bob"]
     assert (site / "nurture.db.damaged").read_bytes() == b"garbage" * 1000
+
+
+@pytest.mark.parametrize("name", ["backups #1", "what?", "100%41 sure"])
+def test_folder_names_are_file_names_not_uri_syntax(site: Path, name: str) -> None:
+    """SQLite reads `#`, `?` and `%` in a `file:` URI as syntax: the copy must still be read
+    from (and checked at) the path given, and nothing made beside it."""
+    def beside() -> list[str]:  # the live database's log files come and go: not counted
+        return sorted(p.name for p in site.iterdir() if not p.name.startswith("nurture.db-"))
+
+    before = beside()
+    saved = site / name / "copy"
+    result = RUNNER.invoke(main, ["backup", str(saved)])
+    assert result.exit_code == 0, result.output
+    assert "checked: 2 subscriber(s), 2 event(s)" in result.output
+    assert beside() == sorted([*before, name])
+    # In a database URL they are URL syntax, as everywhere: a path there is percent-encoded.
+    elsewhere = site / name / "restored.db"
+    url = f"sqlite:///{quote(str(elsewhere))}"
+    result = RUNNER.invoke(main, ["restore", str(saved), "--db", url])
+    assert result.exit_code == 0, result.output
+    assert elsewhere.is_file()
+    assert _subscribers(url) == ["ann", "bob"]
+    # The live database in such a folder is read where it is too.
+    again = RUNNER.invoke(main, ["backup", str(site / name / "again"), "--db", url])
+    assert again.exit_code == 0, again.output
+    assert "checked: 2 subscriber(s), 2 event(s)" in again.output
 
 
 def test_on_postgresql_the_database_is_pg_dumps_and_the_keys_are_ours(
