@@ -5,6 +5,9 @@ their own language (the `lang` variants of SPEC §1.7): the page answers in it t
 language is the subscriber's `locale` attribute, else the browser's `Accept-Language`, read as
 message variants are chosen (`channels.render.preferred_locales`); English when none of them
 is one of these.
+
+French puts a no-break space before `?` (so the mark never starts a line); Italian asks
+"Non vuoi più ricevere…?", since "Non ricevere più…?" reads as the command "do not receive".
 """
 
 from __future__ import annotations
@@ -38,16 +41,16 @@ WORDS: dict[str, PageWords] = {words.lang: words for words in (
                "push": "Keine Benachrichtigungen mehr von uns erhalten?"},
               "Abmelden", "Abgemeldet", "Sie erhalten diese Nachrichten nicht mehr."),
     PageWords("fr", "Se désabonner",
-              {"email": "Ne plus recevoir nos e-mails ?",
-               "push": "Ne plus recevoir nos notifications ?"},
+              {"email": "Ne plus recevoir nos e-mails\u00a0?",
+               "push": "Ne plus recevoir nos notifications\u00a0?"},
               "Se désabonner", "Désabonnement effectué", "Vous ne recevrez plus ces messages."),
     PageWords("es", "Darse de baja",
               {"email": "¿Dejar de recibir nuestros correos?",
                "push": "¿Dejar de recibir nuestras notificaciones?"},
               "Darme de baja", "Baja confirmada", "Ya no recibirás estos mensajes."),
     PageWords("it", "Annulla l'iscrizione",
-              {"email": "Non ricevere più le nostre e-mail?",
-               "push": "Non ricevere più le nostre notifiche?"},
+              {"email": "Non vuoi più ricevere le nostre e-mail?",
+               "push": "Non vuoi più ricevere le nostre notifiche?"},
               "Annulla l'iscrizione", "Iscrizione annullata",
               "Non riceverai più questi messaggi."),
     PageWords("nl", "Afmelden",

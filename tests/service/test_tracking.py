@@ -202,7 +202,7 @@ def test_the_unsubscribe_page_speaks_the_subscribers_language(api: Api) -> None:
     page = api.client.get("/v1/unsubscribe", params={"token": bob},
                           headers={"Accept-Language": "fr-CA,fr;q=0.9,en;q=0.5"})
     assert "<html lang='fr'>" in page.text
-    assert "<p>Ne plus recevoir nos notifications ?</p>" in page.text
+    assert "<p>Ne plus recevoir nos notifications\u00a0?</p>" in page.text
     page = api.client.get("/v1/unsubscribe", params={"token": bob},
                           headers={"Accept-Language": "ja-JP"})
     assert "<html lang='en'>" in page.text and "<p>Stop notifications from us?</p>" in page.text
