@@ -1,7 +1,7 @@
 """Prometheus metrics of a running service (`/metrics`).
 
 Counters for what happens (events ingested, sends by channel and outcome, subscribers whose
-due work failed and was put off: one to alert on), the tick's
+due work failed and was put off, failures of the database: two to alert on), the tick's
 duration, and the backlog read from the database when scraped (due work and dispatches due
 now), so that several processes sharing a database report the same backlog.
 """
@@ -42,6 +42,10 @@ class Metrics:
                                registry=self.registry)
         self.pruned = Counter("nurture_pruned", "Rows removed for the retention period",
                               ["kind"], registry=self.registry)
+        self.database_failures = Counter(
+            "nurture_database_failures", "Failures of the database (a full disk, a server gone),"
+            " by where they struck: api, tick, dispatch, prune", ["where"],
+            registry=self.registry)
         self.tick = Histogram("nurture_tick_seconds", "Duration of a tick",
                               registry=self.registry,
                               buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60))

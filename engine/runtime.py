@@ -24,6 +24,7 @@ from engine.events import Event
 from engine.group_commit import GroupCommit
 from engine.kept_keys import refuse_lost_keys
 from engine.metrics import Metrics
+from engine.outage import Outage
 from engine.processor import Engine, IngestResult
 from engine.store import queries
 from engine.store.database import Database
@@ -55,6 +56,7 @@ class Runtime:
         self.api_key = self.api_keys[0]
         self.policy = PushEndpointPolicy.from_hosts(settings.push_allow_hosts)
         self.metrics = Metrics(self.backlog)
+        self.outage = Outage(self.metrics.database_failures)
         self._lock = threading.Lock()
         self._engine = self._build(catalog)
         self._types_seen: tuple[m.Catalog, dict[str, str | None]] = (catalog, {})
@@ -87,6 +89,8 @@ class Runtime:
 
     def ingest(self, events: list[Event]) -> IngestResult:
         result = self.groups.submit(events)
+        if result.accepted:
+            self.outage.worked()
         self.metrics.events.inc(result.accepted)
         self.metrics.duplicates.inc(len(result.duplicates))
         return result

@@ -20,9 +20,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -31,8 +32,10 @@ from engine.clock import SystemClock
 from engine.dispatcher import Dispatcher
 from engine.runtime import Runtime
 from engine.store import retention
+from engine.store.database import DatabaseUnavailable
 
 log = logging.getLogger("nurture.service")
+T = TypeVar("T")
 PRUNE_SECONDS = 24 * 3600
 PRUNE_FIRST = timedelta(minutes=1)
 """The first prune comes a minute after start, so that its log line shows the setting works."""
@@ -139,7 +142,12 @@ class Service:
 
     def tick(self) -> None:
         began = time.perf_counter()
-        result = self.runtime.engine.tick(stop=self.stopping.is_set)
+        result = self._attempt("tick", lambda: self.runtime.engine.tick(
+            stop=self.stopping.is_set))
+        if result is None:
+            return
+        if result.subscribers:
+            self.runtime.outage.worked()
         elapsed = time.perf_counter() - began
         self.runtime.metrics.tick.observe(elapsed)
         self.runtime.metrics.put_off.inc(result.put_off)
@@ -151,7 +159,11 @@ class Service:
         began = time.perf_counter()
         future = asyncio.run_coroutine_threadsafe(
             self.dispatcher.drain(stop=self.stopping.is_set), self._loop)
-        stats = future.result()
+        stats = self._attempt("dispatch", future.result)
+        if stats is None:
+            return
+        if stats.claimed:
+            self.runtime.outage.worked()
         self.runtime.metrics.dispatch.observe(time.perf_counter() - began)
         for (channel, outcome), count in stats.by_channel.items():
             self.runtime.metrics.sends.labels(channel=channel, outcome=outcome).inc(count)
@@ -164,7 +176,10 @@ class Service:
         if period is None:
             return
         before = self.runtime.engine.clock.now() - period
-        pruned = retention.prune(self.runtime.database, before, stop=self.stopping.is_set)
+        pruned = self._attempt("prune", lambda: retention.prune(
+            self.runtime.database, before, stop=self.stopping.is_set))
+        if pruned is None:
+            return
         self.runtime.metrics.pruned.labels(kind="events").inc(pruned.events)
         self.runtime.metrics.pruned.labels(kind="messages").inc(pruned.messages)
         self.runtime.metrics.pruned.labels(kind="browsers").inc(pruned.browsers)
@@ -173,6 +188,16 @@ class Service:
                                   "held": pruned.held, "browsers": pruned.browsers,
                                   "ledger": pruned.ledger,
                                   "before": f"{before:%Y-%m-%dT%H:%M:%SZ}"})
+
+    def _attempt(self, job: str, work: Callable[[], T]) -> T | None:
+        """A job's work, or None when the database failed: that is the operator's matter,
+        said by `Outage` (not a traceback at every run: it is no bug), and the job tries
+        again at its next run. The job says when it wrote (`Outage.worked`)."""
+        try:
+            return work()
+        except DatabaseUnavailable as problem:
+            self.runtime.outage.failed(job, problem)
+            return None
 
     def watch(self) -> None:
         if self.runtime.files_changed():

@@ -44,9 +44,11 @@ def install(app: FastAPI) -> None:
         return response(problem)
 
     @app.exception_handler(DatabaseUnavailable)
-    async def database_failed(_request: Request, problem: DatabaseUnavailable) -> JSONResponse:
+    async def database_failed(request: Request, problem: DatabaseUnavailable) -> JSONResponse:
         # a transient failure, not the client's: nothing of the request was kept (a batch
-        # stored in part says so with a 500), so it can be sent again as it is
+        # stored in part says so with a 500), so it can be sent again as it is; the
+        # operator is told in the log (once a minute while it lasts) and by a metric
+        request.app.state.runtime.outage.failed("api", problem)
         return response(ApiError(503, f"{problem}; nothing of this request was stored, send it "
                                       "again", [{"field": "database", "message": "unavailable"}],
                                  {"Retry-After": "5"}))

@@ -262,3 +262,67 @@ def test_a_keys_folder_that_cannot_be_written_is_a_warning_not_a_failed_start(
     runtime.database.dispose()
     assert any("could not copy the earlier signing secrets" in r.getMessage()
                for r in caplog.records)
+
+
+def test_a_full_disk_is_an_error_line_not_a_traceback_at_every_tick(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite's own "database or disk is full" (`PRAGMA max_page_count`): the tick and the
+    API keep failing until there is room, losing nothing; the operator reads one line about
+    it (not APScheduler's traceback every ten seconds, nor a line per refused request), a
+    metric counts each failure, and one line says when it is over."""
+    from fastapi.testclient import TestClient
+
+    from engine.store.database import DatabaseUnavailable
+    from tests.engine.test_disk_full import Room
+
+    flow = FLOW.replace("on enter: send email welcome", "after 1 hour: send email welcome")
+    runtime = build_runtime(tmp_path, flow=flow)
+    service = Service(runtime, Dispatcher(runtime.database,
+                                          Links(runtime.signer, "http://127.0.0.1")))
+    try:
+        runtime.ingest([parse_event({"subscriber": f"s{n}", "type": "subscribed", "properties": {
+            "channels": ["email"], "email": f"s{n}@example.com"}}, n, default_at=T0)
+            for n in range(300)])
+        assert isinstance(runtime.clock, VirtualClock)
+        runtime.clock.advance_to(T0 + timedelta(hours=2))  # every welcome is due
+        room = Room(runtime.database)
+        with runtime.database.transaction() as connection:
+            room.limit(int(connection.exec_driver_sql("PRAGMA page_count").scalar_one()))
+        with pytest.raises(DatabaseUnavailable, match="database or disk is full"):
+            runtime.engine.tick()  # the set-up works: a tick needs room it does not get
+
+        late = {"events": [{"subscriber": f"late{n}", "type": "subscribed", "id": f"late-{n}",
+                            "properties": {"channels": ["email"], "email": f"l{n}@example.com"}}
+                           for n in range(100)]}
+        with caplog.at_level(logging.INFO):
+            for _ in range(3):
+                service.tick()  # the scheduler's job: it must not raise
+            with TestClient(create_app(runtime)) as client:
+                refused = client.post("/v1/events", headers=AUTH, json=late)
+                assert refused.status_code == 503
+                told = [r for r in caplog.records if r.name == "nurture.database"]
+                assert [(r.levelno, r.exc_info) for r in told] == [(logging.ERROR, None)]
+                assert "database or disk is full (at the scheduler's tick)" in told[0].message
+                exposed = client.get("/metrics").text
+                assert 'nurture_database_failures_total{where="tick"} 3.0' in exposed
+                assert 'nurture_database_failures_total{where="api"} 1.0' in exposed
+                with runtime.database.transaction() as connection:
+                    assert connection.exec_driver_sql(
+                        "SELECT count(*) FROM deliveries").scalar_one() == 0
+
+                room.limit(None)  # the operator made room, and a minute went by
+                runtime.outage.clock = lambda: time.monotonic() + 61
+                service.tick()
+                assert client.post("/v1/events", headers=AUTH, json=late).json()[
+                    "accepted"] == 100
+        told = [r for r in caplog.records if r.name == "nurture.database"]
+        assert [(r.levelno, r.getMessage().split(",")[0]) for r in told[1:]] == [
+            (logging.WARNING, "the database works again")]
+        assert "4 failure(s)" in told[1].getMessage()
+        assert not [r for r in caplog.records if r.exc_info is not None]
+        with runtime.database.transaction() as connection:
+            assert connection.exec_driver_sql(
+                "SELECT count(*) FROM deliveries").scalar_one() == 300  # every welcome
+    finally:
+        service.stop()
+        runtime.database.dispose()
