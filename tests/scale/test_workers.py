@@ -235,7 +235,10 @@ def test_four_workers_send_every_expected_message_exactly_once(
     assert world.push.problems == []
     assert set(pushes) == set(delivered(database, "push")) and pushes
     assert max(pushes.values()) == 1  # each push exactly once
-    assert len({r.sender for r in world.push.received}) == 4  # every worker sent some
+    # Several dispatchers really sent at once (not one doing it all while the others
+    # waited). Not necessarily all four: on a loaded machine the last worker to start has
+    # found every push taken (seen on 2026-12-01: three of four, during `make test`).
+    assert len({r.sender for r in world.push.received}) >= 2
     message_ids = Counter(m["Message-ID"] for m in world.smtp.messages)
     assert len(message_ids) == len(delivered(database, "email")) > 0
     assert max(message_ids.values()) == 1
