@@ -27,7 +27,7 @@ from engine.metrics import Metrics
 from engine.outage import Outage
 from engine.processor import Engine, IngestResult
 from engine.store import queries
-from engine.store.database import Database
+from engine.store.database import Database, DatabaseUnavailable
 
 log = logging.getLogger("nurture.runtime")
 QUARANTINE = timedelta(hours=1)
@@ -131,7 +131,13 @@ class Runtime:
                 self._engine = self._build(result.catalog)
                 log.info("workflows reloaded", extra={"files": len(result.files),
                                                       "workflows": len(result.catalog.workflows)})
-                self.warn_of_stranded(result.catalog)
+                try:
+                    self.warn_of_stranded(result.catalog)
+                except DatabaseUnavailable as problem:
+                    # The new workflows are in force; failing here would only reload them
+                    # again at every look at the files while the database is down.
+                    log.warning("workflows reloaded, but who is left in a removed stage could "
+                                "not be looked up: %s", problem)
             self.files_seen = signature
             return result
 

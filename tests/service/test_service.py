@@ -326,3 +326,31 @@ def test_a_full_disk_is_an_error_line_not_a_traceback_at_every_tick(
     finally:
         service.stop()
         runtime.database.dispose()
+
+
+def test_a_reload_while_the_database_fails_is_in_force_and_said_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """After swapping in an edit, a reload looks for subscribers left in removed stages; a
+    database that fails then does not undo the edit, nor make every later look at the files
+    load them again."""
+    from engine.store.database import DatabaseUnavailable
+
+    runtime = build_runtime(tmp_path)
+    try:
+        def down(*_args: Any) -> Any:
+            raise DatabaseUnavailable("the database failed: connection refused")
+
+        monkeypatch.setattr(queries, "stranded", down)
+        flow = Path(runtime.settings.workflows) / "shop.flow"
+        flow.write_text(FLOW.replace("+30", "+60"), encoding="utf-8")
+        assert runtime.files_changed()
+        with caplog.at_level(logging.INFO, logger="nurture.runtime"):
+            runtime.reload()
+        assert any(r.points == 60 for s in runtime.catalog.workflow("shop").scores
+                   for r in s.event_rules)
+        assert not runtime.files_changed()  # seen: the watch job does not reload again
+        assert ("workflows reloaded, but who is left in a removed stage could not be looked "
+                "up: the database failed: connection refused") in caplog.text
+    finally:
+        runtime.database.dispose()
