@@ -14,7 +14,7 @@ from pathlib import Path
 from dsl import model as m
 from dsl.diagnostics import Diagnostic, error, sort_key
 from dsl.parser import FileReader, ParsedFile, parse_text
-from dsl.validate import validate
+from dsl.validate import Lost, validate
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +151,8 @@ def _combine(parsed: list[ParsedFile], problems: list[Diagnostic],
         files=files,
     )
     complete = not any(item.syntax_error for item in parsed)
-    diagnostics.extend(validate(catalog, complete=complete))
+    lost = Lost.in_text("\n".join(item.lost for item in parsed if item.lost))
+    diagnostics.extend(validate(catalog, complete=complete, lost=lost))
     # once each, by position; two at one position in the order they were found (a set's
     # order would change from one run to the next)
     diagnostics = sorted(dict.fromkeys(diagnostics), key=sort_key)

@@ -50,6 +50,8 @@ class ParsedFile:
     messages: tuple[m.Message, ...]
     diagnostics: tuple[Diagnostic, ...]
     syntax_error: bool = False
+    lost: str = ""
+    """The text of the blocks that did not parse (for `validate.Lost`)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -70,7 +72,8 @@ def parse_text(text: str, path: str, read_file: FileReader | None = None) -> Par
     except UnexpectedInput as problem:
         blocks = top_level_blocks(text)
         if len(blocks) <= 1:
-            return ParsedFile(path, (), (), (_syntax_diagnostic(problem, text, path),), True)
+            return ParsedFile(path, (), (), (_syntax_diagnostic(problem, text, path),), True,
+                              text)
         return _parse_blocks(text, blocks, path, read_file)
     return _build(tree, path, read_file)
 
@@ -92,6 +95,7 @@ def _parse_blocks(text: str, blocks: list[tuple[int, int]], path: str,
     workflows: list[m.Workflow] = []
     messages: list[m.Message] = []
     diagnostics: list[Diagnostic] = []
+    lost: list[str] = []
     for start, end in blocks:
         # Blank out what precedes the block, keeping lines and columns where they were.
         line_start = text.rfind("\n", 0, start) + 1
@@ -100,12 +104,14 @@ def _parse_blocks(text: str, blocks: list[tuple[int, int]], path: str,
             tree = _lark().parse(block)
         except UnexpectedInput as problem:
             diagnostics.append(_syntax_diagnostic(problem, block, path))
+            lost.append(text[start:end])
             continue
         parsed = _build(tree, path, read_file)
         workflows += parsed.workflows
         messages += parsed.messages
         diagnostics += parsed.diagnostics
-    return ParsedFile(path, tuple(workflows), tuple(messages), tuple(diagnostics), True)
+    return ParsedFile(path, tuple(workflows), tuple(messages), tuple(diagnostics), True,
+                      "\n".join(lost))
 
 
 def top_level_blocks(text: str) -> list[tuple[int, int]]:

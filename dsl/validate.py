@@ -12,6 +12,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from dsl import model as m
 from dsl.addresses import address_problem, links_nowhere
@@ -30,18 +31,40 @@ from dsl.templates import (
 from dsl.zones import zone_problem
 
 
-def validate(catalog: m.Catalog, complete: bool = True) -> list[Diagnostic]:
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """Names declared in text that did not parse (a block with a syntax error): `with` keys
+    and scores. A template that uses one is not reported as using an unknown name: the
+    writer would be sent after an error that fixing the syntax error makes go away. A name
+    that no text declares is still reported at once."""
+
+    params: frozenset[str] = frozenset()
+    scores: frozenset[str] = frozenset()
+
+    @classmethod
+    def in_text(cls, text: str) -> Lost:
+        params = {key for tail in _WITH.findall(text) for key in _KEY.findall(tail)}
+        return cls(frozenset(params), frozenset(_SCORE.findall(text)))
+
+
+_WITH = re.compile(r"\bwith\b([^\n#]*)")
+_KEY = re.compile(r"\b([a-z_][a-z0-9_]*)\s*=(?!=)")
+_SCORE = re.compile(r"\bscore\s+([a-z_][a-z0-9_]*)")
+
+
+def validate(catalog: m.Catalog, complete: bool = True, lost: Lost = Lost()) -> list[Diagnostic]:
     """All semantic problems of a catalog.
 
     `complete` is False when some file of the set did not parse: then a name that refers to
-    nothing may live in that file, so references to messages are not reported.
+    nothing may live in that file, so references to messages are not reported; `lost` holds
+    the names that the text which did not parse declares.
     """
     problems: list[Diagnostic] = []
     problems += _duplicate_workflows(catalog)
     problems += _duplicate_messages(catalog)
     for workflow in catalog.workflows:
         problems += _check_workflow(workflow, catalog, complete)
-    problems += _check_templates(catalog)
+    problems += _check_templates(catalog, lost)
     if complete:
         problems += check_send_params(catalog)
         problems += _tags_never_added(catalog)
@@ -411,13 +434,13 @@ def _senders(catalog: m.Catalog) -> dict[tuple[str, str], list[tuple[m.Workflow,
     return found
 
 
-def _check_templates(catalog: m.Catalog) -> Iterator[Diagnostic]:
+def _check_templates(catalog: m.Catalog, lost: Lost = Lost()) -> Iterator[Diagnostic]:
     senders = _senders(catalog)
     all_scores = frozenset(s.name for w in catalog.workflows for s in w.scores)
     for message in catalog.messages:
         uses = senders.get((message.name, message.channel), [])
         for field, template in message.templates():
-            yield from _check_template(message, field, template, uses, all_scores)
+            yield from _check_template(message, field, template, uses, all_scores, lost)
 
 
 def _template_span(template: m.Template, line: int) -> m.Span:
@@ -428,7 +451,7 @@ def _template_span(template: m.Template, line: int) -> m.Span:
 
 def _check_template(message: m.Message, field: str, template: m.Template,
                     uses: list[tuple[m.Workflow, m.Stage, m.Send]],
-                    all_scores: frozenset[str]) -> Iterator[Diagnostic]:
+                    all_scores: frozenset[str], lost: Lost = Lost()) -> Iterator[Diagnostic]:
     yield from _check_links(message, field, template)
     if template.is_static:
         if message.channel == "webhook" and field == "body":
@@ -444,12 +467,15 @@ def _check_template(message: m.Message, field: str, template: m.Template,
         return
     given = {key for _, _, send in uses for key, _ in send.params}
     missing = compiled.names - names_for(message.channel)
-    problems = list(_unknown_names(message, field, template, missing, given))
     scores = frozenset(s.name for w, _, _ in uses for s in w.scores) if uses else all_scores
-    problems += _unknown_scores(message, template, compiled, scores)
+    held_back = (missing - given) & lost.params or {
+        attribute for variable, attribute, _ in compiled.attributes
+        if variable == "scores" and attribute not in scores} & lost.scores
+    problems = list(_unknown_names(message, field, template, missing - lost.params, given))
+    problems += _unknown_scores(message, template, compiled, scores | lost.scores)
     yield from problems
-    if problems:
-        return
+    if problems or held_back:
+        return  # (rendering with sample data would fail on what is held back)
     yield from _unguarded_reads(message, field, template, compiled)
     contexts: list[tuple[str, str, dict[str, m.Value], m.Send | None]] = [
         (w.name, st.name, dict(send.params), send) for w, st, send in uses

@@ -506,6 +506,29 @@ def test_template_with_an_unknown_name(check_lines: Check) -> None:
     ]
 
 
+def test_a_syntax_error_is_not_followed_by_errors_it_causes(check_lines: Check) -> None:
+    """The workflow with the syntax error is lost, and with it the `with` value and the score
+    its messages use: the writer is told of the syntax error, not sent after names that the
+    broken text declares and fixing it brings back. A name it does not declare is said at
+    once (`nope`), and a misspelt one once the text parses (`cod`)."""
+    text = ('workflow w {\n  score engagement { on x +1 }\n'
+            '  stage a { on enter: send push hello with code = HOT10 }\n}\n'
+            'message hello push {\n  title "{{ code }}: {{ scores.engagement }}"\n}\n')
+    assert check_lines(text) == [
+        "w.flow:3:51: error: unexpected 'HOT10': a text value is written in quotes: \"HOT10\""]
+    other = 'message bye push {\n  title "{{ scores.engagment }} {{ nope }}"\n}\n'
+    assert check_lines(text, extra={"z/other.flow": other}) == [
+        "w.flow:3:51: error: unexpected 'HOT10': a text value is written in quotes: \"HOT10\"",
+        "z/other.flow:2:3: error: unknown name 'nope' in field 'title' of message 'bye' (a "
+        "template can use scores, stage, subscriber, tags, workflow)",
+        "z/other.flow:2:3: error: unknown score 'engagment' in message 'bye'; did you mean "
+        "'engagement'?"]
+    fixed = text.replace("HOT10", '"HOT10"').replace("{{ code }}", "{{ cod }}")
+    assert check_lines(fixed) == [
+        "w.flow:6:3: error: unknown name 'cod' in field 'title' of message 'hello'; did you "
+        "mean 'code'? (a template can use code, scores, stage, subscriber, tags, workflow)"]
+
+
 def test_subscriber_attributes_never_fail_with_sample_data(check_lines: Check) -> None:
     text = flow("  stage a { }", 'message hello push {\n  title "Hi {{ subscriber.nickname }}'
                 '{{ subscriber.city | default(\'\') }}"\n}\n')
