@@ -46,7 +46,7 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     for candidate in pool:
         if candidate != word and candidate.casefold() == folded:
             return candidate
-    matches = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
+    matches = difflib.get_close_matches(word, pool, n=1, cutoff=0.65)
     return matches[0] if matches else None
 
 

@@ -529,6 +529,19 @@ def test_a_syntax_error_is_not_followed_by_errors_it_causes(check_lines: Check) 
         "mean 'code'? (a template can use code, scores, stage, subscriber, tags, workflow)"]
 
 
+def test_a_suggestion_is_a_likely_typo_not_any_word_that_shares_letters(
+        check_lines: Check) -> None:
+    """`code` is no typo of `scores` (3 letters of 10 in common, difflib's 0.6): a guess
+    that far off sends the writer the wrong way. `subscribr` and `dy` still get theirs."""
+    text = flow("  stage a { }", 'message hello push {\n  title "Hi {{ code }}"\n}\n')
+    assert check_lines(text) == [
+        "w.flow:5:3: error: unknown name 'code' in field 'title' of message 'hello' (a "
+        "template can use scores, stage, subscriber, tags, workflow)"]
+    assert check_lines(flow("  stage a { after 2 dy: send push hello }")) == [
+        "w.flow:2:21: error: unexpected 'dy'; expected a duration unit such as 'days'; did "
+        "you mean 'days'?"]
+
+
 def test_subscriber_attributes_never_fail_with_sample_data(check_lines: Check) -> None:
     text = flow("  stage a { }", 'message hello push {\n  title "Hi {{ subscriber.nickname }}'
                 '{{ subscriber.city | default(\'\') }}"\n}\n')
