@@ -49,7 +49,7 @@ class WorkflowLoadError(AssertionError):
 class FlowTest:
     """One test's run of the engine over some workflow files, in frozen time."""
 
-    def __init__(self, paths: tuple[str, ...], start: datetime, folder: Path,
+    def __init__(self, paths: tuple[str, ...], start: datetime | None, folder: Path,
                  live_push: bool, database: str | None = None) -> None:
         from freezegun import freeze_time
 
@@ -57,9 +57,21 @@ class FlowTest:
         self.live_push = live_push
         self.catalog = _loaded(paths)
         _import_date_subclasses()
-        # pytest's own timing reads the real clock, so that `--durations` stays true
-        self._freezer = freeze_time(start, ignore=["_pytest.timing"])
-        self._frozen = self._freezer.start()
+        teams = _teams_clock()
+        self._freezer: Any = None
+        if teams is not None:
+            # The test froze time itself (`@freeze_time`): the run moves that clock rather
+            # than nest one of its own, which would outlive the decorator's (freezegun's
+            # freezes must stop in the reverse order they started), and the code the test
+            # drives sees the engine's time.
+            self._frozen = teams
+            if start is not None:
+                teams.move_to(start)
+        else:
+            # pytest's own timing reads the real clock, so that `--durations` stays true
+            self._freezer = freeze_time(start or DEFAULT_START, ignore=["_pytest.timing"])
+            self._frozen = self._freezer.start()
+            _OURS.add(id(self._frozen))
         self.database: Database = open_database(
             database or f"sqlite:///{folder / 'nurture-test.db'}", durable=False)
         self.records: list[Record] = []
@@ -96,7 +108,9 @@ class FlowTest:
 
     def close(self) -> None:
         self.database.dispose()
-        self._freezer.stop()
+        if self._freezer is not None:
+            _OURS.discard(id(self._frozen))
+            self._freezer.stop()
 
     # ------------------------------------------------------------ driving
 
@@ -290,6 +304,25 @@ UNITS = ("weeks", "days", "hours", "minutes", "seconds")
 DATE_SUBCLASSING_MODULES = ("pydantic.v1",)
 """Modules that subclass `datetime.date` as they are imported."""
 
+DEFAULT_START = datetime(2026, 1, 5, 9, tzinfo=UTC)
+"""Where a run's time starts when `load` is given no `start` and the test has not frozen time
+itself."""
+
+_OURS: set[int] = set()
+"""The clocks (freezegun's factories) that runs of this process froze, by `id`."""
+
+
+def _teams_clock() -> Any:
+    """The clock of a `freeze_time` that the test itself started (a decorator, a `with`),
+    or None. (freezegun keeps its active clocks in `freezegun.api.freeze_factories`, a stack;
+    the runs' own are told apart by `_OURS`.)"""
+    from freezegun import api
+
+    stack = getattr(api, "freeze_factories", None)
+    if not stack or id(stack[-1]) in _OURS:
+        return None
+    return stack[-1]
+
 
 class _CountedEngine(Engine):
     """The engine, telling the run each time a call that may make records begins: at one
@@ -324,8 +357,10 @@ def _import_date_subclasses() -> None:
     loaded.
     """
     for name in DATE_SUBCLASSING_MODULES:
-        # not installed in the team's environment: nothing to protect
-        with contextlib.suppress(ImportError):
+        # ImportError: not installed in the team's environment, nothing to protect;
+        # TypeError: time is frozen already (a `@freeze_time` of the team's own), too late
+        # here, so the fixture does this at its set-up, before the test's body runs
+        with contextlib.suppress(ImportError, TypeError):
             importlib.import_module(name)
 
 
@@ -343,10 +378,11 @@ class NurtureFixture:
         self.folder = folder
         self.runs: list[FlowTest] = []
 
-    def load(self, *paths: str | Path, start: str | datetime = "2026-01-05T09:00:00Z",
+    def load(self, *paths: str | Path, start: str | datetime | None = None,
              live_push: bool = False, database: str | None = None) -> FlowTest:
         """A run of these workflow files; `database` is an empty database's URL (default: a
-        new SQLite file of the test's own)."""
+        new SQLite file of the test's own). Time starts at `start`; without it, where a
+        `freeze_time` of the test's own stands, else at 2026-01-05 09:00 UTC."""
         instant = parse_instant(start, "start") if isinstance(start, str) else start
         folder = self.folder / f"run-{len(self.runs)}"
         folder.mkdir()
@@ -358,6 +394,7 @@ class NurtureFixture:
 @pytest.fixture
 def nurture(tmp_path: Path) -> Iterator[NurtureFixture]:
     """Load `.flow` files, feed events, move frozen time, and ask what happened."""
+    _import_date_subclasses()  # before a `@freeze_time` on the test freezes time
     fixture = NurtureFixture(tmp_path)
     yield fixture
     for run in reversed(fixture.runs):

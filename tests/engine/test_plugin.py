@@ -77,6 +77,50 @@ def test_the_fixture_is_available_without_any_set_up(pytester: pytest.Pytester) 
     assert float(slowest.split("s ", 1)[0]) < 600, slowest
 
 
+FROZEN_BY_THE_TEAM = """\
+from freezegun import freeze_time
+
+
+@freeze_time("2026-05-04 08:00:00")
+def test_tips_under_the_teams_clock(nurture):
+    run = nurture.load("onboarding.flow", start="2026-05-04T12:00:00Z")
+    run.event("zoe", "subscribed", channels=["push"], attributes={"first_name": "Zoe"})
+    run.advance(hours=1)
+    assert [s.get("title") for s in run.sent("zoe")] == ["Three tips for Zoe"]
+
+
+@freeze_time("2026-05-04 12:00:00")
+def test_without_a_start_the_run_starts_on_the_teams_clock_and_moves_it(nurture):
+    import datetime
+    run = nurture.load("onboarding.flow")
+    assert run.now == datetime.datetime(2026, 5, 4, 12, tzinfo=datetime.timezone.utc)
+    run.event("zoe", "subscribed", channels=["push"], attributes={"first_name": "Zoe"})
+    run.advance(hours=1)
+    assert datetime.datetime.now() == datetime.datetime(2026, 5, 4, 13)  # the team's code
+    assert [s.get("title") for s in run.sent("zoe")] == ["Three tips for Zoe"]
+
+
+def test_two_runs_of_their_own_still_keep_their_own_clocks(nurture):
+    first = nurture.load("onboarding.flow", start="2026-05-04T12:00:00Z")
+    second = nurture.load("onboarding.flow", start="2026-06-01T12:00:00Z")
+    first.event("zoe", "subscribed", channels=["push"])
+    second.event("zoe", "subscribed", channels=["push"])
+    second.advance(hours=1)
+    assert [str(s.at) for s in second.sent("zoe")] == ["2026-06-01 13:00:00+00:00"]
+"""
+
+
+def test_a_test_under_the_teams_own_freeze_time(pytester: pytest.Pytester) -> None:
+    """A team's test decorated with freezegun's `@freeze_time` (a clock of its own for the
+    code it tests) loads workflows too: the fixture's import of `pydantic.v1`, meant to run
+    before time is frozen, failed with "metaclass conflict" there, in a process that had not
+    imported it before."""
+    pytester.makefile(".flow", onboarding=FLOW)
+    pytester.makepyfile(test_frozen=FROZEN_BY_THE_TEAM)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+
+
 def test_the_readmes_example_tests_pass(pytester: pytest.Pytester) -> None:
     """What a team copies first must work as printed."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
