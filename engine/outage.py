@@ -67,6 +67,7 @@ class Outage:
             self._unsaid += 1
             if not first and now - self._said_at < self.repeat_seconds:
                 return
+            since_said = now - self._said_at
             self._said_at, unsaid, self._unsaid = now, self._unsaid, 0
             assert self._since is not None
             lasting = now - self._since
@@ -78,7 +79,7 @@ class Outage:
                       extra={"where": where, "reason": str(problem)})
         else:
             log.error("the database still fails: %d more failure(s) in the last %.0f s, "
-                      "%.0f s since it began (%s)", unsaid, self.repeat_seconds, lasting,
+                      "%.0f s since it began (%s)", unsaid, since_said, lasting,
                       problem, extra={"failures": by_place, "seconds": round(lasting),
                                       "reason": str(problem)})
 

@@ -53,20 +53,25 @@ def test_one_line_at_once_one_a_minute_while_it_lasts_and_one_when_it_is_over(
         assert _lines(caplog)[1:] == [(logging.ERROR, (
             "the database still fails: 60 more failure(s) in the last 60 s, 60 s since it "
             "began (the database failed: database or disk is full)"))]
-        clock.now = 1075  # a write went through, but the last failure is 15 s old: a disk
+        clock.now = 1200  # a quiet while, then one more: counted since the last line
+        outage.failed("api", FULL)
+        assert _lines(caplog)[2:] == [(logging.ERROR, (
+            "the database still fails: 1 more failure(s) in the last 140 s, 200 s since it "
+            "began (the database failed: database or disk is full)"))]
+        clock.now = 1215  # a write went through, but the last failure is 15 s old: a disk
         outage.worked()   # nearly full takes small writes and refuses large ones
-        assert _lines(caplog)[2:] == [] and outage.failing
-        clock.now = 1121
+        assert _lines(caplog)[3:] == [] and outage.failing
+        clock.now = 1261
         outage.worked()
         outage.worked()
-        assert _lines(caplog)[2:] == [(
-            logging.WARNING, "the database works again, after 121 s and 61 failure(s)")]
+        assert _lines(caplog)[3:] == [(
+            logging.WARNING, "the database works again, after 261 s and 62 failure(s)")]
         assert not outage.failing
         clock.now = 2000
         outage.failed("dispatch", FULL)  # a new outage is told at once again
-        assert "(at the dispatcher)" in _lines(caplog)[3][1]
+        assert "(at the dispatcher)" in _lines(caplog)[4][1]
     assert all(r.exc_info is None for r in caplog.records)  # no traceback: it is no bug
     by_place = {place: registry.get_sample_value("nurture_database_failures_total",
                                                  {"where": place})
                 for place in ("api", "tick", "dispatch")}
-    assert by_place == {"api": 55.0, "tick": 6.0, "dispatch": 1.0}
+    assert by_place == {"api": 56.0, "tick": 6.0, "dispatch": 1.0}
