@@ -53,7 +53,7 @@ from engine.events import Event
 from engine.kept_keys import refuse_lost_keys
 from engine.store import outbox
 from engine.store.bulk import BatchWriter
-from engine.store.database import Database
+from engine.store.database import Database, DatabaseUnavailable
 from engine.store.outbox import Claimed, Recorded
 from engine.store.push_subscriptions import HANDED_OVER
 from engine.timing import after_quiet_hours, parse_quiet
@@ -185,6 +185,9 @@ class Dispatcher:
         self.group = group
         self.rng = rng or random.Random()
         self.on_bounce = on_bounce
+        self.on_database_failure: Callable[[DatabaseUnavailable], object] | None = None
+        """Told of a failing database met in the middle of a batch (the service's `Outage`:
+        one line a minute, not a traceback each time); without it, the failure is logged."""
 
     async def dispatch_once(self) -> DispatchStats:
         """Claim one batch of due dispatches and see each to an outcome."""
@@ -274,6 +277,9 @@ class Dispatcher:
             try:
                 with self.database.transaction() as connection:
                     kept = outbox.renew(connection, sorted(lease.held), lease.token, until)
+            except DatabaseUnavailable as problem:
+                self._database_failed(problem, "could not renew the lease of a batch")
+                continue
             except Exception:
                 log.exception("could not renew the lease of a batch of dispatches")
                 continue
@@ -419,8 +425,17 @@ class Dispatcher:
             return
         try:
             self.on_bounce(bounced)
+        except DatabaseUnavailable as problem:  # (the sends are recorded, as below)
+            self._database_failed(problem, f"{len(bounced)} e-mail bounce(s) could not be "
+                                           "recorded as events")
         except Exception:  # the sends are recorded: a failed report must not undo that
             log.exception("%d e-mail bounce(s) could not be recorded as events", len(bounced))
+
+    def _database_failed(self, problem: DatabaseUnavailable, what: str) -> None:
+        if self.on_database_failure is not None:
+            self.on_database_failure(problem)
+        else:
+            log.error("%s: %s", what, problem)
 
     def _recorded(self, item: Claimed, outcome: Outcome, now: datetime) -> Recorded:
         detail = outcome.detail[:500] or None  # (the column holds 500)

@@ -82,6 +82,9 @@ class Service:
         self.dispatcher = dispatcher
         if dispatcher.on_bounce is None:  # addresses the mail server refused: events
             dispatcher.on_bounce = runtime.ingest
+        if dispatcher.on_database_failure is None:
+            dispatcher.on_database_failure = lambda problem: runtime.outage.failed(
+                "dispatch", problem)
         self.tick_seconds = tick_seconds or runtime.settings.tick_seconds
         self.dispatch_seconds = dispatch_seconds
         self.watch_seconds = watch_seconds

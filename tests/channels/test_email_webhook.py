@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import ssl
 from pathlib import Path
@@ -15,7 +16,7 @@ from channels.email import EmailJob, SmtpSender
 from channels.tokens import Signer
 from dsl.templates import UNSUBSCRIBE_URL
 from engine.store import queries, subscribers
-from engine.store.database import open_database
+from engine.store.database import DatabaseUnavailable, open_database
 from tests.channels.conftest import SECRET
 from tests.channels.peers import SmtpServer, WebhookReceiver
 
@@ -100,6 +101,29 @@ message letter email { subject "News" text "Hello" }
     assert bounce["properties"] == {
         "workflow": "w", "message": "letter", "delivery": f"{anna}.1",
         "address": "anna@example.com", "status": 550, "reason": "5.1.1 No such mailbox"}
+
+
+def test_a_bounce_the_failing_database_cannot_record_is_told_once_not_a_traceback(
+        shop_factory, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture) -> None:
+    """The send is recorded as failed all the same; the database's failure goes to the
+    service's outage report (here a list), not to the log as a traceback."""
+    smtp_server.handler_answer = {"anna@example.com": "550 5.1.1 No such mailbox"}.get
+    shop = shop_factory(flow="""\
+workflow w { stage a { on enter: send email letter } }
+message letter email { subject "News" text "Hello" }
+""", smtp=smtp_server)
+
+    def down(_events: object) -> None:
+        raise DatabaseUnavailable("the database failed: database or disk is full")
+
+    told: list[str] = []
+    shop.dispatcher.on_bounce = down
+    shop.dispatcher.on_database_failure = lambda problem: told.append(str(problem))
+    shop.event("anna", "subscribed", channels=["email"], email="anna@example.com")
+    with caplog.at_level(logging.INFO):
+        assert shop.dispatch().outcomes == {"failed": 1}
+    assert told == ["the database failed: database or disk is full"]
+    assert not [r for r in caplog.records if r.exc_info is not None]
 
 
 def test_a_bounced_address_gets_nothing_more_from_any_workflow_until_it_changes(

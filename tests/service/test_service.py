@@ -27,6 +27,7 @@ from engine.events import parse_event
 from engine.runtime import Runtime
 from engine.service import Service
 from engine.store import queries
+from engine.store.database import DatabaseUnavailable
 from engine.store.states import EVENTS
 from tests.channels.peers import PushService
 from tests.service.conftest import AUTH, FLOW, T0, LiveServer, build_runtime, wait_for
@@ -161,6 +162,10 @@ def test_the_service_hands_bounces_to_its_engine(live: tuple[Runtime, Service, L
     tests/channels/test_email_webhook.py), through the runtime that ingests the API's."""
     runtime, service, _ = live
     assert service.dispatcher.on_bounce == runtime.ingest
+    # and a database that fails in the middle of a batch to the service's outage report
+    assert service.dispatcher.on_database_failure is not None
+    service.dispatcher.on_database_failure(DatabaseUnavailable("the database failed: gone"))
+    assert runtime.outage.failing
 
 
 def test_with_a_retention_period_the_service_prunes_once_a_day(
@@ -272,7 +277,6 @@ def test_a_full_disk_is_an_error_line_not_a_traceback_at_every_tick(
     metric counts each failure, and one line says when it is over."""
     from fastapi.testclient import TestClient
 
-    from engine.store.database import DatabaseUnavailable
     from tests.engine.test_disk_full import Room
 
     flow = FLOW.replace("on enter: send email welcome", "after 1 hour: send email welcome")
@@ -334,8 +338,6 @@ def test_a_reload_while_the_database_fails_is_in_force_and_said_once(
     """After swapping in an edit, a reload looks for subscribers left in removed stages; a
     database that fails then does not undo the edit, nor make every later look at the files
     load them again."""
-    from engine.store.database import DatabaseUnavailable
-
     runtime = build_runtime(tmp_path)
     try:
         def down(*_args: Any) -> Any:
