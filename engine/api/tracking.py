@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from html import escape
 from typing import Annotated, Any
 
@@ -110,8 +111,12 @@ Token = Annotated[str, Query(max_length=1000)]
             summary="The page behind an unsubscribe link (a button: GETs never unsubscribe)")
 def unsubscribe_page(request: Request, token: Token, runtime: Current) -> HTMLResponse:
     event = _unsubscribe(runtime, token)
-    _, words = _reader(runtime, event.subscriber, request)
-    question = words.question.get(event.properties["channels"][0], words.question["email"])
+    channel = event.properties["channels"][0]
+    reader = _reader(runtime, event.subscriber, request, channel)
+    words = reader.words
+    if reader.left:  # a second visit (or the mail client's one-click came first): say so
+        return _page(words.lang, words.done_title, f"<p>{escape(words.done)}</p>")
+    question = words.question.get(channel, words.question["email"])
     return _page(words.lang, words.title,
                  f"<p>{escape(question)}</p><form method=\"post\"><button type=\"submit\">"
                  f"{escape(words.button)}</button></form>")
@@ -122,23 +127,36 @@ def unsubscribe_page(request: Request, token: Token, runtime: Current) -> HTMLRe
 async def unsubscribe(request: Request, token: Token, runtime: Current) -> HTMLResponse:
     await request.body()  # "List-Unsubscribe=One-Click" from mail clients; nothing else needed
     event = _unsubscribe(runtime, token)
-    known, words = await run_in_threadpool(_reader, runtime, event.subscriber, request)
-    if known:
+    reader = await run_in_threadpool(_reader, runtime, event.subscriber, request,
+                                     event.properties["channels"][0])
+    if reader.known:
         await run_in_threadpool(runtime.ingest, [event])
+    words = reader.words
     return _page(words.lang, words.done_title, f"<p>{escape(words.done)}</p>")
 
 
-def _reader(runtime: Runtime, subscriber: str, request: Request) -> tuple[bool, PageWords]:
-    """Whether the subscriber is on record (the link of an erased one, or of an e-mail from
-    another database, must not make a new record under that id: there is nobody to stop
-    sending to), and the page's words in their language (their `locale`), else the
-    browser's."""
-    locale = None
+@dataclass(frozen=True, slots=True)
+class _Reader:
+    known: bool
+    """The subscriber is on record (the link of an erased one, or of an e-mail from another
+    database, must not make a new record under that id: there is nobody to stop sending
+    to)."""
+    left: bool
+    """Their consent for the link's channel is withdrawn already."""
+    words: PageWords
+    """The page's words in their language (their `locale`), else the browser's."""
+
+
+def _reader(runtime: Runtime, subscriber: str, request: Request, channel: str) -> _Reader:
+    locale, left = None, False
     with runtime.database.reading() as connection:
         key = queries.subscriber_key(connection, subscriber)
         if key is not None:
             locale = queries.attributes(connection, key).get("locale")
-    return key is not None, words_for(locale, request.headers.get("accept-language"))
+            latest = [c for c in queries.consents(connection, key) if c["channel"] == channel]
+            left = bool(latest) and not latest[-1]["granted"]
+    return _Reader(key is not None, left,
+                   words_for(locale, request.headers.get("accept-language")))
 
 
 def _unsubscribe(runtime: Runtime, token: str) -> Event:

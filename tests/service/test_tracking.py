@@ -105,6 +105,18 @@ def test_unsubscribe_a_page_with_a_button_then_one_click(api: Api) -> None:
     body = api.client.get("/v1/subscribers/ann", headers=AUTH).json()
     assert body["consent"] == {"push": True, "email": False}
     assert api.client.post("/v1/unsubscribe", params={"token": token + "x"}).status_code == 403
+    # Opened again (or after the mail client's one-click): it says it is done, no button.
+    # The push link still asks: that channel was not left.
+    again = api.client.get("/v1/unsubscribe", params={"token": token})
+    assert "<h1>Unsubscribed</h1><p>You will not get these messages any more.</p>" in again.text
+    assert "<form" not in again.text
+    push = api.runtime.signer.sign("unsubscribe", '{"s":"ann","c":"push"}')
+    assert "<p>Stop notifications from us?</p>" in api.client.get(
+        "/v1/unsubscribe", params={"token": push}).text
+    # Subscribing again to e-mail makes the link ask again.
+    api.post_events({**SUBSCRIBED, "id": "again", "properties": {"channels": ["email"]}})
+    assert "<p>Stop e-mails from us?</p>" in api.client.get(
+        "/v1/unsubscribe", params={"token": token}).text
 
 
 def test_an_unsubscribe_link_of_an_erased_subscriber_does_not_bring_them_back(
