@@ -873,6 +873,7 @@ def restore(folder: Path, replace: bool, db: str | None) -> None:
     in memory. The database is written through SQLite (never copied over the file, whose
     write-ahead log would then be replayed onto it). Without --replace, a database that
     holds subscribers and keys that differ are left alone, and nothing is done."""
+    from engine.service import scheduler_holder
     from engine.store import backup as copies
 
     settings = load_settings().with_flags(db=db)
@@ -881,6 +882,12 @@ def restore(folder: Path, replace: bool, db: str | None) -> None:
     if file is None:
         raise click.UsageError("the database is not a SQLite file: restore it with its own "
                                "tools (PostgreSQL: pg_restore)")
+    running = scheduler_holder(str(file))
+    if running is not None:
+        raise click.UsageError(
+            f"a nurture process{f' (pid {running})' if running else ''} runs on {file}: "
+            "stop it first (`systemctl stop nurture`); it would go on from what it holds in "
+            "memory, on data that is no longer there")
     kept = folder / BACKUP_KEYS
     keys = {name: path for name, path in settings.key_files().items() if (kept / name).is_file()}
     differing = [str(path) for name, path in keys.items()

@@ -70,6 +70,28 @@ class _Overruns(logging.Filter):
             self._warned.discard(event.job_id)
 
 
+def scheduler_lock(database_file: str) -> Path:
+    """The file whose lock says which process runs the scheduler on a SQLite database."""
+    return Path(database_file).with_suffix(".scheduler.lock")
+
+
+def scheduler_holder(database_file: str) -> int | None:
+    """The process that runs the scheduler on this SQLite database (`serve`, `worker`), by
+    its id (0 when it did not write one), or None when no process does."""
+    try:
+        handle = scheduler_lock(database_file).open("r")
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            written = handle.read().strip()
+            return int(written) if written.isdigit() else 0
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
 class AlreadyRunning(RuntimeError):
     """Another process runs the scheduler on this SQLite database."""
 
@@ -216,8 +238,7 @@ class Service:
         database_file = self.runtime.database.sqlite_file()
         if database_file is None:
             return
-        path = Path(database_file).with_suffix(".scheduler.lock")
-        handle = path.open("w")
+        handle = scheduler_lock(database_file).open("a+")  # (not "w": the holder's pid stays)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -226,6 +247,8 @@ class Service:
                 f"another nurture process runs the scheduler on {database_file}: on SQLite run "
                 "one `nurture serve` or `nurture worker`; several workers need PostgreSQL "
                 "(NURTURE_DB=postgresql+psycopg://…)") from None
+        handle.seek(0)
+        handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock_file = handle

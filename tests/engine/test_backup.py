@@ -4,6 +4,7 @@ database whose write-ahead log still holds frames, only when asked."""
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -118,6 +119,35 @@ def test_restore_goes_through_sqlite_over_a_log_with_frames_and_only_when_asked(
         site / "saved" / "keys" / "secret").read_bytes()
     with sqlite3.connect(site / "nurture.db") as check:
         assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_restore_refuses_while_a_nurture_process_runs_on_the_database(site: Path) -> None:
+    """A running `nurture serve` would go on from the states it holds in memory, on data that
+    is no longer there: restore says which process to stop, even with --replace."""
+    import re
+
+    from tests.service.conftest import FLOW, wait_for
+
+    assert RUNNER.invoke(main, ["backup", "saved"]).exit_code == 0
+    (site / "workflows").mkdir()
+    (site / "workflows" / "shop.flow").write_text(FLOW, encoding="utf-8")
+    log_file = site / "serve.log"
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("nurture")), "serve", "--port", "0",
+             "--workflows", "workflows"], cwd=site, stderr=log, stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: re.search(r"demo page http://localhost:\d+/", log_file.read_text()),
+                 30, "the banner")
+        refused = RUNNER.invoke(main, ["restore", "saved", "--replace"])
+        assert refused.exit_code == 2, refused.output
+        assert f"a nurture process (pid {process.pid}) runs on nurture.db: stop it first" in \
+            refused.output
+    finally:
+        process.terminate()
+        assert process.wait(30) in (0, -signal.SIGTERM)  # (uvicorn re-raises the signal)
+    result = RUNNER.invoke(main, ["restore", "saved", "--replace"])
+    assert result.exit_code == 0, result.output
 
 
 def test_restore_on_a_new_machine_and_a_damaged_copy(site: Path, tmp_path_factory) -> None:
