@@ -153,8 +153,7 @@ def _reader(runtime: Runtime, subscriber: str, request: Request, channel: str) -
         key = queries.subscriber_key(connection, subscriber)
         if key is not None:
             locale = queries.attributes(connection, key).get("locale")
-            latest = [c for c in queries.consents(connection, key) if c["channel"] == channel]
-            left = bool(latest) and not latest[-1]["granted"]
+            left = queries.consent_now(queries.consents(connection, key)).get(channel) is False
     return _Reader(key is not None, left,
                    words_for(locale, request.headers.get("accept-language")))
 

@@ -153,6 +153,11 @@ def consents(connection: Connection, key: int) -> list[dict[str, Any]]:
             for r in rows]
 
 
+def consent_now(consents: list[dict[str, Any]]) -> dict[str, bool]:
+    """By channel, whether consent holds now: the latest of `consents` (oldest first)."""
+    return {consent["channel"]: consent["granted"] for consent in consents}
+
+
 def deliveries(connection: Connection, key: int) -> list[DeliveryLine]:
     rows = connection.execute(select(DELIVERIES).where(DELIVERIES.c.subscriber_id == key)
                               .order_by(DELIVERIES.c.id))

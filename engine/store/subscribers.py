@@ -35,9 +35,7 @@ def export(connection: Connection, external_id: str,
         return None
     row = connection.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.id == key)).one()
     consents = queries.consents(connection, key)
-    current: dict[str, bool] = {}
-    for consent in consents:
-        current[consent["channel"]] = consent["granted"]
+    current = queries.consent_now(consents)
     totals = queries.scores(connection, key)
     lengths = queries.ledger_lengths(connection, key)
     scores: dict[str, dict[str, Any]] = {}
