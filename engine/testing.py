@@ -1,7 +1,8 @@
 """Test your own workflows in frozen time: the `nurture` pytest fixture.
 
-Installed with nurture and registered through the `pytest11` entry point, so a team's tests can
-use it without any set-up::
+Installed with nurture and registered through the `pytest11` entry point (`engine.pytest_plugin`,
+which imports this module when a test first asks for the fixture), so a team's tests can use it
+without any set-up::
 
     def test_a_diamond_lover_gets_the_discount(nurture):
         shop = nurture.load("workflows/jewelry.flow", start="2026-03-02T09:00:00Z")
@@ -26,8 +27,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from channels.recording import RecordingChannel
 from dsl import model as m
@@ -391,9 +390,9 @@ class NurtureFixture:
         return run
 
 
-@pytest.fixture
-def nurture(tmp_path: Path) -> Iterator[NurtureFixture]:
-    """Load `.flow` files, feed events, move frozen time, and ask what happened."""
+def fixture_runs(tmp_path: Path) -> Iterator[NurtureFixture]:
+    """The `nurture` fixture's body (`engine.pytest_plugin` registers it): a `NurtureFixture`
+    for the test, its runs closed after it."""
     _import_date_subclasses()  # before a `@freeze_time` on the test freezes time
     fixture = NurtureFixture(tmp_path)
     yield fixture
