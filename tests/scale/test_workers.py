@@ -14,14 +14,16 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, make_url
 
 from bench.journeys import journeys
 from channels.tokens import Signer
@@ -33,7 +35,7 @@ from engine.processor import Engine
 from engine.store import push_subscriptions
 from engine.store.database import Database, open_database
 from tests.channels.peers import Browser, PushService, SmtpServer
-from tests.databases import PG, SKIP_PG, Schemas
+from tests.databases import PG, SKIP_PG
 from tests.service.conftest import wait_for
 
 pytestmark = [pytest.mark.pg, pytest.mark.slow]
@@ -56,6 +58,11 @@ class Scenario:
     started: datetime
     ingested_at: datetime
     workflows: Path
+    push: PushService
+    """The push service of the whole module: the browsers' endpoints are in the prepared
+    database, port included."""
+    template: str = ""
+    """The PostgreSQL database with every event ingested, that each test's copy is made of."""
     expected: list[tuple[Any, ...]] = field(default_factory=list)
 
 
@@ -68,10 +75,49 @@ class World:
     vapid: VapidKey
 
 
+class Databases:
+    """Databases of the module's own on the PostgreSQL server, copied from a template.
+
+    Ingesting the 18,000 events takes 10 s on a slow machine, and each test needs them: they
+    are ingested once, into a template, and `CREATE DATABASE … TEMPLATE` copies its files for
+    the single-process run and for each test (a schema cannot be copied that way)."""
+
+    def __init__(self) -> None:
+        assert PG is not None
+        self.url = make_url(PG)
+        self.admin = create_engine(self.url, isolation_level="AUTOCOMMIT")
+        self.made: list[str] = []
+
+    def new(self, template: str | None = None) -> str:
+        name = f"nurture_scale_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as connection:
+            connection.exec_driver_sql(
+                f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        self.made.append(name)
+        return name
+
+    def url_of(self, name: str) -> str:
+        return self.url.set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as connection:
+            for name in self.made:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.admin.dispose()
+
+
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+def databases() -> Iterator[Databases]:
     if not PG:
         pytest.skip(SKIP_PG)
+    made = Databases()
+    yield made
+    made.drop_all()
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory,
+             databases: Databases) -> Iterator[Scenario]:
     workflows = tmp_path_factory.mktemp("scale") / "workflows"
     workflows.mkdir()
     # The workers' dispatchers run on real time, on ten days of sends decided in the past:
@@ -88,41 +134,43 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     started = datetime.now(UTC).replace(microsecond=0)
     events = journeys(SUBSCRIBERS, 6, started - timedelta(days=20), timedelta(days=8),
                       per_visit=3, seed=11)
+    push = PushService(tls=None)
     found = Scenario(catalog, events, [f"sub{i:07d}" for i in range(0, SUBSCRIBERS, 3)],
-                     started, started - timedelta(days=11), workflows)
-    schemas = Schemas()
-    try:  # the single-process run: the same events, every due step up to `started`
-        push = PushService(tls=None)
-        database = prepare(found, {who: push.browser(who) for who in found.subscribed}, push,
-                           schemas.new())
-        push.stop()
+                     started, started - timedelta(days=11), workflows, push)
+    try:
+        found.template = databases.new()
+        prepare(found, {who: push.browser(who) for who in found.subscribed}, push,
+                databases.url_of(found.template)).dispose()
+        # the single-process run: the same events, every due step up to `started`
+        database = open_database(databases.url_of(databases.new(found.template)))
         Engine(catalog, database, clock=VirtualClock(started), batch_size=1000).tick()
         found.expected = decisions(database, started)
         database.dispose()
+        yield found
     finally:
-        schemas.drop_all()
-    yield found
+        push.stop()
 
 
 @pytest.fixture
-def prepared(world: World, pg_database_url_factory: Callable[[], str]
-             ) -> Iterator[tuple[str, Database]]:
-    """A schema of its own with the scenario ingested; its pool closed whatever the outcome."""
-    url = pg_database_url_factory()
-    database = prepare(world.scenario, world.browsers, world.push, url)
+def prepared(world: World, databases: Databases) -> Iterator[tuple[str, Database]]:
+    """A copy of the template, the scenario ingested; its pool closed whatever the outcome."""
+    url = databases.url_of(databases.new(world.scenario.template))
+    database = open_database(url)
     yield url, database
     database.dispose()
 
 
 @pytest.fixture
 def world(scenario: Scenario) -> Iterator[World]:
-    push = PushService(tls=None)
-    browsers = {who: push.browser(who) for who in scenario.subscribed}
+    push = scenario.push
+    push.received.clear()
+    push.problems.clear()
+    push.requests.clear()
+    push.delay = 0.0
     smtp = SmtpServer()
     smtp.start()
-    yield World(scenario, browsers, push, smtp, VapidKey.generate())
+    yield World(scenario, push.browsers, push, smtp, VapidKey.generate())
     smtp.stop()
-    push.stop()
 
 
 def prepare(scenario: Scenario, browsers: dict[str, Browser], push: PushService,
