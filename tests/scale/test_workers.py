@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, make_url
 
 from bench.journeys import journeys
+from bench.pg_scale import Server
 from channels.tokens import Signer
 from channels.vapid import VapidKey
 from dsl.loader import load_paths
@@ -84,26 +84,22 @@ class Databases:
 
     def __init__(self) -> None:
         assert PG is not None
-        self.url = make_url(PG)
-        self.admin = create_engine(self.url, isolation_level="AUTOCOMMIT")
+        self.server = Server(PG)
         self.made: list[str] = []
 
     def new(self, template: str | None = None) -> str:
         name = f"nurture_scale_{uuid.uuid4().hex[:12]}"
-        with self.admin.connect() as connection:
-            connection.exec_driver_sql(
-                f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        self.server.create(name, template)
         self.made.append(name)
         return name
 
     def url_of(self, name: str) -> str:
-        return self.url.set(database=name).render_as_string(hide_password=False)
+        return self.server.url_of(name)
 
     def drop_all(self) -> None:
-        with self.admin.connect() as connection:
-            for name in self.made:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.admin.dispose()
+        for name in self.made:
+            self.server.drop(name)
+        self.server.admin.dispose()
 
 
 @pytest.fixture(scope="module")
