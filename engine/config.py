@@ -57,6 +57,10 @@ class Settings:
     webhook_allow_hosts: tuple[str, ...] = field(default_factory=tuple)
     """Hosts webhooks may reach although they are this machine's or link-local."""
     tick_seconds: float = 10.0
+    state_cache: int = 20_000
+    """How many subscribers' states the engine keeps in memory between batches
+    (`NURTURE_STATE_CACHE`): about 12 KiB each for the example shop (`bench/soak.py`), so the
+    default holds some 250 MiB once warm. 0 keeps none: each batch reads its subscribers."""
     late_limit: timedelta | None = timedelta(days=1)
     """A push or e-mail that the engine reaches, or the dispatcher can send, only later than
     this after its time is dropped (`late`, `expired`) rather than sent stale: after an outage,
@@ -245,6 +249,7 @@ VARIABLES = {
     "NURTURE_PUSH_ALLOW_HOSTS": "push_allow_hosts", "NURTURE_TICK_SECONDS": "tick_seconds",
     "NURTURE_WEBHOOK_ALLOW_HOSTS": "webhook_allow_hosts",
     "NURTURE_LATE_LIMIT": "late_limit", "NURTURE_RETENTION": "retention",
+    "NURTURE_STATE_CACHE": "state_cache",
 }
 
 
@@ -330,6 +335,15 @@ def _convert(variable: str, name: str, text: str) -> Any:
         if seconds <= 0:
             raise ConfigError(f"{variable}: must be more than 0")
         return seconds
+    if name == "state_cache":
+        try:
+            count = int(text.replace("_", "").replace(",", ""))
+        except ValueError:
+            raise ConfigError(f"{variable}: a number of subscribers (such as 20000; 0 keeps "
+                              f"none), got {text!r}") from None
+        if count < 0:
+            raise ConfigError(f"{variable}: 0 or more subscribers, got {count}")
+        return count
     if name == "late_limit":
         return _late_limit(variable, text)
     if name == "retention":

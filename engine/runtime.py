@@ -77,7 +77,8 @@ class Runtime:
 
     def _build(self, catalog: m.Catalog) -> Engine:
         return Engine(catalog, self.database, clock=self.clock, quarantine=QUARANTINE,
-                      fingerprint=self.erased_ids, late_limit=self.settings.late_limit)
+                      fingerprint=self.erased_ids, late_limit=self.settings.late_limit,
+                      cache_size=self.settings.state_cache)
 
     def erased_id(self, subscriber: str) -> str:
         """What erasure keeps of a subscriber id (see `store.subscribers.erase`)."""

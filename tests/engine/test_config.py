@@ -41,7 +41,17 @@ def test_the_environment_wins_over_dotenv_and_flags_win_over_both(tmp_path: Path
     assert settings.with_flags(db="sqlite:///flag.db", workflows=None).db == "sqlite:///flag.db"
 
 
+@pytest.mark.parametrize(("value", "count"), [
+    ("5000", 5000), ("20_000", 20_000), ("20,000", 20_000), ("0", 0)])
+def test_the_state_cache(value: str, count: int) -> None:
+    assert load_settings({}, dotenv=None).state_cache == 20_000
+    assert load_settings({"NURTURE_STATE_CACHE": value}, dotenv=None).state_cache == count
+
+
 @pytest.mark.parametrize(("variable", "value", "words"), [
+    ("NURTURE_STATE_CACHE", "lots", "NURTURE_STATE_CACHE: a number of subscribers"),
+    ("NURTURE_STATE_CACHE", "-1", "NURTURE_STATE_CACHE: 0 or more"),
+    ("NURTURE_STATE_CACHE", "2e4", "NURTURE_STATE_CACHE: a number of subscribers"),
     ("NURTURE_TICK_SECONDS", "soon", "NURTURE_TICK_SECONDS: a number of seconds"),
     ("NURTURE_TICK_SECONDS", "0", "more than 0"),
     ("NURTURE_LATE_LIMIT", "86400", "NURTURE_LATE_LIMIT: a duration such as '24 hours'"),
