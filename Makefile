@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.http_clients
 	$(BIN)/python -m bench.http_ingest
 	$(BIN)/python -m bench.prune_speed
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -59,8 +59,9 @@ class Settings:
     tick_seconds: float = 10.0
     state_cache: int = 20_000
     """How many subscribers' states the engine keeps in memory between batches
-    (`NURTURE_STATE_CACHE`): about 12 KiB each for the example shop (`bench/soak.py`), so the
-    default holds some 250 MiB once warm. 0 keeps none: each batch reads its subscribers."""
+    (`NURTURE_STATE_CACHE`): about 9 KiB each for the example shop (`bench/soak.py`: 371 MiB
+    once warm with 20,000, 238 MiB with 5,000). 0 keeps none: each batch reads its
+    subscribers."""
     late_limit: timedelta | None = timedelta(days=1)
     """A push or e-mail that the engine reaches, or the dispatcher can send, only later than
     this after its time is dropped (`late`, `expired`) rather than sent stale: after an outage,

@@ -359,7 +359,7 @@ def test_a_reload_while_the_database_fails_is_in_force_and_said_once(
 
 
 def test_the_engine_keeps_as_many_states_as_the_setting_says(tmp_path: Path) -> None:
-    """`NURTURE_STATE_CACHE` bounds the memory a long-running service keeps (about 12 KiB a
+    """`NURTURE_STATE_CACHE` bounds the memory a long-running service keeps (about 9 KiB a
     subscriber for the example shop), also after a reload builds a new engine."""
     runtime = build_runtime(tmp_path, state_cache=2)
     joined = [parse_event({"subscriber": who, "type": "subscribed", "at": "2026-03-02T09:00:00Z",
