@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,39 +41,50 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--subscribers", type=int, default=20_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        workflows = Path(folder) / "workflows"
-        workflows.mkdir()
-        shutil.copy(ROOT / "workflows" / "jewelry.flow", workflows)
-        shutil.copytree(ROOT / "workflows" / "templates", workflows / "templates")
-        port = free_port()
-        key = "bench-api-key-0123456789abcdef"
-        environment = {**os.environ, "NURTURE_API_KEY": key}
-        server = subprocess.Popen(
-            [str(Path(sys.executable).with_name("nurture")), "serve", "--port", str(port),
-             "--db", f"sqlite:///{folder}/bench.db", "--workflows", str(workflows)],
-            cwd=folder, env=environment, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait(url)
-            now = datetime.now(UTC)
-            events = journeys(args.subscribers, 12, now - timedelta(days=1), timedelta(days=1),
-                              per_visit=10)
-            bodies = [json.dumps({"events": [
-                {"subscriber": e.subscriber, "type": e.type, "id": e.key,
-                 "at": e.at.isoformat(), "properties": dict(e.properties)}
-                for e in events[i:i + args.batch]]}).encode()
-                for i in range(0, len(events), args.batch)]
-            rate, measured, latencies, errors = asyncio.run(
-                _load(url, key, bodies, args.in_flight, args.seconds))
-        finally:
-            server.terminate()
-            server.wait(30)
+    with tempfile.TemporaryDirectory() as folder, serving(Path(folder) / "bench.db") as (
+            _, url, key):
+        now = datetime.now(UTC)
+        events = journeys(args.subscribers, 12, now - timedelta(days=1), timedelta(days=1),
+                          per_visit=10)
+        bodies = [json.dumps({"events": [
+            {"subscriber": e.subscriber, "type": e.type, "id": e.key,
+             "at": e.at.isoformat(), "properties": dict(e.properties)}
+            for e in events[i:i + args.batch]]}).encode()
+            for i in range(0, len(events), args.batch)]
+        rate, measured, latencies, errors = asyncio.run(
+            _load(url, key, bodies, args.in_flight, args.seconds))
     latencies.sort()
     print(f"  {rate:,.0f} events/s sustained over {measured:.0f} s ({args.batch} events per "
           f"request, {args.in_flight} in flight); {len(latencies):,} requests, {errors} errors")
     print(f"  latency p50 {_pct(latencies, 50):.1f} ms, p90 {_pct(latencies, 90):.1f} ms, "
           f"p99 {_pct(latencies, 99):.1f} ms, max {latencies[-1]:.1f} ms")
+
+
+API_KEY = "bench-api-key-0123456789abcdef"
+
+
+@contextlib.contextmanager
+def serving(database: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, str]]:
+    """`nurture serve` on the jewelry workflow in its own process, on SQLite at `database`
+    (the workflows copied beside it): the process, its URL and its API key; stopped after."""
+    folder = database.parent
+    workflows = folder / "workflows"
+    workflows.mkdir()
+    shutil.copy(ROOT / "workflows" / "jewelry.flow", workflows)
+    shutil.copytree(ROOT / "workflows" / "templates", workflows / "templates")
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("nurture")), "serve", "--port", str(port),
+         "--db", f"sqlite:///{database}", "--workflows", str(workflows)],
+        cwd=folder, env={**os.environ, "NURTURE_API_KEY": API_KEY},
+        stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait(url)
+        yield server, url, API_KEY
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 async def _load(url: str, key: str, bodies: list[bytes], in_flight: int,

@@ -18,10 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,9 +27,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.http_ingest import _wait
+from bench.http_ingest import serving
 from bench.journeys import journeys
-from bench.push_speed import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUND_SUBSCRIBERS = 5_000
@@ -47,25 +42,9 @@ def main() -> None:
     parser.add_argument("--sample-seconds", type=float, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        workflows = Path(folder) / "workflows"
-        workflows.mkdir()
-        shutil.copy(ROOT / "workflows" / "jewelry.flow", workflows)
-        shutil.copytree(ROOT / "workflows" / "templates", workflows / "templates")
-        port = free_port()
-        key = "bench-api-key-0123456789abcdef"
         database = Path(folder) / "soak.db"
-        server = subprocess.Popen(
-            [str(Path(sys.executable).with_name("nurture")), "serve", "--port", str(port),
-             "--db", f"sqlite:///{database}", "--workflows", str(workflows)],
-            cwd=folder, env={**os.environ, "NURTURE_API_KEY": key},
-            stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait(url)
+        with serving(database) as (server, url, key):
             samples = run(url, key, server.pid, database, args)
-        finally:
-            server.terminate()
-            server.wait(30)
     report(samples)
 
 
