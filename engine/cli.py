@@ -873,7 +873,7 @@ def restore(folder: Path, replace: bool, db: str | None) -> None:
     in memory. The database is written through SQLite (never copied over the file, whose
     write-ahead log would then be replayed onto it). Without --replace, a database that
     holds subscribers and keys that differ are left alone, and nothing is done."""
-    from engine.service import scheduler_holder
+    from engine.scheduler_lock import scheduler_holder
     from engine.store import backup as copies
 
     settings = load_settings().with_flags(db=db)
@@ -915,7 +915,6 @@ def restore(folder: Path, replace: bool, db: str | None) -> None:
 
 BACKUP_DATABASE = "nurture.db"
 BACKUP_KEYS = "keys"
-
 
 
 def _display(host: str) -> str:

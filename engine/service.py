@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import IO, TypeVar
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
@@ -31,6 +30,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from engine.clock import SystemClock
 from engine.dispatcher import Dispatcher
 from engine.runtime import Runtime
+from engine.scheduler_lock import scheduler_lock
 from engine.store import retention
 from engine.store.database import DatabaseUnavailable
 
@@ -68,28 +68,6 @@ class _Overruns(logging.Filter):
     def finished(self, event: JobExecutionEvent) -> None:
         with self._lock:
             self._warned.discard(event.job_id)
-
-
-def scheduler_lock(database_file: str) -> Path:
-    """The file whose lock says which process runs the scheduler on a SQLite database."""
-    return Path(database_file).with_suffix(".scheduler.lock")
-
-
-def scheduler_holder(database_file: str) -> int | None:
-    """The process that runs the scheduler on this SQLite database (`serve`, `worker`), by
-    its id (0 when it did not write one), or None when no process does."""
-    try:
-        handle = scheduler_lock(database_file).open("r")
-    except FileNotFoundError:
-        return None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            written = handle.read().strip()
-            return int(written) if written.isdigit() else 0
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
 
 
 class AlreadyRunning(RuntimeError):
