@@ -6,6 +6,7 @@ Loading is all or nothing: the engine only ever receives a catalog that checked 
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -82,16 +83,44 @@ def load_paths(paths: Sequence[str]) -> LoadResult:
     parsed: list[ParsedFile] = []
     for path in files:
         try:
-            text = Path(path).read_text(encoding="utf-8-sig")  # a BOM, as some editors save
-        except UnicodeDecodeError as problem:
-            problems.append(error(m.Span(path, 1, 1), f"not UTF-8 text ({problem.reason} at "
-                                                      f"byte {problem.start})"))
+            text = read_utf8(path)
+        except NotUtf8Text as problem:
+            problems.append(error(m.Span(path, problem.line, problem.column),
+                                  f"{problem}: save the file as UTF-8"))
             continue
         except OSError as problem:
             problems.append(error(m.Span(path, 1, 1), f"cannot read: {problem.strerror}"))
             continue
         parsed.append(parse_text(text, path, _file_reader(path, problems)))
     return _combine(parsed, problems, tuple(files))
+
+
+class NotUtf8Text(ValueError):
+    """A file in another encoding: where its first such byte is, as an editor counts (line
+    and column, in characters, from 1), and which byte; or a UTF-16 file (`byte` None)."""
+
+    def __init__(self, line: int, column: int, byte: int | None) -> None:
+        self.line, self.column, self.byte = line, column, byte
+        super().__init__("UTF-16 text, not UTF-8" if byte is None
+                         else f"not UTF-8 text (byte 0x{byte:02x})")
+
+
+def read_utf8(path: str) -> str:
+    """A file's text: UTF-8, with or without the byte order mark some editors write.
+
+    A marketer whose editor saved the file in a legacy encoding (Windows-1250 for a Polish
+    shop) is told the line and column of the first character it wrote that way, rather than a
+    byte offset into the file."""
+    data = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise NotUtf8Text(1, 1, None) from None
+        before = data[:problem.start]
+        line_start = before.rfind(b"\n") + 1
+        column = len(before[line_start:].decode("utf-8")) + 1
+        raise NotUtf8Text(before.count(b"\n") + 1, column, data[problem.start]) from None
 
 
 def load_text(text: str, path: str = "<text>", base_dir: str | None = None) -> LoadResult:
@@ -128,11 +157,13 @@ def _file_reader(flow_path: str, problems: list[Diagnostic]) -> FileReader:
                                         "below it"))
             return None
         try:
-            return Path(path).read_text(encoding="utf-8-sig")
+            return read_utf8(path)
         except FileNotFoundError:
             problems.append(error(span, f"file not found: {path}"))
-        except UnicodeDecodeError:
-            problems.append(error(span, f"file is not UTF-8 text: {path}"))
+        except NotUtf8Text as problem:
+            where = "" if problem.byte is None else \
+                f" at line {problem.line}, column {problem.column}"
+            problems.append(error(span, f"file {path} is {problem}{where}: save it as UTF-8"))
         except OSError as problem:
             problems.append(error(span, f"cannot read {path}: {problem.strerror}"))
         return None

@@ -6,7 +6,6 @@ command exit 1; a Python traceback appears only for a bug in nurture, and says s
 
 from __future__ import annotations
 
-import io
 import os
 import socket
 import sys
@@ -237,18 +236,9 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
         sys.exit(1)
     for warning in result.warnings:
         click.echo(str(warning), err=True)
-    # UTF-8, with or without the byte order mark that spreadsheet and Windows tools write
-    encoding = "utf-8-sig"
     try:
-        if events_path == "-":  # `nurture events | nurture simulate … --events -`
-            parsed = sim.read_events(io.TextIOWrapper(sys.stdin.buffer, encoding=encoding))
-        else:
-            with open(events_path, encoding=encoding) as stream:
-                parsed = sim.read_events(stream)
-    except UnicodeDecodeError as problem:
-        click.echo(f"{events_path}:1:1: error: the events file is not UTF-8 text "
-                   f"({problem.reason}); save it as UTF-8")
-        sys.exit(1)
+        with sim.open_events(events_path) as stream:
+            parsed = sim.read_events(stream)
     except OSError as problem:
         click.echo(f"{events_path}:1:1: error: cannot read the events file: {problem}")
         sys.exit(1)

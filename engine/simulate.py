@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import gc
 import heapq
+import io
 import multiprocessing
 import os
 import pickle
+import re
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +44,8 @@ from engine.store.database import open_database
 DEFAULT_HORIZON = timedelta(days=30)
 SUBSCRIBERS_PER_BATCH = 500
 PICKLE_CHUNK = 2000
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+"""The bytes that were not UTF-8, as `surrogateescape` keeps them."""
 SQLITE_CACHE_MIB = 16
 """Per process. Each subscriber is read and written in one batch only, so a large cache
 would mostly hold pages no one reads again (the service's is 64 MiB)."""
@@ -59,11 +64,36 @@ class EventsFile:
     problems: list[InputProblem] = field(default_factory=list)
 
 
+def open_events(path: str) -> IO[str]:
+    """The events file (`-`: standard input) for `read_events`: UTF-8, with or without the
+    byte order mark that spreadsheet and Windows tools write, bytes in another encoding kept
+    for `read_events` to find."""
+    if path == "-":  # `nurture events | nurture simulate … --events -`
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig",
+                                errors="surrogateescape")
+    return open(path, encoding="utf-8-sig", errors="surrogateescape")
+
+
 def read_events(stream: IO[str]) -> EventsFile:
-    """Parse a JSON-lines file of events; every bad line is reported with its number."""
+    """Parse a JSON-lines file of events; every bad line is reported with its number.
+
+    A line in another encoding than UTF-8 (a name typed in Windows-1250, say) is one bad line
+    among the others, reported where its first such byte is, if the stream kept those bytes
+    (`open_events` does)."""
     result = EventsFile()
     for number, line in enumerate(stream, start=1):
         if not line.strip():
+            continue
+        undecoded = _NOT_UTF8.search(line)
+        if undecoded is not None:
+            if number == 1 and line.startswith(("\udcff\udcfe", "\udcfe\udcff")):
+                # every line is, the same way: once is enough
+                result.problems.append(InputProblem(1, 1, "UTF-16 text, not UTF-8: save the "
+                                                          "file as UTF-8"))
+                return result
+            byte = ord(undecoded.group()) - 0xDC00
+            result.problems.append(InputProblem(number, undecoded.start() + 1, (
+                f"not UTF-8 text (byte 0x{byte:02x}): save the file as UTF-8")))
             continue
         try:
             raw = orjson.loads(line)  # the JSON the HTTP API accepts

@@ -726,6 +726,21 @@ def test_a_byte_order_mark_is_not_part_of_a_workflow_or_a_template(tmp_path: Pat
         ("subject", "Hi"), ("html", "<p>Hi</p>")]
 
 
+def test_a_template_file_not_in_utf8_is_reported_with_its_line_and_column(
+        tmp_path: Path) -> None:
+    from dsl.loader import load_paths
+
+    (tmp_path / "letter.html").write_bytes(b"<p>Hello</p>\n<p>Caf\xe9 tonight?</p>\n")
+    (tmp_path / "w.flow").write_text(
+        "workflow w { stage a { on enter: send email letter } }\n"
+        'message letter email {\n  subject "Hi"\n  html file "letter.html"\n}\n',
+        encoding="utf-8")
+    result = load_paths([str(tmp_path / "w.flow")])
+    assert [str(d) for d in result.diagnostics] == [
+        f"{tmp_path / 'w.flow'}:4:13: error: file {tmp_path / 'letter.html'} is not UTF-8 text "
+        "(byte 0xe9) at line 2, column 7: save it as UTF-8"]
+
+
 @pytest.mark.parametrize(("window", "warned"), [
     ("08:00 to 21:00", True), ("06:00 to 18:30", True),  # quiet by day: written the wrong way
     ("21:00 to 08:00", False), ("18:00 to 09:00", False),  # nights, short or long

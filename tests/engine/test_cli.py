@@ -98,11 +98,22 @@ def test_a_template_or_events_file_named_for_a_workflow_says_what_it_is(
         "`nurture simulate WORKFLOWS --events FILE.jsonl`\n"))
 
 
-def test_not_utf8_is_reported(write_flow: Callable[..., str], tmp_path: Path) -> None:
-    (tmp_path / "bad.flow").write_bytes(b"workflow \xff {}")
+@pytest.mark.parametrize(("content", "where", "message"), [
+    # Windows-1250, as a Polish shop's editor may save "zażółć" in a comment
+    (b"workflow w {\n  stage a { } # za\xbf\xf3\xb3\xe6\n}\n", "2:19",
+     "not UTF-8 text (byte 0xbf): save the file as UTF-8"),
+    # the column counts characters, as an editor does: "# ł" before the byte is 3
+    (b"# \xc5\x82\xff\nworkflow w { stage a { } }\n", "1:4",
+     "not UTF-8 text (byte 0xff): save the file as UTF-8"),
+    ("workflow w { stage a { } }\n".encode("utf-16"), "1:1",
+     "UTF-16 text, not UTF-8: save the file as UTF-8"),
+], ids=["windows-1250", "columns-are-characters", "utf-16"])
+def test_a_file_not_in_utf8_is_reported_where_an_editor_shows_it(
+        tmp_path: Path, content: bytes, where: str, message: str) -> None:
+    (tmp_path / "bad.flow").write_bytes(content)
     code, out, _ = run("check", str(tmp_path / "bad.flow"))
     assert code == 1
-    assert out.endswith("bad.flow:1:1: error: not UTF-8 text (invalid start byte at byte 9)\n")
+    assert out.splitlines()[0] == f"{tmp_path / 'bad.flow'}:{where}: error: {message}"
 
 
 def test_graph_mermaid(write_flow: Callable[..., str]) -> None:

@@ -209,6 +209,30 @@ def test_lines_the_api_would_refuse_are_refused_with_their_place(tmp_path: Path)
     assert "Traceback" not in out + err
 
 
+@pytest.mark.parametrize("from_stdin", [False, True])
+def test_a_line_not_in_utf8_is_one_bad_line_with_its_place(tmp_path: Path,
+                                                           from_stdin: bool) -> None:
+    """A name typed in Windows-1250 on one line: that line is reported, where the byte is,
+    beside the file's other bad lines (before, the whole file was refused at 1:1)."""
+    flow = write(tmp_path, "w.flow", FLOW)
+    good = events(sub("ann", "2026-01-05T09:00:00Z")).encode()
+    named = b'{"subscriber": "bob", "type": "attributes", "at": "2026-01-05T09:00:00Z", ' \
+        b'"properties": {"first_name": "Ma\xb3gorzata"}}\n'
+    feed = tmp_path / "e.jsonl"
+    feed.write_bytes(good + named + b"{not json}\n" + good)
+    if from_stdin:
+        result = CliRunner().invoke(main, ["simulate", flow, "--events", "-"],
+                                    input=feed.read_bytes())
+        code, out, err, name = result.exit_code, result.stdout, result.stderr, "-"
+    else:
+        (code, out, err), name = run("simulate", flow, "--events", str(feed)), str(feed)
+    assert code == 1
+    assert out.splitlines() == [
+        f"{name}:2:107: error: not UTF-8 text (byte 0xb3): save the file as UTF-8",
+        f"{name}:3:2: error: not valid JSON: unexpected character, expected a string key"]
+    assert f"2 bad line(s) in {name}: nothing simulated" in err
+
+
 def test_repeated_event_ids_are_stored_once_and_reported(tmp_path: Path) -> None:
     flow = write(tmp_path, "w.flow", FLOW.replace("after 1 day: send push hi",
                                                   "on enter: send push hi"))
@@ -383,8 +407,7 @@ def test_a_file_saved_with_a_byte_order_mark_and_crlf_lines_is_read(tmp_path: Pa
     ("[" + json.dumps(sub("ann", "2026-01-05T09:00:00Z")) + "]\n",
      "1:1: error: expected an event (a JSON object), got a list: write one event per line "
      "(JSON lines), not an array"),
-    (None, "1:1: error: the events file is not UTF-8 text (invalid start byte); save it as "
-           "UTF-8"),
+    (None, "1:1: error: UTF-16 text, not UTF-8: save the file as UTF-8"),
 ])
 def test_a_file_in_another_shape_or_encoding_says_what_to_do(tmp_path: Path,
                                                              content: str | None,
