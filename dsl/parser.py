@@ -9,8 +9,11 @@ so several of them are reported in one run; a syntax error stops that file only.
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time
@@ -18,11 +21,13 @@ from decimal import Decimal
 from importlib import resources
 from typing import Any, cast
 
+import lark
 from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 from lark.visitors import Transformer_NonRecursive
 
 from dsl import model as m
+from dsl import user_cache
 from dsl.diagnostics import Diagnostic, did_you_mean, error
 from dsl.syntax_errors import (
     bare_when,
@@ -54,11 +59,28 @@ class ParsedFile:
     """The text of the blocks that did not parse (for `validate.Lost`)."""
 
 
+LARK_OPTIONS: dict[str, Any] = {"parser": "lalr", "lexer": "contextual",
+                                "propagate_positions": True, "maybe_placeholders": True}
+
+
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
+    """The parser, its tables read from the user's cache when this grammar's were kept
+    there (by this Lark, on this Python), else built and kept (see `dsl.user_cache`)."""
     grammar = resources.files("dsl").joinpath("grammar.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True,
-                maybe_placeholders=True)
+    made_of = f"{grammar}\n{sorted(LARK_OPTIONS.items())}\n{lark.__version__}\n{sys.version}"
+    name = f"grammar-{hashlib.sha256(made_of.encode()).hexdigest()[:24]}.lark"
+    kept = user_cache.read(name)
+    if kept is not None:
+        try:
+            return Lark.load(io.BytesIO(kept))
+        except Exception:  # cut short, or another Lark's: build it again
+            pass
+    built = Lark(grammar, **LARK_OPTIONS)
+    saved = io.BytesIO()
+    built.save(saved)
+    user_cache.write(name, saved.getvalue())
+    return built
 
 
 def parse_text(text: str, path: str, read_file: FileReader | None = None) -> ParsedFile:
