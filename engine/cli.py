@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,9 +21,11 @@ from dsl.diagnostics import did_you_mean
 from dsl.graph import FORMATS, render_graph
 from dsl.loader import LoadResult, load_paths
 from engine.collector import tune_for_long_runs
-from engine.config import ConfigError, load_settings, retention_period, write_private
 from engine.events import EventError, parse_instant
 from engine.records import Record, printable
+
+if TYPE_CHECKING:
+    from engine.config import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,14 +39,11 @@ def reports_bugs(command: F) -> F:
             return command(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
-        except ConfigError as problem:
-            click.echo(f"nurture: {problem}", err=True)
-            sys.exit(2)
         except BrokenPipeError:  # the reader went away (`| head`): stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         except Exception as problem:
-            if _unusable_database(problem):
+            if _bad_setting(problem) or _unusable_database(problem):
                 click.echo(f"nurture: {problem}", err=True)
                 sys.exit(2)
             click.echo("nurture: internal error — this is a bug in nurture, not in your files. "
@@ -53,6 +52,24 @@ def reports_bugs(command: F) -> F:
             sys.exit(70)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _bad_setting(problem: Exception) -> bool:
+    """A setting that cannot be used: one line, exit 2 (`engine.config` raises it, and is
+    loaded only by the commands that read settings)."""
+    config = sys.modules.get("engine.config")
+    return config is not None and isinstance(problem, config.ConfigError)
+
+
+def _settings(**flags: Any) -> Settings:
+    """The settings (environment, `.env`), with the command line's flags winning.
+
+    `engine.config` is imported here rather than at the top: it brings the SMTP and VAPID
+    code, which `check`, `graph` and `simulate` do without (about 0.1 s, an eighth of
+    `nurture check` on a slow machine)."""
+    from engine.config import load_settings
+
+    return load_settings().with_flags(**flags)
 
 
 def _unusable_database(problem: Exception) -> bool:
@@ -181,7 +198,7 @@ def _stored(subscriber: str, db: str | None) -> Any:
     from engine.store import queries
     from engine.store.database import open_database
 
-    database = open_database(load_settings().with_flags(db=db).db, existing=True)
+    database = open_database(_settings(db=db).db, existing=True)
     try:
         with database.reading() as connection:
             key = queries.subscriber_key(connection, subscriber)
@@ -367,7 +384,7 @@ def _instant_option(text: str | None, name: str) -> Any:
 @reports_bugs
 def keys(rotate_secret: bool) -> None:
     """Create the VAPID key pair and the signing secret if missing; print the public key."""
-    settings = load_settings()
+    settings = _settings()
     if rotate_secret:
         kept = settings.rotate_secret()
         click.echo(
@@ -409,7 +426,7 @@ def dispatch(db: str | None, once: bool, lease: float) -> None:
     from engine.dispatcher import from_settings
     from engine.store.database import open_database
 
-    settings = load_settings().with_flags(db=db)
+    settings = _settings(db=db)
     database = open_database(settings.db)
     dispatcher = from_settings(settings, database)
     dispatcher.lease = timedelta(seconds=lease)
@@ -492,7 +509,7 @@ def serve(db: str | None, workflows: str | None, host: str, port: int) -> None:
     from engine.api import create_app
     from engine.service import AlreadyRunning
 
-    settings = load_settings().with_flags(db=db, workflows=workflows)
+    settings = _settings(db=db, workflows=workflows)
     listener = _listen(host, port)
     port = int(listener.getsockname()[1])
     if "NURTURE_PUBLIC_URL" not in os.environ and settings.public_url == "http://localhost:8000":
@@ -559,7 +576,7 @@ def worker(db: str | None, workflows: str | None, lease: float) -> None:
     from engine import logs
     from engine.service import AlreadyRunning
 
-    settings = load_settings().with_flags(db=db, workflows=workflows)
+    settings = _settings(db=db, workflows=workflows)
     logs.configure()
     runtime, service = _service(settings)
     service.dispatcher.lease = timedelta(seconds=lease)
@@ -598,7 +615,7 @@ def move(workflow: str, source: str, target: str, db: str | None,
     from engine.processor import Engine
     from engine.store.database import open_database
 
-    settings = load_settings().with_flags(db=db, workflows=workflows)
+    settings = _settings(db=db, workflows=workflows)
     result = load_paths([settings.workflows])
     if result.catalog is None:
         print_diagnostics(result)
@@ -638,7 +655,7 @@ def funnel(workflow_names: tuple[str, ...], since_text: str | None, as_json: boo
     from engine.store import funnel as store
     from engine.store.database import open_database
 
-    settings = load_settings().with_flags(db=db, workflows=workflows)
+    settings = _settings(db=db, workflows=workflows)
     since = _since_option(since_text)
     catalog, unloadable = _catalog_if_any(settings.workflows)
     if unloadable:
@@ -685,7 +702,7 @@ def timeline(subscribers: tuple[str, ...], since_text: str | None, latest: int |
     from engine.store.database import open_database
     from engine.timeline import timeline as told
 
-    settings = load_settings().with_flags(db=db, workflows=workflows)
+    settings = _settings(db=db, workflows=workflows)
     since = _since_option(since_text)
     catalog, _ = _catalog_if_any(settings.workflows)
     order = [w.name for w in catalog.workflows] if catalog is not None else []
@@ -730,7 +747,7 @@ def events(subscribers: tuple[str, ...], since_text: str | None, until_text: str
     from engine.store.database import open_database
     from engine.store.recorded import recorded_events
 
-    settings = load_settings().with_flags(db=db)
+    settings = _settings(db=db)
     since = _since_option(since_text)
     until = _instant_option(until_text, "--until")
     if since is not None and until is not None and until < since:
@@ -767,10 +784,11 @@ def prune(period_text: str | None, dry_run: bool, db: str | None) -> None:
     entries into one; scores, consents, tags and stages stay. Safe while the service runs,
     which does this once a day itself when NURTURE_RETENTION is set."""
     from engine.clock import SystemClock
+    from engine.config import ConfigError, retention_period
     from engine.store import retention
     from engine.store.database import open_database
 
-    settings = load_settings().with_flags(db=db)
+    settings = _settings(db=db)
     period = settings.retention
     if period_text is not None:
         try:
@@ -810,9 +828,10 @@ def backup(folder: Path, keys_only: bool, db: str | None) -> None:
     a database restored without them leaves every browser subscription and every link sent
     unusable. FOLDER is made readable by its owner only. `nurture restore FOLDER` puts it
     back."""
+    from engine.config import write_private
     from engine.store import backup as copies
 
-    settings = load_settings().with_flags(db=db)
+    settings = _settings(db=db)
     file = copies.sqlite_path(settings.db)
     if file is None and not keys_only:
         raise click.UsageError(
@@ -863,10 +882,11 @@ def restore(folder: Path, replace: bool, db: str | None) -> None:
     in memory. The database is written through SQLite (never copied over the file, whose
     write-ahead log would then be replayed onto it). Without --replace, a database that
     holds subscribers and keys that differ are left alone, and nothing is done."""
+    from engine.config import write_private
     from engine.scheduler_lock import scheduler_holder
     from engine.store import backup as copies
 
-    settings = load_settings().with_flags(db=db)
+    settings = _settings(db=db)
     file = copies.sqlite_path(settings.db)
     source = folder / BACKUP_DATABASE
     if file is None:

@@ -400,3 +400,17 @@ def test_graphviz_draws_the_dot_output_of_every_example(name: str, tmp_path: Pat
                            check=False)
     assert drawn.returncode == 0 and drawn.stderr == "", drawn.stderr
     assert "<svg" in drawn.stdout and ">entry</text>" in drawn.stdout
+
+
+def test_check_loads_only_what_checking_needs() -> None:
+    """`nurture check` is run on every save in some editors: it does without the database,
+    the settings and the channels' SMTP and VAPID code (before, the settings were imported
+    and cost it an eighth of its time)."""
+    script = ("import sys\nfrom engine.cli import main\n"
+              "try:\n    main(['check', 'workflows'])\nexcept SystemExit as done:\n"
+              "    assert done.code == 0, done.code\n"
+              "print(' '.join(sorted(name for name in ('sqlalchemy', 'engine.config', "
+              "'smtplib', 'cryptography', 'aiohttp', 'apscheduler') if name in sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=True)
+    assert done.stdout.splitlines()[-1] == ""
