@@ -6,7 +6,6 @@ Loading is all or nothing: the engine only ever receives a catalog that checked 
 
 from __future__ import annotations
 
-import codecs
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from dsl import model as m
 from dsl.diagnostics import Diagnostic, error, sort_key
 from dsl.parser import FileReader, ParsedFile, parse_text
+from dsl.text import NotUtf8Text, read_utf8
 from dsl.validate import Lost, validate
 
 
@@ -93,34 +93,6 @@ def load_paths(paths: Sequence[str]) -> LoadResult:
             continue
         parsed.append(parse_text(text, path, _file_reader(path, problems)))
     return _combine(parsed, problems, tuple(files))
-
-
-class NotUtf8Text(ValueError):
-    """A file in another encoding: where its first such byte is, as an editor counts (line
-    and column, in characters, from 1), and which byte; or a UTF-16 file (`byte` None)."""
-
-    def __init__(self, line: int, column: int, byte: int | None) -> None:
-        self.line, self.column, self.byte = line, column, byte
-        super().__init__("UTF-16 text, not UTF-8" if byte is None
-                         else f"not UTF-8 text (byte 0x{byte:02x})")
-
-
-def read_utf8(path: str) -> str:
-    """A file's text: UTF-8, with or without the byte order mark some editors write.
-
-    A marketer whose editor saved the file in a legacy encoding (Windows-1250 for a Polish
-    shop) is told the line and column of the first character it wrote that way, rather than a
-    byte offset into the file."""
-    data = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as problem:
-        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            raise NotUtf8Text(1, 1, None) from None
-        before = data[:problem.start]
-        line_start = before.rfind(b"\n") + 1
-        column = len(before[line_start:].decode("utf-8")) + 1
-        raise NotUtf8Text(before.count(b"\n") + 1, column, data[problem.start]) from None
 
 
 def load_text(text: str, path: str = "<text>", base_dir: str | None = None) -> LoadResult:

@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException
 
 from engine.store.database import Conflict, DatabaseUnavailable
 
+FASTAPI_UNDECODABLE_BODY = "There was an error parsing the body"
+
 
 class ApiError(Exception):
     def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None,
@@ -64,6 +66,12 @@ def install(app: FastAPI) -> None:
     async def invalid(_request: Request, problem: RequestValidationError) -> JSONResponse:
         errors = []
         for item in problem.errors():
+            if item.get("type") == "json_invalid":  # its place is a character, not a field
+                reason = (item.get("ctx") or {}).get("error", "")
+                at = item.get("loc", ("body", 0))[-1]
+                return JSONResponse({"detail": f"body: not JSON ({reason}: character {at})",
+                                     "errors": [{"field": "body", "message": "not JSON"}]},
+                                    status_code=422)
             location = [str(part) for part in item.get("loc", ()) if part != "body"]
             errors.append({"field": ".".join(location) or "body",
                            "message": str(item.get("msg", "invalid"))})
@@ -73,6 +81,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, problem: HTTPException) -> JSONResponse:
+        if problem.status_code == 400 and problem.detail == FASTAPI_UNDECODABLE_BODY:
+            # FastAPI's answer to a JSON body that is not UTF-8 (not even JSON's decode error)
+            return response(ApiError(422, "body: not UTF-8 text: send JSON in UTF-8",
+                                     [{"field": "body", "message": "not UTF-8"}]))
         return JSONResponse({"detail": problem.detail, "errors": []},
                             status_code=problem.status_code,
                             headers=getattr(problem, "headers", None))

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from dsl.text import first_not_utf8
 from engine.api.auth import Authorised
 from engine.api.errors import ApiError
 from engine.events import Event, EventError, parse_event
@@ -130,9 +131,16 @@ async def post_events(request: Request, runtime: Authorised) -> Accepted:
 
 
 async def _json(request: Request) -> Any:
-    body = await request.body()
-    try:  # JSON may be sent with a byte order mark (files saved by some Windows tools)
-        return orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
+    # JSON may be sent with a byte order mark (files saved by some Windows tools)
+    body = (await request.body()).removeprefix(b"\xef\xbb\xbf")
+    try:
+        return orjson.loads(body)
     except (ValueError, UnicodeDecodeError) as problem:
+        undecodable = first_not_utf8(body)
+        if undecodable is not None:  # orjson says where only as "line 1 column 1"
+            where = "" if undecodable.byte is None else \
+                f" at line {undecodable.line}, column {undecodable.column}"
+            raise ApiError(422, f"body: {undecodable}{where}: send JSON in UTF-8",
+                           [{"field": "body", "message": "not UTF-8"}]) from None
         raise ApiError(422, f"body: not JSON ({problem})",
                        [{"field": "body", "message": "not JSON"}]) from None

@@ -80,6 +80,22 @@ def test_a_body_sent_from_a_file_with_a_byte_order_mark_is_read(api: Api) -> Non
     assert answer.json()["accepted"] == 1
 
 
+@pytest.mark.parametrize(("body", "detail"), [
+    # a name sent in Latin-1 on the second line of pretty-printed JSON
+    (b'{"subscriber": "b", "type": "attributes",\n "properties": {"first_name": "Ma\xb3gosia"}}',
+     "body: not UTF-8 text (byte 0xb3) at line 2, column 34: send JSON in UTF-8"),
+    (json.dumps(SUBSCRIBED).encode("utf-16"), "body: UTF-16 text, not UTF-8: send JSON in UTF-8"),
+], ids=["latin-1", "utf-16"])
+def test_a_body_not_in_utf8_says_where(api: Api, body: bytes, detail: str) -> None:
+    """Before, the parser's own message: "str is not valid UTF-8: surrogates not allowed:
+    line 1 column 1 (char 0)", wherever the byte was."""
+    answer = api.client.post("/v1/events", headers={**AUTH, "Content-Type": "application/json"},
+                             content=body)
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == detail
+    assert answer.json()["errors"] == [{"field": "body", "message": "not UTF-8"}]
+
+
 def test_not_json_and_too_many_events(api: Api) -> None:
     answer = api.client.post("/v1/events", content=b"{nope", headers=AUTH)
     assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "body"
@@ -243,6 +259,24 @@ def test_push_keys_are_validated(api: Api, keys: dict[str, Any], field: str) -> 
                              json={"endpoint": "http://127.0.0.1:9/p", "keys": keys})
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["field"] == field
+
+
+@pytest.mark.parametrize(("body", "detail", "message"), [
+    (b'{"endpoint": "http://127.0.0.1:9/p", keys: {}}',
+     "body: not JSON (Expecting property name enclosed in double quotes: character 37)",
+     "not JSON"),
+    (b'{"endpoint": "http://127.0.0.1:9/\xb3", "keys": {}}',
+     "body: not UTF-8 text: send JSON in UTF-8", "not UTF-8"),
+], ids=["not-json", "not-utf-8"])
+def test_a_registration_that_is_not_json_names_the_body(api: Api, body: bytes, detail: str,
+                                                        message: str) -> None:
+    """FastAPI's own answers were the field "1" (the character where JSON broke off) and a
+    400 naming no field."""
+    answer = api.client.post("/v1/subscribers/ann/push-subscriptions", content=body,
+                             headers={**AUTH, "Content-Type": "application/json"})
+    assert answer.status_code == 422
+    assert answer.json() == {"detail": detail,
+                             "errors": [{"field": "body", "message": message}]}
 
 
 def test_an_auth_secret_must_be_16_bytes(api: Api) -> None:
