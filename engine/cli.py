@@ -509,12 +509,12 @@ def serve(db: str | None, workflows: str | None, host: str, port: int) -> None:
     from engine.api import create_app
     from engine.service import AlreadyRunning
 
+    logs.configure()  # first: reading the settings may warn
     settings = _settings(db=db, workflows=workflows)
     listener = _listen(host, port)
     port = int(listener.getsockname()[1])
     if "NURTURE_PUBLIC_URL" not in os.environ and settings.public_url == "http://localhost:8000":
         settings = settings.with_flags(public_url=f"http://{_display(host)}:{port}")
-    logs.configure()
     runtime, service = _service(settings)
     try:
         service.claim()
@@ -576,8 +576,8 @@ def worker(db: str | None, workflows: str | None, lease: float) -> None:
     from engine import logs
     from engine.service import AlreadyRunning
 
+    logs.configure()  # first: reading the settings may warn
     settings = _settings(db=db, workflows=workflows)
-    logs.configure()
     runtime, service = _service(settings)
     service.dispatcher.lease = timedelta(seconds=lease)
     stop = threading.Event()

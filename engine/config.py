@@ -7,7 +7,9 @@ from the environment or from files that `nurture keys` creates with owner-only p
 from __future__ import annotations
 
 import base64
+import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -16,15 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from channels.email import SmtpRelay, sender_problem
 from channels.endpoints import EndpointError, allowed_host
 from channels.tokens import new_secret
 from channels.vapid import VapidKey, load_or_create
 from dsl.addresses import split_address
+from dsl.diagnostics import closest
 from dsl.model import span_in_words
 
 KEYS_FOLDER = Path(".nurture")
+log = logging.getLogger("nurture.config")
 
 
 class ConfigError(ValueError):
@@ -254,13 +259,23 @@ VARIABLES = {
 }
 
 
+NOT_SETTINGS = frozenset({"NURTURE_TEST_PG", "NURTURE_ORACLE_EXAMPLES"})
+"""Variables of nurture's own test suite, not of the service: no warning for them."""
+
+
 def load_settings(environ: Mapping[str, str] | None = None,
                   dotenv: str | Path | None = ".env") -> Settings:
     """The environment over a `.env` file (if any) over the defaults."""
     values: dict[str, str] = {}
     if dotenv is not None and Path(dotenv).is_file():
-        values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+        values.update(_read_dotenv(Path(dotenv)))
     values.update(os.environ if environ is None else environ)
+    for unknown in sorted(set(values) - set(VARIABLES) - NOT_SETTINGS):
+        if unknown.startswith("NURTURE_"):
+            meant = _meant(unknown)
+            log.warning("%s is not a setting of nurture, and is ignored%s", unknown,
+                        f"; did you mean {meant}?" if meant else "",
+                        extra={"variable": unknown})
     chosen: dict[str, Any] = {}
     for variable, name in VARIABLES.items():
         text = values.get(variable)
@@ -283,6 +298,37 @@ def load_settings(environ: Mapping[str, str] | None = None,
                           f"{settings.public_url!r} {wrong_base}")
     _check_vapid_subject(settings.vapid_subject)
     return settings
+
+
+def _meant(unknown: str) -> str | None:
+    """The setting a misspelt variable most likely meant: among those of its first word
+    first (`NURTURE_VAPID_KEY`: a VAPID setting, not `NURTURE_API_KEY`), words compared
+    without the `NURTURE_` every one shares."""
+    word = unknown.removeprefix("NURTURE_")
+    names = {variable.removeprefix("NURTURE_"): variable for variable in VARIABLES}
+    family = [name for name in names if name.split("_")[0] == word.split("_")[0]]
+    meant = closest(word, family) or closest(word, names)
+    return names[meant] if meant else None
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """The variables a `.env` file sets. A line that cannot be read stops the command: the
+    setting it was meant to make (an API key, a database) would otherwise be left out with
+    only a warning, and the service run without it. The line is not shown: it may hold a
+    secret."""
+    with open(path, encoding="utf-8-sig") as stream:
+        for binding in parse_stream(stream):
+            if binding.error:
+                text = binding.original.string
+                # the blank lines before a statement are part of it: count from its text
+                line = binding.original.line + text[:len(text) - len(text.lstrip())].count("\n")
+                name = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", text)
+                raise ConfigError(
+                    f"{path}:{line}: this line cannot be read"
+                    f"{f' (it sets {name.group(1)})' if name else ''}: write NAME=value, with "
+                    "a value that holds spaces, quotes or # in quotes (\"…\" or '…')")
+    return {k: v for k, v in dotenv_values(path, encoding="utf-8-sig").items()
+            if v is not None}
 
 
 def _web_address_problem(url: str) -> str | None:

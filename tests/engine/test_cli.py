@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -414,3 +415,25 @@ def test_check_loads_only_what_checking_needs() -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, check=True)
     assert done.stdout.splitlines()[-1] == ""
+
+
+def test_a_misspelt_variable_is_a_warning_and_an_unreadable_dotenv_line_an_error(
+        tmp_path: Path) -> None:
+    nurture = str(Path(sys.executable).with_name("nurture"))
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith("NURTURE_")}
+    environment["NURTURE_TICK_SECOND"] = "5"
+    done = subprocess.run([nurture, "keys"], cwd=tmp_path, env=environment, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[0] == (
+        "NURTURE_TICK_SECOND is not a setting of nurture, and is ignored; did you mean "
+        "NURTURE_TICK_SECONDS?")
+    (tmp_path / ".env").write_text('NURTURE_TICK_SECONDS=5\nNURTURE_API_KEY="abc def\n',
+                                   encoding="utf-8")
+    done = subprocess.run([nurture, "keys"], cwd=tmp_path, env=environment, capture_output=True,
+                          text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "nurture: .env:2: this line cannot be read (it sets NURTURE_API_KEY): write NAME=value, "
+        "with a value that holds spaces, quotes or # in quotes (\"…\" or '…')\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import stat
 from datetime import timedelta
 from pathlib import Path
@@ -180,3 +181,44 @@ def test_earlier_secrets_from_the_environment() -> None:
     assert retiring.retired_secrets() == (b"the-old-long-secret",)
     with pytest.raises(ConfigError, match="NURTURE_ERASURE_SECRETS: use at least 16"):
         load_settings({"NURTURE_ERASURE_SECRETS": "short"}, dotenv=None).retired_secrets()
+
+
+@pytest.mark.parametrize(("text", "line", "sets"), [
+    # an unterminated quote: python-dotenv only warned, and the service ran without the key
+    ('NURTURE_DB=sqlite:///shop.db\n\n  NURTURE_API_KEY="k-7Hq2 secret-part\n'
+     'NURTURE_TICK_SECONDS=5\n', 3, " (it sets NURTURE_API_KEY)"),
+    ("NURTURE_DB=sqlite:///shop.db\nthe api key is below\n", 2, ""),
+    ("# settings\n\n\n\nNURTURE_DB='sqlite:///shop.db\n", 5, " (it sets NURTURE_DB)"),
+])
+def test_a_dotenv_line_that_cannot_be_read_stops_with_its_place(
+        tmp_path: Path, text: str, line: int, sets: str) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_settings({}, dotenv=dotenv)
+    assert str(raised.value) == (
+        f"{dotenv}:{line}: this line cannot be read{sets}: write NAME=value, with a value that "
+        "holds spaces, quotes or # in quotes (\"…\" or '…')")
+    assert "secret" not in str(raised.value)  # the line may hold one: it is not shown
+
+
+def test_a_dotenv_with_a_byte_order_mark_and_export_is_read(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_bytes(b"\xef\xbb\xbfNURTURE_DB=sqlite:///a.db\nexport NURTURE_TICK_SECONDS=5\n")
+    settings = load_settings({}, dotenv=dotenv)
+    assert (settings.db, settings.tick_seconds) == ("sqlite:///a.db", 5)
+
+
+def test_a_variable_that_is_not_a_setting_is_a_warning(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("NURTURE_VAPID_KEY=vapid.pem\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="nurture.config"):
+        load_settings({"NURTURE_API_KYE": "k", "NURTURE_LOG_LEVEL": "debug", "HOME": "/root",
+                       "NURTURE_TEST_PG": "postgresql://…"}, dotenv=dotenv)
+    assert [r.getMessage() for r in caplog.records] == [
+        "NURTURE_API_KYE is not a setting of nurture, and is ignored; did you mean "
+        "NURTURE_API_KEY?",
+        "NURTURE_LOG_LEVEL is not a setting of nurture, and is ignored",
+        "NURTURE_VAPID_KEY is not a setting of nurture, and is ignored; did you mean "
+        "NURTURE_VAPID_KEY_FILE?"]
