@@ -6,6 +6,7 @@ command exit 1; a Python traceback appears only for a bug in nurture, and says s
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -81,6 +82,37 @@ def _unusable_database(problem: Exception) -> bool:
     return store is not None and isinstance(problem, store.DatabaseUnavailable)
 
 
+def _github_annotations(result: LoadResult) -> str:
+    """GitHub Actions' workflow commands: each problem shown on its line of the pull request
+    (values escaped as the runner requires)."""
+    def data(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(text: str) -> str:
+        return data(text).replace(":", "%3A").replace(",", "%2C")
+
+    return "\n".join(
+        f"::{d.severity} file={prop(d.span.path)},line={d.span.line},col={d.span.column},"
+        f"title=nurture check::{data(d.message)}" for d in result.diagnostics)
+
+
+def _json_report(result: LoadResult) -> str:
+    catalog = result.catalog
+    return json.dumps({
+        "files": list(result.files), "errors": len(result.errors),
+        "warnings": len(result.warnings),
+        "workflows": len(catalog.workflows) if catalog is not None else None,
+        "message_variants": len(catalog.messages) if catalog is not None else None,
+        "diagnostics": [{"path": d.span.path, "line": d.span.line, "column": d.span.column,
+                         "severity": d.severity, "message": d.message}
+                        for d in result.diagnostics]}, ensure_ascii=False, indent=2)
+
+
+CHECK_FORMATS: dict[str, Callable[[LoadResult], str]] = {
+    "text": lambda result: "\n".join(str(d) for d in result.diagnostics),
+    "github": _github_annotations, "json": _json_report}
+
+
 def print_diagnostics(result: LoadResult) -> None:
     for diagnostic in result.diagnostics:
         click.echo(str(diagnostic))
@@ -94,12 +126,18 @@ def main() -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "output_format", type=click.Choice(CHECK_FORMATS), default="text",
+              show_default=True,
+              help="text: PATH:LINE:COLUMN: severity: message; github: annotations on a pull "
+                   "request's files (GitHub Actions); json: one document, for tools.")
 @reports_bugs
-def check(paths: tuple[str, ...]) -> None:
+def check(paths: tuple[str, ...], output_format: str) -> None:
     """Validate workflow files (files, or folders searched for *.flow)."""
     result = load_paths(paths)
-    print_diagnostics(result)
     errors, warnings = len(result.errors), len(result.warnings)
+    report = CHECK_FORMATS[output_format](result)
+    if report:
+        click.echo(report)
     summary = f"{len(result.files)} file(s) checked: {errors} error(s), {warnings} warning(s)"
     if result.catalog is not None:
         catalog = result.catalog

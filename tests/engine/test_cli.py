@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -437,3 +438,41 @@ def test_a_misspelt_variable_is_a_warning_and_an_unreadable_dotenv_line_an_error
     assert done.stderr == (
         "nurture: .env:2: this line cannot be read (it sets NURTURE_API_KEY): write NAME=value, "
         "with a value that holds spaces, quotes or # in quotes (\"…\" or '…')\n")
+
+
+BROKEN = ('workflow w {\n  stage a { on enter: sned push m }\n}\n'
+          'message m push { title "Hi" }\n'
+          'workflow v { stage s { } stage t { } }\n')
+
+
+def test_check_annotates_a_pull_request_on_github(tmp_path: Path) -> None:
+    # a path with the characters the runner's properties must have escaped
+    flow = tmp_path / "shop, 100%: spring.flow"
+    flow.write_text(BROKEN, encoding="utf-8")
+    code, out, err = run("check", str(flow), "--format", "github")
+    escaped = str(flow).replace("%", "%25").replace(":", "%3A").replace(",", "%2C")
+    assert (code, out.splitlines()) == (1, [
+        f"::error file={escaped},line=2,col=23,title=nurture check::unexpected 'sned'; "
+        "expected 'send'; did you mean 'send'?",
+        f"::warning file={escaped},line=5,col=26,title=nurture check::stage 't' is "
+        "unreachable: no transition from 's' leads to it"])
+    assert "1 error(s), 1 warning(s)" in err
+    code, out, _ = run("check", str(ROOT / "workflows"), "--format", "github")
+    assert (code, out) == (0, "")
+
+
+def test_check_reports_json_for_tools(tmp_path: Path) -> None:
+    flow = tmp_path / "w.flow"
+    flow.write_text(BROKEN, encoding="utf-8")
+    code, out, _ = run("check", str(flow), "--format", "json")
+    assert code == 1
+    assert json.loads(out) == {
+        "files": [str(flow)], "errors": 1, "warnings": 1, "workflows": None,
+        "message_variants": None, "diagnostics": [
+            {"path": str(flow), "line": 2, "column": 23, "severity": "error",
+             "message": "unexpected 'sned'; expected 'send'; did you mean 'send'?"},
+            {"path": str(flow), "line": 5, "column": 26, "severity": "warning",
+             "message": "stage 't' is unreachable: no transition from 's' leads to it"}]}
+    code, out, _ = run("check", str(ROOT / "workflows"), "--format", "json")
+    report = json.loads(out)
+    assert (code, report["errors"], report["workflows"], report["diagnostics"]) == (0, 0, 3, [])
