@@ -325,8 +325,9 @@ def _read_dotenv(path: Path) -> dict[str, str]:
                 name = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", text)
                 raise ConfigError(
                     f"{path}:{line}: this line cannot be read"
-                    f"{f' (it sets {name.group(1)})' if name else ''}: write NAME=value, with "
-                    "a value that holds spaces, quotes or # in quotes (\"…\" or '…')")
+                    f"{f' (it sets {name.group(1)})' if name else ''}: write NAME=value, and "
+                    "put a value that holds spaces, quotes, # or several lines (a PEM key) "
+                    "in double quotes")
     return {k: v for k, v in dotenv_values(path, encoding="utf-8-sig").items()
             if v is not None}
 

@@ -437,7 +437,8 @@ def test_a_misspelt_variable_is_a_warning_and_an_unreadable_dotenv_line_an_error
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
         "nurture: .env:2: this line cannot be read (it sets NURTURE_API_KEY): write NAME=value, "
-        "with a value that holds spaces, quotes or # in quotes (\"…\" or '…')\n")
+        "and put a value that holds spaces, quotes, # or several lines (a PEM key) in double "
+        "quotes\n")
 
 
 BROKEN = ('workflow w {\n  stage a { on enter: sned push m }\n}\n'

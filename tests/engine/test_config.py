@@ -197,8 +197,8 @@ def test_a_dotenv_line_that_cannot_be_read_stops_with_its_place(
     with pytest.raises(ConfigError) as raised:
         load_settings({}, dotenv=dotenv)
     assert str(raised.value) == (
-        f"{dotenv}:{line}: this line cannot be read{sets}: write NAME=value, with a value that "
-        "holds spaces, quotes or # in quotes (\"…\" or '…')")
+        f"{dotenv}:{line}: this line cannot be read{sets}: write NAME=value, and put a value "
+        "that holds spaces, quotes, # or several lines (a PEM key) in double quotes")
     assert "secret" not in str(raised.value)  # the line may hold one: it is not shown
 
 
