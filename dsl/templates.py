@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import ChainableUndefined, Environment, StrictUndefined, TemplateSyntaxError, nodes
 from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import SandboxedEnvironment, safe_range
 from markupsafe import Markup
 
+from dsl.diagnostics import did_you_mean
 from dsl.errors import RenderError, TemplateError
 
 STANDARD_NAMES = frozenset({"subscriber", "scores", "stage", "tags", "workflow"})
@@ -235,10 +236,25 @@ def compile_template(source: str, escaping: str = "text") -> Compiled:
         tree = environment.parse(source)
         template = environment.from_string(tree)
     except TemplateSyntaxError as problem:
-        raise TemplateError(problem.message or "syntax error", problem.lineno or 1) from None
+        raise TemplateError(_with_suggestion(problem.message or "syntax error", environment),
+                            problem.lineno or 1) from None
     except MemoryError:  # Jinja works out constant parts while compiling
         raise TemplateError("it needs more memory than there is", 1) from None
     return Compiled(template, _free_names(tree), _attributes(tree), _unguarded(tree))
+
+
+_UNKNOWN_FILTER_OR_TEST = re.compile(r"No (filter|test) named '([^']+)'(?: found)?\.?")
+
+
+def _with_suggestion(message: str, environment: Environment) -> str:
+    """Jinja's "No filter named 'titel'." (when compiling) or "No test named 'sequense'
+    found." (when rendering) with the filter or test most likely meant."""
+    unknown = _UNKNOWN_FILTER_OR_TEST.fullmatch(message)
+    if unknown is None:
+        return message
+    kind, name = unknown.groups()
+    known = environment.filters if kind == "filter" else environment.tests
+    return f"no {kind} named '{name}'{did_you_mean(name, known)}"
 
 
 def render(compiled: Compiled, variables: Mapping[str, Any]) -> str:
@@ -253,7 +269,8 @@ def render(compiled: Compiled, variables: Mapping[str, Any]) -> str:
     except Unprintable as problem:
         raise RenderError(str(problem)) from None
     except JinjaTemplateError as problem:
-        raise RenderError(str(problem)) from None
+        raise RenderError(_with_suggestion(str(problem), compiled.template.environment)
+                          ) from None
     except (TypeError, ValueError, ArithmeticError, LookupError) as problem:
         raise RenderError(f"{type(problem).__name__}: {problem}") from None
     except MemoryError:

@@ -498,6 +498,21 @@ def test_template_that_does_not_compile(check_lines: Check) -> None:
     ]
 
 
+@pytest.mark.parametrize(("written", "message"), [
+    ("{{ subscriber.first_name | default('') | titel }}",
+     "does not compile: no filter named 'titel'; did you mean 'title'?"),
+    ("{{ 'a' if tags is sequense else 'b' }}",  # Jinja finds an unknown test when rendering
+     "does not render: no test named 'sequense'; did you mean 'sequence'?"),
+    ("{{ tags | nosuchthing }}", "does not compile: no filter named 'nosuchthing'"),
+])
+def test_an_unknown_filter_or_test_says_the_one_meant(check_lines: Check, written: str,
+                                                      message: str) -> None:
+    text = flow("  stage a { }", f'message hello push {{\n  title "{written}"\n}}\n')
+    field = "template of field 'title' in message 'hello'" if "compile" in message else \
+        "field 'title' of message 'hello'"
+    assert check_lines(text) == [f"w.flow:5:3: error: {field} {message}"]
+
+
 def test_template_with_an_unknown_name(check_lines: Check) -> None:
     text = flow("  stage a { }", 'message hello push {\n  title "Hi {{ subscribr.name }}"\n}\n')
     assert check_lines(text) == [
