@@ -7,7 +7,7 @@ Loading is all or nothing: the engine only ever receives a catalog that checked 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,12 +78,25 @@ def _not_a_workflow(path: str) -> str | None:
     return None
 
 
-def load_paths(paths: Sequence[str]) -> LoadResult:
+def load_paths(paths: Sequence[str], unsaved: Mapping[str, str] | None = None) -> LoadResult:
+    """Load the `.flow` files of these files and folders.
+
+    `unsaved` (file -> text) is what an editor holds for files not saved yet: that text is
+    checked in place of the file's on disk (or beside the others, for a new file), with the
+    rest of its folder, so that names from the other files are known; the file is reported
+    under the name given here."""
     files, problems = find_flow_files(paths)
+    texts: dict[str, str] = {}
+    for name, text in (unsaved or {}).items():
+        same = [f for f in files if os.path.realpath(f) == os.path.realpath(name)]
+        files = [name if f in same else f for f in files] if same else [*files, name]
+        problems = [p for p in problems if os.path.realpath(p.span.path) !=
+                    os.path.realpath(name)]  # a new file's "no such file"
+        texts[name] = text
     parsed: list[ParsedFile] = []
     for path in files:
         try:
-            text = read_utf8(path)
+            text = texts[path] if path in texts else read_utf8(path)
         except NotUtf8Text as problem:
             problems.append(error(m.Span(path, problem.line, problem.column),
                                   f"{problem}: save the file as UTF-8"))

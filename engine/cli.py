@@ -6,6 +6,7 @@ command exit 1; a Python traceback appears only for a bug in nurture, and says s
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ import click
 from dsl.diagnostics import did_you_mean
 from dsl.graph import FORMATS, render_graph
 from dsl.loader import LoadResult, load_paths
+from dsl.text import first_not_utf8
 from engine.collector import tune_for_long_runs
 from engine.events import EventError, parse_instant
 from engine.records import Record, printable
@@ -130,10 +132,22 @@ def main() -> None:
               show_default=True,
               help="text: PATH:LINE:COLUMN: severity: message; github: annotations on a pull "
                    "request's files (GitHub Actions); json: one document, for tools.")
+@click.option("--stdin-filename", "unsaved_name", default=None, metavar="FILE",
+              help="Check the standard input as the content of FILE (an editor's unsaved "
+                   "buffer), with the other files of PATHS.")
 @reports_bugs
-def check(paths: tuple[str, ...], output_format: str) -> None:
+def check(paths: tuple[str, ...], output_format: str, unsaved_name: str | None) -> None:
     """Validate workflow files (files, or folders searched for *.flow)."""
-    result = load_paths(paths)
+    unsaved = None
+    if unsaved_name is not None:
+        buffer = sys.stdin.buffer.read().removeprefix(codecs.BOM_UTF8)
+        problem = first_not_utf8(buffer)
+        if problem is not None:
+            click.echo(f"{unsaved_name}:{problem.line}:{problem.column}: error: {problem}: "
+                       "save the file as UTF-8")
+            sys.exit(1)
+        unsaved = {unsaved_name: buffer.decode("utf-8")}
+    result = load_paths(paths, unsaved)
     errors, warnings = len(result.errors), len(result.warnings)
     report = CHECK_FORMATS[output_format](result)
     if report:

@@ -477,3 +477,33 @@ def test_check_reports_json_for_tools(tmp_path: Path) -> None:
     code, out, _ = run("check", str(ROOT / "workflows"), "--format", "json")
     report = json.loads(out)
     assert (code, report["errors"], report["workflows"], report["diagnostics"]) == (0, 0, 3, [])
+
+
+def test_check_an_editors_unsaved_buffer_with_the_rest_of_its_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The buffer replaces the file on disk (which is fine) and is checked with the folder's
+    other files (which declare its message): its own error, at its own line, and no other."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "a.flow").write_text(
+        "workflow a {\n  stage s { on enter: send push hello }\n}\n", encoding="utf-8")
+    (tmp_path / "w" / "msgs.flow").write_text('message hello push { title "Hi" }\n',
+                                              encoding="utf-8")
+
+    def check(buffer: bytes, name: str, *more: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(main, ["check", "w", "--stdin-filename", name, *more],
+                                    input=buffer)
+        return result.exit_code, result.stdout, result.stderr
+
+    edited = b"workflow a {\n  stage s { on enter: send push helo }\n}\n"
+    assert check(edited, "w/a.flow")[:2] == (
+        1, "w/a.flow:2:33: error: unknown message 'helo'; did you mean 'hello'?\n")
+    # named as the editor names it (here absolute): the same file, not a third one
+    code, out, err = check(edited.replace(b"helo", b"hello"), str(tmp_path / "w" / "a.flow"))
+    assert (code, out) == (0, "") and "2 file(s) checked" in err
+    # a new file, not on disk yet
+    code, out, _ = check(b"workflow b {\n  stage s { on enter: send push hello }\n}\n",
+                         "w/new.flow", "--format", "json")
+    assert code == 0 and json.loads(out)["files"] == ["w/a.flow", "w/msgs.flow", "w/new.flow"]
+    assert check(b"# caf\xe9\n", "w/a.flow")[:2] == (
+        1, "w/a.flow:1:6: error: not UTF-8 text (byte 0xe9): save the file as UTF-8\n")
