@@ -14,7 +14,7 @@ from pathlib import Path
 from dsl import model as m
 from dsl.diagnostics import Diagnostic, error, sort_key
 from dsl.parser import FileReader, ParsedFile, parse_text
-from dsl.text import NotUtf8Text, read_utf8
+from dsl.text import NotUtf8Text, decode_utf8, read_utf8
 from dsl.validate import Lost, validate
 
 
@@ -78,25 +78,25 @@ def _not_a_workflow(path: str) -> str | None:
     return None
 
 
-def load_paths(paths: Sequence[str], unsaved: Mapping[str, str] | None = None) -> LoadResult:
+def load_paths(paths: Sequence[str], unsaved: Mapping[str, bytes] | None = None) -> LoadResult:
     """Load the `.flow` files of these files and folders.
 
-    `unsaved` (file -> text) is what an editor holds for files not saved yet: that text is
+    `unsaved` (file -> content) is what an editor holds for files not saved yet: that is
     checked in place of the file's on disk (or beside the others, for a new file), with the
     rest of its folder, so that names from the other files are known; the file is reported
     under the name given here."""
     files, problems = find_flow_files(paths)
-    texts: dict[str, str] = {}
-    for name, text in (unsaved or {}).items():
+    texts: dict[str, bytes] = {}
+    for name, content in (unsaved or {}).items():
         same = [f for f in files if os.path.realpath(f) == os.path.realpath(name)]
         files = [name if f in same else f for f in files] if same else [*files, name]
         problems = [p for p in problems if os.path.realpath(p.span.path) !=
                     os.path.realpath(name)]  # a new file's "no such file"
-        texts[name] = text
+        texts[name] = content
     parsed: list[ParsedFile] = []
     for path in files:
         try:
-            text = texts[path] if path in texts else read_utf8(path)
+            text = decode_utf8(texts[path]) if path in texts else read_utf8(path)
         except NotUtf8Text as problem:
             problems.append(error(m.Span(path, problem.line, problem.column),
                                   f"{problem}: save the file as UTF-8"))

@@ -35,11 +35,16 @@ def first_not_utf8(data: bytes) -> NotUtf8Text | None:
     return None
 
 
-def read_utf8(path: str) -> str:
-    """A file's text: UTF-8, with or without the byte order mark some editors write; else
+def decode_utf8(data: bytes) -> str:
+    """Text saved as UTF-8, with or without the byte order mark some editors write; else
     `NotUtf8Text`."""
-    data = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)
+    data = data.removeprefix(codecs.BOM_UTF8)
     problem = first_not_utf8(data)
     if problem is not None:
         raise problem
     return data.decode("utf-8")
+
+
+def read_utf8(path: str) -> str:
+    """A file's text (see `decode_utf8`)."""
+    return decode_utf8(Path(path).read_bytes())

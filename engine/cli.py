@@ -6,7 +6,6 @@ command exit 1; a Python traceback appears only for a bug in nurture, and says s
 
 from __future__ import annotations
 
-import codecs
 import json
 import os
 import socket
@@ -22,7 +21,6 @@ import click
 from dsl.diagnostics import did_you_mean
 from dsl.graph import FORMATS, render_graph
 from dsl.loader import LoadResult, load_paths
-from dsl.text import first_not_utf8
 from engine.collector import tune_for_long_runs
 from engine.events import EventError, parse_instant
 from engine.records import Record, printable
@@ -138,15 +136,7 @@ def main() -> None:
 @reports_bugs
 def check(paths: tuple[str, ...], output_format: str, unsaved_name: str | None) -> None:
     """Validate workflow files (files, or folders searched for *.flow)."""
-    unsaved = None
-    if unsaved_name is not None:
-        buffer = sys.stdin.buffer.read().removeprefix(codecs.BOM_UTF8)
-        problem = first_not_utf8(buffer)
-        if problem is not None:
-            click.echo(f"{unsaved_name}:{problem.line}:{problem.column}: error: {problem}: "
-                       "save the file as UTF-8")
-            sys.exit(1)
-        unsaved = {unsaved_name: buffer.decode("utf-8")}
+    unsaved = None if unsaved_name is None else {unsaved_name: sys.stdin.buffer.read()}
     result = load_paths(paths, unsaved)
     errors, warnings = len(result.errors), len(result.warnings)
     report = CHECK_FORMATS[output_format](result)

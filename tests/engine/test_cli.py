@@ -507,3 +507,7 @@ def test_check_an_editors_unsaved_buffer_with_the_rest_of_its_folder(
     assert code == 0 and json.loads(out)["files"] == ["w/a.flow", "w/msgs.flow", "w/new.flow"]
     assert check(b"# caf\xe9\n", "w/a.flow")[:2] == (
         1, "w/a.flow:1:6: error: not UTF-8 text (byte 0xe9): save the file as UTF-8\n")
+    code, out, _ = check(b"# caf\xe9\n", "w/a.flow", "--format", "json")
+    assert code == 1 and json.loads(out)["diagnostics"] == [{
+        "path": "w/a.flow", "line": 1, "column": 6, "severity": "error",
+        "message": "not UTF-8 text (byte 0xe9): save the file as UTF-8"}]
