@@ -7,6 +7,7 @@ from the environment or from files that `nurture keys` creates with owner-only p
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import os
 import re
@@ -27,6 +28,7 @@ from channels.vapid import VapidKey, load_or_create
 from dsl.addresses import split_address
 from dsl.diagnostics import closest
 from dsl.model import span_in_words
+from dsl.text import NotUtf8Text, decode_utf8
 
 KEYS_FOLDER = Path(".nurture")
 log = logging.getLogger("nurture.config")
@@ -316,20 +318,24 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     setting it was meant to make (an API key, a database) would otherwise be left out with
     only a warning, and the service run without it. The line is not shown: it may hold a
     secret."""
-    with open(path, encoding="utf-8-sig") as stream:
-        for binding in parse_stream(stream):
-            if binding.error:
-                text = binding.original.string
-                # the blank lines before a statement are part of it: count from its text
-                line = binding.original.line + text[:len(text) - len(text.lstrip())].count("\n")
-                name = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", text)
-                raise ConfigError(
-                    f"{path}:{line}: this line cannot be read"
-                    f"{f' (it sets {name.group(1)})' if name else ''}: write NAME=value, and "
-                    "put a value that holds spaces, quotes, # or several lines (a PEM key) "
-                    "in double quotes")
-    return {k: v for k, v in dotenv_values(path, encoding="utf-8-sig").items()
-            if v is not None}
+    try:
+        text = decode_utf8(path.read_bytes())
+    except NotUtf8Text as problem:
+        raise ConfigError(f"{path}:{problem.line}:{problem.column}: {problem}: save the file "
+                          "as UTF-8") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            written = binding.original.string
+            # the blank lines before a statement are part of it: count from its text
+            line = binding.original.line + written[:len(written) - len(written.lstrip())].count(
+                "\n")
+            name = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", written)
+            raise ConfigError(
+                f"{path}:{line}: this line cannot be read"
+                f"{f' (it sets {name.group(1)})' if name else ''}: write NAME=value, and put a "
+                "value that holds spaces, quotes, # or several lines (a PEM key) in double "
+                "quotes")
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
 def _web_address_problem(url: str) -> str | None:

@@ -222,3 +222,13 @@ def test_a_variable_that_is_not_a_setting_is_a_warning(tmp_path: Path,
         "NURTURE_LOG_LEVEL is not a setting of nurture, and is ignored",
         "NURTURE_VAPID_KEY is not a setting of nurture, and is ignored; did you mean "
         "NURTURE_VAPID_KEY_FILE?"]
+
+
+def test_a_dotenv_not_in_utf8_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_bytes(b'NURTURE_DB=sqlite:///a.db\nNURTURE_EMAIL_FROM="Sklep Zo\xbfka '
+                       b'<s@shop.example>"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_settings({}, dotenv=dotenv)
+    assert str(raised.value) == (
+        f"{dotenv}:2:29: not UTF-8 text (byte 0xbf): save the file as UTF-8")
