@@ -146,9 +146,8 @@ def _file_reader(flow_path: str, problems: list[Diagnostic]) -> FileReader:
         except FileNotFoundError:
             problems.append(error(span, f"file not found: {path}"))
         except NotUtf8Text as problem:
-            where = "" if problem.byte is None else \
-                f" at line {problem.line}, column {problem.column}"
-            problems.append(error(span, f"file {path} is {problem}{where}: save it as UTF-8"))
+            problems.append(error(span, f"file {path} is {problem}{problem.where}: save it as "
+                                        "UTF-8"))
         except OSError as problem:
             problems.append(error(span, f"cannot read {path}: {problem.strerror}"))
         return None

@@ -20,6 +20,12 @@ class NotUtf8Text(ValueError):
         super().__init__("UTF-16 text, not UTF-8" if byte is None
                          else f"not UTF-8 text (byte 0x{byte:02x})")
 
+    @property
+    def where(self) -> str:
+        """` at line L, column C`, for a message about text that has no place of its own (a
+        template file, a request body); nothing for a UTF-16 file, wrong throughout."""
+        return "" if self.byte is None else f" at line {self.line}, column {self.column}"
+
 
 def first_not_utf8(data: bytes) -> NotUtf8Text | None:
     """Where `data` (without a byte order mark) stops being UTF-8, or None if it is."""

@@ -34,6 +34,7 @@ from typing import IO, Any
 import orjson
 
 from dsl import model as m
+from dsl.text import NotUtf8Text
 from dsl.validate import misspelt_event
 from engine.clock import VirtualClock
 from engine.events import Event, EventError, parse_event
@@ -88,12 +89,14 @@ def read_events(stream: IO[str]) -> EventsFile:
         if undecoded is not None:
             if number == 1 and line.startswith(("\udcff\udcfe", "\udcfe\udcff")):
                 # every line is, the same way: once is enough
-                result.problems.append(InputProblem(1, 1, "UTF-16 text, not UTF-8: save the "
-                                                          "file as UTF-8"))
+                problem = NotUtf8Text(1, 1, None)
+            else:
+                problem = NotUtf8Text(number, undecoded.start() + 1,
+                                      ord(undecoded.group()) - 0xDC00)
+            result.problems.append(InputProblem(problem.line, problem.column,
+                                                f"{problem}: save the file as UTF-8"))
+            if problem.byte is None:
                 return result
-            byte = ord(undecoded.group()) - 0xDC00
-            result.problems.append(InputProblem(number, undecoded.start() + 1, (
-                f"not UTF-8 text (byte 0x{byte:02x}): save the file as UTF-8")))
             continue
         try:
             raw = orjson.loads(line)  # the JSON the HTTP API accepts

@@ -138,9 +138,7 @@ async def _json(request: Request) -> Any:
     except (ValueError, UnicodeDecodeError) as problem:
         undecodable = first_not_utf8(body)
         if undecodable is not None:  # orjson says where only as "line 1 column 1"
-            where = "" if undecodable.byte is None else \
-                f" at line {undecodable.line}, column {undecodable.column}"
-            raise ApiError(422, f"body: {undecodable}{where}: send JSON in UTF-8",
+            raise ApiError(422, f"body: {undecodable}{undecodable.where}: send JSON in UTF-8",
                            [{"field": "body", "message": "not UTF-8"}]) from None
         raise ApiError(422, f"body: not JSON ({problem})",
                        [{"field": "body", "message": "not JSON"}]) from None
