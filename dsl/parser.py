@@ -100,6 +100,58 @@ def parse_text(text: str, path: str, read_file: FileReader | None = None) -> Par
     return _build(tree, path, read_file)
 
 
+STATEMENTS = frozenset({
+    "workflow", "message", "entry", "exit", "start_at", "timezone", "quiet_hours", "limit",
+    "score", "tag_rule", "stage", "event_rule", "fit_rule", "decay", "on_enter", "after_step",
+    "every_step", "go_when", "go_idle", "go_on", "go_after", "field",
+})
+"""The rules that are statements: each begins a line of its own in `nurture fmt`'s layout."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lexeme:
+    """A token as the parser read it (comments and white space are not tokens)."""
+
+    kind: str
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What laying a file out needs of its parse: its tokens, which of them begin a statement,
+    and the points of its score rules (to be aligned), each with the offset of its workflow."""
+
+    lexemes: tuple[Lexeme, ...]
+    statement_starts: frozenset[int]
+    points: dict[int, int]
+
+
+def layout(text: str) -> Layout | None:
+    """The layout facts of a text that parses; None when it does not (`parse_text` says
+    why). Only the grammar is applied: a file with semantic errors still has a layout."""
+    try:
+        interactive = _lark().parse_interactive(text)
+        tokens = list(interactive.iter_parse())
+        tree = interactive.feed_eof()  # type: ignore[no-untyped-call]
+    except UnexpectedInput:
+        return None
+    starts: set[int] = set()
+    points: dict[int, int] = {}
+    for workflow in tree.children:
+        for node in workflow.iter_subtrees():
+            if node.data in STATEMENTS:
+                starts.add(node.meta.start_pos)
+            if node.data in ("event_rule", "fit_rule"):
+                points.update((cast(int, child.start_pos), workflow.meta.start_pos)
+                              for child in node.children
+                              if isinstance(child, Token) and child.type == "POINTS")
+    lexemes = tuple(Lexeme(t.type, str(t), cast(int, t.start_pos), cast(int, t.end_pos))
+                    for t in tokens if t.type != "$END")
+    return Layout(lexemes, frozenset(starts), points)
+
+
 def _build(tree: Any, path: str, read_file: FileReader | None) -> ParsedFile:
     builder = _ModelBuilder(path, read_file)
     try:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from dsl.diagnostics import did_you_mean
+from dsl.diagnostics import Diagnostic, did_you_mean
 from dsl.graph import FORMATS, render_graph
 from dsl.loader import LoadResult, load_paths
 from engine.collector import tune_for_long_runs
@@ -149,6 +149,55 @@ def check(paths: tuple[str, ...], output_format: str, unsaved_name: str | None) 
                     "message variant(s)")
     click.echo(summary, err=True)
     sys.exit(1 if errors else 0)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--check", "check_only", is_flag=True,
+              help="Change nothing; list the files not laid out, and exit 1 if there are any "
+                   "(for CI).")
+@click.option("--diff", "show_diff", is_flag=True,
+              help="Change nothing; print what would change, as a unified diff.")
+@reports_bugs
+def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
+    """Lay workflow files out as the SPEC's example is (files, or folders searched for
+    *.flow; - reads the standard input and prints it laid out)."""
+    import difflib
+
+    from dsl.formatter import format_content, format_paths, write_back
+
+    if "-" in paths and len(paths) > 1:
+        raise click.BadParameter("- (the standard input) is formatted alone", param_hint="PATHS")
+    if paths == ("-",):
+        formatted = [format_content("<stdin>", sys.stdin.buffer.read())]
+        problems: list[Diagnostic] = []
+    else:
+        formatted, problems = format_paths(paths)
+    for diagnostic in [*problems, *(d for item in formatted for d in item.problems)]:
+        click.echo(str(diagnostic), err=paths == ("-",))  # the output is the text
+    changed = [item for item in formatted if item.changed]
+    if paths == ("-",) and not (check_only or show_diff) and formatted[0].after is not None:
+        sys.stdout.buffer.write(formatted[0].after)
+    for item in changed:
+        assert item.after is not None
+        if show_diff:
+            before = item.before.decode("utf-8-sig").splitlines(keepends=True)
+            after = item.after.decode("utf-8-sig").splitlines(keepends=True)
+            click.echo("".join(difflib.unified_diff(before, after, item.path, item.path)),
+                       nl=False)
+        elif check_only:
+            click.echo(f"would reformat {item.path}", err=True)
+        elif item.path != "<stdin>":
+            write_back(item.path, item.after)
+            click.echo(f"reformatted {item.path}", err=True)
+    if paths == ("-",):
+        sys.exit(1 if formatted[0].after is None or (check_only and changed) else 0)
+    unchanged = sum(item.after is not None and not item.changed for item in formatted)
+    failed = len(problems) + sum(item.after is None for item in formatted)
+    verb = "would be reformatted" if check_only or show_diff else "reformatted"
+    click.echo(f"{len(changed)} file(s) {verb}, {unchanged} already laid out"
+               + (f", {failed} with errors (left as they are)" if failed else ""), err=True)
+    sys.exit(1 if failed or (check_only and changed) else 0)
 
 
 @main.command()

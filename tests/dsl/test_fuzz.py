@@ -1,4 +1,5 @@
-"""Random and mutated text never crashes the loader: a model or diagnostics, nothing else."""
+"""Random and mutated text never crashes the loader: a model or diagnostics, nothing else;
+nor `nurture fmt`, whose layout of any text that parses is laid out already."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dsl.formatter import format_text
 from dsl.loader import load_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +29,9 @@ def assert_user_facing(text: str) -> None:
         if diagnostic.span.path == "fuzz.flow":
             assert 1 <= diagnostic.span.line <= len(lines)
             assert 1 <= diagnostic.span.column <= len(lines[diagnostic.span.line - 1]) + 1
+    laid_out = format_text(text)
+    if laid_out is not None:
+        assert format_text(laid_out) == laid_out
 
 
 @settings(max_examples=300, deadline=None)
