@@ -40,12 +40,14 @@ class Event:
 
 
 class EventError(ValueError):
-    """An event that cannot be accepted; `field` is the dotted path of the offending value."""
+    """An event that cannot be accepted; `field` is the dotted path of the offending value
+    (`key`: the field's name is the offence, not its value)."""
 
-    def __init__(self, field_path: str, message: str) -> None:
+    def __init__(self, field_path: str, message: str, *, key: bool = False) -> None:
         super().__init__(f"{field_path}: {message}")
         self.field = field_path
         self.message = message
+        self.key = key
 
 
 def parse_event(raw: Any, seq: int = 0, default_at: datetime | None = None) -> Event:
@@ -55,7 +57,7 @@ def parse_event(raw: Any, seq: int = 0, default_at: datetime | None = None) -> E
     unknown = [key for key in raw if key not in FIELDS]
     if unknown:
         raise EventError(str(unknown[0]), "unknown field; an event has "
-                                          + ", ".join(repr(f) for f in FIELDS))
+                                          + ", ".join(repr(f) for f in FIELDS), key=True)
     subscriber = _identifier(raw, "subscriber", required=True)
     assert subscriber is not None
     kind = raw.get("type")

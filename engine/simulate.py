@@ -38,6 +38,7 @@ from dsl.text import NotUtf8Text
 from dsl.validate import misspelt_event
 from engine.clock import VirtualClock
 from engine.events import Event, EventError, parse_event
+from engine.json_paths import field_offset
 from engine.processor import Engine
 from engine.records import Record
 from engine.store.database import open_database
@@ -112,7 +113,9 @@ def read_events(stream: IO[str]) -> EventsFile:
         try:
             result.events.append(parse_event(raw, seq=number))
         except EventError as problem:
-            result.problems.append(InputProblem(number, 1, str(problem)))
+            offset = field_offset(line, problem.field, key=problem.key)
+            column = 1 if offset is None else offset + 1
+            result.problems.append(InputProblem(number, column, str(problem)))
     return result
 
 

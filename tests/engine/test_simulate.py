@@ -151,13 +151,29 @@ def test_bad_lines_are_all_reported_with_their_numbers_and_nothing_runs(tmp_path
     assert code == 1
     assert out.splitlines() == [
         f"{feed}:3:2: error: not valid JSON: unexpected character, expected a string key",
-        f"{feed}:4:1: error: at: '2026-01-05' has no time zone; add 'Z' for UTC or an offset "
+        f"{feed}:4:46: error: at: '2026-01-05' has no time zone; add 'Z' for UTC or an offset "
         "such as '+01:00'",
-        f"{feed}:5:1: error: properties.channels[0]: 'sms' is not a channel; expected 'push' "
+        f"{feed}:5:100: error: properties.channels[0]: 'sms' is not a channel; expected 'push' "
         "or 'email'",
-        f"{feed}:6:1: error: at: '9999-12-31T00:00:00Z' is outside the years 1970 to 2999",
+        f"{feed}:6:46: error: at: '9999-12-31T00:00:00Z' is outside the years 1970 to 2999",
     ]
     assert "nothing simulated" in err
+    # each column is where the value is, for an editor's cursor to land on
+    lines = Path(feed).read_text(encoding="utf-8").splitlines()
+    assert lines[3][45:].startswith('"2026-01-05"')
+    assert lines[4][99:].startswith('"sms"')
+    assert lines[5][45:].startswith('"9999-12-31T00:00:00Z"')
+
+
+def test_a_field_that_an_event_does_not_have_is_pointed_at(tmp_path: Path) -> None:
+    flow = write(tmp_path, "w.flow", FLOW)
+    line = '{"subscriber": "ann", "type": "click", "at": "2026-01-05T09:00:00Z", "colour": 1}'
+    feed = write(tmp_path, "e.jsonl", line + "\n")
+    code, out, _ = run("simulate", flow, "--events", feed)
+    assert code == 1
+    column = line.index('"colour"') + 1
+    assert out == (f"{feed}:1:{column}: error: colour: unknown field; an event has "
+                   "'subscriber', 'type', 'at', 'properties', 'id'\n")
 
 
 def test_an_event_type_nearly_spelling_a_named_one_is_pointed_out(tmp_path: Path) -> None:
@@ -190,8 +206,9 @@ def test_a_time_zone_that_is_none_is_refused_with_the_one_meant(tmp_path: Path) 
     code, out, err = run("simulate", flow, "--events", feed)
     assert code == 1
     assert out.splitlines() == [
-        f"{feed}:1:1: error: properties.attributes.timezone: unknown time zone 'Europe/Lisbin'; "
-        "did you mean 'Europe/Lisbon'?"]
+        f"{feed}:1:139: error: properties.attributes.timezone: unknown time zone "
+        "'Europe/Lisbin'; did you mean 'Europe/Lisbon'?"]
+    assert Path(feed).read_text(encoding="utf-8")[138:].startswith('"Europe/Lisbin"')
     assert "nothing simulated" in err
 
 
