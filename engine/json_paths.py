@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import json
 import re
-from json.decoder import scanstring
+from collections.abc import Callable
+from typing import cast
 
 _DECODER = json.JSONDecoder()
+scanstring = cast(Callable[[str, int], tuple[str, int]],
+                  json.decoder.scanstring)  # type: ignore[attr-defined]
+"""The string at an offset just past its opening quote: its value and the offset past it
+(the standard library's own, which typeshed leaves out)."""
 _SPACE = re.compile(r"[ \t\n\r]*")
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
