@@ -357,9 +357,10 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
                    err=True)
         sys.exit(1)
     for line, name, meant, times in sim.misspelt_types(parsed.events, result.catalog):
-        click.echo(f"{events_path}:{line}:1: warning: event '{name}' is named by no workflow "
-                   f"loaded; did you mean '{meant}'? ({times} event(s) of this type, the "
-                   "first here)", err=True)
+        column = parsed.type_columns.get(name, 1)
+        click.echo(f"{events_path}:{line}:{column}: warning: event '{name}' is named by no "
+                   f"workflow loaded; did you mean '{meant}'? ({times} event(s) of this type, "
+                   "the first here)", err=True)
     window = sim.default_window(parsed.events, start, until)
     if window is None:
         click.echo(f"{events_path}:1:1: error: no events, and no --from/--until to simulate")

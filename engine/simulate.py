@@ -64,6 +64,9 @@ class InputProblem:
 class EventsFile:
     events: list[Event] = field(default_factory=list)
     problems: list[InputProblem] = field(default_factory=list)
+    type_columns: dict[str, int] = field(default_factory=dict)
+    """Where the type is written on the line of each type's first event (a warning about a
+    misspelt type points there)."""
 
 
 def open_events(path: str) -> IO[str]:
@@ -111,7 +114,11 @@ def read_events(stream: IO[str]) -> EventsFile:
                 "(JSON lines), not an array")))
             continue
         try:
-            result.events.append(parse_event(raw, seq=number))
+            event = parse_event(raw, seq=number)
+            result.events.append(event)
+            if event.type not in result.type_columns:
+                offset = field_offset(line, "type")
+                result.type_columns[event.type] = 1 if offset is None else offset + 1
         except EventError as problem:
             offset = field_offset(line, problem.field, key=problem.key)
             column = 1 if offset is None else offset + 1

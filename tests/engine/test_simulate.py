@@ -189,9 +189,9 @@ def test_an_event_type_nearly_spelling_a_named_one_is_pointed_out(tmp_path: Path
     code, out, err = run("simulate", flow, "--events", feed, "--json")
     assert code == 0
     assert err.splitlines()[:2] == [
-        f"{feed}:2:1: warning: event 'clik' is named by no workflow loaded; did you mean "
+        f"{feed}:2:31: warning: event 'clik' is named by no workflow loaded; did you mean "
         "'click'? (2 event(s) of this type, the first here)",
-        f"{feed}:5:1: warning: event 'unsubscribe' is named by no workflow loaded; did you "
+        f"{feed}:5:31: warning: event 'unsubscribe' is named by no workflow loaded; did you "
         "mean 'unsubscribed'? (1 event(s) of this type, the first here)"]
     assert "5 event(s) of 1 subscriber(s) simulated" in err
     assert [json.loads(line)["kind"] for line in out.splitlines()] == ["enter", "send"]
