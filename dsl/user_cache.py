@@ -23,7 +23,12 @@ from pathlib import Path
 
 
 def folder() -> Path | None:
-    """`$XDG_CACHE_HOME/nurture`, else `~/.cache/nurture`; None where there is neither."""
+    """A systemd service's `$CACHE_DIRECTORY` (its unit's `CacheDirectory=`: the sample unit
+    hides home folders), else `$XDG_CACHE_HOME/nurture`, else `~/.cache/nurture`; None where
+    there is none of them."""
+    service = os.environ.get("CACHE_DIRECTORY", "").split(":")[0]  # the first, if several
+    if os.path.isabs(service):
+        return Path(service)
     base = os.environ.get("XDG_CACHE_HOME") or ""
     if not os.path.isabs(base):  # unset, or relative (which the XDG rules say to ignore)
         base = os.path.join(os.path.expanduser("~"), ".cache")

@@ -18,8 +18,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return tmp_path / "cache" / "nurture"
+
+
+def test_a_systemd_services_cache_directory_comes_first(
+        cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sample unit's `CacheDirectory=nurture`: systemd makes the folder (mode 0755, the
+    service's user) and names it in `$CACHE_DIRECTORY`, several separated by colons."""
+    service = tmp_path / "var-cache-nurture"
+    service.mkdir(mode=0o755)
+    monkeypatch.setenv("CACHE_DIRECTORY", f"{service}:{tmp_path / 'other'}")
+    assert user_cache.folder() == service
+    user_cache.write("thing", b"tables")
+    assert user_cache.read("thing") == b"tables"
+    assert [p.name for p in service.iterdir()] == ["thing"]
+    assert not cache.exists()
+    monkeypatch.setenv("CACHE_DIRECTORY", "relative")  # not systemd's: ignored
+    assert user_cache.folder() == cache
 
 
 def test_a_kept_file_is_private_and_read_back(cache: Path) -> None:
