@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from dsl import model as m
 from dsl.addresses import address_problem, links_nowhere
-from dsl.conditions import references, tags_read
+from dsl.conditions import describe, references, tags_read
 from dsl.diagnostics import Diagnostic, closest, did_you_mean, error, warning
 from dsl.errors import RenderError, TemplateError
+from dsl.score_ranges import ScoreRange, never_holding, score_range
 from dsl.templates import (
     CHANNEL_NAMES,
     Compiled,
@@ -202,6 +203,7 @@ def _check_workflow(workflow: m.Workflow, catalog: m.Catalog,
                     complete: bool) -> Iterator[Diagnostic]:
     yield from _check_timezone(workflow)
     stage_names = [stage.name for stage in workflow.stages]
+    ranges = {score.name: score_range(score) for score in workflow.scores}
     if workflow.stages and workflow.start not in stage_names:
         yield _unknown("stage", workflow.start, workflow.start_span, stage_names)
     for stage in workflow.stages:
@@ -212,6 +214,7 @@ def _check_workflow(workflow: m.Workflow, catalog: m.Catalog,
                 yield _to_its_own_stage(transition, stage)
             if isinstance(transition, m.GoWhen):
                 yield from _check_score_names(transition.condition, workflow, catalog)
+                yield from _out_of_reach(transition, ranges)
         for step in stage.steps if complete else ():
             yield from _check_send(step.action, catalog)
     for score in workflow.scores:
@@ -239,6 +242,14 @@ def _quiet_by_day(workflow: m.Workflow) -> Iterator[Diagnostic]:
                             f"{quiet.end:%H:%M} to {quiet.start:%H:%M}")
         yield warning(quiet.span, f"quiet hours {written} let messages go out only from "
                                   f"{flipped}, at night; did you mean 'quiet hours {flipped}'?")
+
+
+def _out_of_reach(transition: m.GoWhen,
+                  ranges: dict[str, ScoreRange]) -> Iterator[Diagnostic]:
+    """A threshold that its score can never reach: the transition moves nobody."""
+    for comparison, why in never_holding(transition.condition, ranges):
+        yield warning(comparison.span, f"'{describe(comparison)}' never holds: {why}; so "
+                                       f"'go to {transition.target}' never moves anyone")
 
 
 def _to_its_own_stage(transition: m.Transition, stage: m.Stage) -> Diagnostic:
