@@ -168,15 +168,16 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
 
     if "-" in paths and len(paths) > 1:
         raise click.BadParameter("- (the standard input) is formatted alone", param_hint="PATHS")
-    if paths == ("-",):
+    standard_input = paths == ("-",)
+    problems: list[Diagnostic] = []
+    if standard_input:
         formatted = [format_content("<stdin>", sys.stdin.buffer.read())]
-        problems: list[Diagnostic] = []
     else:
         formatted, problems = format_paths(paths)
     for diagnostic in [*problems, *(d for item in formatted for d in item.problems)]:
-        click.echo(str(diagnostic), err=paths == ("-",))  # the output is the text
+        click.echo(str(diagnostic), err=standard_input)  # there, the output is the text
     changed = [item for item in formatted if item.changed]
-    if paths == ("-",) and not (check_only or show_diff) and formatted[0].after is not None:
+    if standard_input and not (check_only or show_diff) and formatted[0].after is not None:
         sys.stdout.buffer.write(formatted[0].after)
     for item in changed:
         assert item.after is not None
@@ -187,10 +188,10 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
                        nl=False)
         elif check_only:
             click.echo(f"would reformat {item.path}", err=True)
-        elif item.path != "<stdin>":
+        elif not standard_input:
             write_back(item.path, item.after)
             click.echo(f"reformatted {item.path}", err=True)
-    if paths == ("-",):
+    if standard_input:
         sys.exit(1 if formatted[0].after is None or (check_only and changed) else 0)
     unchanged = sum(item.after is not None and not item.changed for item in formatted)
     failed = len(problems) + sum(item.after is None for item in formatted)
