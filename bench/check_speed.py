@@ -1,4 +1,4 @@
-"""How long `nurture check` takes: the example workflows, and a generated 5,000-line file.
+"""How long `nurture check` and `nurture fmt` take, on the example workflows and a 5,000-line file.
 
 Run: .venv/bin/python bench/check_speed.py   (or `make bench`)
 Prints wall-clock times; targets from issue 2: workflows/ well under 1 s, 5,000 lines under 2 s.
@@ -16,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from dsl.formatter import format_text  # noqa: E402
 from dsl.loader import load_paths  # noqa: E402
 
 
@@ -114,6 +115,14 @@ def main() -> None:
               f"{statistics.median(cold_cli):.2f} s")
         print(f"  load + check in process (median of 3):                 "
               f"{statistics.median(warm):.2f} s")
+        text = big.read_text(encoding="utf-8")
+        fmt_cli = timed(lambda: subprocess.run([str(nurture), "fmt", "--check", str(big)],
+                                               check=False, capture_output=True), 3)
+        fmt_warm = timed(lambda: format_text(text), 3)
+        print(f"  `nurture fmt --check big.flow` (whole process, median of 3): "
+              f"{statistics.median(fmt_cli):.2f} s")
+        print(f"  laying it out in process (median of 3):                 "
+              f"{statistics.median(fmt_warm):.2f} s")
 
 
 if __name__ == "__main__":
