@@ -774,6 +774,46 @@ def funnel(workflow_names: tuple[str, ...], since_text: str | None, as_json: boo
 
 @main.command()
 @click.argument("subscribers", nargs=-1, required=True, metavar="SUBSCRIBER...")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per subscriber, a line each.")
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@click.option("--workflows", default=None, help="Folder of .flow files (NURTURE_WORKFLOWS).")
+@reports_bugs
+def status(subscribers: tuple[str, ...], as_json: bool, db: str | None,
+           workflows: str | None) -> None:
+    """Where these subscribers stand and what comes next: each workflow's stage, scores and
+    transitions (whether each holds, and why) and the work planned, with when. Read-only;
+    safe while the service runs."""
+    import orjson
+
+    from engine.plan import build_plan
+    from engine.status import status_json, status_lines, subscriber_status
+    from engine.store import states
+    from engine.store.database import open_database
+
+    settings = _settings(db=db, workflows=workflows)
+    loaded = load_paths([settings.workflows])
+    if loaded.catalog is None:
+        print_diagnostics(loaded)
+        sys.exit(1)
+    plan = build_plan(loaded.catalog)
+    database = open_database(settings.db, existing=True)
+    try:
+        with database.reading() as connection:
+            found = states.peek(connection, list(subscribers), plan)
+            _no_such_subscribers(connection, [who for who in subscribers if who not in found])
+    finally:
+        database.dispose()
+    for who in dict.fromkeys(subscribers):
+        shown = subscriber_status(plan, found[who])
+        if as_json:
+            click.echo(orjson.dumps(status_json(shown)).decode())
+        else:
+            click.echo("\n".join(printable(line) for line in status_lines(shown)))
+
+
+@main.command()
+@click.argument("subscribers", nargs=-1, required=True, metavar="SUBSCRIBER...")
 @click.option("--since", "since_text", default=None, metavar="T",
               help="Only what happened since T: a time (2026-03-02, 2026-03-02T09:00:00Z) or a "
                    "span back from now (7 days, 12 hours). Default: all of it.")

@@ -36,7 +36,9 @@ from dsl.validate import misspelt_event
 from engine.events import Event, parse_event, parse_instant
 from engine.processor import Engine, IngestResult, TickResult
 from engine.records import KINDS, Record, tidy
-from engine.store import push_subscriptions, queries
+from engine.state import SubscriberState
+from engine.status import SubscriberStatus, subscriber_status
+from engine.store import push_subscriptions, queries, states
 from engine.store.database import Database, open_database
 from engine.store.queries import LedgerLine
 
@@ -241,6 +243,16 @@ class FlowTest:
             key = queries.subscriber_key(connection, subscriber)
             self._check_subscriber(subscriber, stored=key is not None)
             return queries.attributes(connection, key) if key is not None else {}
+
+    def status(self, subscriber: str) -> SubscriberStatus:
+        """Where the subscriber stands and what is planned next, as `nurture status` shows
+        it: each workflow's stage, scores, transitions (whether each holds, and why) and the
+        work planned with when (`.enrolments[0].planned[0].at`)."""
+        with self.database.reading() as connection:
+            found = states.peek(connection, [subscriber], self.engine.plan)
+        self._check_subscriber(subscriber, stored=subscriber in found)
+        state = found.get(subscriber) or SubscriberState(subscriber, None, {}, self.now)
+        return subscriber_status(self.engine.plan, state)
 
     def ledger(self, subscriber: str, name: str | None = None,
                workflow: str | None = None) -> list[LedgerLine]:

@@ -133,6 +133,17 @@ def load_by_external_id(connection: Connection, external_ids: Sequence[str], pla
     return states
 
 
+def peek(connection: Connection, external_ids: Sequence[str],
+         plan: Plan) -> dict[str, SubscriberState]:
+    """States of these subscribers as stored, for a reader (`nurture status`): no lock is
+    taken and nothing is kept, so the engine's work goes on meanwhile."""
+    versions = connection.execute(
+        select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.external_id, SUBSCRIBERS.c.version)
+        .where(among(connection, SUBSCRIBERS.c.external_id, external_ids))
+        .order_by(SUBSCRIBERS.c.id)).all()
+    return _current(connection, versions, plan, StateCache(0))
+
+
 def enrolled_in(connection: Connection, workflow: str, stage: str, limit: int,
                 after: int = 0) -> list[int]:
     """Subscribers (ids above `after`, ascending) with an active enrolment in this stage."""
