@@ -1,5 +1,5 @@
-"""Subscribers: export (`GET`), their timeline, erase (`DELETE`), tokens, and browsers' push
-subscriptions."""
+"""Subscribers: export (`GET`), their timeline and status, erase (`DELETE`), tokens, and
+browsers' push subscriptions."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from engine.api.errors import field_error
 from engine.api.params import since_parameter
 from engine.encoding import plain
 from engine.runtime import Runtime
-from engine.store import push_subscriptions, queries
+from engine.status import status_json, subscriber_status
+from engine.store import push_subscriptions, queries, states
 from engine.store import subscribers as store
 from engine.store import timeline as history
 from engine.timeline import timeline
@@ -45,8 +46,8 @@ def subscriber_timeline(
             ge=0, le=1_000_000,
             description="Only the last this many records (`truncated` says whether there "
                         "were more); 0 for all of them")] = 1000) -> JSONResponse:
-    if not _names_the_timeline(request):  # `GET /v1/subscribers/shop%2Ftimeline`
-        return _export_of_id_ending_in_timeline(request, f"{subscriber_id}/timeline", runtime)
+    if not _names_the_route(request, b"/timeline"):  # `GET /v1/subscribers/shop%2Ftimeline`
+        return _export_of_id_ending_in(request, f"{subscriber_id}/timeline", runtime)
     start = since_parameter(since, runtime.clock.now())
     wanted = latest or None
     with runtime.database.reading() as connection:
@@ -63,16 +64,34 @@ def subscriber_timeline(
                                "truncated": len(shown) < len(lines)}))
 
 
-def _names_the_timeline(request: Request) -> bool:
-    """Whether the path ends in `/timeline` as written, not in an encoded `%2Ftimeline`: the
-    server decodes the path before routing, so an id ending in `/timeline` (`shop/timeline`,
-    encoded as the README says) arrives at this route too."""
+@router.get("/v1/subscribers/{subscriber_id:path}/status",
+            summary="Where a subscriber stands and what comes next, as `nurture status` shows "
+                    "it: for each workflow they are in, the stage and scores, each transition "
+                    "of the stage in the order it is tried with whether it holds (and the "
+                    "value each comparison read), and the work planned, with when",
+            responses={404: {"description": "No such subscriber"}})
+def subscriber_status_now(request: Request, subscriber_id: SubscriberId,
+                          runtime: Authorised) -> JSONResponse:
+    if not _names_the_route(request, b"/status"):  # `GET /v1/subscribers/shop%2Fstatus`
+        return _export_of_id_ending_in(request, f"{subscriber_id}/status", runtime)
+    plan = runtime.engine.plan
+    with runtime.database.reading() as connection:
+        found = states.peek(connection, [subscriber_id], plan)
+    if subscriber_id not in found:
+        raise field_error(404, "subscriber_id", f"no subscriber {subscriber_id!r}")
+    return JSONResponse(plain(status_json(subscriber_status(plan, found[subscriber_id]))))
+
+
+def _names_the_route(request: Request, ending: bytes) -> bool:
+    """Whether the path ends in `ending` (`/timeline`) as written, not in an encoded
+    `%2Ftimeline`: the server decodes the path before routing, so an id ending in
+    `/timeline` (`shop/timeline`, encoded as the README says) arrives at that route too."""
     raw = request.scope.get("raw_path") or request.url.path.encode()
-    return bytes(raw).split(b"?", 1)[0].endswith(b"/timeline")
+    return bytes(raw).split(b"?", 1)[0].endswith(ending)
 
 
-def _export_of_id_ending_in_timeline(request: Request, subscriber_id: str,
-                                     runtime: Runtime) -> JSONResponse:
+def _export_of_id_ending_in(request: Request, subscriber_id: str,
+                            runtime: Runtime) -> JSONResponse:
     text = request.query_params.get("limit", "1000")
     if not text.isdigit() or int(text) > 1_000_000:
         raise field_error(422, "limit", "a whole number from 0 to 1,000,000")

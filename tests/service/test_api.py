@@ -523,10 +523,11 @@ def test_events_sent_again_after_an_outage_send_nothing_more_than_a_day_late(api
         assert [e["type"] for e in body["events"]] == ["subscribed"]
 
 
-@pytest.mark.parametrize("subscriber", ["shop/123", "dGVzdA+/x==", "a b", "ü", "shop/timeline"])
+@pytest.mark.parametrize("subscriber", ["shop/123", "dGVzdA+/x==", "a b", "ü", "shop/timeline",
+                                        "shop/status"])
 def test_any_subscriber_id_can_be_read_registered_and_erased(api: Api, subscriber: str) -> None:
     """Ids are the site's own: a tenant path or a base64 id has slashes (sent as %2F), and
-    one may even end in `/timeline` (the path of the timeline call once decoded)."""
+    one may even end in `/timeline` or `/status` (the paths of those calls once decoded)."""
     path = "/v1/subscribers/" + quote(subscriber, safe="")
     api.post_events({"subscriber": subscriber, "type": "subscribed",
                      "properties": {"channels": ["email"], "email": "ann@example.com"}})
@@ -534,6 +535,8 @@ def test_any_subscriber_id_can_be_read_registered_and_erased(api: Api, subscribe
     assert api.client.get(path + "?limit=0", headers=AUTH).json()["id"] == subscriber
     timeline = api.client.get(path + "/timeline", headers=AUTH).json()
     assert timeline["subscriber"] == subscriber and timeline["records"]
+    status = api.client.get(path + "/status", headers=AUTH).json()
+    assert status["subscriber"] == subscriber and status["enrolments"][0]["stage"] == "browsing"
     token = api.client.post(path + "/token", headers=AUTH).json()["token"]
     browser = Browser.new("laptop")
     assert register(api, subscriber, browser, "http://127.0.0.1:9/push/1",
@@ -613,6 +616,36 @@ def test_the_timeline_of_a_subscriber(api: Api) -> None:
     assert missing.status_code == 404 and missing.json()["errors"][0]["field"] == "subscriber_id"
     bad = api.client.get(path, params={"since": "soon"}, headers=AUTH)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"
+
+
+def test_the_status_of_a_subscriber(api: Api) -> None:
+    """`GET /v1/subscribers/{id}/status`: what `nurture status --json` prints."""
+    who = "shop/123"
+    path = "/v1/subscribers/" + quote(who, safe="") + "/status"
+    api.post_events({"events": [
+        {"subscriber": who, "type": "subscribed", "at": "2026-03-02T08:00:00Z",
+         "properties": {"channels": ["email"], "email": "ann@example.com"}},
+        {"subscriber": who, "type": "page_view", "at": "2026-03-02T08:30:00Z",
+         "properties": {"url": "/pricing"}}]})
+    answer = api.client.get(path, headers=AUTH)
+    assert answer.status_code == 200
+    rule = f"{api.folder}/workflows/shop.flow:12"
+    assert answer.json() == {
+        "subscriber": who, "processed_until": "2026-03-02T08:30:00Z", "tags": [],
+        "enrolments": [{
+            "workflow": "shop", "stage": "browsing", "declared": True,
+            "since": "2026-03-02T08:00:00Z", "enrolled_at": "2026-03-02T08:00:00Z",
+            "scores": {"engagement": 0},
+            "transitions": [{
+                "transition": "go to hot when engagement >= 30", "rule": rule,
+                "verdict": "does not hold",
+                "checks": [{"condition": "engagement >= 30", "holds": False,
+                            "read": "engagement is 0"}]}],
+            "planned": []}],
+        "not_loaded": []}
+    assert api.client.get(path).status_code == 401
+    missing = api.client.get("/v1/subscribers/nobody/status", headers=AUTH)
+    assert missing.status_code == 404 and missing.json()["errors"][0]["field"] == "subscriber_id"
 
 
 def test_a_type_nearly_spelling_one_the_workflows_name_is_pointed_out_once(
