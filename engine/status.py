@@ -11,7 +11,7 @@ next tick.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -21,6 +21,7 @@ from dsl.conditions import MISSING, describe, evaluate, literal
 from engine.plan import Plan, WorkflowPlan
 from engine.records import tidy
 from engine.scoring import when_lookup
+from engine.sending import subscriber_zone
 from engine.state import DUE_ORDER, Due, Enrolment, SubscriberState
 
 
@@ -48,6 +49,9 @@ class Planned:
     at: datetime
     what: str
     rule: str | None
+    local: datetime | None = None
+    """`at` in the subscriber's time zone (their `timezone`, else the workflow's): quiet
+    hours are theirs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +97,16 @@ def _enrolment_status(workflow: WorkflowPlan, state: SubscriberState,
     stage = workflow.stages.get(enrolment.stage)
     transitions = tuple(_transition_status(workflow, state, enrolment, t)
                         for t in (stage.transitions if stage is not None else ()))
-    planned = [_planned(workflow, state, enrolment, due)
-               for due in sorted(state.due, key=DUE_ORDER)
-               if due.workflow == workflow.name and (due.enrolment is None
-                                                     or due.enrolment is enrolment)]
+    zone = subscriber_zone(state, workflow)
+    planned = [replace(item, local=item.at.astimezone(zone))
+               for item in (_planned(workflow, state, enrolment, due)
+                            for due in sorted(state.due, key=DUE_ORDER)
+                            if due.workflow == workflow.name and (
+                                due.enrolment is None or due.enrolment is enrolment))
+               if item is not None]
     return EnrolmentStatus(workflow.name, enrolment.stage, enrolment.stage_entered_at,
                            enrolment.enrolled_at, scores, transitions,
-                           tuple(sorted((p for p in planned if p is not None),
-                                        key=lambda p: p.at)), stage is not None)
+                           tuple(sorted(planned, key=lambda p: p.at)), stage is not None)
 
 
 def _transition_status(workflow: WorkflowPlan, state: SubscriberState, enrolment: Enrolment,
@@ -205,6 +211,13 @@ def _ordinal(number: int) -> str:
     return f"{number}{suffix}"
 
 
+def _local(at: datetime | None) -> str:
+    """` (08:00 Europe/Warsaw)`: the subscriber's wall clock, where it differs from UTC."""
+    if at is None or str(at.tzinfo) in ("UTC", "Etc/UTC"):
+        return ""
+    return f" ({at:%H:%M} {at.tzinfo})"
+
+
 def _shown(at: datetime) -> str:
     return f"{at:%Y-%m-%d %H:%M:%S} UTC"
 
@@ -233,8 +246,8 @@ def status_lines(status: SubscriberStatus) -> list[str]:
             lines += [f"        {check.condition}: {'yes' if check.holds else 'no'} "
                       f"({check.read})" for check in transition.checks]
         lines.append("    planned:" if item.planned else "    planned: nothing")
-        lines += [f"      {_shown(p.at)}  {p.what}" + (f"  ({p.rule})" if p.rule else "")
-                  for p in item.planned]
+        lines += [f"      {_shown(p.at)}{_local(p.local)}  {p.what}"
+                  + (f"  ({p.rule})" if p.rule else "") for p in item.planned]
     lines += [f"  workflow {name}: not in the workflow files loaded" for name in status.elsewhere]
     return lines
 
@@ -258,7 +271,8 @@ def status_json(status: SubscriberStatus) -> dict[str, Any]:
                 "transition": t.transition, "rule": t.rule, "verdict": t.verdict,
                 "checks": [{"condition": c.condition, "holds": c.holds, "read": c.read}
                            for c in t.checks]} for t in item.transitions],
-            "planned": [{"at": instant(p.at), "what": p.what, "rule": p.rule}
+            "planned": [{"at": instant(p.at), "local": p.local and p.local.isoformat(),
+                         "what": p.what, "rule": p.rule}
                         for p in item.planned]} for item in status.enrolments],
         "not_loaded": list(status.elsewhere),
     }

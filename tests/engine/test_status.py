@@ -59,12 +59,14 @@ ann (as the engine left them at 2026-01-05 10:00:00 UTC)
       go to second when idle for 3 days  (w.flow:18): at 2026-01-08 10:00:00 UTC, unless an \
 event comes before
     planned:
-      2026-01-06 09:00:00 UTC  send push drip (every 1 day, 1st of 3)  (w.flow:12)
-      2026-01-07 09:00:00 UTC  send push nudge: not sent, as a 'click' event came since \
-entering the stage  (w.flow:13)
-      2026-01-08 10:00:00 UTC  go to second, unless an event comes before  (w.flow:18)
-      2026-01-10 09:00:00 UTC  go to third  (w.flow:17)
-      2026-01-12 10:00:00 UTC  decay of heat
+      2026-01-06 09:00:00 UTC (10:00 Europe/Warsaw)  send push drip (every 1 day, 1st of 3)  \
+(w.flow:12)
+      2026-01-07 09:00:00 UTC (10:00 Europe/Warsaw)  send push nudge: not sent, as a 'click' \
+event came since entering the stage  (w.flow:13)
+      2026-01-08 10:00:00 UTC (11:00 Europe/Warsaw)  go to second, unless an event comes \
+before  (w.flow:18)
+      2026-01-10 09:00:00 UTC (10:00 Europe/Warsaw)  go to third  (w.flow:17)
+      2026-01-12 10:00:00 UTC (11:00 Europe/Warsaw)  decay of heat
 """
 
 
@@ -103,7 +105,7 @@ def test_a_send_held_back_by_quiet_hours_is_planned_for_their_end(
     document = json.loads(out)
     planned = document["enrolments"][0]["planned"]
     assert planned[0] == {
-        "at": "2026-01-06T07:00:00Z", "rule": "w.flow:11",
+        "at": "2026-01-06T07:00:00Z", "local": "2026-01-06T08:00:00+01:00", "rule": "w.flow:11",
         "what": "send push hello, held back since 2026-01-05 20:55:00 UTC (quiet hours or a cap)"}
     assert document["processed_until"] == "2026-01-05T20:55:00Z"
     assert document["enrolments"][0]["transitions"][0]["checks"][1] == {
@@ -136,4 +138,4 @@ def test_a_stage_an_edit_removed(flow: Callable[..., FlowTest], database_url: st
     assert code == 0
     assert ("  workflow w: stage first (not in the workflow files) since 2026-01-05 09:00:00 UTC"
             in out)
-    assert "planned:\n      2026-01-12 10:00:00 UTC  decay of heat\n" in out
+    assert "planned:\n      2026-01-12 10:00:00 UTC (11:00 Europe/Warsaw)  decay of heat\n" in out
