@@ -23,6 +23,7 @@ from engine.records import tidy
 from engine.scoring import when_lookup
 from engine.sending import subscriber_zone
 from engine.state import DUE_ORDER, Due, Enrolment, SubscriberState
+from engine.timing import after_quiet_hours
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +191,8 @@ def _planned(workflow: WorkflowPlan, state: SubscriberState, enrolment: Enrolmen
             times = f" of {step.times}" if step.times else ""
             what += f" (every {step.interval}, {_ordinal(due.occurrence)}{times})"
         if due.kind == "send":
-            what += f", held back since {_shown(due.nominal_at)} (quiet hours or a cap)"
+            what += (f", held back since {_shown(due.nominal_at)} by "
+                     f"{_holding(workflow, state, due, action.channel)}")
         elif isinstance(step, m.After) and step.unless in enrolment.seen:
             what += f": not sent, as a '{step.unless}' event came since entering the stage"
         return Planned(due.due_at, what, step.span.rule_ref)
@@ -203,6 +205,16 @@ def _planned(workflow: WorkflowPlan, state: SubscriberState, enrolment: Enrolmen
         return Planned(at, f"go to {transition.target}, unless an event comes before",
                        transition.span.rule_ref)
     return Planned(due.due_at, f"go to {transition.target}", transition.span.rule_ref)
+
+
+def _holding(workflow: WorkflowPlan, state: SubscriberState, due: Due, channel: str) -> str:
+    """What holds a postponed send back: its time fell in quiet hours (and it waits until
+    they end), or a frequency cap (it waits beyond that), or both."""
+    quiet_end = after_quiet_hours(due.nominal_at, workflow.quiet,
+                                  subscriber_zone(state, workflow))
+    if quiet_end == due.nominal_at:
+        return f"a cap on {channel}"
+    return "quiet hours" if due.due_at <= quiet_end else f"quiet hours and a cap on {channel}"
 
 
 def _ordinal(number: int) -> str:

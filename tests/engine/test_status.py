@@ -106,7 +106,7 @@ def test_a_send_held_back_by_quiet_hours_is_planned_for_their_end(
     planned = document["enrolments"][0]["planned"]
     assert planned[0] == {
         "at": "2026-01-06T07:00:00Z", "local": "2026-01-06T08:00:00+01:00", "rule": "w.flow:11",
-        "what": "send push hello, held back since 2026-01-05 20:55:00 UTC (quiet hours or a cap)"}
+        "what": "send push hello, held back since 2026-01-05 20:55:00 UTC by quiet hours"}
     assert document["processed_until"] == "2026-01-05T20:55:00Z"
     assert document["enrolments"][0]["transitions"][0]["checks"][1] == {
         "condition": 'subscriber.plan == "pro"', "holds": False,
@@ -139,3 +139,24 @@ def test_a_stage_an_edit_removed(flow: Callable[..., FlowTest], database_url: st
     assert ("  workflow w: stage first (not in the workflow files) since 2026-01-05 09:00:00 UTC"
             in out)
     assert "planned:\n      2026-01-12 10:00:00 UTC (11:00 Europe/Warsaw)  decay of heat\n" in out
+
+
+def test_a_send_held_back_by_a_cap_says_so(flow: Callable[..., FlowTest]) -> None:
+    run = flow("""
+workflow w {
+  entry on subscribed
+  limit push to 1 per day
+  stage first {
+    on enter: send push hello
+    after 1 hour: send push nudge
+  }
+}
+""")
+    run.event("dee", "subscribed", channels=["push"])
+    run.advance(hours=2)
+    [enrolment] = run.status("dee").enrolments
+    [planned] = enrolment.planned
+    assert (planned.at.isoformat(), planned.what) == (
+        "2026-01-06T09:00:00+00:00",
+        "send push nudge, held back since 2026-01-05 10:00:00 UTC by a cap on push")
+    assert planned.local == planned.at  # the workflow's zone is UTC
