@@ -81,7 +81,7 @@ def decide_send(plan: Plan, workflow: WorkflowPlan, moment: Moment, step: SendSt
     action = step.action
     channel = action.channel
     if channel != "webhook":
-        reason = _missing_consent_or_address(state, channel, options.push_needs_subscription)
+        reason = missing_consent_or_address(state, channel, options.push_needs_subscription)
         if reason is not None:
             detail = (f"{state.attributes.get('email')} bounced" if reason == "no_address"
                       and channel == "email" and bounced(state.attributes) else None)
@@ -147,8 +147,9 @@ def _send_time(moment: Moment, workflow: WorkflowPlan, channel: str) -> datetime
                      state.sent.get(channel, ()), workflow.caps.get(channel, ()))
 
 
-def _missing_consent_or_address(state: SubscriberState, channel: str,
-                                push_needs_subscription: bool) -> str | None:
+def missing_consent_or_address(state: SubscriberState, channel: str,
+                               push_needs_subscription: bool) -> str | None:
+    """Why a push or an e-mail would be skipped before rendering (SPEC §1.5a), or None."""
     if not state.consents.get(channel, False):
         return "no_consent"
     if channel == "email":

@@ -21,7 +21,7 @@ from dsl.conditions import MISSING, describe, evaluate, literal
 from engine.plan import Plan, WorkflowPlan
 from engine.records import tidy
 from engine.scoring import when_lookup
-from engine.sending import subscriber_zone
+from engine.sending import missing_consent_or_address, subscriber_zone
 from engine.state import DUE_ORDER, Due, Enrolment, SubscriberState
 from engine.timing import after_quiet_hours
 
@@ -78,7 +78,10 @@ class SubscriberStatus:
     """Workflows the subscriber is in that the files loaded do not declare."""
 
 
-def subscriber_status(plan: Plan, state: SubscriberState) -> SubscriberStatus:
+def subscriber_status(plan: Plan, state: SubscriberState,
+                      push_needs_subscription: bool = True) -> SubscriberStatus:
+    """`push_needs_subscription` as the engine that decides: the service's does (a push goes
+    to the subscriber's live browser subscriptions), the simulator's does not."""
     enrolments = []
     elsewhere = []
     for name, enrolment in state.enrolments.items():
@@ -86,13 +89,14 @@ def subscriber_status(plan: Plan, state: SubscriberState) -> SubscriberStatus:
         if workflow is None:
             elsewhere.append(name)
             continue
-        enrolments.append(_enrolment_status(workflow, state, enrolment))
+        enrolments.append(_enrolment_status(workflow, state, enrolment,
+                                            push_needs_subscription))
     return SubscriberStatus(state.external_id, state.processed_until, tuple(sorted(state.tags)),
                             tuple(enrolments), tuple(elsewhere))
 
 
-def _enrolment_status(workflow: WorkflowPlan, state: SubscriberState,
-                      enrolment: Enrolment) -> EnrolmentStatus:
+def _enrolment_status(workflow: WorkflowPlan, state: SubscriberState, enrolment: Enrolment,
+                      push_needs_subscription: bool) -> EnrolmentStatus:
     scores = {name: tidy(state.total(workflow.name, name))
               for name in (score.name for score in workflow.workflow.scores)}
     stage = workflow.stages.get(enrolment.stage)
@@ -100,7 +104,7 @@ def _enrolment_status(workflow: WorkflowPlan, state: SubscriberState,
                         for t in (stage.transitions if stage is not None else ()))
     zone = subscriber_zone(state, workflow)
     planned = [replace(item, local=item.at.astimezone(zone))
-               for item in (_planned(workflow, state, enrolment, due)
+               for item in (_planned(workflow, state, enrolment, due, push_needs_subscription)
                             for due in sorted(state.due, key=DUE_ORDER)
                             if due.workflow == workflow.name and (
                                 due.enrolment is None or due.enrolment is enrolment))
@@ -173,7 +177,7 @@ def _idle_until(state: SubscriberState, enrolment: Enrolment, idle: m.Duration) 
 
 
 def _planned(workflow: WorkflowPlan, state: SubscriberState, enrolment: Enrolment,
-             due: Due) -> Planned | None:
+             due: Due, push_needs_subscription: bool) -> Planned | None:
     if due.kind == "decay":
         decaying = ", ".join(sorted(workflow.decays)) or "scores"
         return Planned(due.due_at, f"decay of {decaying}", None)
@@ -195,6 +199,11 @@ def _planned(workflow: WorkflowPlan, state: SubscriberState, enrolment: Enrolmen
                      f"{_holding(workflow, state, due, action.channel)}")
         elif isinstance(step, m.After) and step.unless in enrolment.seen:
             what += f": not sent, as a '{step.unless}' event came since entering the stage"
+            return Planned(due.due_at, what, step.span.rule_ref)
+        missing = None if action.channel == "webhook" else missing_consent_or_address(
+            state, action.channel, push_needs_subscription)
+        if missing is not None:
+            what += f"; as things stand it would be skipped: {missing}"
         return Planned(due.due_at, what, step.span.rule_ref)
     index = workflow.transition_keys[stage.name].position(due.step, due.key)
     if index is None:

@@ -252,7 +252,7 @@ class FlowTest:
             found = states.peek(connection, [subscriber], self.engine.plan)
         self._check_subscriber(subscriber, stored=subscriber in found)
         state = found.get(subscriber) or SubscriberState(subscriber, None, {}, self.now)
-        return subscriber_status(self.engine.plan, state)
+        return subscriber_status(self.engine.plan, state, self.live_push)
 
     def ledger(self, subscriber: str, name: str | None = None,
                workflow: str | None = None) -> list[LedgerLine]:
