@@ -243,6 +243,11 @@ def _shown(at: datetime) -> str:
     return f"{at:%Y-%m-%d %H:%M:%S} UTC"
 
 
+SHOWN = 20
+"""Planned work listed in the text; a subscriber whose sends a cap holds back can have
+thousands waiting."""
+
+
 def status_lines(status: SubscriberStatus) -> list[str]:
     """The status as a person reads it (`nurture status`)."""
     as_of = (f"as the engine left them at {_shown(status.processed_until)}"
@@ -268,7 +273,9 @@ def status_lines(status: SubscriberStatus) -> list[str]:
                       f"({check.read})" for check in transition.checks]
         lines.append("    planned:" if item.planned else "    planned: nothing")
         lines += [f"      {_shown(p.at)}{_local(p.local)}  {p.what}"
-                  + (f"  ({p.rule})" if p.rule else "") for p in item.planned]
+                  + (f"  ({p.rule})" if p.rule else "") for p in item.planned[:SHOWN]]
+        if len(item.planned) > SHOWN:
+            lines.append(f"      … and {len(item.planned) - SHOWN:,} more (--json lists them)")
     lines += [f"  workflow {name}: not in the workflow files loaded" for name in status.elsewhere]
     return lines
 

@@ -162,3 +162,28 @@ workflow w {
         "2026-01-06T09:00:00+00:00",
         "send push nudge, held back since 2026-01-05 10:00:00 UTC by a cap on push")
     assert planned.local == planned.at  # the workflow's zone is UTC
+
+
+def test_a_long_queue_of_held_back_sends_is_cut_short_in_the_text(
+        flow: Callable[..., FlowTest], database_url: str) -> None:
+    run = flow("""
+workflow w {
+  entry on subscribed
+  limit push to 1 per day
+  stage first {
+    every 1 hour: send push drip
+  }
+}
+""")
+    run.event("eve", "subscribed", channels=["push"])
+    run.add_push_subscription("eve", "https://push.example/eve")
+    run.advance(days=2)  # 48 drips due, one a day can go: the rest wait in line
+    planned = run.status("eve").enrolments[0].planned
+    assert len(planned) > 40
+    code, out, _ = _status(database_url, "eve")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[-1] == f"      … and {len(planned) - 20:,} more (--json lists them)"
+    assert len([line for line in lines if "send push drip" in line]) == 20
+    document = json.loads(_status(database_url, "eve", "--json")[1])
+    assert len(document["enrolments"][0]["planned"]) == len(planned)
