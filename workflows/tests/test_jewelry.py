@@ -89,3 +89,18 @@ def test_engagement_decays_by_a_tenth_every_30_days(nurture):
     shop.advance(days=30)
     assert shop.score("ann", "engagement") == 27
     assert [line.kind for line in shop.ledger("ann", "engagement")] == ["event", "decay"]
+
+
+def test_an_engaged_lead_without_fit_waits_in_interest_and_we_can_see_why(nurture):
+    shop = nurture.load(FLOW, start=MONDAY)
+    shop.event("cy", "subscribed", channels=["push", "email"], email="cy@example.com")
+    shop.event("cy", "page_view", url="/diamonds/rings")
+    shop.event("cy", "page_view", url="/diamonds/earrings")
+    [journey] = shop.status("cy").enrolments
+    assert (journey.stage, journey.scores) == ("interest", {"engagement": 60, "fit": 0})
+    [to_selection] = journey.transitions
+    assert [(check.condition, check.holds) for check in to_selection.checks] == [
+        ("engagement >= 50", True), ("fit >= 10", False)]
+    newsletter = journey.planned[0]
+    assert (str(newsletter.local), newsletter.what) == (
+        "2026-03-09 10:00:00+01:00", "send email newsletter (every 7 days, 1st)")
