@@ -177,6 +177,7 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
     for diagnostic in [*problems, *(d for item in formatted for d in item.problems)]:
         click.echo(str(diagnostic), err=standard_input)  # there, the output is the text
     changed = [item for item in formatted if item.changed]
+    unwritten = 0
     if standard_input and not (check_only or show_diff) and formatted[0].after is not None:
         sys.stdout.buffer.write(formatted[0].after)
     for item in changed:
@@ -189,14 +190,20 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
         elif check_only:
             click.echo(f"would reformat {item.path}", err=True)
         elif not standard_input:
-            write_back(item.path, item.after)
+            try:
+                write_back(item.path, item.after)
+            except OSError as problem:
+                click.echo(f"{item.path}:1:1: error: cannot write: {problem.strerror} "
+                           "(the file is left as it was)")
+                unwritten += 1
+                continue
             click.echo(f"reformatted {item.path}", err=True)
     if standard_input:
         sys.exit(1 if formatted[0].after is None or (check_only and changed) else 0)
     unchanged = sum(item.after is not None and not item.changed for item in formatted)
-    failed = len(problems) + sum(item.after is None for item in formatted)
+    failed = len(problems) + sum(item.after is None for item in formatted) + unwritten
     verb = "would be reformatted" if check_only or show_diff else "reformatted"
-    click.echo(f"{len(changed)} file(s) {verb}, {unchanged} already laid out"
+    click.echo(f"{len(changed) - unwritten} file(s) {verb}, {unchanged} already laid out"
                + (f", {failed} with errors (left as they are)" if failed else ""), err=True)
     sys.exit(1 if failed or (check_only and changed) else 0)
 

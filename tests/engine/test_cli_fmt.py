@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
@@ -104,3 +106,20 @@ def test_fmt_runs_as_a_command(tmp_path: Path) -> None:
                           check=False, timeout=60)
     assert (done.returncode, done.stdout) == (0, "")
     assert path.read_text(encoding="utf-8") == LAID_OUT
+
+
+def test_a_file_that_cannot_be_written_is_an_error_not_a_crash(
+        write_flow: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """(Root, who runs these tests, may write any file, so the refusal is made here.)"""
+    write_flow("a.flow", MESSY)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    code, out, err = run("fmt", "a.flow")
+    assert code == 1
+    assert out == ("a.flow:1:1: error: cannot write: Permission denied (the file is left as it "
+                   "was)\n")
+    assert err == "0 file(s) reformatted, 0 already laid out, 1 with errors (left as they are)\n"
+    assert Path("a.flow").read_text(encoding="utf-8") == MESSY
