@@ -43,7 +43,7 @@ def field_offset(text: str, path: str, *, key: bool = False) -> int | None:
             if found is None:
                 return None
             index = found
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, RecursionError):  # (orjson reads deeper than `json`)
         return None
     return found
 

@@ -31,6 +31,14 @@ def test_what_is_not_there_is_none() -> None:
     assert field_offset('{"x": tru, "at": 1}', "at") is None
 
 
+def test_nesting_deeper_than_the_standard_scanner_reads_is_no_crash() -> None:
+    """orjson, which reads the events, takes 1,024 levels; the standard library's scanner
+    gives up sooner: the column is then unknown."""
+    deep = '{"properties": ' + "[" * 1000 + "]" * 1000 + ', "at": 2}'
+    assert field_offset(deep, "at") is None
+    assert field_offset(deep, "properties") == deep.index("[")
+
+
 def test_a_repeated_key_is_its_last_value() -> None:
     text = '{"at": 1, "at": 2}'
     assert field_offset(text, "at") == text.rindex("2")
