@@ -36,7 +36,7 @@ def test_nesting_deeper_than_the_standard_scanner_reads_is_no_crash() -> None:
     gives up sooner: the column is then unknown."""
     deep = '{"properties": ' + "[" * 1000 + "]" * 1000 + ', "at": 2}'
     assert field_offset(deep, "at") is None
-    assert field_offset(deep, "properties") == deep.index("[")
+    assert field_offset(deep, "properties") is None  # (a later key of that name may follow)
 
 
 def test_a_repeated_key_is_its_last_value() -> None:
