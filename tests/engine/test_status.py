@@ -13,6 +13,8 @@ from engine.cli import main
 from engine.testing import FlowTest
 from tests.engine.conftest import MESSAGES
 
+ROOT = Path(__file__).resolve().parents[2]
+
 FLOW = """
 workflow w {
   entry on subscribed
@@ -81,6 +83,8 @@ def test_status_says_why_a_subscriber_has_not_moved_and_what_comes_next(
     run = flow(FLOW)
     _ann(run)
     assert _status(database_url, "ann") == (0, ANN_STATUS, "")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"$ nurture status ann\n{ANN_STATUS}```" in readme, "README's example is out of date"
 
     shown = run.status("ann")  # the same, for a team's own tests
     [enrolment] = shown.enrolments
