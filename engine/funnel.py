@@ -66,6 +66,8 @@ def as_json(counts: FunnelCounts, workflow: m.Workflow | None) -> dict[str, Any]
         "exits": counts.exits,
         "stages": [{"stage": name, "in_stage": counts.in_stage.get(name, 0),
                     "entered": counts.entered.get(name, 0),
+                    "moved_on": counts.moved_on(name),
+                    "median_stay_seconds": _whole(counts.median_stay(name)),
                     "declared": name in declared if workflow is not None else None}
                    for name in order],
         "messages": [{"stage": line.stage, "message": line.message, "channel": line.channel,
@@ -88,12 +90,13 @@ def as_text(counts: FunnelCounts, workflow: m.Workflow | None, simulated: bool =
              f"{counts.enrolled:,} enrolled, {sum(counts.exits.values()):,} exited"
              + (f" ({exits})" if exits else ""), ""]
     lines.extend(_table(
-        ["stage", f"in it {now}", "entered"],
+        ["stage", f"in it {now}", "entered", "moved on", "median stay"],
         [[name + ("  (not in the workflow files)"
                   if declared is not None and name not in declared else ""),
-          f"{counts.in_stage.get(name, 0):,}", f"{counts.entered.get(name, 0):,}"]
+          f"{counts.in_stage.get(name, 0):,}", f"{counts.entered.get(name, 0):,}",
+          f"{counts.moved_on(name):,}", _duration(counts.median_stay(name))]
          for name in order],
-        right=(1, 2)))
+        right=(1, 2, 3, 4)))
     if counts.messages:
         # the outbox's columns, unless there is no outbox (a simulation)
         outbox = any(line.dispatches for line in counts.messages)
@@ -108,6 +111,21 @@ def as_text(counts: FunnelCounts, workflow: m.Workflow | None, simulated: bool =
              + [_listed(line.skipped)] for line in ordered_messages(counts, order)],
             right=(3, 4, 5) if outbox else (3,)))
     return "\n".join(lines)
+
+
+def _whole(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds)
+
+
+def _duration(seconds: float | None) -> str:
+    """A stay as a marketer says it: `45 min`, `30 h`, `6.5 days`."""
+    if seconds is None:
+        return "-"
+    if seconds < 120 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.1f} days".replace(".0 days", " days")
 
 
 def _delivered(line: MessageCounts) -> str:
@@ -145,6 +163,8 @@ class TimelineTally:
 
     def __init__(self) -> None:
         self.current: dict[tuple[str, str], str] = {}
+        self.since: dict[tuple[str, str], datetime] = {}
+        """When each subscriber entered the stage they are in."""
         self.counts: dict[str, FunnelCounts] = {}
         self.lines: dict[tuple[str, str, str, str], MessageCounts] = {}
 
@@ -155,9 +175,14 @@ class TimelineTally:
             counts = self.counts[workflow] = FunnelCounts(workflow, None)
         where = (record["subscriber"], workflow)
         if kind == "enter":
+            at = datetime.fromisoformat(record["at"])
             if where not in self.current:
                 counts.enrolled += 1
+            else:
+                stayed = (at - self.since[where]).total_seconds()
+                counts.stays.setdefault(self.current[where], []).append(stayed)
             self.current[where] = stage = record["stage"]
+            self.since[where] = at
             counts.entered[stage] = counts.entered.get(stage, 0) + 1
         elif kind == "exit":
             self.current.pop(where, None)

@@ -42,17 +42,21 @@ def test_the_funnel_counts_stages_entries_exits_and_what_became_of_each_message(
     shop.event("bob", "subscribed", channels=["email"])  # no address: the e-mail is skipped
     shop.event("carol", "subscribed", channels=["email"], email="carol@example.com")
     shop.event("carol", "left")  # before the outbox sent her e-mail: cancelled
-    shop.event("anna", "moved")
     assert shop.dispatch().outcomes == {"delivered": 2}
+    shop.clock.advance_to(T0 + timedelta(hours=3))
+    shop.event("anna", "moved")
     workflow = load_text(FLOW, "w.flow").catalog.workflow("w")  # type: ignore[union-attr]
     with shop.database.reading() as connection:
         counts = funnel.funnel(connection, "w", None)
     assert as_json(counts, workflow) == {
         "workflow": "w", "loaded": True, "since": None, "active": 2, "enrolled": 3, "exited": 1,
         "exits": {"left": 1},
-        "stages": [{"stage": "first", "in_stage": 1, "entered": 3, "declared": True},
-                   {"stage": "second", "in_stage": 1, "entered": 1, "declared": True},
-                   {"stage": "third", "in_stage": 0, "entered": 0, "declared": True}],
+        "stages": [{"stage": "first", "in_stage": 1, "entered": 3, "moved_on": 1,
+                    "median_stay_seconds": 3 * 3600, "declared": True},
+                   {"stage": "second", "in_stage": 1, "entered": 1, "moved_on": 0,
+                    "median_stay_seconds": None, "declared": True},
+                   {"stage": "third", "in_stage": 0, "entered": 0, "moved_on": 0,
+                    "median_stay_seconds": None, "declared": True}],
         "messages": [
             {"stage": "first", "message": "hello", "channel": "email", "sent": 2,
              "skipped": {"no_address": 1}, "dispatches": {"delivered": 1, "cancelled": 1}},
@@ -61,10 +65,10 @@ def test_the_funnel_counts_stages_entries_exits_and_what_became_of_each_message(
     assert as_text(counts, workflow).splitlines() == [
         "workflow w: 2 in it now; all time: 3 enrolled, 1 exited (left 1)",
         "",
-        "  stage   in it now  entered",
-        "  first           1        3",
-        "  second          1        1",
-        "  third           0        0",
+        "  stage   in it now  entered  moved on  median stay",
+        "  first           1        3         1          3 h",
+        "  second          1        1         0            -",
+        "  third           0        0         0            -",
         "",
         "  stage  message  channel  sent  delivered  pending  not delivered  skipped",
         "  first  hello    email       2          1        0  cancelled 1    no_address 1",
@@ -86,8 +90,8 @@ def test_the_funnel_counts_stages_entries_exits_and_what_became_of_each_message(
     # An edit that removed stage `second` while anna is in it: the report still shows her.
     edited = load_text(FLOW.replace("  stage second { }\n", "").replace(
         "go to second on moved", ""), "w.flow").catalog.workflow("w")  # type: ignore[union-attr]
-    assert "  second  (not in the workflow files)          1        1" in as_text(
-        counts, edited).splitlines()
+    removed = "  second  (not in the workflow files)          1        1         0            -"
+    assert removed in as_text(counts, edited).splitlines()
     assert [(s["stage"], s["declared"]) for s in as_json(counts, edited)["stages"]] == [
         ("first", True), ("third", True), ("second", False)]
     unloaded = as_json(counts, None)  # gone from the files, people still in it

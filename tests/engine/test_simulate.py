@@ -357,12 +357,12 @@ def test_the_funnel_of_the_example_journey(in_root: None) -> None:
         "workflow jewelry: 1 in it at the end; in the simulation: 2 enrolled, 1 exited "
         "(unsubscribed 1)",
         "",
-        "  stage       in it at the end  entered",
-        "  awareness                  0        2",
-        "  interest                   0        1",
-        "  selection                  0        1",
-        "  sale                       0        1",
-        "  after_sale                 1        1",
+        "  stage       in it at the end  entered  moved on  median stay",
+        "  awareness                  0        2         1         33 h",
+        "  interest                   0        1         1       8 days",
+        "  selection                  0        1         1         25 h",
+        "  sale                       0        1         1         24 h",
+        "  after_sale                 1        1         0            -",
         "",
         "  stage       message         channel  sent  skipped",
         "  awareness   bestsellers     push        2  -",
@@ -406,7 +406,13 @@ def test_a_funnel_counted_from_the_timeline_equals_the_one_counted_in_the_databa
                        for m in counts.messages))
 
     assert shown(from_timeline) == shown(from_database)
+    # how long each stayed, to the second (the records give whole seconds, the database more)
+    assert from_timeline.stays.keys() == from_database.stays.keys()
+    for stage, stays in from_database.stays.items():
+        pairs = zip(sorted(from_timeline.stays[stage]), sorted(stays), strict=True)
+        assert all(abs(told - stored) < 1 for told, stored in pairs), stage
     assert from_database.exits["unsubscribed"] > 10 and len(from_database.entered) == 5
+    assert sum(len(stays) for stays in from_database.stays.values()) > 100
 
 
 def test_a_file_saved_with_a_byte_order_mark_and_crlf_lines_is_read(tmp_path: Path) -> None:
