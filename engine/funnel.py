@@ -7,6 +7,7 @@ The counts come from `engine.store.funnel`; here they are ordered, shaped for JS
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +51,14 @@ def ordered_messages(counts: FunnelCounts, order: Sequence[str]) -> list[Message
                                                      line.stage, line.message, line.channel))
 
 
+def ordered_moves(counts: FunnelCounts, order: Sequence[str]
+                  ) -> list[tuple[tuple[str, str], list[float]]]:
+    """Moves by the stage they left, in the funnel's order, then by where they went."""
+    rank = {name: index for index, name in enumerate(order)}
+    return sorted(counts.moves.items(), key=lambda item: (
+        rank.get(item[0][0], len(rank)), rank.get(item[0][1], len(rank)), item[0]))
+
+
 def as_json(counts: FunnelCounts, workflow: m.Workflow | None) -> dict[str, Any]:
     """`loaded`: the workflow files declare this workflow (it may be gone from them while
     people are still enrolled); a stage's `declared`: they declare that stage (null when the
@@ -70,6 +79,9 @@ def as_json(counts: FunnelCounts, workflow: m.Workflow | None) -> dict[str, Any]
                     "median_stay_seconds": _whole(counts.median_stay(name)),
                     "declared": name in declared if workflow is not None else None}
                    for name in order],
+        "moves": [{"from": source, "to": target, "moved": len(stays),
+                   "median_stay_seconds": _whole(statistics.median(stays))}
+                  for (source, target), stays in ordered_moves(counts, order)],
         "messages": [{"stage": line.stage, "message": line.message, "channel": line.channel,
                       "sent": line.sent, "skipped": line.skipped,
                       "dispatches": line.dispatches}
@@ -97,6 +109,14 @@ def as_text(counts: FunnelCounts, workflow: m.Workflow | None, simulated: bool =
           f"{counts.moved_on(name):,}", _duration(counts.median_stay(name))]
          for name in order],
         right=(1, 2, 3, 4)))
+    sources = [source for source, _ in counts.moves]
+    if len(sources) > len(set(sources)):  # people left a stage for different stages
+        lines.append("")
+        lines.extend(_table(
+            ["from", "to", "moved", "median stay"],
+            [[source, target, f"{len(stays):,}", _duration(statistics.median(stays))]
+             for (source, target), stays in ordered_moves(counts, order)],
+            right=(2, 3)))
     if counts.messages:
         # the outbox's columns, unless there is no outbox (a simulation)
         outbox = any(line.dispatches for line in counts.messages)
@@ -178,10 +198,11 @@ class TimelineTally:
             at = datetime.fromisoformat(record["at"])
             if where not in self.current:
                 counts.enrolled += 1
-            else:
+            stage = record["stage"]
+            if where in self.current:
                 stayed = (at - self.since[where]).total_seconds()
-                counts.stays.setdefault(self.current[where], []).append(stayed)
-            self.current[where] = stage = record["stage"]
+                counts.moves.setdefault((self.current[where], stage), []).append(stayed)
+            self.current[where] = stage
             self.since[where] = at
             counts.entered[stage] = counts.entered.get(stage, 0) + 1
         elif kind == "exit":

@@ -51,15 +51,19 @@ class FunnelCounts:
     exits: dict[str, int] = field(default_factory=dict)
     """Enrolments ended since `since`, by reason (the exit event)."""
     messages: list[MessageCounts] = field(default_factory=list)
-    stays: dict[str, list[float]] = field(default_factory=dict)
-    """For the entries counted in `entered` that were followed by a move to another stage
-    (not by an exit): how long each stayed, in seconds."""
+    moves: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    """(from, to) -> for each entry into `from` counted in `entered` that was followed by a
+    move to `to` (not by an exit), how long it stayed in `from`, in seconds."""
+
+    def stays(self, stage: str) -> list[float]:
+        return [stay for (source, _), stays in self.moves.items() if source == stage
+                for stay in stays]
 
     def moved_on(self, stage: str) -> int:
-        return len(self.stays.get(stage, ()))
+        return len(self.stays(stage))
 
     def median_stay(self, stage: str) -> float | None:
-        stays = self.stays.get(stage)
+        stays = self.stays(stage)
         return statistics.median(stays) if stays else None
 
     @property
@@ -92,13 +96,13 @@ def funnel(connection: Connection, workflow: str, since: datetime | None) -> Fun
                                    after(VISITS.c.entered_at)))
     entry, following = VISITS.alias("entry"), VISITS.alias("following")
     moves = connection.execute(
-        select(entry.c.stage, entry.c.entered_at, following.c.entered_at)
+        select(entry.c.stage, following.c.stage, entry.c.entered_at, following.c.entered_at)
         .join(following, and_(following.c.enrolment_id == entry.c.enrolment_id,
                               following.c.seq == entry.c.seq + 1))
         .where(entry.c.workflow == workflow, after(entry.c.entered_at)))
-    for stage, entered_at, left_at in moves:
+    for source, target, entered_at, left_at in moves:
         stayed = cast(datetime, left_at) - cast(datetime, entered_at)
-        counts.stays.setdefault(str(stage), []).append(stayed.total_seconds())
+        counts.moves.setdefault((str(source), str(target)), []).append(stayed.total_seconds())
     counts.enrolled = connection.execute(
         select(func.count()).select_from(ENROLMENTS).where(
             enrolments.workflow == workflow, after(enrolments.enrolled_at))).scalar_one()

@@ -57,6 +57,8 @@ def test_the_funnel_counts_stages_entries_exits_and_what_became_of_each_message(
                     "median_stay_seconds": None, "declared": True},
                    {"stage": "third", "in_stage": 0, "entered": 0, "moved_on": 0,
                     "median_stay_seconds": None, "declared": True}],
+        "moves": [{"from": "first", "to": "second", "moved": 1,
+                   "median_stay_seconds": 3 * 3600}],
         "messages": [
             {"stage": "first", "message": "hello", "channel": "email", "sent": 2,
              "skipped": {"no_address": 1}, "dispatches": {"delivered": 1, "cancelled": 1}},
@@ -124,3 +126,21 @@ def test_a_report_on_a_database_that_is_not_there_says_so_and_makes_none(
     assert result.exit_code == 2
     assert "there is no such file" in result.output
     assert not missing.exists()
+
+
+def test_where_people_went_is_shown_when_a_stage_leads_to_several() -> None:
+    counts = funnel.FunnelCounts("w", None, in_stage={"second": 2, "third": 1},
+                                 entered={"first": 4, "second": 2, "third": 1})
+    counts.moves = {("first", "second"): [60.0, 7200.0], ("first", "third"): [3 * 86400.0]}
+    workflow = load_text(FLOW, "w.flow").catalog.workflow("w")  # type: ignore[union-attr]
+    assert as_text(counts, workflow).splitlines()[2:10] == [
+        "  stage   in it now  entered  moved on  median stay",
+        "  first           0        4         3          2 h",
+        "  second          2        2         0            -",
+        "  third           1        1         0            -",
+        "",
+        "  from   to      moved  median stay",
+        "  first  second      2       60 min",
+        "  first  third       1       3 days"]
+    counts.moves = {("first", "second"): [60.0]}  # one way out of each stage: no second table
+    assert "  from   to      moved  median stay" not in as_text(counts, workflow)

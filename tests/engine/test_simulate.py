@@ -407,12 +407,13 @@ def test_a_funnel_counted_from_the_timeline_equals_the_one_counted_in_the_databa
 
     assert shown(from_timeline) == shown(from_database)
     # how long each stayed, to the second (the records give whole seconds, the database more)
-    assert from_timeline.stays.keys() == from_database.stays.keys()
-    for stage, stays in from_database.stays.items():
-        pairs = zip(sorted(from_timeline.stays[stage]), sorted(stays), strict=True)
-        assert all(abs(told - stored) < 1 for told, stored in pairs), stage
+    assert from_timeline.moves.keys() == from_database.moves.keys()
+    for move, stays in from_database.moves.items():
+        pairs = zip(sorted(from_timeline.moves[move]), sorted(stays), strict=True)
+        assert all(abs(told - stored) < 1 for told, stored in pairs), move
     assert from_database.exits["unsubscribed"] > 10 and len(from_database.entered) == 5
-    assert sum(len(stays) for stays in from_database.stays.values()) > 100
+    assert sum(len(stays) for stays in from_database.moves.values()) > 100
+    assert ("selection", "interest") in from_database.moves  # gone cold: `when idle`
 
 
 def test_a_file_saved_with_a_byte_order_mark_and_crlf_lines_is_read(tmp_path: Path) -> None:
