@@ -164,23 +164,21 @@ def literal(value: m.Value) -> str:
 
 def tags_read(condition: m.Condition) -> list[m.HasTag]:
     """Every `has tag` of a condition, in written order."""
+    return [leaf for leaf in leaves(condition) if isinstance(leaf, m.HasTag)]
+
+
+def leaves(condition: m.Condition) -> list[m.Condition]:
+    """The tests a condition is made of (comparisons, `in`, `contains`/`startswith`, `has
+    tag`), in written order, whatever `and`, `or` and `not` join them."""
     match condition:
         case m.And(operands=operands) | m.Or(operands=operands):
-            return [t for c in operands for t in tags_read(c)]
+            return [leaf for c in operands for leaf in leaves(c)]
         case m.Not(operand=operand):
-            return tags_read(operand)
-        case m.HasTag():
-            return [condition]
-    return []
+            return leaves(operand)
+    return [condition]
 
 
 def references(condition: m.Condition) -> list[m.Reference]:
     """Every name a condition reads, in written order."""
-    match condition:
-        case m.And(operands=operands) | m.Or(operands=operands):
-            return [r for c in operands for r in references(c)]
-        case m.Not(operand=operand):
-            return references(operand)
-        case m.Comparison(left=left) | m.Membership(left=left) | m.TextMatch(left=left):
-            return [left]
-    return []
+    return [leaf.left for leaf in leaves(condition)
+            if isinstance(leaf, m.Comparison | m.Membership | m.TextMatch)]

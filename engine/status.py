@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from dsl import model as m
-from dsl.conditions import MISSING, describe, evaluate, literal
+from dsl.conditions import MISSING, describe, evaluate, leaves, literal
 from engine.plan import Plan, WorkflowPlan
 from engine.records import tidy
 from engine.scoring import when_lookup
@@ -121,7 +121,7 @@ def _transition_status(workflow: WorkflowPlan, state: SubscriberState, enrolment
         case m.GoWhen(target=target, condition=condition):
             lookup = when_lookup(workflow, state)
             holds = evaluate(condition, lookup, state.tags)
-            checks = tuple(_check(leaf, lookup, state.tags) for leaf in _leaves(condition))
+            checks = tuple(_check(leaf, lookup, state.tags) for leaf in leaves(condition))
             return TransitionStatus(f"go to {target} when {describe(condition)}", rule,
                                     "holds" if holds else "does not hold", checks)
         case m.GoOn(target=target, event=event, where=where):
@@ -136,15 +136,6 @@ def _transition_status(workflow: WorkflowPlan, state: SubscriberState, enrolment
                                     f"at {_shown(_idle_until(state, enrolment, idle))}, "
                                     "unless an event comes before")
     raise TypeError(f"not a transition: {transition!r}")  # pragma: no cover
-
-
-def _leaves(condition: m.Condition) -> list[m.Condition]:
-    match condition:
-        case m.And(operands=operands) | m.Or(operands=operands):
-            return [leaf for c in operands for leaf in _leaves(c)]
-        case m.Not(operand=operand):
-            return _leaves(operand)
-    return [condition]
 
 
 def _check(leaf: m.Condition, lookup: Any, tags: set[str]) -> Check:
