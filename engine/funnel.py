@@ -106,7 +106,8 @@ def as_text(counts: FunnelCounts, workflow: m.Workflow | None, simulated: bool =
         [[name + ("  (not in the workflow files)"
                   if declared is not None and name not in declared else ""),
           f"{counts.in_stage.get(name, 0):,}", f"{counts.entered.get(name, 0):,}",
-          f"{counts.moved_on(name):,}", _duration(counts.median_stay(name))]
+          _share(counts.moved_on(name), counts.entered.get(name, 0)),
+          _duration(counts.median_stay(name))]
          for name in order],
         right=(1, 2, 3, 4)))
     sources = [source for source, _ in counts.moves]
@@ -131,6 +132,11 @@ def as_text(counts: FunnelCounts, workflow: m.Workflow | None, simulated: bool =
              + [_listed(line.skipped)] for line in ordered_messages(counts, order)],
             right=(3, 4, 5) if outbox else (3,)))
     return "\n".join(lines)
+
+
+def _share(part: int, whole: int) -> str:
+    """`6,181 (60%)`: how many of those who entered moved on."""
+    return f"{part:,} ({part / whole:.0%})" if whole and part else f"{part:,}"
 
 
 def _whole(seconds: float | None) -> int | None:

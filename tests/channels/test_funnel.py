@@ -68,7 +68,7 @@ def test_the_funnel_counts_stages_entries_exits_and_what_became_of_each_message(
         "workflow w: 2 in it now; all time: 3 enrolled, 1 exited (left 1)",
         "",
         "  stage   in it now  entered  moved on  median stay",
-        "  first           1        3         1          3 h",
+        "  first           1        3   1 (33%)          3 h",
         "  second          1        1         0            -",
         "  third           0        0         0            -",
         "",
@@ -135,7 +135,7 @@ def test_where_people_went_is_shown_when_a_stage_leads_to_several() -> None:
     workflow = load_text(FLOW, "w.flow").catalog.workflow("w")  # type: ignore[union-attr]
     assert as_text(counts, workflow).splitlines()[2:10] == [
         "  stage   in it now  entered  moved on  median stay",
-        "  first           0        4         3          2 h",
+        "  first           0        4   3 (75%)          2 h",
         "  second          2        2         0            -",
         "  third           1        1         0            -",
         "",
