@@ -24,9 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dsl import model as m
-from dsl.diagnostics import Diagnostic, error
-from dsl.loader import find_flow_files
+from dsl.diagnostics import Diagnostic
+from dsl.loader import find_flow_files, unreadable
 from dsl.parser import Layout, Lexeme, layout, parse_text
 from dsl.text import NotUtf8Text, decode_utf8
 
@@ -216,9 +215,7 @@ def format_content(path: str, content: bytes) -> FormattedFile:
     try:
         text = decode_utf8(content)
     except NotUtf8Text as problem:
-        where = m.Span(path, problem.line, problem.column)
-        return FormattedFile(path, content, None, (error(where, f"{problem}: save the file "
-                                                                "as UTF-8"),))
+        return FormattedFile(path, content, None, (unreadable(path, problem),))
     after = format_text(text)
     if after is None:
         problems = tuple(d for d in parse_text(text, path).diagnostics if d.is_error)
@@ -235,8 +232,7 @@ def format_paths(paths: Sequence[str]) -> tuple[list[FormattedFile], list[Diagno
         try:
             content = Path(path).read_bytes()
         except OSError as problem:
-            formatted.append(FormattedFile(path, b"", None, (
-                error(m.Span(path, 1, 1), f"cannot read: {problem.strerror}"),)))
+            formatted.append(FormattedFile(path, b"", None, (unreadable(path, problem),)))
             continue
         formatted.append(format_content(path, content))
     return formatted, problems

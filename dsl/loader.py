@@ -97,15 +97,19 @@ def load_paths(paths: Sequence[str], unsaved: Mapping[str, bytes] | None = None)
     for path in files:
         try:
             text = decode_utf8(texts[path]) if path in texts else read_utf8(path)
-        except NotUtf8Text as problem:
-            problems.append(error(m.Span(path, problem.line, problem.column),
-                                  f"{problem}: save the file as UTF-8"))
-            continue
-        except OSError as problem:
-            problems.append(error(m.Span(path, 1, 1), f"cannot read: {problem.strerror}"))
+        except (NotUtf8Text, OSError) as problem:
+            problems.append(unreadable(path, problem))
             continue
         parsed.append(parse_text(text, path, _file_reader(path, problems)))
     return _combine(parsed, problems, tuple(files))
+
+
+def unreadable(path: str, problem: NotUtf8Text | OSError) -> Diagnostic:
+    """A workflow file that could not be read as text, said where the problem is."""
+    if isinstance(problem, NotUtf8Text):
+        return error(m.Span(path, problem.line, problem.column),
+                     f"{problem}: save the file as UTF-8")
+    return error(m.Span(path, 1, 1), f"cannot read: {problem.strerror}")
 
 
 def load_text(text: str, path: str = "<text>", base_dir: str | None = None) -> LoadResult:
