@@ -178,6 +178,20 @@ def leaves(condition: m.Condition) -> list[m.Condition]:
     return [condition]
 
 
+def holds_if(condition: m.Condition, held: m.Condition, lookup: Lookup,
+             tags: Collection[str]) -> bool:
+    """Whether the condition would hold if its test `held` (one of its `leaves`, the very
+    object) held, whatever it reads now: what keeps a subscriber from moving."""
+    match condition:
+        case m.And(operands=operands):
+            return all(holds_if(c, held, lookup, tags) for c in operands)
+        case m.Or(operands=operands):
+            return any(holds_if(c, held, lookup, tags) for c in operands)
+        case m.Not(operand=operand):
+            return not holds_if(operand, held, lookup, tags)
+    return condition is held or evaluate(condition, lookup, tags)
+
+
 def references(condition: m.Condition) -> list[m.Reference]:
     """Every name a condition reads, in written order."""
     return [leaf.left for leaf in leaves(condition)

@@ -780,6 +780,68 @@ def funnel(workflow_names: tuple[str, ...], since_text: str | None, as_json: boo
 
 
 @main.command()
+@click.argument("workflow_names", nargs=-1, metavar="[WORKFLOW]...")
+@click.option("--stage", "only_stages", multiple=True, metavar="STAGE",
+              help="Only this stage (repeatable). Default: every stage.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per workflow.")
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@click.option("--workflows", default=None, help="Folder of .flow files (NURTURE_WORKFLOWS).")
+@reports_bugs
+def waiting(workflow_names: tuple[str, ...], only_stages: tuple[str, ...], as_json: bool,
+            db: str | None, workflows: str | None) -> None:
+    """What the subscribers of each stage are waiting for: how many meet each comparison of
+    each `go to … when`, how many would move if it alone held, and how their scores and
+    attributes are spread. Read-only; safe while the service runs."""
+    import orjson
+
+    from engine.plan import build_plan
+    from engine.store import states
+    from engine.store.database import open_database
+    from engine.waiting import (
+        WorkflowWaiting,
+        count_stage,
+        stage_names,
+        waiting_json,
+        waiting_lines,
+    )
+
+    settings = _settings(db=db, workflows=workflows)
+    loaded = load_paths([settings.workflows])
+    if loaded.catalog is None:
+        print_diagnostics(loaded)
+        sys.exit(1)
+    plan = build_plan(loaded.catalog)
+    declared = [workflow.name for workflow in loaded.catalog.workflows]
+    names = list(dict.fromkeys(workflow_names)) or declared
+    for name in names:
+        if name not in plan.by_name:
+            click.echo(f"nurture: no workflow {name!r} in {settings.workflows}"
+                       f"{did_you_mean(name, declared)}", err=True)
+            sys.exit(2)
+    database = open_database(settings.db, existing=True)
+    try:
+        with database.reading() as connection:
+            for name in names:
+                workflow = plan.by_name[name]
+                stages = stage_names(workflow, states.stages_in_use(connection, name))
+                for stage in only_stages:
+                    if stage not in stages:
+                        click.echo(f"nurture: workflow {name!r} has no stage {stage!r}"
+                                   f"{did_you_mean(stage, stages)}", err=True)
+                        sys.exit(2)
+                report = WorkflowWaiting(name, [
+                    count_stage(workflow, stage,
+                                states.stage_pages(connection, name, stage, plan))
+                    for stage in stages if not only_stages or stage in only_stages])
+                if as_json:
+                    click.echo(orjson.dumps(waiting_json(report)).decode())
+                else:
+                    click.echo("\n".join(printable(line) for line in waiting_lines(report)))
+    finally:
+        database.dispose()
+
+
+@main.command()
 @click.argument("subscribers", nargs=-1, required=True, metavar="SUBSCRIBER...")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per subscriber, a line each.")

@@ -133,7 +133,7 @@ def _transition_status(workflow: WorkflowPlan, state: SubscriberState, enrolment
             return TransitionStatus(f"go to {target} after {delay}", rule, f"at {_shown(at)}")
         case m.GoIdle(target=target, idle=idle):
             return TransitionStatus(f"go to {target} when idle for {idle}", rule,
-                                    f"at {_shown(_idle_until(state, enrolment, idle))}, "
+                                    f"at {_shown(idle_until(state, enrolment, idle))}, "
                                     "unless an event comes before")
     raise TypeError(f"not a transition: {transition!r}")  # pragma: no cover
 
@@ -144,11 +144,11 @@ def _check(leaf: m.Condition, lookup: Any, tags: set[str]) -> Check:
         return Check(describe(leaf), holds, f"has {'' if holds else 'no '}tag {literal(leaf.tag)}")
     assert isinstance(leaf, m.Comparison | m.Membership | m.TextMatch)
     value = lookup(leaf.left)
-    shown = "missing" if value is MISSING else _value(value)
+    shown = "missing" if value is MISSING else shown_value(value)
     return Check(describe(leaf), holds, f"{leaf.left} is {shown}")
 
 
-def _value(value: Any) -> str:
+def shown_value(value: Any) -> str:
     if isinstance(value, Decimal):
         return str(tidy(value))
     if isinstance(value, bool):
@@ -158,7 +158,7 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _idle_until(state: SubscriberState, enrolment: Enrolment, idle: m.Duration) -> datetime:
+def idle_until(state: SubscriberState, enrolment: Enrolment, idle: m.Duration) -> datetime:
     """When `when idle for` moves: counted from the later of stage entry and the last event
     (its timer, planned at entry, looks again then and waits on if an event came)."""
     last = enrolment.stage_entered_at
@@ -201,7 +201,7 @@ def _planned(workflow: WorkflowPlan, state: SubscriberState, enrolment: Enrolmen
         return None
     transition = stage.transitions[index]
     if isinstance(transition, m.GoIdle):
-        at = max(due.due_at, _idle_until(state, enrolment, transition.idle))
+        at = max(due.due_at, idle_until(state, enrolment, transition.idle))
         return Planned(at, f"go to {transition.target}, unless an event comes before",
                        transition.span.rule_ref)
     return Planned(due.due_at, f"go to {transition.target}", transition.span.rule_ref)

@@ -8,7 +8,7 @@ a batch follows the batch, not the number of subscribers stored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -142,6 +142,35 @@ def peek(connection: Connection, external_ids: Sequence[str],
         .where(among(connection, SUBSCRIBERS.c.external_id, external_ids))
         .order_by(SUBSCRIBERS.c.id)).all()
     return _current(connection, versions, plan, StateCache(0))
+
+
+def peek_by_id(connection: Connection, ids: Sequence[int],
+               plan: Plan) -> dict[str, SubscriberState]:
+    """As `peek`, by the database's ids (a report paging through a stage)."""
+    if not ids:
+        return {}
+    rows = connection.execute(
+        select(SUBSCRIBERS).where(among(connection, SUBSCRIBERS.c.id, ids))).all()
+    return _from_rows(connection, rows, plan)
+
+
+def stage_pages(connection: Connection, workflow: str, stage: str, plan: Plan,
+                page: int = 1000) -> Iterator[list[SubscriberState]]:
+    """The states of everyone in a stage, a page at a time, read without locks (a report:
+    `nurture waiting`); each page is one search of the enrolments' index and one read of
+    the page's subscribers, so memory follows the page, not the stage."""
+    after = 0
+    while ids := enrolled_in(connection, workflow, stage, page, after):
+        after = ids[-1]
+        yield list(peek_by_id(connection, ids, plan).values())
+
+
+def stages_in_use(connection: Connection, workflow: str) -> list[str]:
+    """The stages someone is in now (an edit may have removed some from the files)."""
+    return list(connection.execute(
+        select(ENROLMENTS.c.stage).distinct()
+        .where(ENROLMENTS.c.workflow == workflow, ENROLMENTS.c.ended_at.is_(None))
+        .order_by(ENROLMENTS.c.stage)).scalars())
 
 
 def enrolled_in(connection: Connection, workflow: str, stage: str, limit: int,

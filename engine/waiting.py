@@ -1,0 +1,321 @@
+"""What the subscribers of each stage are waiting for: `nurture status`, counted over a stage.
+
+"Why does nobody reach selection?" The funnel report counts who moved on; this counts what
+keeps the others. For each `go to … when` of a stage: how many of the stage's subscribers meet
+each of its comparisons, and how many would move if that comparison alone held, which is the
+comparison holding the stage back; and how the names it reads are spread among them (a score's
+median, 90th percentile and highest; an attribute's commonest values). For the other ways out:
+which event they wait for, or between which instants the timed moves fall.
+
+Each subscriber is judged exactly as `nurture status` judges one (the same lookups, the same
+compiled conditions), from their state as stored, read a page at a time without locks.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from dsl import model as m
+from dsl.conditions import MISSING, describe, evaluate, holds_if, leaves
+from engine.plan import WorkflowPlan
+from engine.records import tidy
+from engine.scoring import when_lookup
+from engine.state import Enrolment, SubscriberState
+from engine.status import idle_until, shown_value
+
+COMMONEST = 3
+"""Values of an attribute listed (the rest are counted)."""
+
+
+@dataclass(slots=True)
+class Spread:
+    """The values one name took among a stage's subscribers."""
+
+    name: str
+    values: list[Any] = field(default_factory=list)
+    missing: int = 0
+
+    def add(self, value: Any) -> None:
+        if value is MISSING:
+            self.missing += 1
+        else:
+            self.values.append(value)
+
+    def digest(self) -> dict[str, Any]:
+        """Numbers as `lowest` (when below 0), `median`, `p90` (nearest rank: a value some
+        subscriber has) and `highest`; other values counted, the commonest first; and how
+        many have no value."""
+        digest: dict[str, Any] = {}
+        if self.values and all(_is_number(value) for value in self.values):
+            ordered = sorted(Decimal(str(value)) for value in self.values)
+            if ordered[0] < 0:
+                digest["lowest"] = tidy(ordered[0])
+            digest["median"] = tidy(Decimal(str(statistics.median(ordered))))
+            digest["p90"] = tidy(_percentile(ordered, 90))
+            digest["highest"] = tidy(ordered[-1])
+        elif self.values:
+            counted = Counter(shown_value(value) for value in self.values)
+            raw = {shown_value(value): value for value in self.values}
+            digest["values"] = [(shown, raw[shown], count)
+                                for shown, count in counted.most_common()]
+        if self.missing:
+            digest["missing"] = self.missing
+        return digest
+
+    def summary(self) -> str:
+        """`median 22, 90th percentile 51, highest 80`, or `"basic" 1,400, "pro" 12, missing
+        3`."""
+        digest = self.digest()
+        words = {"lowest": "lowest", "median": "median", "p90": "90th percentile",
+                 "highest": "highest"}
+        parts = [f"{words[key]} {digest[key]}" for key in words if key in digest]
+        counted = digest.get("values", [])
+        parts += [f"{shown} {count:,}" for shown, _, count in counted[:COMMONEST]]
+        if len(counted) > COMMONEST:
+            rest = sum(count for _, _, count in counted[COMMONEST:])
+            parts.append(f"{len(counted) - COMMONEST:,} other values {rest:,}")
+        if "missing" in digest:
+            parts.append(f"missing {digest['missing']:,}")
+        return ", ".join(parts)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _percentile(ordered: list[Decimal], percent: int) -> Decimal:
+    """The nearest-rank percentile: a value some subscriber has."""
+    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
+
+
+@dataclass(slots=True)
+class ComparisonCount:
+    condition: str
+    reads: str | None
+    """The name it reads (None for `has tag`)."""
+    holds: int = 0
+    would_move: int = 0
+    """Subscribers the transition does not move now, but would if this comparison held."""
+
+
+@dataclass(slots=True)
+class TransitionCount:
+    transition: str
+    rule: str
+    kind: str
+    """`when`, `on`, `after` or `idle`."""
+    holds: int = 0
+    """For a `when`: subscribers it would move now (they move at their next event or due
+    time: an edit of the workflow files, say, made it hold)."""
+    comparisons: list[ComparisonCount] = field(default_factory=list)
+    earliest: datetime | None = None
+    latest: datetime | None = None
+    """For `after` and `idle`: when the first and the last of them are due to move."""
+
+    def due(self, at: datetime) -> None:
+        self.earliest = at if self.earliest is None else min(self.earliest, at)
+        self.latest = at if self.latest is None else max(self.latest, at)
+
+
+@dataclass(slots=True)
+class StageCount:
+    stage: str
+    declared: bool
+    subscribers: int = 0
+    transitions: list[TransitionCount] = field(default_factory=list)
+    spreads: dict[str, Spread] = field(default_factory=dict)
+    """The names its `when`s read, by name as written, in the order first read."""
+
+
+@dataclass(slots=True)
+class WorkflowWaiting:
+    workflow: str
+    stages: list[StageCount]
+
+    @property
+    def subscribers(self) -> int:
+        return sum(stage.subscribers for stage in self.stages)
+
+
+class StageCounter:
+    """Counts one stage's subscribers, fed a page of states at a time."""
+
+    def __init__(self, workflow: WorkflowPlan, stage: str) -> None:
+        self.workflow = workflow
+        declared = workflow.stages.get(stage)
+        self.transitions: tuple[m.Transition, ...] = (
+            declared.transitions if declared is not None else ())
+        self.count = StageCount(stage, declared is not None)
+        for transition in self.transitions:
+            self.count.transitions.append(_transition_count(transition))
+            if isinstance(transition, m.GoWhen):
+                for leaf in leaves(transition.condition):
+                    name = _reads(leaf)
+                    if name is not None:
+                        self.count.spreads.setdefault(name, Spread(name))
+
+    def add(self, states: Iterable[SubscriberState]) -> None:
+        for state in states:
+            enrolment = state.enrolments.get(self.workflow.name)
+            if enrolment is None or enrolment.stage != self.count.stage:
+                continue  # moved or left since the page of ids was read
+            self._add(state, enrolment)
+
+    def _add(self, state: SubscriberState, enrolment: Enrolment) -> None:
+        self.count.subscribers += 1
+        lookup: Callable[[m.Reference], Any] | None = None
+        read: set[str] = set()
+        for transition, counted in zip(self.transitions, self.count.transitions, strict=True):
+            match transition:
+                case m.GoWhen(condition=condition):
+                    lookup = lookup or when_lookup(self.workflow, state)
+                    holds = evaluate(condition, lookup, state.tags)
+                    counted.holds += holds
+                    for leaf, comparison in zip(leaves(condition), counted.comparisons,
+                                                strict=True):
+                        comparison.holds += evaluate(leaf, lookup, state.tags)
+                        if not holds and holds_if(condition, leaf, lookup, state.tags):
+                            comparison.would_move += 1
+                        if comparison.reads is not None and comparison.reads not in read:
+                            assert isinstance(leaf, m.Comparison | m.Membership | m.TextMatch)
+                            read.add(comparison.reads)
+                            self.count.spreads[comparison.reads].add(lookup(leaf.left))
+                case m.GoAfter(delay=delay):
+                    counted.due(enrolment.stage_entered_at + delay.delta)
+                case m.GoIdle(idle=idle):
+                    counted.due(idle_until(state, enrolment, idle))
+
+
+def _transition_count(transition: m.Transition) -> TransitionCount:
+    rule = transition.span.rule_ref
+    match transition:
+        case m.GoWhen(target=target, condition=condition):
+            return TransitionCount(
+                f"go to {target} when {describe(condition)}", rule, "when",
+                comparisons=[ComparisonCount(describe(leaf), _reads(leaf))
+                             for leaf in leaves(condition)])
+        case m.GoOn(target=target, event=event, where=where):
+            written = f"go to {target} on {event}" + (f" where {describe(where)}" if where
+                                                      else "")
+            return TransitionCount(written, rule, "on")
+        case m.GoAfter(target=target, delay=delay):
+            return TransitionCount(f"go to {target} after {delay}", rule, "after")
+        case m.GoIdle(target=target, idle=idle):
+            return TransitionCount(f"go to {target} when idle for {idle}", rule, "idle")
+    raise TypeError(f"not a transition: {transition!r}")  # pragma: no cover
+
+
+def _reads(leaf: m.Condition) -> str | None:
+    """The name a comparison reads, as written (None for `has tag`)."""
+    if isinstance(leaf, m.Comparison | m.Membership | m.TextMatch):
+        return str(leaf.left)
+    return None
+
+
+def _subscribers(count: int) -> str:
+    return f"{count:,} subscriber{'' if count == 1 else 's'}"
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part:,} ({100 * part / whole:.1f}%)" if whole else f"{part:,}"
+
+
+def _shown(at: datetime | None) -> str:
+    return "-" if at is None else f"{at:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def waiting_lines(report: WorkflowWaiting) -> list[str]:
+    """The report as a marketer reads it (`nurture waiting`)."""
+    lines = [f"workflow {report.workflow}: {_subscribers(report.subscribers)} in it"]
+    for stage in report.stages:
+        note = "" if stage.declared else " (not in the workflow files)"
+        if not stage.subscribers:
+            lines.append(f"  stage {stage.stage}{note}: nobody")
+            continue
+        lines.append(f"  stage {stage.stage}{note}: {_subscribers(stage.subscribers)}")
+        if not stage.declared:
+            lines.append("    they stay until moved (`nurture move`) or they exit")
+        elif not stage.transitions:
+            lines.append("    no way out: they stay until they exit")
+        for counted in stage.transitions:
+            lines.append(f"    {counted.transition}  ({counted.rule}): "
+                         + _verdict(counted, stage.subscribers))
+            for comparison in counted.comparisons:
+                line = (f"      {comparison.condition}: holds for "
+                        f"{_share(comparison.holds, stage.subscribers)}")
+                if len(counted.comparisons) > 1:
+                    line += f"; would move {comparison.would_move:,} if it held"
+                lines.append(line)
+        spreads = [spread for spread in stage.spreads.values() if spread.summary()]
+        if spreads:
+            lines.append("    among them:")
+            lines += [f"      {spread.name}: {spread.summary()}" for spread in spreads]
+    return lines
+
+
+def _verdict(counted: TransitionCount, subscribers: int) -> str:
+    match counted.kind:
+        case "when":
+            if not counted.holds:
+                return "holds for nobody"
+            return (f"holds for {_share(counted.holds, subscribers)} (they move at their next "
+                    "event or due time)")
+        case "on":
+            return "waits for the event"
+        case "idle":
+            return (f"due from {_shown(counted.earliest)} to {_shown(counted.latest)}, for "
+                    "those without an event before")
+    return f"due from {_shown(counted.earliest)} to {_shown(counted.latest)}"
+
+
+def _spread_json(spread: Spread) -> dict[str, Any]:
+    """Numbers that are not whole as their exact text, as `nurture status --json` gives
+    scores; values with how many have each, the commonest first."""
+    digest = spread.digest()
+    if "values" in digest:
+        digest["values"] = [{"value": raw, "count": count}
+                            for _, raw, count in digest["values"]]
+    return {key: str(value) if isinstance(value, Decimal) else value
+            for key, value in digest.items()}
+
+
+def waiting_json(report: WorkflowWaiting) -> dict[str, Any]:
+    """The report as one JSON object (`nurture waiting --json`)."""
+    def instant(at: datetime | None) -> str | None:
+        return None if at is None else f"{at:%Y-%m-%dT%H:%M:%SZ}"
+
+    return {"workflow": report.workflow, "subscribers": report.subscribers, "stages": [{
+        "stage": stage.stage, "declared": stage.declared, "subscribers": stage.subscribers,
+        "transitions": [{
+            "transition": t.transition, "rule": t.rule, "kind": t.kind,
+            **({"holds": t.holds, "comparisons": [
+                {"condition": c.condition, "reads": c.reads, "holds": c.holds,
+                 "would_move": c.would_move} for c in t.comparisons]}
+               if t.kind == "when" else {}),
+            **({"earliest": instant(t.earliest), "latest": instant(t.latest)}
+               if t.kind in ("after", "idle") else {}),
+        } for t in stage.transitions],
+        "spreads": {name: _spread_json(spread) for name, spread in stage.spreads.items()},
+    } for stage in report.stages]}
+
+
+def stage_names(workflow: WorkflowPlan, in_use: Iterable[str]) -> list[str]:
+    """The workflow's stages as declared, then those only the database knows (an edit
+    removed or renamed them while subscribers were in them)."""
+    declared = list(workflow.stages)
+    return declared + sorted(set(in_use) - set(declared))
+
+
+def count_stage(workflow: WorkflowPlan, stage: str,
+                pages: Iterable[Iterable[SubscriberState]]) -> StageCount:
+    counter = StageCounter(workflow, stage)
+    for page in pages:
+        counter.add(page)
+    return counter.count
