@@ -1,4 +1,5 @@
-"""Workflows as the marketer watches them: the funnel report (`nurture funnel` over HTTP)."""
+"""Workflows as the marketer watches them: the funnel report and what each stage's subscribers
+wait for (`nurture funnel` and `nurture waiting` over HTTP)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from engine.api.params import since_parameter
 from engine.encoding import plain
 from engine.funnel import as_json
 from engine.store import funnel as store
+from engine.store import states
+from engine.waiting import WorkflowWaiting, count_stage, stage_names, waiting_json
 
 router = APIRouter()
 
@@ -41,3 +44,31 @@ def funnel(workflow: Annotated[str, Path(min_length=1, max_length=100)], runtime
         raise field_error(404, "workflow", f"no workflow {workflow!r}"
                                            f"{did_you_mean(workflow, known)}")
     return JSONResponse(plain(as_json(counts, declared)))
+
+
+@router.get("/v1/workflows/{workflow}/waiting",
+            summary="What the subscribers of each stage wait for: for each comparison of each "
+                    "`go to … when`, how many meet it and how many would move if it alone "
+                    "held; how the scores and attributes it reads are spread; which event "
+                    "or when the other transitions move them. Reads every state of the "
+                    "stages asked for: meant for a person asking, not for polling",
+            responses={404: {"description": "No such workflow loaded, or no such stage"}})
+def waiting(workflow: Annotated[str, Path(min_length=1, max_length=100)], runtime: Authorised,
+            stage: Annotated[list[str] | None, Query(
+                description="Only these stages (repeatable). Default: every stage."
+            )] = None) -> JSONResponse:
+    plan = runtime.engine.plan
+    loaded = plan.by_name.get(workflow)
+    if loaded is None:
+        raise field_error(404, "workflow", f"no workflow {workflow!r}"
+                                           f"{did_you_mean(workflow, plan.by_name)}")
+    with runtime.database.reading() as connection:
+        stages = stage_names(loaded, states.stages_in_use(connection, workflow))
+        for name in stage or ():
+            if name not in stages:
+                raise field_error(404, "stage", f"workflow {workflow!r} has no stage {name!r}"
+                                                f"{did_you_mean(name, stages)}")
+        report = WorkflowWaiting(workflow, [
+            count_stage(loaded, name, states.stage_pages(connection, workflow, name, plan))
+            for name in stages if not stage or name in stage])
+    return JSONResponse(plain(waiting_json(report)))

@@ -577,6 +577,39 @@ def test_the_funnel_of_a_workflow(api: Api) -> None:
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"
 
 
+def test_what_the_subscribers_of_a_workflow_wait_for(api: Api) -> None:
+    """`GET /v1/workflows/{name}/waiting`: `nurture waiting --json` over HTTP."""
+    api.post_events({"events": [
+        {"subscriber": who, "type": "subscribed", "at": "2026-03-02T08:00:00Z",
+         "properties": {"channels": ["email"], "email": f"{who}@example.com"}}
+        for who in ("ann", "bob", "cy")] + [
+        {"subscriber": "ann", "type": "email_click", "at": "2026-03-02T08:30:00Z"},
+        {"subscriber": "bob", "type": "page_view", "at": "2026-03-02T08:30:00Z",
+         "properties": {"url": "/diamonds"}}]})
+    answer = api.client.get("/v1/workflows/shop/waiting", headers=AUTH)
+    assert answer.status_code == 200
+    report = answer.json()
+    assert [(s["stage"], s["subscribers"]) for s in report["stages"]] == [
+        ("browsing", 2), ("hot", 1)]
+    assert report["stages"][0]["transitions"] == [{
+        "transition": "go to hot when engagement >= 30",
+        "rule": f"{api.folder}/workflows/shop.flow:9", "kind": "when", "holds": 0,
+        "comparisons": [{"condition": "engagement >= 30", "reads": "engagement", "holds": 0,
+                         "would_move": 2}]}]
+    assert report["stages"][0]["spreads"] == {
+        "engagement": {"median": 1, "p90": 2, "highest": 2}}
+    hot = api.client.get("/v1/workflows/shop/waiting", params={"stage": "hot"}, headers=AUTH)
+    assert [s["stage"] for s in hot.json()["stages"]] == ["hot"]
+    assert api.client.get("/v1/workflows/shop/waiting").status_code == 401
+    typo = api.client.get("/v1/workflows/shop/waiting", params={"stage": "hott"},
+                          headers=AUTH)
+    assert typo.status_code == 404
+    assert typo.json()["detail"] == (
+        "stage: workflow 'shop' has no stage 'hott'; did you mean 'hot'?")
+    missing = api.client.get("/v1/workflows/shopp/waiting", headers=AUTH)
+    assert missing.json()["detail"] == "workflow: no workflow 'shopp'; did you mean 'shop'?"
+
+
 def test_the_timeline_of_a_subscriber(api: Api) -> None:
     """`GET /v1/subscribers/{id}/timeline`: the simulator's records, read from the database
     (ids with slashes included); `latest` keeps the last records and says it did."""
