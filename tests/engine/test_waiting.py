@@ -8,6 +8,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from dsl import model as m
@@ -95,6 +96,13 @@ def test_waiting_counts_what_keeps_each_stage_from_moving_on(
         "first", "first", "first", "second", "third"]
     assert _waiting(database_url) == (0, EXPECTED, "")
     # each subscriber judged as `nurture status` judges them, one by one
+    report = run.waiting()  # the same, for a team's own tests
+    [first] = run.waiting(stage="first").stages
+    assert report.stages[0] == first
+    assert [(c.condition, c.holds, c.would_move) for c in first.transitions[0].comparisons] == [
+        ("heat >= 10", 1, 1), ('subscriber.plan == "pro"', 1, 1)]
+    with pytest.raises(ValueError, match="has no stage 'frist'; did you mean 'first'"):
+        run.waiting(stage="frist")
     verdicts = {who: [c.holds for t in run.status(who).enrolments[0].transitions[:1]
                       for c in t.checks] for who in ("ann", "bo", "cy")}
     assert verdicts == {"ann": [True, False], "bo": [False, True], "cy": [False, False]}
