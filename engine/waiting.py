@@ -14,7 +14,6 @@ compiled conditions), from their state as stored, read a page at a time without 
 from __future__ import annotations
 
 import math
-import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,32 +38,43 @@ class Spread:
     """The values one name took among a stage's subscribers."""
 
     name: str
-    values: list[Any] = field(default_factory=list)
+    numbers: Counter[Decimal] = field(default_factory=Counter)
+    others: Counter[str] = field(default_factory=Counter)
+    """Values that are not numbers, by how they are written (a list is not hashable)."""
+    raw: dict[str, Any] = field(default_factory=dict)
     missing: int = 0
+    """Values are counted, not kept: a stage of a million holds a few hundred scores."""
 
     def add(self, value: Any) -> None:
         if value is MISSING:
             self.missing += 1
+        elif _is_number(value):
+            self.numbers[Decimal(str(value))] += 1
         else:
-            self.values.append(value)
+            shown = shown_value(value)
+            self.others[shown] += 1
+            self.raw.setdefault(shown, value)
 
     def digest(self) -> dict[str, Any]:
         """Numbers as `lowest` (when below 0), `median`, `p90` (nearest rank: a value some
-        subscriber has) and `highest`; other values counted, the commonest first; and how
-        many have no value."""
+        subscriber has) and `highest`; when some values are not numbers, every value counted,
+        the commonest first; and how many have no value."""
         digest: dict[str, Any] = {}
-        if self.values and all(_is_number(value) for value in self.values):
-            ordered = sorted(Decimal(str(value)) for value in self.values)
-            if ordered[0] < 0:
-                digest["lowest"] = tidy(ordered[0])
-            digest["median"] = tidy(Decimal(str(statistics.median(ordered))))
-            digest["p90"] = tidy(_percentile(ordered, 90))
-            digest["highest"] = tidy(ordered[-1])
-        elif self.values:
-            counted = Counter(shown_value(value) for value in self.values)
-            raw = {shown_value(value): value for value in self.values}
-            digest["values"] = [(shown, raw[shown], count)
-                                for shown, count in counted.most_common()]
+        if self.numbers and not self.others:
+            ordered = sorted(self.numbers.items())
+            count = sum(self.numbers.values())
+            if ordered[0][0] < 0:
+                digest["lowest"] = tidy(ordered[0][0])
+            middle = (_ranked(ordered, (count + 1) // 2) + _ranked(ordered, count // 2 + 1)) / 2
+            digest["median"] = tidy(middle)
+            digest["p90"] = tidy(_ranked(ordered, max(1, math.ceil(0.9 * count))))
+            digest["highest"] = tidy(ordered[-1][0])
+        elif self.others:
+            counted = Counter({shown_value(tidy(number)): n
+                               for number, n in self.numbers.items()}) + self.others
+            raw = {**{shown_value(tidy(number)): tidy(number) for number in self.numbers},
+                   **self.raw}
+            digest["values"] = [(shown, raw[shown], n) for shown, n in counted.most_common()]
         if self.missing:
             digest["missing"] = self.missing
         return digest
@@ -90,9 +100,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
-def _percentile(ordered: list[Decimal], percent: int) -> Decimal:
-    """The nearest-rank percentile: a value some subscriber has."""
-    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
+def _ranked(ordered: list[tuple[Decimal, int]], rank: int) -> Decimal:
+    """The value at `rank` (from 1) of counted values in ascending order."""
+    for value, count in ordered:
+        rank -= count
+        if rank <= 0:
+            return value
+    raise IndexError(rank)  # pragma: no cover
 
 
 @dataclass(slots=True)

@@ -196,3 +196,18 @@ def test_a_spread_of_numbers_and_one_of_words() -> None:
     for value in ["cto"] * 4 + ["cfo"] * 3 + ["dev"] * 2 + ["pm", "qa", 5]:
         words.add(value)
     assert words.summary() == '"cto" 4, "cfo" 3, "dev" 2, 3 other values 3'
+
+
+def test_a_spread_counts_values_and_keeps_none_of_them() -> None:
+    """A million subscribers in a stage hold few distinct scores: the spread counts them."""
+    spread = Spread("heat")
+    for value in [Decimal(10)] * 499_999 + [Decimal("2.5")] * 500_000 + [Decimal(100)]:
+        spread.add(value)
+    assert len(spread.numbers) == 3
+    assert spread.digest() == {"median": Decimal("6.25"), "p90": 10, "highest": 100}
+    mixed = Spread("subscriber.size")  # numbers and words: every value counted
+    for value in (50, 50, "large", 7.5, True):
+        mixed.add(value)
+    assert mixed.summary() == '50 2, 7.5 1, "large" 1, 1 other values 1'
+    assert [raw for _, raw, _ in mixed.digest()["values"]] == [50, Decimal("7.5"), "large",
+                                                               True]
