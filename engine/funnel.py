@@ -84,7 +84,7 @@ def as_json(counts: FunnelCounts, workflow: m.Workflow | None) -> dict[str, Any]
                   for (source, target), stays in ordered_moves(counts, order)],
         "messages": [{"stage": line.stage, "message": line.message, "channel": line.channel,
                       "sent": line.sent, "skipped": line.skipped,
-                      "dispatches": line.dispatches}
+                      "dispatches": line.dispatches, "responses": line.responses}
                      for line in ordered_messages(counts, order)],
     }
 
@@ -121,15 +121,19 @@ def as_text(counts: FunnelCounts, workflow: m.Workflow | None, simulated: bool =
     if counts.messages:
         # the outbox's columns, unless there is no outbox (a simulation)
         outbox = any(line.dispatches for line in counts.messages)
+        came_back = any(line.responses for line in counts.messages)
         lines.append("")
         lines.extend(_table(
             ["stage", "message", "channel", "sent"]
-            + (["delivered", "pending", "not delivered"] if outbox else []) + ["skipped"],
+            + (["delivered", "pending", "not delivered"] if outbox else []) + ["skipped"]
+            + (["came back"] if came_back else []),
             [[line.stage, line.message, line.channel, f"{line.sent:,}"]
              + ([_delivered(line), _pending(line),
                  _listed({s: n for s, n in line.dispatches.items()
                           if s not in PENDING and s != "delivered"})] if outbox else [])
-             + [_listed(line.skipped)] for line in ordered_messages(counts, order)],
+             + [_listed(line.skipped)]
+             + ([_came_back(line)] if came_back else [])
+             for line in ordered_messages(counts, order)],
             right=(3, 4, 5) if outbox else (3,)))
     return "\n".join(lines)
 
@@ -162,6 +166,26 @@ def _pending(line: MessageCounts) -> str:
     if not line.dispatches:
         return "-"
     return f"{sum(line.dispatches.get(status, 0) for status in PENDING):,}"
+
+
+RESPONSE_WORDS = {"email_open": "opened", "push_received": "shown", "email_click": "clicked",
+                  "push_click": "clicked"}
+"""The tracking events as a marketer says them, in the order a reader follows them."""
+
+
+def _came_back(line: MessageCounts) -> str:
+    """`opened 412 (41%), clicked 57 (5.7%)`: sends followed by each kind of tracking event,
+    as a share of the deliveries (the usual open and click rates)."""
+    delivered = line.dispatches.get("delivered", 0)
+    return ", ".join(
+        f"{word} {line.responses[kind]:,}"
+        + (f" ({_rate(line.responses[kind], delivered)})" if delivered else "")
+        for kind, word in RESPONSE_WORDS.items() if kind in line.responses) or "-"
+
+
+def _rate(part: int, whole: int) -> str:
+    share = 100 * part / whole
+    return f"{share:.0f}%" if share >= 10 or share == 0 else f"{share:.1f}%"
 
 
 def _listed(counts: dict[str, int]) -> str:

@@ -58,7 +58,7 @@ class Spread:
     def digest(self) -> dict[str, Any]:
         """Numbers as `lowest` (when below 0), `median`, `p90` (nearest rank: a value some
         subscriber has) and `highest`; when some values are not numbers, every value counted,
-        the commonest first; and how many have no value."""
+        the commonest first (ties as written, in order); and how many have no value."""
         digest: dict[str, Any] = {}
         if self.numbers and not self.others:
             ordered = sorted(self.numbers.items())
@@ -74,7 +74,8 @@ class Spread:
                                for number, n in self.numbers.items()}) + self.others
             raw = {**{shown_value(tidy(number)): tidy(number) for number in self.numbers},
                    **self.raw}
-            digest["values"] = [(shown, raw[shown], n) for shown, n in counted.most_common()]
+            digest["values"] = [(shown, raw[shown], n) for shown, n in
+                                sorted(counted.items(), key=lambda item: (-item[1], item[0]))]
         if self.missing:
             digest["missing"] = self.missing
         return digest

@@ -16,9 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, and_, func, select
+from sqlalchemy import ColumnElement, Connection, String, and_, distinct, func, select
+from sqlalchemy import cast as cast_as
 
-from engine.store.states import DELIVERIES, DISPATCHES, ENROLMENTS, VISITS
+from engine.store.states import DELIVERIES, DISPATCHES, ENROLMENTS, EVENTS, VISITS
+
+RESPONSES = ("email_open", "email_click", "push_received", "push_click")
+"""The events the tracking links bring back (`engine.api.tracking`)."""
 
 
 @dataclass(slots=True)
@@ -36,6 +40,10 @@ class MessageCounts:
     """What the outbox did with the sent ones, by status: `delivered`, `queued`, `sending`,
     `failed`, `gone`, `expired`, `cancelled` (a push goes to each live browser of the
     subscriber, so there may be more dispatches than sends)."""
+    responses: dict[str, int] = field(default_factory=dict)
+    """Sends that came back, by the tracking event they brought: `email_open`, `email_click`,
+    `push_received`, `push_click` (each send counted once per kind, however often its
+    links were followed)."""
 
 
 @dataclass(slots=True)
@@ -127,6 +135,17 @@ def funnel(connection: Connection, workflow: str, since: datetime | None) -> Fun
             join=(DISPATCHES, and_(DISPATCHES.c.subscriber_id == deliveries.subscriber_id,
                                    DISPATCHES.c.delivery_seq == deliveries.seq))):
         messages[stage, message, channel].dispatches[status] = count
+    # a tracking event names its send as `delivery`: "SUBSCRIBER_KEY.SEQ" (engine.api.tracking)
+    reference = cast_as(deliveries.subscriber_id, String) + "." + cast_as(deliveries.seq, String)
+    tracked = EVENTS.c
+    responses: Any = connection.execute(
+        select(*which, tracked.type, func.count(distinct(deliveries.id)))
+        .join(EVENTS, and_(tracked.subscriber_id == deliveries.subscriber_id,
+                           tracked.type.in_(RESPONSES),
+                           tracked.properties["delivery"].as_string() == reference))
+        .where(*decided).group_by(*which, tracked.type))
+    for stage, message, channel, kind, count in responses:
+        messages[stage, message, channel].responses[kind] = count
     counts.messages = sorted(messages.values(), key=lambda m: (m.stage, m.message, m.channel))
     return counts
 

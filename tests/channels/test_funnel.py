@@ -61,9 +61,10 @@ def test_the_funnel_counts_stages_entries_exits_and_what_became_of_each_message(
                    "median_stay_seconds": 3 * 3600}],
         "messages": [
             {"stage": "first", "message": "hello", "channel": "email", "sent": 2,
-             "skipped": {"no_address": 1}, "dispatches": {"delivered": 1, "cancelled": 1}},
+             "skipped": {"no_address": 1}, "dispatches": {"delivered": 1, "cancelled": 1},
+             "responses": {}},
             {"stage": "first", "message": "ping", "channel": "push", "sent": 1,
-             "skipped": {"no_consent": 2}, "dispatches": {"delivered": 1}}]}
+             "skipped": {"no_consent": 2}, "dispatches": {"delivered": 1}, "responses": {}}]}
     assert as_text(counts, workflow).splitlines() == [
         "workflow w: 2 in it now; all time: 3 enrolled, 1 exited (left 1)",
         "",

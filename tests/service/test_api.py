@@ -593,7 +593,7 @@ def test_what_the_subscribers_of_a_workflow_wait_for(api: Api) -> None:
         ("browsing", 2), ("hot", 1)]
     assert report["stages"][0]["transitions"] == [{
         "transition": "go to hot when engagement >= 30",
-        "rule": f"{api.folder}/workflows/shop.flow:9", "kind": "when", "holds": 0,
+        "rule": f"{api.folder}/workflows/shop.flow:12", "kind": "when", "holds": 0,
         "comparisons": [{"condition": "engagement >= 30", "reads": "engagement", "holds": 0,
                          "would_move": 2}]}]
     assert report["stages"][0]["spreads"] == {
