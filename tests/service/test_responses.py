@@ -27,6 +27,7 @@ from engine.cli import main
 from engine.clock import SystemClock
 from engine.dispatcher import Dispatcher, Links
 from engine.runtime import Runtime
+from engine.store import queries
 from tests.channels.peers import PushService, SmtpServer
 from tests.service.conftest import AUTH, build_runtime
 
@@ -56,6 +57,13 @@ def shop(tmp_path: Path, database_url: str, ca_file: str, smtp_server: SmtpServe
     runtime.database.dispose()
 
 
+def _key(runtime: Runtime, subscriber: str) -> int:
+    with runtime.database.reading() as connection:
+        found = queries.subscriber_key(connection, subscriber)
+    assert found is not None
+    return found
+
+
 def _links(message: object) -> tuple[str, str]:
     """The open pixel and the tracked link of an e-mail as the SMTP server received it."""
     html = message.get_body(("html",)).get_content()  # type: ignore[attr-defined]
@@ -67,7 +75,7 @@ def _links(message: object) -> tuple[str, str]:
 def test_the_funnel_counts_sends_opened_shown_and_clicked(
         shop: tuple[Runtime, TestClient, Dispatcher], smtp_server: SmtpServer,
         push_service: PushService, tmp_path: Path, database_url: str) -> None:
-    _, client, dispatcher = shop
+    runtime, client, dispatcher = shop
     browser = push_service.browser("ann-phone")
     assert client.post("/v1/subscribers/ann/push-subscriptions", headers=AUTH, json={
         "endpoint": push_service.endpoint("ann-phone"),
@@ -94,6 +102,14 @@ def test_the_funnel_counts_sends_opened_shown_and_clicked(
     for report in ("push-received", "push-click"):  # what the service worker sends
         assert client.post(f"/v1/track/{report}",
                            json={"token": payload["token"]}).status_code == 204
+
+    # a site's own events with a stray `delivery`: not a send of cy's, so nothing counts
+    ann_key = _key(runtime, "ann")
+    strays = client.post("/v1/events", headers=AUTH, json={"events": [
+        {"subscriber": "cy", "type": "email_open", "properties": {"delivery": stray}}
+        for stray in ("nonsense", "1.x", f"{ann_key}.1", "123456789012345678901234.1", "", 7,
+                      None, [1])]})
+    assert strays.json()["accepted"] == 8
 
     report = client.get("/v1/workflows/shop/funnel", headers=AUTH).json()
     assert [(m["message"], m["sent"], m["dispatches"], m["responses"])
