@@ -24,7 +24,8 @@ router = APIRouter()
 @router.get("/v1/workflows/{workflow}/funnel",
             summary="How a workflow is doing: who is in each stage now, who entered each "
                     "stage, enrolled and exited, and what became of each message (sent, "
-                    "delivered, pending, not delivered, skipped and why)",
+                    "delivered, pending, not delivered, skipped and why; opened or shown, "
+                    "and clicked)",
             responses={404: {"description": "No such workflow loaded, and nobody was ever "
                                             "enrolled in one of that name"}})
 def funnel(workflow: Annotated[str, Path(min_length=1, max_length=100)], runtime: Authorised,
