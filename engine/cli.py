@@ -795,15 +795,8 @@ def waiting(workflow_names: tuple[str, ...], only_stages: tuple[str, ...], as_js
     import orjson
 
     from engine.plan import build_plan
-    from engine.store import states
     from engine.store.database import open_database
-    from engine.waiting import (
-        WorkflowWaiting,
-        count_stage,
-        stage_names,
-        waiting_json,
-        waiting_lines,
-    )
+    from engine.waiting import UnknownStage, read_waiting, waiting_json, waiting_lines
 
     settings = _settings(db=db, workflows=workflows)
     loaded = load_paths([settings.workflows])
@@ -822,17 +815,11 @@ def waiting(workflow_names: tuple[str, ...], only_stages: tuple[str, ...], as_js
     try:
         with database.reading() as connection:
             for name in names:
-                workflow = plan.by_name[name]
-                stages = stage_names(workflow, states.stages_in_use(connection, name))
-                for stage in only_stages:
-                    if stage not in stages:
-                        click.echo(f"nurture: workflow {name!r} has no stage {stage!r}"
-                                   f"{did_you_mean(stage, stages)}", err=True)
-                        sys.exit(2)
-                report = WorkflowWaiting(name, [
-                    count_stage(workflow, stage,
-                                states.stage_pages(connection, name, stage, plan))
-                    for stage in stages if not only_stages or stage in only_stages])
+                try:
+                    report = read_waiting(connection, plan, name, only_stages)
+                except UnknownStage as problem:
+                    click.echo(f"nurture: {problem}", err=True)
+                    sys.exit(2)
                 if as_json:
                     click.echo(orjson.dumps(waiting_json(report)).decode())
                 else:

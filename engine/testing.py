@@ -41,7 +41,7 @@ from engine.status import SubscriberStatus, subscriber_status
 from engine.store import push_subscriptions, queries, states
 from engine.store.database import Database, open_database
 from engine.store.queries import LedgerLine
-from engine.waiting import WorkflowWaiting, count_stage, stage_names
+from engine.waiting import WorkflowWaiting, read_waiting
 
 
 class WorkflowLoadError(AssertionError):
@@ -259,18 +259,11 @@ class FlowTest:
                 ) -> WorkflowWaiting:
         """What the workflow's subscribers wait for in each stage, as `nurture waiting`
         counts it (`.stages[1].transitions[0].comparisons[0].would_move`); `stage` narrows
-        it to one stage, which the workflow must have."""
+        it to one stage, which the workflow must have (else `UnknownStage`, a ValueError)."""
         name = self._workflow(workflow)
-        plan = self.engine.plan
         with self.database.reading() as connection:
-            names = stage_names(plan.by_name[name], states.stages_in_use(connection, name))
-            if stage is not None and stage not in names:
-                raise ValueError(f"workflow '{name}' has no stage '{stage}'"
-                                 f"{did_you_mean(stage, names)}")
-            return WorkflowWaiting(name, [
-                count_stage(plan.by_name[name], each,
-                            states.stage_pages(connection, name, each, plan))
-                for each in names if stage in (None, each)])
+            return read_waiting(connection, self.engine.plan, name,
+                                () if stage is None else (stage,))
 
     def ledger(self, subscriber: str, name: str | None = None,
                workflow: str | None = None) -> list[LedgerLine]:

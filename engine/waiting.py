@@ -15,19 +15,24 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsl import model as m
 from dsl.conditions import MISSING, describe, evaluate, holds_if, leaves
-from engine.plan import WorkflowPlan
+from dsl.diagnostics import did_you_mean
+from engine.plan import Plan, WorkflowPlan
 from engine.records import tidy
 from engine.scoring import when_lookup
 from engine.state import Enrolment, SubscriberState
 from engine.status import idle_until, shown_value
+from engine.store import states
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 COMMONEST = 3
 """Values of an attribute listed (the rest are counted)."""
@@ -334,3 +339,22 @@ def count_stage(workflow: WorkflowPlan, stage: str,
     for page in pages:
         counter.add(page)
     return counter.count
+
+
+class UnknownStage(ValueError):
+    """A stage asked for that the workflow neither declares nor has anyone in."""
+
+
+def read_waiting(connection: Connection, plan: Plan, workflow: str,
+                 only: Collection[str] = ()) -> WorkflowWaiting:
+    """The report of a loaded workflow, read in one snapshot: every stage, or those in
+    `only`."""
+    loaded = plan.by_name[workflow]
+    names = stage_names(loaded, states.stages_in_use(connection, workflow))
+    for stage in only:
+        if stage not in names:
+            raise UnknownStage(f"workflow {workflow!r} has no stage {stage!r}"
+                               f"{did_you_mean(stage, names)}")
+    return WorkflowWaiting(workflow, [
+        count_stage(loaded, stage, states.stage_pages(connection, workflow, stage, plan))
+        for stage in names if not only or stage in only])

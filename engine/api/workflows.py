@@ -15,8 +15,7 @@ from engine.api.params import since_parameter
 from engine.encoding import plain
 from engine.funnel import as_json
 from engine.store import funnel as store
-from engine.store import states
-from engine.waiting import WorkflowWaiting, count_stage, stage_names, waiting_json
+from engine.waiting import UnknownStage, read_waiting, waiting_json
 
 router = APIRouter()
 
@@ -59,17 +58,12 @@ def waiting(workflow: Annotated[str, Path(min_length=1, max_length=100)], runtim
                 description="Only these stages (repeatable). Default: every stage."
             )] = None) -> JSONResponse:
     plan = runtime.engine.plan
-    loaded = plan.by_name.get(workflow)
-    if loaded is None:
+    if workflow not in plan.by_name:
         raise field_error(404, "workflow", f"no workflow {workflow!r}"
                                            f"{did_you_mean(workflow, plan.by_name)}")
     with runtime.database.reading() as connection:
-        stages = stage_names(loaded, states.stages_in_use(connection, workflow))
-        for name in stage or ():
-            if name not in stages:
-                raise field_error(404, "stage", f"workflow {workflow!r} has no stage {name!r}"
-                                                f"{did_you_mean(name, stages)}")
-        report = WorkflowWaiting(workflow, [
-            count_stage(loaded, name, states.stage_pages(connection, workflow, name, plan))
-            for name in stages if not stage or name in stage])
+        try:
+            report = read_waiting(connection, plan, workflow, stage or ())
+        except UnknownStage as problem:
+            raise field_error(404, "stage", str(problem)) from None
     return JSONResponse(plain(waiting_json(report)))
