@@ -781,6 +781,56 @@ def funnel(workflow_names: tuple[str, ...], since_text: str | None, as_json: boo
 
 @main.command()
 @click.argument("workflow_names", nargs=-1, metavar="[WORKFLOW]...")
+@click.option("--since", "since_text", default=None, metavar="T",
+              help="Count only since T: a time (2026-03-02, 2026-03-02T09:00:00Z) or a span "
+                   "back from now (7 days, 12 hours). Default: all time.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per workflow.")
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@click.option("--workflows", default=None, help="Folder of .flow files (NURTURE_WORKFLOWS).")
+@reports_bugs
+def rules(workflow_names: tuple[str, ...], since_text: str | None, as_json: bool,
+          db: str | None, workflows: str | None) -> None:
+    """Whether the workflows' rules meet real traffic: each event type they name with how
+    many such events arrived (and the type probably meant, for one that never did), and
+    each score rule with how often it changed a score, for whom, by how many points.
+    Read-only; safe while the service runs."""
+    import orjson
+
+    from engine.rules_report import rules_json, rules_lines, rules_report
+    from engine.store import rule_counts
+    from engine.store.database import open_database
+
+    settings = _settings(db=db, workflows=workflows)
+    since = _since_option(since_text)
+    loaded = load_paths([settings.workflows])
+    if loaded.catalog is None:
+        print_diagnostics(loaded)
+        sys.exit(1)
+    declared = {workflow.name: workflow for workflow in loaded.catalog.workflows}
+    names = list(dict.fromkeys(workflow_names)) or list(declared)
+    for name in names:
+        if name not in declared:
+            click.echo(f"nurture: no workflow {name!r} in {settings.workflows}"
+                       f"{did_you_mean(name, declared)}", err=True)
+            sys.exit(2)
+    database = open_database(settings.db, existing=True)
+    try:
+        with database.reading() as connection:
+            received = rule_counts.events_by_type(connection, since)
+            reports = [rules_report(declared[name], since, received,
+                                    rule_counts.ledger_by_rule(connection, name, since))
+                       for name in names]
+    finally:
+        database.dispose()
+    for report in reports:
+        if as_json:
+            click.echo(orjson.dumps(rules_json(report)).decode())
+        else:
+            click.echo("\n".join(printable(line) for line in rules_lines(report)))
+
+
+@main.command()
+@click.argument("workflow_names", nargs=-1, metavar="[WORKFLOW]...")
 @click.option("--stage", "only_stages", multiple=True, metavar="STAGE",
               help="Only this stage (repeatable). Default: every stage.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per workflow.")

@@ -101,7 +101,7 @@ def as_text(counts: FunnelCounts, workflow: m.Workflow | None, simulated: bool =
     lines = [f"workflow {counts.workflow}: {counts.active:,} in it {now}; {since}: "
              f"{counts.enrolled:,} enrolled, {sum(counts.exits.values()):,} exited"
              + (f" ({exits})" if exits else ""), ""]
-    lines.extend(_table(
+    lines.extend(table(
         ["stage", f"in it {now}", "entered", "moved on", "median stay"],
         [[name + ("  (not in the workflow files)"
                   if declared is not None and name not in declared else ""),
@@ -113,7 +113,7 @@ def as_text(counts: FunnelCounts, workflow: m.Workflow | None, simulated: bool =
     sources = [source for source, _ in counts.moves]
     if len(sources) > len(set(sources)):  # people left a stage for different stages
         lines.append("")
-        lines.extend(_table(
+        lines.extend(table(
             ["from", "to", "moved", "median stay"],
             [[source, target, f"{len(stays):,}", _duration(statistics.median(stays))]
              for (source, target), stays in ordered_moves(counts, order)],
@@ -123,7 +123,7 @@ def as_text(counts: FunnelCounts, workflow: m.Workflow | None, simulated: bool =
         outbox = any(line.dispatches for line in counts.messages)
         came_back = any(line.responses for line in counts.messages)
         lines.append("")
-        lines.extend(_table(
+        lines.extend(table(
             ["stage", "message", "channel", "sent"]
             + (["delivered", "pending", "not delivered"] if outbox else []) + ["skipped"]
             + (["came back"] if came_back else []),
@@ -192,7 +192,7 @@ def _listed(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {count:,}" for name, count in sorted(counts.items())) or "-"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]],
+def table(header: Sequence[str], rows: Sequence[Sequence[str]],
            right: Sequence[int] = ()) -> list[str]:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows,
                                                                         strict=False)]
