@@ -12,6 +12,7 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable
+from decimal import Decimal
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -329,21 +330,26 @@ def _number(key: str, value: Any) -> Any:
 @click.option("--funnel", "as_funnel", is_flag=True,
               help="Print the funnel report of the simulation (as `nurture funnel` does for "
                    "the service) instead of the timeline.")
+@click.option("--rules", "as_rules", is_flag=True,
+              help="Print the rules report of the simulation (as `nurture rules` does for the "
+                   "service): event types named and received, and what each score rule "
+                   "did. With --funnel, after it.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Processes that share the subscribers (default: one per CPU). The "
                    "timeline is the same with any number.")
 @reports_bugs
 def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
-             until_text: str | None, as_json: bool, as_funnel: bool, jobs: int | None) -> None:
+             until_text: str | None, as_json: bool, as_funnel: bool, as_rules: bool,
+             jobs: int | None) -> None:
     """Run workflows in virtual time over recorded or invented events; print the timeline."""
     import orjson
 
     from engine import simulate as sim
     from engine.records import TableFormat
 
-    if as_funnel and start_text is not None:
-        raise click.BadParameter("--funnel counts the whole simulation; leave out --from",
-                                 param_hint="--from")
+    if (as_funnel or as_rules) and start_text is not None:
+        raise click.BadParameter(f"--{'funnel' if as_funnel else 'rules'} counts the whole "
+                                 "simulation; leave out --from", param_hint="--from")
     start = _instant_option(start_text, "--from")
     until = _instant_option(until_text, "--until")
     result = load_paths(paths)
@@ -376,7 +382,9 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
     start, until = window
     if until < start:
         raise click.BadParameter("--until is before --from", param_hint="--until")
-    table = None if as_json or as_funnel else TableFormat(
+    reports = as_funnel or as_rules
+    received = sim.received_types(parsed.events, until) if as_rules else {}
+    table = None if as_json or reports else TableFormat(
         sorted({e.subscriber for e in parsed.events}),
         [w.name for w in result.catalog.workflows])
     if table is not None:
@@ -391,17 +399,27 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
         out.write(line + "\n")
 
     from engine.funnel import TimelineTally
+    from engine.rules_report import RecordTally, rules_report
 
     tally = TimelineTally()
+    scored = RecordTally()
 
-    def count(line: str) -> None:  # --funnel: the records are counted, not printed
-        tally.add(orjson.loads(line))
+    def count(line: str) -> None:  # --funnel, --rules: the records are counted, not printed
+        record = orjson.loads(line)
+        if as_funnel:
+            tally.add(record)
+        if as_rules and record["kind"] == "score":
+            scored.add(json.loads(line, parse_float=Decimal))  # decimals exactly
 
     summary = sim.simulate(result.catalog, parsed.events, start, until,  # consumes them
-                           count if as_funnel else emit, show,
+                           count if reports else emit, show,
                            jobs=jobs or sim.available_cpus())
     if as_funnel:
         _print_funnels(tally.finished(), result.catalog.workflows, as_json, simulated=True)
+    if as_rules:
+        _print_rules([rules_report(workflow, None, received, scored.recorded(workflow.name),
+                                   simulated=True)
+                      for workflow in result.catalog.workflows], as_json)
     out.flush()
     notes = [f"{summary.events} event(s) of {summary.subscribers} subscriber(s) simulated "
              f"from {start:%Y-%m-%dT%H:%M:%SZ} to {until:%Y-%m-%dT%H:%M:%SZ}: "
@@ -794,9 +812,7 @@ def rules(workflow_names: tuple[str, ...], since_text: str | None, as_json: bool
     many such events arrived (and the type probably meant, for one that never did), and
     each score rule with how often it changed a score, for whom, by how many points.
     Read-only; safe while the service runs."""
-    import orjson
-
-    from engine.rules_report import rules_json, rules_lines, rules_report
+    from engine.rules_report import rules_report
     from engine.store import rule_counts
     from engine.store.database import open_database
 
@@ -822,6 +838,15 @@ def rules(workflow_names: tuple[str, ...], since_text: str | None, as_json: bool
                        for name in names]
     finally:
         database.dispose()
+    _print_rules(reports, as_json)
+
+
+def _print_rules(reports: list[Any], as_json: bool) -> None:
+    """Rules reports as text or JSON lines (`nurture rules`, `nurture simulate --rules`)."""
+    import orjson
+
+    from engine.rules_report import rules_json, rules_lines
+
     for report in reports:
         if as_json:
             click.echo(orjson.dumps(rules_json(report)).decode())

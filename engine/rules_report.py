@@ -69,6 +69,7 @@ class RuleLine:
 class RulesReport:
     workflow: str
     since: datetime | None
+    simulated: bool = False
     events: list[EventLine] = field(default_factory=list)
     rules: list[RuleLine] = field(default_factory=list)
     elsewhere: list[RuleCount] = field(default_factory=list)
@@ -125,8 +126,10 @@ def _signed(points: m.Number) -> str:
 
 
 def rules_report(workflow: m.Workflow, since: datetime | None, received: dict[str, int],
-                 recorded: list[RuleCount]) -> RulesReport:
-    report = RulesReport(workflow.name, since)
+                 recorded: list[RuleCount], simulated: bool = False) -> RulesReport:
+    """`recorded` with an empty `kind` (a simulation's records do not say it) is matched by
+    score and line alone: a simulation runs the very files it reports on."""
+    report = RulesReport(workflow.name, since, simulated)
     arrived = [kind for kind, count in received.items() if count]
     for event, lines in named_events(workflow).items():
         line = EventLine(event, lines, received.get(event, 0))
@@ -137,6 +140,7 @@ def rules_report(workflow: m.Workflow, since: datetime | None, received: dict[st
     report.rules = _rules(workflow)
     files = {PurePath(workflow.span.path).name}
     places = {(rule.score, rule.kind, rule.line): rule for rule in report.rules}
+    places.update({(rule.score, "", rule.line): rule for rule in report.rules})
     for counted in recorded:
         path, _, number = counted.rule.rpartition(":")
         rule = (places.get((counted.score, counted.kind, int(number))) if number.isdigit()
@@ -162,6 +166,7 @@ def rules_lines(report: RulesReport) -> list[str]:
     """The report as a marketer reads it."""
     since = (f"since {report.since.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
              if report.since is not None else "all time")
+    since = "in the simulation" if report.simulated else since
     lines = [f"workflow {report.workflow}, {since}", ""]
     lines += table(["event", "received", "named on line", ""], [
         [event.event, f"{event.received:,}", ", ".join(map(str, event.lines)),
@@ -208,3 +213,30 @@ def rules_json(report: RulesReport) -> dict[str, Any]:
 def _number(value: Decimal) -> int | str:
     shown = tidy(value)
     return shown if isinstance(shown, int) else str(shown)
+
+
+class RecordTally:
+    """The rules report of a simulation, counted from its records (`nurture simulate
+    --rules`): each `score` record is one ledger entry, with its rule as `FILE:LINE`."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[tuple[str, str], RuleCount]] = {}
+        self.reached: dict[tuple[str, str, str], set[str]] = {}
+
+    def add(self, record: dict[str, Any]) -> None:
+        if record["kind"] != "score":
+            return
+        workflow, rule, score = record["workflow"], record["rule"], record["score"]
+        counted = self.counts.setdefault(workflow, {}).setdefault(
+            (rule, score), RuleCount(rule, score, ""))
+        delta = Decimal(str(record["delta"]))
+        counted.changes += 1
+        counted.points += delta
+        counted.deltas.add(delta)
+        self.reached.setdefault((workflow, rule, score), set()).add(record["subscriber"])
+
+    def recorded(self, workflow: str) -> list[RuleCount]:
+        counts = list(self.counts.get(workflow, {}).values())
+        for counted in counts:
+            counted.subscribers = len(self.reached[workflow, counted.rule, counted.score])
+        return counts

@@ -145,6 +145,20 @@ def misspelt_types(events: list[Event], catalog: m.Catalog
     return sorted(found)
 
 
+def received_types(events: Sequence[Event], until: datetime) -> dict[str, int]:
+    """The events of each type the simulation takes in (those up to `until`, an id
+    repeated counted once, as the engine stores it once): `nurture simulate --rules`."""
+    seen: set[str] = set()
+    counts: Counter[str] = Counter()
+    for event in events:
+        if event.at > until or (event.key is not None and event.key in seen):
+            continue
+        if event.key is not None:
+            seen.add(event.key)
+        counts[event.type] += 1
+    return dict(counts)
+
+
 @dataclass(slots=True)
 class Tally:
     """What was simulated, counted as it went (in each process)."""

@@ -141,3 +141,34 @@ def test_an_unknown_workflow_is_refused(flow: Callable[..., FlowTest],
     flow(FLOW)
     assert _rules(database_url, "ww") == (
         2, "", "nurture: no workflow 'ww' in .; did you mean 'w'?\n")
+
+
+def test_a_simulation_of_the_recorded_events_gives_the_same_report(
+        flow: Callable[..., FlowTest], database_url: str) -> None:
+    """`nurture simulate --rules` over what `nurture events` exported: the same counts as
+    `nurture rules` reads from the database (so an edit can be judged on real traffic
+    before it goes live)."""
+    run = flow(FLOW)
+    _traffic(run)
+    exported = CliRunner().invoke(main, ["events", "--db", database_url])
+    assert exported.exit_code == 0
+    Path("recorded.jsonl").write_text(exported.stdout, encoding="utf-8")
+    simulated = CliRunner().invoke(main, [
+        "simulate", "w.flow", "--events", "recorded.jsonl", "--rules",
+        "--until", "2026-01-13T09:00:00Z"])
+    assert simulated.exit_code == 0, simulated.output
+    assert simulated.stdout == EXPECTED.replace("workflow w, all time",
+                                                "workflow w, in the simulation")
+    as_json = CliRunner().invoke(main, [
+        "simulate", "w.flow", "--events", "recorded.jsonl", "--rules", "--json",
+        "--until", "2026-01-13T09:00:00Z"])
+    assert json.loads(as_json.stdout)["rules"][4]["points"] == "-9.5"  # exact decimals
+    both = CliRunner().invoke(main, [
+        "simulate", "w.flow", "--events", "recorded.jsonl", "--rules", "--funnel",
+        "--until", "2026-01-13T09:00:00Z"])
+    assert both.stdout.startswith("workflow w: 2 in it at the end")
+    assert both.stdout.endswith(simulated.stdout)
+    refused = CliRunner().invoke(main, [
+        "simulate", "w.flow", "--events", "recorded.jsonl", "--rules", "--from", "2026-01-06"])
+    assert refused.exit_code == 2
+    assert "--rules counts the whole simulation; leave out --from" in refused.output
