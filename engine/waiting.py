@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dsl import model as m
 from dsl.conditions import MISSING, describe, evaluate, holds_if, leaves
@@ -30,9 +30,6 @@ from engine.scoring import when_lookup
 from engine.state import Enrolment, SubscriberState
 from engine.status import idle_until, shown_value
 from engine.store import states
-
-if TYPE_CHECKING:
-    from sqlalchemy import Connection
 
 COMMONEST = 3
 """Values of an attribute listed (the rest are counted)."""
@@ -345,10 +342,10 @@ class UnknownStage(ValueError):
     """A stage asked for that the workflow neither declares nor has anyone in."""
 
 
-def read_waiting(connection: Connection, plan: Plan, workflow: str,
+def read_waiting(connection: Any, plan: Plan, workflow: str,
                  only: Collection[str] = ()) -> WorkflowWaiting:
-    """The report of a loaded workflow, read in one snapshot: every stage, or those in
-    `only`."""
+    """The report of a loaded workflow, read in one snapshot (`connection`: a reading one,
+    handed to `engine.store.states`): every stage, or those in `only`."""
     loaded = plan.by_name[workflow]
     names = stage_names(loaded, states.stages_in_use(connection, workflow))
     for stage in only:
