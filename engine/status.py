@@ -114,25 +114,39 @@ def _enrolment_status(workflow: WorkflowPlan, state: SubscriberState, enrolment:
                            tuple(sorted(planned, key=lambda p: p.at)), stage is not None)
 
 
+def transition_text(transition: m.Transition) -> str:
+    """The transition as written (conditions as `describe` writes them)."""
+    match transition:
+        case m.GoWhen(target=target, condition=condition):
+            return f"go to {target} when {describe(condition)}"
+        case m.GoOn(target=target, event=event, where=where):
+            return f"go to {target} on {event}" + (f" where {describe(where)}" if where
+                                                   else "")
+        case m.GoAfter(target=target, delay=delay):
+            return f"go to {target} after {delay}"
+        case m.GoIdle(target=target, idle=idle):
+            return f"go to {target} when idle for {idle}"
+    raise TypeError(f"not a transition: {transition!r}")  # pragma: no cover
+
+
 def _transition_status(workflow: WorkflowPlan, state: SubscriberState, enrolment: Enrolment,
                        transition: m.Transition) -> TransitionStatus:
     rule = transition.span.rule_ref
+    written = transition_text(transition)
     match transition:
-        case m.GoWhen(target=target, condition=condition):
+        case m.GoWhen(condition=condition):
             lookup = when_lookup(workflow, state)
             holds = evaluate(condition, lookup, state.tags)
             checks = tuple(_check(leaf, lookup, state.tags) for leaf in leaves(condition))
-            return TransitionStatus(f"go to {target} when {describe(condition)}", rule,
-                                    "holds" if holds else "does not hold", checks)
-        case m.GoOn(target=target, event=event, where=where):
-            written = f"go to {target} on {event}" + (f" where {describe(where)}" if where
-                                                      else "")
+            return TransitionStatus(written, rule, "holds" if holds else "does not hold",
+                                    checks)
+        case m.GoOn(event=event):
             return TransitionStatus(written, rule, f"waits for a '{event}' event")
-        case m.GoAfter(target=target, delay=delay):
+        case m.GoAfter(delay=delay):
             at = enrolment.stage_entered_at + delay.delta
-            return TransitionStatus(f"go to {target} after {delay}", rule, f"at {_shown(at)}")
-        case m.GoIdle(target=target, idle=idle):
-            return TransitionStatus(f"go to {target} when idle for {idle}", rule,
+            return TransitionStatus(written, rule, f"at {_shown(at)}")
+        case m.GoIdle(idle=idle):
+            return TransitionStatus(written, rule,
                                     f"at {_shown(idle_until(state, enrolment, idle))}, "
                                     "unless an event comes before")
     raise TypeError(f"not a transition: {transition!r}")  # pragma: no cover

@@ -208,6 +208,10 @@ def test_a_spread_counts_values_and_keeps_none_of_them() -> None:
     mixed = Spread("subscriber.size")  # numbers and words: every value counted
     for value in (50, 50, "large", 7.5, True):
         mixed.add(value)
+    endless = Spread("subscriber.size")  # only Python can hand the fixture such a float
+    for value in (float("inf"), 1):
+        endless.add(value)
+    assert endless.summary() == "1 1, inf 1"
     assert mixed.summary() == '50 2, "large" 1, 7.5 1, 1 other values 1'
     assert [raw for _, raw, _ in mixed.digest()["values"]] == [50, "large", Decimal("7.5"),
                                                                True]
