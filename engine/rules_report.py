@@ -60,7 +60,7 @@ class RuleLine:
             return True
         if self.kind == "fit":
             return counted.deltas <= {self.points, -self.points}
-        if not self.capped:
+        if not self.capped or not self.points:
             return counted.deltas <= {self.points}
         return all(0 < delta / self.points <= 1 for delta in counted.deltas)
 
