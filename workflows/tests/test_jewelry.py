@@ -104,3 +104,17 @@ def test_an_engaged_lead_without_fit_waits_in_interest_and_we_can_see_why(nurtur
     newsletter = journey.planned[0]
     assert (str(newsletter.local), newsletter.what) == (
         "2026-03-09 10:00:00+01:00", "send email newsletter (every 7 days, 1st)")
+
+
+def test_fit_is_what_holds_engaged_leads_in_interest(nurture):
+    shop = nurture.load(FLOW, start=MONDAY)
+    for who, industry in (("cy", "banking"), ("di", "health"), ("ed", "fashion")):
+        shop.event(who, "subscribed", channels=["push"], attributes={"industry": industry})
+        shop.event(who, "page_view", url="/diamonds/rings")
+    shop.event("cy", "page_view", url="/diamonds/earrings")
+    shop.event("di", "page_view", url="/diamonds/earrings")
+    assert shop.stage("ed") == "interest"  # fit 20, but engagement 30: not yet selection
+    [interest] = shop.waiting(stage="interest").stages
+    [to_selection] = interest.transitions
+    assert [(c.condition, c.holds, c.would_move) for c in to_selection.comparisons] == [
+        ("engagement >= 50", 2, 1), ("fit >= 10", 1, 2)]  # fit would move two, engagement one
