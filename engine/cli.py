@@ -812,7 +812,7 @@ def rules(workflow_names: tuple[str, ...], since_text: str | None, as_json: bool
     many such events arrived (and the type probably meant, for one that never did), and
     each score rule with how often it changed a score, for whom, by how many points.
     Read-only; safe while the service runs."""
-    from engine.rules_report import rules_report
+    from engine.rules_report import read_rules
     from engine.store import rule_counts
     from engine.store.database import open_database
 
@@ -833,8 +833,7 @@ def rules(workflow_names: tuple[str, ...], since_text: str | None, as_json: bool
     try:
         with database.reading() as connection:
             received = rule_counts.events_by_type(connection, since)
-            reports = [rules_report(declared[name], since, received,
-                                    rule_counts.ledger_by_rule(connection, name, since))
+            reports = [read_rules(connection, declared[name], since, received)
                        for name in names]
     finally:
         database.dispose()

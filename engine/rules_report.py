@@ -26,6 +26,7 @@ from dsl.conditions import describe
 from dsl.diagnostics import closest
 from engine.funnel import table
 from engine.records import tidy
+from engine.store import rule_counts
 from engine.store.rule_counts import RuleCount
 
 
@@ -151,6 +152,17 @@ def rules_report(workflow: m.Workflow, since: datetime | None, received: dict[st
         else:
             report.elsewhere.append(counted)
     return report
+
+
+def read_rules(connection: Any, workflow: m.Workflow, since: datetime | None,
+               received: dict[str, int] | None = None) -> RulesReport:
+    """The report of a loaded workflow from the database (`connection`: a reading one,
+    handed to `engine.store.rule_counts`); `received`, the events by type, when several
+    workflows share one count."""
+    if received is None:
+        received = rule_counts.events_by_type(connection, since)
+    return rules_report(workflow, since, received,
+                        rule_counts.ledger_by_rule(connection, workflow.name, since))
 
 
 _never = {"event": "never fired", "fit": "never held", "decay": "no step yet"}

@@ -1,5 +1,6 @@
-"""Workflows as the marketer watches them: the funnel report and what each stage's subscribers
-wait for (`nurture funnel` and `nurture waiting` over HTTP)."""
+"""Workflows as the marketer watches them: the funnel report, what each stage's subscribers
+wait for, and whether the rules meet real traffic (`nurture funnel`, `nurture waiting` and
+`nurture rules` over HTTP)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from engine.api.errors import field_error
 from engine.api.params import since_parameter
 from engine.encoding import plain
 from engine.funnel import as_json
+from engine.rules_report import read_rules, rules_json
 from engine.store import funnel as store
 from engine.waiting import UnknownStage, read_waiting, waiting_json
 
@@ -67,3 +69,25 @@ def waiting(workflow: Annotated[str, Path(min_length=1, max_length=100)], runtim
         except UnknownStage as problem:
             raise field_error(404, "stage", str(problem)) from None
     return JSONResponse(plain(waiting_json(report)))
+
+
+@router.get("/v1/workflows/{workflow}/rules",
+            summary="Whether a workflow's rules meet real traffic: each event type it names "
+                    "with how many such events arrived (and the received type probably "
+                    "meant, for one that never did), each score rule with how often it "
+                    "changed a score, for how many subscribers, by how many points",
+            responses={404: {"description": "No such workflow loaded"}})
+def rules(workflow: Annotated[str, Path(min_length=1, max_length=100)], runtime: Authorised,
+          since: Annotated[str | None, Query(
+              max_length=64,
+              description="Count from then on: a time (`2026-03-02`, `2026-03-02T09:00:00Z`) "
+                          "or a span back from now (`7 days`). Default: all time.")] = None
+          ) -> JSONResponse:
+    start = since_parameter(since, runtime.clock.now())
+    loaded = {w.name: w for w in runtime.catalog.workflows}
+    if workflow not in loaded:
+        raise field_error(404, "workflow", f"no workflow {workflow!r}"
+                                           f"{did_you_mean(workflow, loaded)}")
+    with runtime.database.reading() as connection:
+        report = read_rules(connection, loaded[workflow], start)
+    return JSONResponse(plain(rules_json(report)))

@@ -610,6 +610,34 @@ def test_what_the_subscribers_of_a_workflow_wait_for(api: Api) -> None:
     assert missing.json()["detail"] == "workflow: no workflow 'shopp'; did you mean 'shop'?"
 
 
+def test_whether_the_rules_of_a_workflow_meet_traffic(api: Api) -> None:
+    """`GET /v1/workflows/{name}/rules`: `nurture rules --json` over HTTP."""
+    api.post_events({"events": [
+        {"subscriber": "ann", "type": "subscribed", "at": "2026-03-02T08:00:00Z",
+         "properties": {"channels": ["email"], "email": "ann@example.com"}},
+        {"subscriber": "ann", "type": "page_view", "at": "2026-03-02T08:30:00Z",
+         "properties": {"url": "/diamonds"}},
+        {"subscriber": "ann", "type": "email_opn", "at": "2026-03-02T08:40:00Z"}]})
+    answer = api.client.get("/v1/workflows/shop/rules", headers=AUTH)
+    assert answer.status_code == 200
+    report = answer.json()
+    assert report["events"][2:4] == [
+        {"event": "page_view", "received": 1, "lines": [4, 9], "meant": None},
+        {"event": "push_click", "received": 0, "lines": [5], "meant": None}]
+    assert report["rules"][0] == {
+        "score": "engagement", "rule": 'on page_view where url contains "/diamonds" +30',
+        "line": 4, "kind": "event", "changes": 1, "subscribers": 1, "points": 30}
+    later = api.client.get("/v1/workflows/shop/rules", params={"since": "20 minutes"},
+                           headers=AUTH).json()  # the clock reads 09:00
+    assert (later["since"], later["rules"][0]["changes"]) == ("2026-03-02T08:40:00Z", 0)
+    assert api.client.get("/v1/workflows/shop/rules").status_code == 401
+    typo = api.client.get("/v1/workflows/shopp/rules", headers=AUTH)
+    assert (typo.status_code, typo.json()["detail"]) == (
+        404, "workflow: no workflow 'shopp'; did you mean 'shop'?")
+    bad = api.client.get("/v1/workflows/shop/rules", params={"since": "soon"}, headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"
+
+
 def test_the_timeline_of_a_subscriber(api: Api) -> None:
     """`GET /v1/subscribers/{id}/timeline`: the simulator's records, read from the database
     (ids with slashes included); `latest` keeps the last records and says it did."""
