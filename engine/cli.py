@@ -475,6 +475,23 @@ def _catalog_if_any(folder: str) -> tuple[Any, bool]:
     return catalog, loaded is not None and catalog is None
 
 
+def _workflows_named(folder: str, names: tuple[str, ...]) -> tuple[Any, list[str]]:
+    """The catalog of `folder` and the workflows asked for (all, when none is): for reports
+    that judge subscribers by the files. Files that do not load are reported as `check`
+    reports them (exit 1); a name no file declares, with the one probably meant (exit 2)."""
+    loaded = load_paths([folder])
+    if loaded.catalog is None:
+        print_diagnostics(loaded)
+        sys.exit(1)
+    declared = [workflow.name for workflow in loaded.catalog.workflows]
+    for name in names:
+        if name not in declared:
+            click.echo(f"nurture: no workflow {name!r} in {folder}"
+                       f"{did_you_mean(name, declared)}", err=True)
+            sys.exit(2)
+    return loaded.catalog, list(dict.fromkeys(names)) or declared
+
+
 def _no_such_subscribers(connection: Any, unknown: list[str]) -> None:
     """Exit 2 naming the ids that are not in the database, with the id probably meant."""
     from engine.store import queries
@@ -818,22 +835,12 @@ def rules(workflow_names: tuple[str, ...], since_text: str | None, as_json: bool
 
     settings = _settings(db=db, workflows=workflows)
     since = _since_option(since_text)
-    loaded = load_paths([settings.workflows])
-    if loaded.catalog is None:
-        print_diagnostics(loaded)
-        sys.exit(1)
-    declared = {workflow.name: workflow for workflow in loaded.catalog.workflows}
-    names = list(dict.fromkeys(workflow_names)) or list(declared)
-    for name in names:
-        if name not in declared:
-            click.echo(f"nurture: no workflow {name!r} in {settings.workflows}"
-                       f"{did_you_mean(name, declared)}", err=True)
-            sys.exit(2)
+    catalog, names = _workflows_named(settings.workflows, workflow_names)
     database = open_database(settings.db, existing=True)
     try:
         with database.reading() as connection:
             received = rule_counts.events_by_type(connection, since)
-            reports = [read_rules(connection, declared[name], since, received)
+            reports = [read_rules(connection, catalog.workflow(name), since, received)
                        for name in names]
     finally:
         database.dispose()
@@ -873,18 +880,8 @@ def waiting(workflow_names: tuple[str, ...], only_stages: tuple[str, ...], as_js
     from engine.waiting import UnknownStage, read_waiting, waiting_json, waiting_lines
 
     settings = _settings(db=db, workflows=workflows)
-    loaded = load_paths([settings.workflows])
-    if loaded.catalog is None:
-        print_diagnostics(loaded)
-        sys.exit(1)
-    plan = build_plan(loaded.catalog)
-    declared = [workflow.name for workflow in loaded.catalog.workflows]
-    names = list(dict.fromkeys(workflow_names)) or declared
-    for name in names:
-        if name not in plan.by_name:
-            click.echo(f"nurture: no workflow {name!r} in {settings.workflows}"
-                       f"{did_you_mean(name, declared)}", err=True)
-            sys.exit(2)
+    catalog, names = _workflows_named(settings.workflows, workflow_names)
+    plan = build_plan(catalog)
     database = open_database(settings.db, existing=True)
     try:
         with database.reading() as connection:
