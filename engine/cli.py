@@ -410,6 +410,8 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
             tally.add(record)
         if as_rules and record["kind"] == "score":
             scored.add(json.loads(line, parse_float=Decimal))  # decimals exactly
+        elif as_rules:
+            scored.add(record)
 
     summary = sim.simulate(result.catalog, parsed.events, start, until,  # consumes them
                            count if reports else emit, show,
@@ -418,7 +420,7 @@ def simulate(paths: tuple[str, ...], events_path: str, start_text: str | None,
         _print_funnels(tally.finished(), result.catalog.workflows, as_json, simulated=True)
     if as_rules:
         _print_rules([rules_report(workflow, None, received, scored.recorded(workflow.name),
-                                   simulated=True)
+                                   scored.tags.get(workflow.name), simulated=True)
                       for workflow in result.catalog.workflows], as_json)
     out.flush()
     notes = [f"{summary.events} event(s) of {summary.subscribers} subscriber(s) simulated "

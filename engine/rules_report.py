@@ -22,7 +22,7 @@ from pathlib import PurePath
 from typing import Any
 
 from dsl import model as m
-from dsl.conditions import describe
+from dsl.conditions import describe, literal
 from dsl.diagnostics import closest
 from engine.funnel import table
 from engine.records import tidy
@@ -67,12 +67,22 @@ class RuleLine:
 
 
 @dataclass(slots=True)
+class TagLine:
+    tag: str
+    written: str
+    line: int
+    subscribers: int = 0
+    """Subscribers who have the tag from this workflow (shared by its rules of one tag)."""
+
+
+@dataclass(slots=True)
 class RulesReport:
     workflow: str
     since: datetime | None
     simulated: bool = False
     events: list[EventLine] = field(default_factory=list)
     rules: list[RuleLine] = field(default_factory=list)
+    tags: list[TagLine] = field(default_factory=list)
     elsewhere: list[RuleCount] = field(default_factory=list)
     """Ledger entries of lines that hold no such rule of the workflow now."""
 
@@ -127,7 +137,8 @@ def _signed(points: m.Number) -> str:
 
 
 def rules_report(workflow: m.Workflow, since: datetime | None, received: dict[str, int],
-                 recorded: list[RuleCount], simulated: bool = False) -> RulesReport:
+                 recorded: list[RuleCount], tagged: dict[str, int] | None = None,
+                 simulated: bool = False) -> RulesReport:
     """`recorded` with an empty `kind` (a simulation's records do not say it) is matched by
     score and line alone: a simulation runs the very files it reports on."""
     report = RulesReport(workflow.name, since, simulated)
@@ -139,6 +150,10 @@ def rules_report(workflow: m.Workflow, since: datetime | None, received: dict[st
             line.meant_received = received.get(line.meant, 0) if line.meant else 0
         report.events.append(line)
     report.rules = _rules(workflow)
+    report.tags = [TagLine(rule.tag, f"tag {literal(rule.tag)} on {rule.event}"
+                           + (f" where {describe(rule.where)}" if rule.where else ""),
+                           rule.span.line, (tagged or {}).get(rule.tag, 0))
+                   for rule in workflow.tags]
     files = {PurePath(workflow.span.path).name}
     places = {(rule.score, rule.kind, rule.line): rule for rule in report.rules}
     places.update({(rule.score, "", rule.line): rule for rule in report.rules})
@@ -162,7 +177,8 @@ def read_rules(connection: Any, workflow: m.Workflow, since: datetime | None,
     if received is None:
         received = rule_counts.events_by_type(connection, since)
     return rules_report(workflow, since, received,
-                        rule_counts.ledger_by_rule(connection, workflow.name, since))
+                        rule_counts.ledger_by_rule(connection, workflow.name, since),
+                        rule_counts.tagged(connection, workflow.name, since))
 
 
 _never = {"event": "never fired", "fit": "never held", "decay": "no step yet"}
@@ -194,6 +210,12 @@ def rules_lines(report: RulesReport) -> list[str]:
                  _points(rule.counted.points), ""] if rule.counted is not None
                 else ["0", "0", "0", _never[rule.kind]])
             for rule in report.rules if rule.score == score], right=(1, 2, 3, 4))
+    if report.tags:
+        lines.append("")
+        lines += table(["tag rule", "line", "tagged", ""], [
+            [tag.written, str(tag.line), f"{tag.subscribers:,}",
+             "" if tag.subscribers else "nobody tagged"] for tag in report.tags],
+            right=(1, 2))
     if report.elsewhere:
         lines += ["", "  recorded for lines that hold no such rule now (an edit moved or "
                   "removed it; --since the edit counts the rules as they are):"]
@@ -217,6 +239,8 @@ def rules_json(report: RulesReport) -> dict[str, Any]:
                     "meant": e.meant} for e in report.events],
         "rules": [{"score": r.score, "rule": r.written, "line": r.line, "kind": r.kind,
                    **counted(r.counted)} for r in report.rules],
+        "tags": [{"tag": t.tag, "rule": t.written, "line": t.line, "subscribers": t.subscribers}
+                 for t in report.tags],
         "elsewhere": [{"rule": o.rule, "score": o.score, "kind": o.kind, **counted(o)}
                       for o in report.elsewhere],
     }
@@ -234,8 +258,12 @@ class RecordTally:
     def __init__(self) -> None:
         self.counts: dict[str, dict[tuple[str, str], RuleCount]] = {}
         self.reached: dict[tuple[str, str, str], set[str]] = {}
+        self.tags: dict[str, dict[str, int]] = {}
 
     def add(self, record: dict[str, Any]) -> None:
+        if record["kind"] == "tag":  # a subscriber is given a tag once
+            tags = self.tags.setdefault(record["workflow"], {})
+            tags[record["tag"]] = tags.get(record["tag"], 0) + 1
         if record["kind"] != "score":
             return
         workflow, rule, score = record["workflow"], record["rule"], record["score"]

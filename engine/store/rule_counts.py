@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, distinct, func, select
 
-from engine.store.states import EVENTS, LEDGER
+from engine.store.states import EVENTS, LEDGER, TAGS
 
 
 @dataclass(slots=True)
@@ -71,3 +71,14 @@ def _place(line: RuleCount) -> tuple[str, str, int, str]:
     """By score, then by file and line (`w.flow:9` before `w.flow:10`)."""
     path, _, number = line.rule.rpartition(":")
     return (line.score, path, int(number) if number.isdigit() else 0, line.kind)
+
+
+def tagged(connection: Connection, workflow: str, since: datetime | None) -> dict[str, int]:
+    """Subscribers each tag was given to by the workflow's rules (from `since`): a subscriber
+    keeps a tag once, given by the first rule that gave it."""
+    query = (select(TAGS.c.tag, func.count()).where(TAGS.c.workflow == workflow)
+             .group_by(TAGS.c.tag))
+    if since is not None:
+        query = query.where(TAGS.c.added_at >= since)
+    rows: Any = connection.execute(query)
+    return {tag: count for tag, count in rows}

@@ -29,6 +29,7 @@ workflow w {
     when plan == "free" -5
   }
   tag "buyer" on buy
+  tag "pricing_fan" on click where page contains "/pricng"
   stage first {
     go to second on form_submit
   }
@@ -42,10 +43,10 @@ workflow w, all time
   event         received  named on line
   subscribed           2  3
   unsubscribed         0  4              none arrived
-  click                4  6, 7
+  click                4  6, 7, 17
   form_sumbit          0  8              none arrived; did you mean 'form_submit' (1 arrived)?
   buy                  2  9, 16
-  form_submit          1  18
+  form_submit          1  19
 
   score heat                                   line  changes  subscribers  points
   on click where page contains "/pricing" +5      6        3            2     +15
@@ -57,6 +58,10 @@ workflow w, all time
   score fit               line  changes  subscribers  points
   when plan == "pro" +10    13        3            2     +10
   when plan == "free" -5    14        0            0       0  never held
+
+  tag rule                                                  line  tagged
+  tag "buyer" on buy                                          16       1
+  tag "pricing_fan" on click where page contains "/pricng"    17       0  nobody tagged
 """
 
 
@@ -108,6 +113,8 @@ def test_since_counts_what_came_after(flow: Callable[..., FlowTest], database_ur
     document = json.loads(out)
     assert document["since"] == "2026-01-13T08:00:00Z"
     assert [e["received"] for e in document["events"]] == [0, 0, 1, 0, 0, 0]
+    assert document["tags"][0] == {"tag": "buyer", "rule": 'tag "buyer" on buy', "line": 16,
+                                   "subscribers": 0}  # ann was tagged before then
     assert [(r["line"], r["changes"], r["points"]) for r in document["rules"]
             if r["changes"]] == [(6, 1, 5)]
 
