@@ -828,9 +828,9 @@ def funnel(workflow_names: tuple[str, ...], since_text: str | None, as_json: boo
 def rules(workflow_names: tuple[str, ...], since_text: str | None, as_json: bool,
           db: str | None, workflows: str | None) -> None:
     """Whether the workflows' rules meet real traffic: each event type they name with how
-    many such events arrived (and the type probably meant, for one that never did), and
-    each score rule with how often it changed a score, for whom, by how many points.
-    Read-only; safe while the service runs."""
+    many such events arrived (and the type probably meant, for one that never did), each
+    score rule with how often it changed a score, for whom, by how many points, and each tag
+    rule with how many it tagged. Read-only; safe while the service runs."""
     from engine.rules_report import read_rules
     from engine.store import rule_counts
     from engine.store.database import open_database

@@ -4,9 +4,10 @@
 scores, because the site sends `form_submit`; a `where url contains "/diamonds"` never holds
 when the shop's pages are under `/diamond-rings`. Here the files meet the database: every
 event type the workflow names, with how many such events arrived (and, for one that never
-did, the received type it probably meant); and every score rule, with how often it changed a
+did, the received type it probably meant); every score rule, with how often it changed a
 score, for how many subscribers and by how many points in all, so that a rule that never
-fired, or one that hands out most of the points, shows.
+fired, or one that hands out most of the points, shows; and every tag rule, with how many
+it tagged.
 
 The ledger names a rule by `FILE:LINE` as the engine loaded it; a rule here is matched by its
 file's name and its line, so an edit that moved rules to other lines leaves the entries made

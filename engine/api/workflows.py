@@ -75,7 +75,8 @@ def waiting(workflow: Annotated[str, Path(min_length=1, max_length=100)], runtim
             summary="Whether a workflow's rules meet real traffic: each event type it names "
                     "with how many such events arrived (and the received type probably "
                     "meant, for one that never did), each score rule with how often it "
-                    "changed a score, for how many subscribers, by how many points",
+                    "changed a score, for how many subscribers, by how many points, and each "
+                    "tag rule with how many it tagged",
             responses={404: {"description": "No such workflow loaded"}})
 def rules(workflow: Annotated[str, Path(min_length=1, max_length=100)], runtime: Authorised,
           since: Annotated[str | None, Query(
