@@ -44,6 +44,7 @@ class Spread:
     others: Counter[str] = field(default_factory=Counter)
     """Values that are not numbers, by how they are written (a list is not hashable)."""
     raw: dict[str, Any] = field(default_factory=dict)
+    """A value as read, by how it is written (what the JSON gives)."""
     missing: int = 0
     """Values are counted, not kept: a stage of a million holds a few hundred scores."""
 
@@ -51,7 +52,9 @@ class Spread:
         if value is MISSING:
             self.missing += 1
         elif _is_number(value):
-            self.numbers[Decimal(str(value))] += 1
+            number = Decimal(str(value))
+            self.numbers[number] += 1
+            self.raw.setdefault(shown_value(tidy(number)), value)
         else:
             shown = shown_value(value)
             self.others[shown] += 1
@@ -74,9 +77,7 @@ class Spread:
         elif self.others:
             counted = Counter({shown_value(tidy(number)): n
                                for number, n in self.numbers.items()}) + self.others
-            raw = {**{shown_value(tidy(number)): tidy(number) for number in self.numbers},
-                   **self.raw}
-            digest["values"] = [(shown, raw[shown], n) for shown, n in
+            digest["values"] = [(shown, self.raw[shown], n) for shown, n in
                                 sorted(counted.items(), key=lambda item: (-item[1], item[0]))]
         if self.missing:
             digest["missing"] = self.missing

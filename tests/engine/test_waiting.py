@@ -150,6 +150,19 @@ def test_a_transition_an_edit_made_hold_and_a_stage_it_removed(
     assert run.stage("ann") == "second"
 
 
+def test_attributes_of_numbers_and_words_in_json(
+        flow: Callable[..., FlowTest], database_url: str) -> None:
+    """Values of every kind, numbers that are not whole among them, print as JSON."""
+    run = flow(FLOW)
+    for who, plan in (("ann", 7.5), ("bo", "pro"), ("cy", 7.5), ("dee", [1])):
+        run.event(who, "subscribed", channels=["push"], attributes={"plan": plan})
+    code, out, _ = _waiting(database_url, "--stage", "first", "--json")
+    assert code == 0
+    [stage] = json.loads(out)["stages"]
+    assert stage["spreads"]["subscriber.plan"] == {"values": [
+        {"value": 7.5, "count": 2}, {"value": "pro", "count": 1}, {"value": [1], "count": 1}]}
+
+
 def test_unknown_workflows_and_stages_are_refused_with_a_suggestion(
         flow: Callable[..., FlowTest], database_url: str) -> None:
     run = flow(FLOW)
