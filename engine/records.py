@@ -72,6 +72,13 @@ def tidy(value: Decimal) -> int | Decimal:
     return value.normalize()
 
 
+def json_number(value: int | Decimal) -> int | str:
+    """A score or points in a report's JSON: an integer when whole, else the exact decimal
+    as text (a JSON number would be read back as a float, rounded)."""
+    shown = tidy(value) if isinstance(value, Decimal) else value
+    return shown if isinstance(shown, int) else str(shown)
+
+
 def exact(value: Decimal) -> Decimal:
     """The same number with no trailing zeros (`-3.0` → `-3`), for storing and comparing."""
     if value == value.to_integral_value():

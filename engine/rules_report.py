@@ -25,8 +25,9 @@ from typing import Any
 from dsl import model as m
 from dsl.conditions import describe, literal
 from dsl.diagnostics import closest
+from dsl.validate import events_named
 from engine.funnel import table
-from engine.records import tidy
+from engine.records import json_number, tidy
 from engine.store import rule_counts
 from engine.store.rule_counts import RuleCount
 
@@ -89,28 +90,13 @@ class RulesReport:
 
 
 def named_events(workflow: m.Workflow) -> dict[str, list[int]]:
-    """Each event type the workflow names, in the order first named, with its lines."""
-    named: dict[str, list[int]] = {}
-
-    def add(event: str | None, span: m.Span) -> None:
-        if event is not None and span.line not in named.setdefault(event, []):
-            named[event].append(span.line)
-
-    for trigger in (*workflow.entries, *workflow.exits):
-        add(trigger.event, trigger.span)
-    for score in workflow.scores:
-        for rule in score.event_rules:
-            add(rule.event, rule.span)
-    for tag in workflow.tags:
-        add(tag.event, tag.span)
-    for stage in workflow.stages:
-        for step in stage.steps:
-            if isinstance(step, m.After):
-                add(step.unless, step.span)
-        for transition in stage.transitions:
-            if isinstance(transition, m.GoOn):
-                add(transition.event, transition.span)
-    return named
+    """Each event type the workflow names (`dsl.validate.events_named`) with the lines it
+    is named on, in the order of the file."""
+    named: dict[str, set[int]] = {}
+    for event, span in events_named(workflow):
+        named.setdefault(event, set()).add(span.line)
+    return {event: sorted(lines)
+            for event, lines in sorted(named.items(), key=lambda item: min(item[1]))}
 
 
 def _rules(workflow: m.Workflow) -> list[RuleLine]:
@@ -231,7 +217,7 @@ def rules_json(report: RulesReport) -> dict[str, Any]:
         if line is None:
             return {"changes": 0, "subscribers": 0, "points": 0}
         return {"changes": line.changes, "subscribers": line.subscribers,
-                "points": _number(line.points)}
+                "points": json_number(line.points)}
 
     return {
         "workflow": report.workflow,
@@ -245,11 +231,6 @@ def rules_json(report: RulesReport) -> dict[str, Any]:
         "elsewhere": [{"rule": o.rule, "score": o.score, "kind": o.kind, **counted(o)}
                       for o in report.elsewhere],
     }
-
-
-def _number(value: Decimal) -> int | str:
-    shown = tidy(value)
-    return shown if isinstance(shown, int) else str(shown)
 
 
 class RecordTally:

@@ -19,7 +19,7 @@ from typing import Any
 from dsl import model as m
 from dsl.conditions import MISSING, describe, evaluate, leaves, literal
 from engine.plan import Plan, WorkflowPlan
-from engine.records import tidy
+from engine.records import json_number, tidy
 from engine.scoring import when_lookup
 from engine.sending import missing_consent_or_address, subscriber_zone
 from engine.state import DUE_ORDER, Due, Enrolment, SubscriberState
@@ -290,16 +290,13 @@ def status_json(status: SubscriberStatus) -> dict[str, Any]:
     def instant(at: datetime | None) -> str | None:
         return None if at is None else f"{at:%Y-%m-%dT%H:%M:%SZ}"
 
-    def number(value: int | Decimal) -> int | float | str:
-        return value if isinstance(value, int) else str(value)
-
     return {
         "subscriber": status.subscriber, "processed_until": instant(status.processed_until),
         "tags": list(status.tags),
         "enrolments": [{
             "workflow": item.workflow, "stage": item.stage, "declared": item.declared,
             "since": instant(item.since), "enrolled_at": instant(item.enrolled_at),
-            "scores": {name: number(value) for name, value in item.scores.items()},
+            "scores": {name: json_number(value) for name, value in item.scores.items()},
             "transitions": [{
                 "transition": t.transition, "rule": t.rule, "verdict": t.verdict,
                 "checks": [{"condition": c.condition, "holds": c.holds, "read": c.read}

@@ -25,7 +25,7 @@ from dsl import model as m
 from dsl.conditions import MISSING, describe, evaluate, holds_if, leaves
 from dsl.diagnostics import did_you_mean
 from engine.plan import Plan, WorkflowPlan
-from engine.records import tidy
+from engine.records import json_number, tidy
 from engine.scoring import when_lookup
 from engine.state import Enrolment, SubscriberState
 from engine.status import idle_until, shown_value, transition_text
@@ -175,6 +175,9 @@ class StageCounter:
         self.transitions: tuple[m.Transition, ...] = (
             declared.transitions if declared is not None else ())
         self.count = StageCount(stage, declared is not None)
+        self.leaves = [leaves(t.condition) if isinstance(t, m.GoWhen) else []
+                       for t in self.transitions]
+        """Each `when`'s tests, walked once for the stage, not once per subscriber."""
         for transition in self.transitions:
             self.count.transitions.append(_transition_count(transition))
             if isinstance(transition, m.GoWhen):
@@ -194,14 +197,14 @@ class StageCounter:
         self.count.subscribers += 1
         lookup: Callable[[m.Reference], Any] | None = None
         read: set[str] = set()
-        for transition, counted in zip(self.transitions, self.count.transitions, strict=True):
+        for transition, tests, counted in zip(self.transitions, self.leaves,
+                                              self.count.transitions, strict=True):
             match transition:
                 case m.GoWhen(condition=condition):
                     lookup = lookup or when_lookup(self.workflow, state)
                     holds = evaluate(condition, lookup, state.tags)
                     counted.holds += holds
-                    for leaf, comparison in zip(leaves(condition), counted.comparisons,
-                                                strict=True):
+                    for leaf, comparison in zip(tests, counted.comparisons, strict=True):
                         comparison.holds += evaluate(leaf, lookup, state.tags)
                         if not holds and holds_if(condition, leaf, lookup, state.tags):
                             comparison.would_move += 1
@@ -298,7 +301,7 @@ def _spread_json(spread: Spread) -> dict[str, Any]:
     if "values" in digest:
         digest["values"] = [{"value": raw, "count": count}
                             for _, raw, count in digest["values"]]
-    return {key: str(value) if isinstance(value, Decimal) else value
+    return {key: json_number(value) if isinstance(value, Decimal) else value
             for key, value in digest.items()}
 
 
