@@ -55,7 +55,7 @@ class Runtime:
         self.api_keys = settings.api_keys(create=True)
         self.api_key = self.api_keys[0]
         self.policy = PushEndpointPolicy.from_hosts(settings.push_allow_hosts)
-        self.metrics = Metrics(self.backlog)
+        self.metrics = Metrics(self.backlog, self.clock.now)
         self.outage = Outage(self.metrics.database_failures)
         self._lock = threading.Lock()
         self._engine = self._build(catalog)
@@ -182,6 +182,6 @@ class Runtime:
             signature.append((str(path), stat.st_mtime_ns, stat.st_size))
         return tuple(signature)
 
-    def backlog(self) -> tuple[int, int]:
+    def backlog(self) -> queries.Backlog:
         with self.database.reading() as connection:
             return queries.backlog(connection, self.clock.now())

@@ -166,14 +166,6 @@ def remove_subscriptions(connection: Connection, subscription_ids: Sequence[int]
                            .values(version=SUBSCRIBERS.c.version + 1))
 
 
-def backlog(connection: Connection, now: datetime) -> int:
-    """How many dispatches are due and not yet done."""
-    value: int = connection.execute(
-        select(func.count()).select_from(DISPATCHES)
-        .where(DISPATCHES.c.status.in_(OPEN), DISPATCHES.c.due_at <= now)).scalar_one()
-    return value
-
-
 def by_status(connection: Connection) -> dict[str, int]:
     rows = connection.execute(select(DISPATCHES.c.status, func.count().label("count"))
                               .group_by(DISPATCHES.c.status))

@@ -224,13 +224,26 @@ def delivery_by_reference(connection: Connection, key: int, seq: int) -> dict[st
             "channel": row.channel}
 
 
-def backlog(connection: Connection, now: datetime) -> tuple[int, int]:
-    """(due work, dispatches) due by now and not yet done."""
-    due = connection.execute(select(func.count()).select_from(SCHEDULE).where(
-        SCHEDULE.c.due_at <= now)).scalar_one()
-    dispatches = connection.execute(select(func.count()).select_from(DISPATCHES).where(
-        DISPATCHES.c.status.in_(UNFINISHED), DISPATCHES.c.due_at <= now)).scalar_one()
-    return int(due), int(dispatches)
+@dataclass(frozen=True)
+class Backlog:
+    """Work due by now and not yet done: how much, and since when the oldest has waited."""
+
+    due_work: int
+    oldest_due_work: datetime | None
+    dispatches: int
+    oldest_dispatch: datetime | None
+
+
+def backlog(connection: Connection, now: datetime) -> Backlog:
+    """Due work and dispatches due by now and not yet done, each one range of its `due_at`
+    index (the dispatches' is partial, on the unfinished ones)."""
+    work = connection.execute(
+        select(func.count().label("rows"), func.min(SCHEDULE.c.due_at).label("oldest"))
+        .where(SCHEDULE.c.due_at <= now)).one()
+    dispatches = connection.execute(
+        select(func.count().label("rows"), func.min(DISPATCHES.c.due_at).label("oldest"))
+        .where(DISPATCHES.c.status.in_(UNFINISHED), DISPATCHES.c.due_at <= now)).one()
+    return Backlog(work.rows, work.oldest, dispatches.rows, dispatches.oldest)
 
 
 def stranded(connection: Connection, stages: dict[str, set[str]]) -> list[tuple[str, str, int]]:

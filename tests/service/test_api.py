@@ -15,8 +15,9 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
+from engine.api import create_app
 from tests.channels.peers import Browser
-from tests.service.conftest import AUTH, T0, Api
+from tests.service.conftest import AUTH, T0, Api, build_runtime
 
 SUBSCRIBED = {"subscriber": "ann", "type": "subscribed", "id": "e1",
               "properties": {"channels": ["push", "email"], "email": "ann@example.com",
@@ -344,6 +345,65 @@ def test_the_public_key_health_metrics_and_schema(api: Api) -> None:
     schema = api.client.get("/openapi.json").json()
     assert {"/v1/events", "/v1/subscribers/{subscriber_id}", "/v1/push/public-key",
             "/v1/subscribers/{subscriber_id}/push-subscriptions"} <= set(schema["paths"])
+
+
+LATE_FLOW = """\
+workflow shop {
+  stage browsing {
+    on enter: send email welcome
+    after 10 minutes: send email welcome
+  }
+}
+message welcome email { subject "Welcome" text "Hello" }
+"""
+
+
+def _gauges(api: Api, name: str) -> dict[str, float]:
+    """`name{kind="…"} value` lines of /metrics, by kind."""
+    found: dict[str, float] = {}
+    for line in api.client.get("/metrics").text.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line.rsplit(" ", 1)
+            found[labels.split('kind="')[1].split('"')[0]] = float(value)
+    return found
+
+
+def test_metrics_say_how_long_the_oldest_due_work_has_waited(tmp_path: Path,
+                                                              database_url: str) -> None:
+    runtime = build_runtime(tmp_path, LATE_FLOW, db=database_url)
+    with TestClient(create_app(runtime)) as client:
+        api = Api(client, runtime, runtime.clock, tmp_path)  # type: ignore[arg-type]
+        api.post_events(SUBSCRIBED)  # at T0: the welcome e-mail queued, the second due at 09:10
+        assert _gauges(api, "nurture_due_backlog") == {"schedule": 0, "outbox": 1}
+        assert _gauges(api, "nurture_due_lag_seconds") == {"schedule": 0, "outbox": 0}
+
+        api.clock.advance_to(T0 + timedelta(minutes=25))  # no tick, no dispatch: both wait
+        assert _gauges(api, "nurture_due_backlog") == {"schedule": 1, "outbox": 1}
+        assert _gauges(api, "nurture_due_lag_seconds") == {"schedule": 15 * 60,
+                                                           "outbox": 25 * 60}
+
+        runtime.engine.tick()  # the second e-mail is decided at 09:25 and queued, due now
+        assert _gauges(api, "nurture_due_backlog") == {"schedule": 0, "outbox": 2}
+        assert _gauges(api, "nurture_due_lag_seconds") == {"schedule": 0, "outbox": 25 * 60}
+    runtime.database.dispose()
+
+
+def test_a_send_put_off_by_quiet_hours_is_late_only_after_they_end(tmp_path: Path,
+                                                                   database_url: str) -> None:
+    flow = LATE_FLOW.replace("workflow shop {", "workflow shop {\n  quiet hours 21:00 to 08:00")
+    runtime = build_runtime(tmp_path, flow, db=database_url)
+    runtime.clock.advance_to(T0 + timedelta(hours=13))  # 22:00 UTC: the welcome waits for 08:00
+    with TestClient(create_app(runtime)) as client:
+        api = Api(client, runtime, runtime.clock, tmp_path)  # type: ignore[arg-type]
+        api.post_events(SUBSCRIBED)
+        api.clock.advance_to(T0 + timedelta(hours=13, minutes=30))
+        runtime.engine.tick()  # the step of 22:10 puts its e-mail off to 08:00 too
+        api.clock.advance_to(T0 + timedelta(hours=22))  # 07:00: not due yet
+        assert _gauges(api, "nurture_due_lag_seconds") == {"schedule": 0, "outbox": 0}
+        api.clock.advance_to(T0 + timedelta(hours=23, minutes=30))  # 08:30, no tick
+        assert _gauges(api, "nurture_due_backlog") == {"schedule": 2, "outbox": 0}
+        assert _gauges(api, "nurture_due_lag_seconds") == {"schedule": 30 * 60, "outbox": 0}
+    runtime.database.dispose()
 
 
 def test_ssrf_endpoints_are_refused(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
