@@ -17,7 +17,7 @@ from dsl.conditions import MISSING
 from engine.moment import Moment
 from engine.plan import DecayPlan, EventRulePlan, WorkflowPlan
 from engine.records import exact, tidy
-from engine.state import Contribution, Due, LedgerRow, ScoreState, SubscriberState
+from engine.state import Contribution, Due, Judged, LedgerRow, ScoreState, SubscriberState
 
 RETIRED_BELOW = Decimal("0.01")
 """A decaying contribution worth less than this (in absolute value) is brought to 0 by the
@@ -201,7 +201,7 @@ def next_decay(plan: WorkflowPlan, state: SubscriberState) -> datetime | None:
 # ---------------------------------------------------------------- reading scores
 
 
-def when_lookup(plan: WorkflowPlan, state: SubscriberState) -> Any:
+def when_lookup(plan: WorkflowPlan, state: Judged) -> Any:
     """Names in `go to … when`: a score of the workflow if declared, else an attribute."""
 
     def lookup(reference: m.Reference) -> Any:

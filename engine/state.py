@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from engine.events import Event
 from engine.records import Record
@@ -245,6 +245,36 @@ class Changes:
             if rows:
                 rows.clear()
         self.readdressed = None
+
+
+class Judged(Protocol):
+    """What judging a `go to … when` or an idle timer reads of a subscriber: a whole state
+    (`SubscriberState`) or a report's view of one (`StageMember`)."""
+
+    attributes: dict[str, Any]
+    last_event_at: datetime | None
+    tags: set[str]
+
+    def total(self, workflow: str, score: str) -> Decimal: ...
+
+
+@dataclass(slots=True)
+class StageMember:
+    """A subscriber in a stage as `nurture waiting` reads them: only what judging the
+    stage's transitions needs. A whole state costs a dozen reads and objects per subscriber
+    (consents, browsers, due work, the contributions behind each total), which is most of
+    the time of a report over a million people."""
+
+    external_id: str
+    attributes: dict[str, Any]
+    last_event_at: datetime | None
+    stage_entered_at: datetime
+    totals: dict[str, Decimal] = field(default_factory=dict)
+    """The workflow's scores by name (the total as stored; none: 0)."""
+    tags: set[str] = field(default_factory=set)
+
+    def total(self, workflow: str, score: str) -> Decimal:
+        return self.totals.get(score, Decimal(0))
 
 
 @dataclass(slots=True, eq=False)

@@ -22,7 +22,7 @@ from engine.plan import Plan, WorkflowPlan
 from engine.records import json_number, tidy
 from engine.scoring import when_lookup
 from engine.sending import missing_consent_or_address, subscriber_zone
-from engine.state import DUE_ORDER, Due, Enrolment, SubscriberState
+from engine.state import DUE_ORDER, Due, Enrolment, Judged, SubscriberState
 from engine.timing import after_quiet_hours
 
 
@@ -146,8 +146,8 @@ def _transition_status(workflow: WorkflowPlan, state: SubscriberState, enrolment
             at = enrolment.stage_entered_at + delay.delta
             return TransitionStatus(written, rule, f"at {_shown(at)}")
         case m.GoIdle(idle=idle):
-            return TransitionStatus(written, rule,
-                                    f"at {_shown(idle_until(state, enrolment, idle))}, "
+            moves = idle_until(state, enrolment.stage_entered_at, idle)
+            return TransitionStatus(written, rule, f"at {_shown(moves)}, "
                                     "unless an event comes before")
     raise TypeError(f"not a transition: {transition!r}")  # pragma: no cover
 
@@ -172,10 +172,10 @@ def shown_value(value: Any) -> str:
     return str(value)
 
 
-def idle_until(state: SubscriberState, enrolment: Enrolment, idle: m.Duration) -> datetime:
-    """When `when idle for` moves: counted from the later of stage entry and the last event
-    (its timer, planned at entry, looks again then and waits on if an event came)."""
-    last = enrolment.stage_entered_at
+def idle_until(state: Judged, entered: datetime, idle: m.Duration) -> datetime:
+    """When `when idle for` moves: counted from the later of entering the stage and the last
+    event (its timer, planned at entry, looks again then and waits on if an event came)."""
+    last = entered
     if state.last_event_at is not None and state.last_event_at > last:
         last = state.last_event_at
     return last + idle.delta
@@ -215,7 +215,7 @@ def _planned(workflow: WorkflowPlan, state: SubscriberState, enrolment: Enrolmen
         return None
     transition = stage.transitions[index]
     if isinstance(transition, m.GoIdle):
-        at = max(due.due_at, idle_until(state, enrolment, transition.idle))
+        at = max(due.due_at, idle_until(state, enrolment.stage_entered_at, transition.idle))
         return Planned(at, f"go to {transition.target}, unless an event comes before",
                        transition.span.rule_ref)
     return Planned(due.due_at, f"go to {transition.target}", transition.span.rule_ref)

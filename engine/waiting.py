@@ -27,7 +27,7 @@ from dsl.diagnostics import did_you_mean
 from engine.plan import Plan, WorkflowPlan
 from engine.records import json_number, tidy
 from engine.scoring import when_lookup
-from engine.state import Enrolment, SubscriberState
+from engine.state import StageMember
 from engine.status import idle_until, shown_value, transition_text
 from engine.store import states
 
@@ -186,14 +186,11 @@ class StageCounter:
                     if name is not None:
                         self.count.spreads.setdefault(name, Spread(name))
 
-    def add(self, states: Iterable[SubscriberState]) -> None:
-        for state in states:
-            enrolment = state.enrolments.get(self.workflow.name)
-            if enrolment is None or enrolment.stage != self.count.stage:
-                continue  # moved or left since the page of ids was read
-            self._add(state, enrolment)
+    def add(self, members: Iterable[StageMember]) -> None:
+        for member in members:
+            self._add(member)
 
-    def _add(self, state: SubscriberState, enrolment: Enrolment) -> None:
+    def _add(self, member: StageMember) -> None:
         self.count.subscribers += 1
         lookup: Callable[[m.Reference], Any] | None = None
         read: set[str] = set()
@@ -201,21 +198,21 @@ class StageCounter:
                                               self.count.transitions, strict=True):
             match transition:
                 case m.GoWhen(condition=condition):
-                    lookup = lookup or when_lookup(self.workflow, state)
-                    holds = evaluate(condition, lookup, state.tags)
+                    lookup = lookup or when_lookup(self.workflow, member)
+                    holds = evaluate(condition, lookup, member.tags)
                     counted.holds += holds
                     for leaf, comparison in zip(tests, counted.comparisons, strict=True):
-                        comparison.holds += evaluate(leaf, lookup, state.tags)
-                        if not holds and holds_if(condition, leaf, lookup, state.tags):
+                        comparison.holds += evaluate(leaf, lookup, member.tags)
+                        if not holds and holds_if(condition, leaf, lookup, member.tags):
                             comparison.would_move += 1
                         if comparison.reads is not None and comparison.reads not in read:
                             assert isinstance(leaf, m.Comparison | m.Membership | m.TextMatch)
                             read.add(comparison.reads)
                             self.count.spreads[comparison.reads].add(lookup(leaf.left))
                 case m.GoAfter(delay=delay):
-                    counted.due(enrolment.stage_entered_at + delay.delta)
+                    counted.due(member.stage_entered_at + delay.delta)
                 case m.GoIdle(idle=idle):
-                    counted.due(idle_until(state, enrolment, idle))
+                    counted.due(idle_until(member, member.stage_entered_at, idle))
 
 
 def _transition_count(transition: m.Transition) -> TransitionCount:
@@ -333,7 +330,7 @@ def stage_names(workflow: WorkflowPlan, in_use: Iterable[str]) -> list[str]:
 
 
 def count_stage(workflow: WorkflowPlan, stage: str,
-                pages: Iterable[Iterable[SubscriberState]]) -> StageCount:
+                pages: Iterable[Iterable[StageMember]]) -> StageCount:
     counter = StageCounter(workflow, stage)
     for page in pages:
         counter.add(page)
@@ -355,5 +352,5 @@ def read_waiting(connection: Any, plan: Plan, workflow: str,
             raise UnknownStage(f"workflow {workflow!r} has no stage {stage!r}"
                                f"{did_you_mean(stage, names)}")
     return WorkflowWaiting(workflow, [
-        count_stage(loaded, stage, states.stage_pages(connection, workflow, stage, plan))
+        count_stage(loaded, stage, states.stage_pages(connection, workflow, stage))
         for stage in names if not only or stage in only])

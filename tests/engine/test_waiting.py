@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,11 +16,13 @@ from dsl import model as m
 from dsl.conditions import MISSING, holds_if, leaves
 from dsl.loader import load_text
 from engine.cli import main
+from engine.store import states
 from engine.testing import FlowTest
 from engine.waiting import Spread
 from tests.engine.conftest import MESSAGES
 
 ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)  # where `flow` starts (tests/engine/conftest.py)
 
 FLOW = """
 workflow w {
@@ -106,6 +109,28 @@ def test_waiting_counts_what_keeps_each_stage_from_moving_on(
     verdicts = {who: [c.holds for t in run.status(who).enrolments[0].transitions[:1]
                       for c in t.checks] for who in ("ann", "bo", "cy")}
     assert verdicts == {"ann": [True, False], "bo": [False, True], "cy": [False, False]}
+
+
+def test_a_page_of_a_stage_holds_what_judging_its_transitions_reads(
+        flow: Callable[..., FlowTest]) -> None:
+    # a second workflow with a score of the same name: its points are not the first's
+    run = flow(FLOW + "workflow x {\n  score heat {\n    on click +1\n  }\n  stage only { }\n}\n")
+    _journeys(run)
+    with run.database.reading() as connection:
+        first = [m for page in states.stage_pages(connection, "w", "first", page=2)
+                 for m in page]
+        [third] = [m for page in states.stage_pages(connection, "w", "third") for m in page]
+    assert [(m.external_id, m.attributes, m.totals, m.tags) for m in first] == [
+        ("ann", {"plan": "basic"}, {"heat": Decimal(15)}, set()),
+        ("bo", {"plan": "pro"}, {"heat": Decimal(5)}, set()),
+        ("cy", {}, {}, set())]  # pages of 2: the page boundary is crossed
+    assert [m.stage_entered_at for m in first] == [T0, T0 + timedelta(hours=1),
+                                                  T0 + timedelta(hours=2)]
+    assert first[0].last_event_at == T0 + timedelta(hours=2, minutes=30)
+    assert first[2].last_event_at == T0 + timedelta(hours=2)
+    assert first[2].total("w", "heat") == 0  # no points yet: none stored
+    assert (third.external_id, third.tags, third.last_event_at) == (
+        "eve", {"vip"}, T0 + timedelta(hours=2))
 
 
 def test_waiting_as_json_and_for_one_stage(
