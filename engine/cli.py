@@ -902,6 +902,67 @@ def waiting(workflow_names: tuple[str, ...], only_stages: tuple[str, ...], as_js
 
 
 @main.command()
+@click.argument("workflow_name", metavar="WORKFLOW")
+@click.option("--stage", "only_stages", multiple=True, metavar="STAGE",
+              help="Only those in this stage (repeatable). Default: every stage.")
+@click.option("--by", "score", default=None, metavar="SCORE",
+              help="The score to rank by. Default: the first the workflow declares.")
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
+              help="How many to list; 0: everyone.")
+@click.option("--attribute", "attributes", multiple=True, metavar="NAME",
+              help="An attribute to show (repeatable): `email`, `company`...")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per subscriber (JSON lines), written as they are read.")
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@click.option("--workflows", default=None, help="Folder of .flow files (NURTURE_WORKFLOWS).")
+@reports_bugs
+def leads(workflow_name: str, only_stages: tuple[str, ...], score: str | None, limit: int,
+          attributes: tuple[str, ...], as_json: bool, db: str | None,
+          workflows: str | None) -> None:
+    """A workflow's subscribers, highest score first: their stage and since when, the
+    workflow's scores, their tags, and the attributes asked for (the list a sales team
+    follows up). Read-only; safe while the service runs."""
+    import orjson
+
+    from engine.leads import (
+        UnknownScore,
+        count,
+        heading,
+        lead_json,
+        lead_lines,
+        ranking,
+    )
+    from engine.leads import leads as read_leads
+    from engine.store.database import open_database
+    from engine.waiting import UnknownStage
+
+    settings = _settings(db=db, workflows=workflows)
+    catalog, [name] = _workflows_named(settings.workflows, (workflow_name,))
+    workflow = next(w for w in catalog.workflows if w.name == name)
+    database = open_database(settings.db, existing=True)
+    try:
+        with database.reading() as connection:
+            try:
+                asked = ranking(connection, workflow, only_stages, score, attributes)
+            except (UnknownScore, UnknownStage) as problem:
+                click.echo(f"nurture: {problem}", err=True)
+                sys.exit(2)
+            found = read_leads(connection, asked, limit or None)
+            if as_json:
+                write = sys.stdout.write
+                for lead in found:
+                    write(orjson.dumps(lead_json(asked, lead)).decode() + "\n")
+                return
+            total = count(connection, asked)
+            listed = list(found)
+            click.echo(heading(asked, total, len(listed)))
+            for line in lead_lines(asked, listed):
+                click.echo(printable(line))
+    finally:
+        database.dispose()
+
+
+@main.command()
 @click.argument("subscribers", nargs=-1, required=True, metavar="SUBSCRIBER...")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per subscriber, a line each.")

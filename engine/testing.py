@@ -34,6 +34,7 @@ from dsl.diagnostics import closest, did_you_mean
 from dsl.loader import load_paths
 from dsl.validate import misspelt_event
 from engine.events import Event, parse_event, parse_instant
+from engine.leads import Lead, leads, ranking
 from engine.processor import Engine, IngestResult, TickResult
 from engine.records import KINDS, Record, tidy
 from engine.state import SubscriberState
@@ -264,6 +265,17 @@ class FlowTest:
         with self.database.reading() as connection:
             return read_waiting(connection, self.engine.plan, name,
                                 () if stage is None else (stage,))
+
+    def leads(self, workflow: str | None = None, stage: str | None = None,
+              by: str | None = None, limit: int | None = None) -> list[Lead]:
+        """The subscribers of the workflow (or of one stage), highest `by` score first (the
+        first score declared when not given), as `nurture leads` lists them (`.subscriber`,
+        `.stage`, `.scores["engagement"]`, `.tags`)."""
+        catalog = {w.name: w for w in self.catalog.workflows}
+        name = self._workflow(workflow)
+        with self.database.reading() as connection:
+            asked = ranking(connection, catalog[name], () if stage is None else (stage,), by)
+            return list(leads(connection, asked, limit))
 
     def ledger(self, subscriber: str, name: str | None = None,
                workflow: str | None = None) -> list[LedgerLine]:

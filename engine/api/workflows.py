@@ -1,6 +1,6 @@
 """Workflows as the marketer watches them: the funnel report, what each stage's subscribers
-wait for, and whether the rules meet real traffic (`nurture funnel`, `nurture waiting` and
-`nurture rules` over HTTP)."""
+wait for, whether the rules meet real traffic, and who the leads are (`nurture funnel`,
+`nurture waiting`, `nurture rules` and `nurture leads` over HTTP)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from engine.api.errors import field_error
 from engine.api.params import since_parameter
 from engine.encoding import plain
 from engine.funnel import as_json
+from engine.leads import UnknownScore, count, lead_json, leads, ranking
 from engine.rules_report import read_rules, rules_json
 from engine.store import funnel as store
 from engine.waiting import UnknownStage, read_waiting, waiting_json
@@ -92,3 +93,41 @@ def rules(workflow: Annotated[str, Path(min_length=1, max_length=100)], runtime:
     with runtime.database.reading() as connection:
         report = read_rules(connection, loaded[workflow], start)
     return JSONResponse(plain(rules_json(report)))
+
+
+@router.get("/v1/workflows/{workflow}/leads",
+            summary="A workflow's subscribers, highest score first, a page at a time: each "
+                    "with their stage and since when, the workflow's scores, their tags and "
+                    "the attributes asked for",
+            responses={404: {"description": "No such workflow loaded, or no such stage"},
+                       422: {"description": "No such score to rank by"}})
+def ranked_leads(
+        workflow: Annotated[str, Path(min_length=1, max_length=100)], runtime: Authorised,
+        stage: Annotated[list[str] | None, Query(
+            description="Only those in these stages (repeatable). Default: every stage.")
+        ] = None,
+        by: Annotated[str | None, Query(
+            max_length=100, description="The score to rank by. Default: the first the "
+                                        "workflow declares (with none: the latest to enter "
+                                        "their stage first).")] = None,
+        attribute: Annotated[list[str] | None, Query(
+            description="Attributes to include (repeatable): `email`, `company`... Default: "
+                        "none.")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+    loaded = {w.name: w for w in runtime.catalog.workflows}
+    if workflow not in loaded:
+        raise field_error(404, "workflow", f"no workflow {workflow!r}"
+                                           f"{did_you_mean(workflow, loaded)}")
+    with runtime.database.reading() as connection:
+        try:
+            asked = ranking(connection, loaded[workflow], stage or (), by, attribute or ())
+        except UnknownStage as problem:
+            raise field_error(404, "stage", str(problem)) from None
+        except UnknownScore as problem:
+            raise field_error(422, "by", str(problem)) from None
+        total = count(connection, asked)
+        page = [lead_json(asked, lead) for lead in leads(connection, asked, limit, offset)]
+    return JSONResponse(plain({"workflow": workflow, "stages": list(asked.stages),
+                               "by": asked.by, "total": total, "offset": offset,
+                               "leads": page}))

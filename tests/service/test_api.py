@@ -698,6 +698,56 @@ def test_whether_the_rules_of_a_workflow_meet_traffic(api: Api) -> None:
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"
 
 
+def test_the_leads_of_a_workflow_a_page_at_a_time(api: Api) -> None:
+    """`GET /v1/workflows/{name}/leads`: `nurture leads --json`, paged."""
+    api.post_events({"events": [
+        {"subscriber": who, "type": "subscribed", "at": "2026-03-02T08:00:00Z",
+         "properties": {"channels": ["email"], "email": f"{who}@example.com",
+                        "attributes": {"company": who.upper()}}}
+        for who in ("ann", "bob", "cy")] + [
+        {"subscriber": "ann", "type": "email_click", "at": "2026-03-02T08:30:00Z"},
+        {"subscriber": "bob", "type": "email_open", "at": "2026-03-02T08:30:00Z"},
+        {"subscriber": "cy", "type": "page_view", "at": "2026-03-02T08:40:00Z",
+         "properties": {"url": "/diamonds"}}]})
+    answer = api.client.get("/v1/workflows/shop/leads",
+                            params={"limit": 2, "attribute": ["company", "email"]},
+                            headers=AUTH)
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "workflow": "shop", "stages": [], "by": "engagement", "total": 3, "offset": 0,
+        "leads": [
+            {"subscriber": "cy", "workflow": "shop", "stage": "hot",
+             "stage_entered_at": "2026-03-02T08:40:00Z", "scores": {"engagement": 30},
+             "tags": ["diamonds"], "attributes": {"company": "CY",
+                                                  "email": "cy@example.com"}},
+            {"subscriber": "ann", "workflow": "shop", "stage": "browsing",
+             "stage_entered_at": "2026-03-02T08:00:00Z", "scores": {"engagement": 2},
+             "tags": [], "attributes": {"company": "ANN", "email": "ann@example.com"}}]}
+    rest = api.client.get("/v1/workflows/shop/leads", params={"limit": 2, "offset": 2},
+                          headers=AUTH).json()
+    assert [(lead["subscriber"], lead["attributes"]) for lead in rest["leads"]] == [
+        ("bob", {})]  # no attribute asked for, none given
+    browsing = api.client.get("/v1/workflows/shop/leads", params={"stage": "browsing"},
+                              headers=AUTH).json()
+    assert (browsing["total"], [lead["subscriber"] for lead in browsing["leads"]]) == (
+        2, ["ann", "bob"])
+    assert api.client.get("/v1/workflows/shop/leads").status_code == 401
+    for params, status, field in [({"by": "engagment"}, 422, "by"),
+                                  ({"stage": "hott"}, 404, "stage"),
+                                  ({"limit": 0}, 422, "query.limit"),
+                                  ({"limit": 1001}, 422, "query.limit"),
+                                  ({"offset": -1}, 422, "query.offset")]:
+        refused = api.client.get("/v1/workflows/shop/leads", params=params, headers=AUTH)
+        assert refused.status_code == status, params
+        assert refused.json()["errors"][0]["field"] == field
+    assert api.client.get("/v1/workflows/shop/leads", params={"by": "engagment"},
+                          headers=AUTH).json()["detail"] == (
+        "by: workflow 'shop' has no score 'engagment'; did you mean 'engagement'?")
+    missing = api.client.get("/v1/workflows/shopp/leads", headers=AUTH)
+    assert (missing.status_code, missing.json()["detail"]) == (
+        404, "workflow: no workflow 'shopp'; did you mean 'shop'?")
+
+
 def test_the_timeline_of_a_subscriber(api: Api) -> None:
     """`GET /v1/subscribers/{id}/timeline`: the simulator's records, read from the database
     (ids with slashes included); `latest` keeps the last records and says it did."""
