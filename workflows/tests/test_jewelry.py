@@ -118,3 +118,15 @@ def test_fit_is_what_holds_engaged_leads_in_interest(nurture):
     [to_selection] = interest.transitions
     assert [(c.condition, c.holds, c.would_move) for c in to_selection.comparisons] == [
         ("engagement >= 50", 2, 1), ("fit >= 10", 1, 2)]  # fit would move two, engagement one
+
+
+def test_the_hottest_leads_come_first_for_sales(nurture):
+    shop = nurture.load(FLOW, start=MONDAY)
+    for who in ("ann", "bob", "cy"):
+        shop.event(who, "subscribed", channels=["email"], email=f"{who}@example.com")
+    shop.event("bob", "page_view", url="https://shop.example/diamonds")  # +30
+    shop.event("cy", "page_view", url="https://shop.example/pricing")  # +2
+    shop.event("ann", "offer_declined")  # -20
+    assert [lead.subscriber for lead in shop.leads()] == ["bob", "cy", "ann"]
+    assert [lead.subscriber for lead in shop.leads(stage="interest")] == ["bob"]
+    assert shop.leads(limit=1)[0].scores == {"engagement": 30, "fit": 0}
