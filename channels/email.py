@@ -185,6 +185,9 @@ class SmtpSender:
         return outcomes
 
     def _connect(self) -> smtplib.SMTP:
+        """A connection ready to send, or the error; one that fails half-way (a refused
+        login, a failed TLS handshake) is closed, not left to the garbage collector: the
+        dispatcher tries again and again while a password is wrong."""
         relay = self.relay
         connection: smtplib.SMTP
         if relay.implicit_tls:
@@ -192,16 +195,20 @@ class SmtpSender:
                                           context=self.tls)
         else:
             connection = smtplib.SMTP(relay.host, relay.port, timeout=self.timeout)
-            connection.ehlo()
-            offered = connection.has_extn("starttls")
-            if relay.starttls == "require" and not offered:
-                connection.close()
-                raise smtplib.SMTPException("the relay does not offer STARTTLS")
-            if offered and relay.starttls != "no":
-                connection.starttls(context=self.tls)
+        try:
+            if not relay.implicit_tls:
                 connection.ehlo()
-        if relay.user is not None:
-            connection.login(relay.user, relay.password or "")
+                offered = connection.has_extn("starttls")
+                if relay.starttls == "require" and not offered:
+                    raise smtplib.SMTPException("the relay does not offer STARTTLS")
+                if offered and relay.starttls != "no":
+                    connection.starttls(context=self.tls)
+                    connection.ehlo()
+            if relay.user is not None:
+                connection.login(relay.user, relay.password or "")
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def _send(self, connection: smtplib.SMTP, job: EmailJob) -> Outcome:

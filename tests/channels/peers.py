@@ -288,7 +288,9 @@ class SmtpServer:
                          data: Any) -> Any:
             ok = isinstance(data, LoginPassword) and users is not None and \
                 users.get(data.login.decode()) == data.password.decode()
-            return AuthResult(success=ok)
+            # handled=False: aiosmtpd answers a refusal itself (535); its default, True,
+            # leaves the client waiting for an answer that the handler never gives
+            return AuthResult(success=ok, handled=False)
 
         options: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if users is not None:

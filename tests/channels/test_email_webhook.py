@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
 import ssl
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -233,8 +235,14 @@ def test_starttls_and_authentication(ca, server_tls: ssl.SSLContext,
                           "?starttls=require", "news@shop.example", tls=client_tls)
         assert [o.kind for o in good.send_all([job])] == ["delivered"]
         wrong = SmtpSender(f"smtp://shop:nope@127.0.0.1:{server.port}?starttls=require",
-                           "news@shop.example", tls=client_tls, timeout=1)
-        assert [o.kind for o in wrong.send_all([job])] == ["retry"]  # our setup, not the mail
+                           "news@shop.example", tls=client_tls)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            [refused] = wrong.send_all([job])
+            gc.collect()
+        assert [w for w in caught if w.category is ResourceWarning] == []  # the socket closed
+        assert refused.kind == "retry"  # our setup, not the mail: tried again later
+        assert refused.detail.startswith("SMTPAuthenticationError: (535, ")
         assert len(server.messages) == 1
     finally:
         server.stop()
