@@ -253,16 +253,31 @@ def graph(file: str, output_format: str, workflow_name: str | None) -> None:
                    "scores, tags); the options above change it.")
 @click.option("--db", default=None, help="With --subscriber: SQLAlchemy URL (NURTURE_DB).")
 @click.option("--json", "as_json", is_flag=True, help="The rendered fields as one JSON object.")
+@click.option("--send-to", "send_to", default=None, metavar="ADDRESS",
+              help="Also send the e-mail, as rendered, to this address through "
+                   "NURTURE_SMTP_URL (a test: links not tracked, an unsubscribe link that "
+                   "unsubscribes nobody).")
 @reports_bugs
 def preview(paths: tuple[str, ...], name: str, channel: str | None,
             attributes: tuple[str, ...], scores: tuple[str, ...], tags: tuple[str, ...],
             params: tuple[str, ...], subscriber: str | None, db: str | None,
-            as_json: bool) -> None:
-    """Render a message as one subscriber would get it (nothing is sent)."""
+            as_json: bool, send_to: str | None) -> None:
+    """Render a message as one subscriber would get it (nothing is sent, unless --send-to
+    sends an e-mail as a test)."""
     import orjson
 
-    from engine.preview import PreviewError, parse_assignment
+    from engine.events import is_email_address
+    from engine.preview import PreviewError, parse_assignment, test_email
     from engine.preview import preview as render_preview
+
+    if send_to is not None and not is_email_address(send_to):
+        raise click.BadParameter(f"{send_to!r} is not an e-mail address",
+                                 param_hint="--send-to")
+    settings = _settings(db=db) if send_to is not None else None
+    if settings is not None and not settings.smtp_url:
+        click.echo("nurture: --send-to needs NURTURE_SMTP_URL, the relay to send through",
+                   err=True)
+        sys.exit(2)
 
     result = load_paths(paths)
     if result.catalog is None:
@@ -275,21 +290,46 @@ def preview(paths: tuple[str, ...], name: str, channel: str | None,
             scores={key: _number(key, value) for key, value in map(parse_assignment, scores)},
             tags=tags, params=dict(parse_assignment(text) for text in params),
             stored=None if subscriber is None else _stored(subscriber, db))
+        job = (None if settings is None or send_to is None
+               else test_email(shown, send_to, settings.public_url))
     except PreviewError as problem:
         click.echo(printable(f"nurture: {problem}"), err=True)
         sys.exit(1)
     if as_json:
         click.echo(orjson.dumps(shown.fields).decode())
+    else:
+        variant = shown.variant
+        sender = (f"sent by workflow '{shown.sender[0]}', stage '{shown.sender[1]}'"
+                  if shown.sender else "sent by no workflow")
+        lang = f" lang {variant.lang}" if variant.lang else ""
+        click.echo(f"message {variant.name} {variant.channel}{lang} ({sender})")
+        for field, value in shown.fields.items():
+            text = str(value)
+            click.echo(printable(f"{field}: {text}") if "\n" not in text else
+                       f"{field}:\n" + "\n".join(printable(line) for line in text.split("\n")))
+    if job is not None:
+        assert settings is not None and settings.smtp_url is not None
+        _send_test(job, settings.smtp_url, settings.email_from)
+
+
+def _send_test(job: Any, smtp_url: str, sender: str) -> None:
+    """Send a test e-mail now, or say why it did not go (exit 1). Said on the standard
+    error, so that the preview printed (`--json` too) stays as it is without it."""
+    from channels.email import SmtpSender
+
+    relay = SmtpSender(smtp_url, sender, timeout=20)
+    [outcome] = relay.send_all([job])
+    where = f"{relay.relay.host}:{relay.relay.port}"
+    if outcome.kind == "delivered":
+        click.echo(printable(f"sent to {job.to} through {where} as a test ({outcome.status} "
+                             f"{outcome.detail})"), err=True)
         return
-    variant = shown.variant
-    sender = (f"sent by workflow '{shown.sender[0]}', stage '{shown.sender[1]}'"
-              if shown.sender else "sent by no workflow")
-    lang = f" lang {variant.lang}" if variant.lang else ""
-    click.echo(f"message {variant.name} {variant.channel}{lang} ({sender})")
-    for field, value in shown.fields.items():
-        text = str(value)
-        click.echo(printable(f"{field}: {text}") if "\n" not in text else
-                   f"{field}:\n" + "\n".join(printable(line) for line in text.split("\n")))
+    reason = (f"{where} refused it: {outcome.status} {outcome.detail}"
+              if outcome.status is not None else f"{where} could not be reached or failed: "
+                                                 f"{outcome.detail}")
+    click.echo(printable(f"nurture: the test e-mail to {job.to} was not sent; {reason}"),
+               err=True)
+    sys.exit(1)
 
 
 def _stored(subscriber: str, db: str | None) -> Any:

@@ -10,15 +10,18 @@ given on the command line, in the workflow and stage that send it.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from channels.email import EmailJob
 from channels.render import choose_variant, render_message
 from dsl import model as m
 from dsl.diagnostics import did_you_mean
 from dsl.errors import RenderError
+from dsl.templates import UNSUBSCRIBE_URL
 from engine.sending import message_variables
 
 
@@ -117,3 +120,23 @@ def _first_sender(catalog: m.Catalog, name: str,
             if send.message == name and send.channel == channel:
                 return workflow, stage.name, send
     return None
+
+
+def test_email(shown: Preview, to: str, public_url: str) -> EmailJob:
+    """The previewed e-mail as a test to `to` (`nurture preview --send-to`), to see it in
+    real mail clients before anybody gets it. It is the e-mail a send makes, but for what
+    belongs to a real send: its links are not tracked and it has no open pixel (there is no
+    send to count them for), and its unsubscribe link opens the unsubscribe page without a
+    token, which unsubscribes nobody. A new Message-ID each time, so that a mail service
+    shows every test rather than taking a second one for the first."""
+    if shown.variant.channel != "email":
+        raise PreviewError(f"message '{shown.variant.name}' is a {shown.variant.channel} "
+                           "message: only e-mails can be sent as a test (--send-to)")
+    inert = f"{public_url.rstrip('/')}/v1/unsubscribe"
+
+    def linked(field: str) -> str | None:
+        value = shown.fields.get(field)
+        return None if value is None else str(value).replace(UNSUBSCRIBE_URL, inert)
+
+    key = f"test.{uuid.uuid4().hex}"
+    return EmailJob(key, to, linked("subject") or "", linked("text"), linked("html"), inert)

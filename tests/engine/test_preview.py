@@ -6,9 +6,11 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
+from tests.channels.peers import SmtpServer
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = str(ROOT / "workflows")
@@ -113,3 +115,85 @@ def test_a_stored_subscriber_as_the_database_has_them(tmp_path: Path) -> None:
     code, _, err = run(WORKFLOWS, "--message", "newsletter", "--subscriber", "an", "--db", url)
     assert (code, err.strip()) == (
         2, "nurture: no subscriber 'an' in the database; did you mean 'ann'?")
+
+
+NEWS = (
+    "workflow w {\n"
+    "  stage a { on enter: send email news }\n"
+    "}\n"
+    "message news email {\n"
+    '  subject "News for {{ subscriber.first_name }}"\n'
+    '  html "<p>Hi {{ subscriber.first_name }}: <a href=\\"https://shop.example/new\\">new</a>'
+    ' <a href=\\"{{ unsubscribe_url }}\\">stop</a></p>"\n'
+    "}\n"
+    'message hi push { title "Hi" }\n')
+
+
+def _relay(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str) -> Path:
+    monkeypatch.chdir(tmp_path)  # no .env of the repository's
+    monkeypatch.setenv("NURTURE_SMTP_URL", url)
+    monkeypatch.setenv("NURTURE_EMAIL_FROM", "Shop <news@shop.example>")
+    monkeypatch.setenv("NURTURE_PUBLIC_URL", "https://nurture.shop.example")
+    flow = tmp_path / "w.flow"
+    flow.write_text(NEWS, encoding="utf-8")
+    return flow
+
+
+def test_an_email_is_sent_as_a_test_to_the_address_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_server: SmtpServer) -> None:
+    flow = _relay(monkeypatch, tmp_path, f"smtp://127.0.0.1:{smtp_server.port}?starttls=no")
+    code, out, err = run(str(flow), "--message", "news", "--attribute", "first_name=Ann",
+                         "--send-to", "me@shop.example")
+    assert code == 0, err
+    assert out.splitlines()[:2] == ["message news email (sent by workflow 'w', stage 'a')",
+                                    "subject: News for Ann"]
+    assert err == (f"sent to me@shop.example through 127.0.0.1:{smtp_server.port} as a test "
+                   "(250 accepted by the relay)\n")
+    [message] = smtp_server.messages
+    assert smtp_server.envelopes == [("news@shop.example", ["me@shop.example"])]
+    assert (message["To"], message["Subject"]) == ("me@shop.example", "News for Ann")
+    inert = "https://nurture.shop.example/v1/unsubscribe"  # no token: unsubscribes nobody
+    assert message["List-Unsubscribe"] == f"<{inert}>"
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert html.strip() == (
+        '<p>Hi Ann: <a href="https://shop.example/new">new</a> '
+        f'<a href="{inert}">stop</a></p>')  # not tracked, no pixel
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert text.startswith("Hi Ann: new")
+    run(str(flow), "--message", "news", "--send-to", "me@shop.example",
+        "--attribute", "first_name=Bo")
+    assert len({m["Message-ID"] for m in smtp_server.messages}) == 2  # each test shown
+
+
+def test_a_test_email_that_does_not_go_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = SmtpServer(handler_answer=lambda to: "550 5.1.1 no such user"
+                        if to.startswith("nobody@") else None)
+    server.start(users={"shop": "right"})
+    try:
+        flow = _relay(monkeypatch, tmp_path, f"smtp://shop:wrong@127.0.0.1:{server.port}")
+        code, _, err = run(str(flow), "--message", "news", "--attribute", "first_name=Ann",
+                           "--send-to", "me@shop.example")
+        assert code == 1
+        assert err.startswith(f"nurture: the test e-mail to me@shop.example was not sent; "
+                              f"127.0.0.1:{server.port} could not be reached or failed: "
+                              "SMTPAuthenticationError: (535")
+        monkeypatch.setenv("NURTURE_SMTP_URL", f"smtp://shop:right@127.0.0.1:{server.port}")
+        code, _, err = run(str(flow), "--message", "news", "--attribute", "first_name=Ann",
+                           "--send-to", "nobody@shop.example")
+        assert (code, err) == (1, "nurture: the test e-mail to nobody@shop.example was not "
+                                  f"sent; 127.0.0.1:{server.port} refused it: 550 5.1.1 no "
+                                  "such user\n")
+        assert server.messages == []
+        code, _, err = run(str(flow), "--message", "hi", "--send-to", "me@shop.example")
+        assert (code, err) == (1, "nurture: message 'hi' is a push message: only e-mails can "
+                                  "be sent as a test (--send-to)\n")
+        code, _, err = run(str(flow), "--message", "news", "--send-to", "me")
+        assert code == 2 and "'me' is not an e-mail address" in err
+        monkeypatch.delenv("NURTURE_SMTP_URL")
+        code, _, err = run(str(flow), "--message", "news", "--send-to", "me@shop.example")
+        assert (code, err) == (2, "nurture: --send-to needs NURTURE_SMTP_URL, the relay to "
+                                  "send through\n")
+        assert server.messages == []
+    finally:
+        server.stop()
