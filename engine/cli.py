@@ -253,31 +253,22 @@ def graph(file: str, output_format: str, workflow_name: str | None) -> None:
                    "scores, tags); the options above change it.")
 @click.option("--db", default=None, help="With --subscriber: SQLAlchemy URL (NURTURE_DB).")
 @click.option("--json", "as_json", is_flag=True, help="The rendered fields as one JSON object.")
-@click.option("--send-to", "send_to", default=None, metavar="ADDRESS",
-              help="Also send the e-mail, as rendered, to this address through "
-                   "NURTURE_SMTP_URL (a test: links not tracked, an unsubscribe link that "
-                   "unsubscribes nobody).")
+@click.option("--send-to", "send_to", default=None, metavar="ADDRESS|SUBSCRIBER",
+              help="Also send the message, as rendered, as a test: an e-mail to this address "
+                   "through NURTURE_SMTP_URL, a push to this subscriber's browsers (with "
+                   "--db). Links are not tracked, and an e-mail's unsubscribe link "
+                   "unsubscribes nobody.")
 @reports_bugs
 def preview(paths: tuple[str, ...], name: str, channel: str | None,
             attributes: tuple[str, ...], scores: tuple[str, ...], tags: tuple[str, ...],
             params: tuple[str, ...], subscriber: str | None, db: str | None,
             as_json: bool, send_to: str | None) -> None:
     """Render a message as one subscriber would get it (nothing is sent, unless --send-to
-    sends an e-mail as a test)."""
+    sends it as a test)."""
     import orjson
 
-    from engine.events import is_email_address
-    from engine.preview import PreviewError, parse_assignment, test_email
+    from engine.preview import PreviewError, parse_assignment
     from engine.preview import preview as render_preview
-
-    if send_to is not None and not is_email_address(send_to):
-        raise click.BadParameter(f"{send_to!r} is not an e-mail address",
-                                 param_hint="--send-to")
-    settings = _settings(db=db) if send_to is not None else None
-    if settings is not None and not settings.smtp_url:
-        click.echo("nurture: --send-to needs NURTURE_SMTP_URL, the relay to send through",
-                   err=True)
-        sys.exit(2)
 
     result = load_paths(paths)
     if result.catalog is None:
@@ -290,8 +281,7 @@ def preview(paths: tuple[str, ...], name: str, channel: str | None,
             scores={key: _number(key, value) for key, value in map(parse_assignment, scores)},
             tags=tags, params=dict(parse_assignment(text) for text in params),
             stored=None if subscriber is None else _stored(subscriber, db))
-        job = (None if settings is None or send_to is None
-               else test_email(shown, send_to, settings.public_url))
+        send = None if send_to is None else _test_send(shown, send_to, db)
     except PreviewError as problem:
         click.echo(printable(f"nurture: {problem}"), err=True)
         sys.exit(1)
@@ -307,29 +297,126 @@ def preview(paths: tuple[str, ...], name: str, channel: str | None,
             text = str(value)
             click.echo(printable(f"{field}: {text}") if "\n" not in text else
                        f"{field}:\n" + "\n".join(printable(line) for line in text.split("\n")))
-    if job is not None:
-        assert settings is not None and settings.smtp_url is not None
-        _send_test(job, settings.smtp_url, settings.email_from)
+    if send is not None:
+        send()
 
 
-def _send_test(job: Any, smtp_url: str, sender: str) -> None:
-    """Send a test e-mail now, or say why it did not go (exit 1). Said on the standard
-    error, so that the preview printed (`--json` too) stays as it is without it."""
+def _test_send(shown: Any, to: str, db: str | None) -> Callable[[], None]:
+    """What `--send-to` sends, checked before anything is printed (exit 2 for what the
+    command line or the settings lack): a function that sends it and says how it went on
+    the standard error, so that the preview printed (`--json` too) stays as it is."""
+    from engine.events import is_email_address
+    from engine.preview import PreviewError
+
+    settings = _settings(db=db)
+    channel = shown.variant.channel
+    if channel == "email":
+        if not is_email_address(to):
+            raise click.BadParameter(f"{to!r} is not an e-mail address (the message is an "
+                                     "e-mail)", param_hint="--send-to")
+        if not settings.smtp_url:
+            click.echo("nurture: --send-to needs NURTURE_SMTP_URL, the relay to send through",
+                       err=True)
+            sys.exit(2)
+        return lambda: _send_test_email(shown, to, settings)
+    if channel == "push":
+        return _test_push(shown, to, settings)
+    raise PreviewError(f"message '{shown.variant.name}' is a {channel} message: only e-mails "
+                       "and pushes can be sent as a test (--send-to)")
+
+
+def _send_test_email(shown: Any, to: str, settings: Any) -> None:
     from channels.email import SmtpSender
+    from engine.preview import test_email
 
-    relay = SmtpSender(smtp_url, sender, timeout=20)
-    [outcome] = relay.send_all([job])
+    relay = SmtpSender(settings.smtp_url, settings.email_from, timeout=20)
+    [outcome] = relay.send_all([test_email(shown, to, settings.public_url)])
     where = f"{relay.relay.host}:{relay.relay.port}"
     if outcome.kind == "delivered":
-        click.echo(printable(f"sent to {job.to} through {where} as a test ({outcome.status} "
+        click.echo(printable(f"sent to {to} through {where} as a test ({outcome.status} "
                              f"{outcome.detail})"), err=True)
         return
     reason = (f"{where} refused it: {outcome.status} {outcome.detail}"
               if outcome.status is not None else f"{where} could not be reached or failed: "
                                                  f"{outcome.detail}")
-    click.echo(printable(f"nurture: the test e-mail to {job.to} was not sent; {reason}"),
-               err=True)
+    click.echo(printable(f"nurture: the test e-mail to {to} was not sent; {reason}"), err=True)
     sys.exit(1)
+
+
+def _test_push(shown: Any, subscriber: str, settings: Any) -> Callable[[], None]:
+    """A test push goes only where a real one could: to a subscriber who consented to push,
+    at each of their live browsers (the marketer's own, subscribed on the site)."""
+    import asyncio
+
+    from channels.endpoints import PushEndpointPolicy
+    from channels.webpush import WebPushSender
+    from engine.clock import SystemClock
+    from engine.config import ConfigError
+    from engine.preview import test_pushes
+    from engine.store import push_subscriptions, queries
+    from engine.store.database import open_database
+
+    database = open_database(settings.db, existing=True)
+    try:
+        with database.reading() as connection:
+            key = queries.subscriber_key(connection, subscriber)
+            if key is None:
+                _no_such_subscribers(connection, [subscriber])
+            assert key is not None
+            consented = queries.consent_now(queries.consents(connection, key)).get("push")
+            browsers = push_subscriptions.live(connection, key)
+    finally:
+        database.dispose()
+    if not consented:
+        click.echo(printable(f"nurture: {subscriber} has not consented to push: a test goes "
+                             "only where a send could"), err=True)
+        sys.exit(2)
+    if not browsers:
+        click.echo(printable(f"nurture: {subscriber} has no live browser to push to "
+                             "(subscribe one on the site first)"), err=True)
+        sys.exit(2)
+    try:
+        vapid = settings.vapid_key()
+    except ConfigError as problem:
+        click.echo(printable(f"nurture: {problem}"), err=True)
+        sys.exit(2)
+    jobs = test_pushes(shown, browsers)
+
+    async def send_all() -> list[Any]:
+        sender = WebPushSender(vapid, settings.vapid_subject,
+                               PushEndpointPolicy.from_hosts(settings.push_allow_hosts),
+                               SystemClock().now)
+        try:
+            return [await sender.send(job) for job in jobs]
+        finally:
+            await sender.close()
+
+    def send() -> None:
+        failed = 0
+        for job, outcome in zip(jobs, asyncio.run(send_all()), strict=True):
+            said = (f"the push service answered {outcome.status}"
+                    f"{': ' + outcome.detail if outcome.detail else ''}"
+                    if outcome.status is not None else outcome.detail)
+            if outcome.kind == "delivered":
+                click.echo(printable(f"pushed to {subscriber}'s browser at "
+                                     f"{_origin(job.endpoint)} as a test ({said})"), err=True)
+            else:
+                failed += 1
+                click.echo(printable(f"nurture: the test push to {subscriber}'s browser at "
+                                     f"{_origin(job.endpoint)} was not sent: {said}"),
+                           err=True)
+        if failed:
+            sys.exit(1)
+
+    return send
+
+
+def _origin(endpoint: str) -> str:
+    """A push endpoint's service, without the browser's own path (a capability)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _stored(subscriber: str, db: str | None) -> Any:

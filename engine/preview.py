@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from channels.email import EmailJob
 from channels.render import choose_variant, render_message
@@ -23,6 +23,9 @@ from dsl.diagnostics import did_you_mean
 from dsl.errors import RenderError
 from dsl.templates import UNSUBSCRIBE_URL
 from engine.sending import message_variables
+
+if TYPE_CHECKING:
+    from channels.webpush import PushJob
 
 
 class PreviewError(ValueError):
@@ -129,9 +132,6 @@ def test_email(shown: Preview, to: str, public_url: str) -> EmailJob:
     send to count them for), and its unsubscribe link opens the unsubscribe page without a
     token, which unsubscribes nobody. A new Message-ID each time, so that a mail service
     shows every test rather than taking a second one for the first."""
-    if shown.variant.channel != "email":
-        raise PreviewError(f"message '{shown.variant.name}' is a {shown.variant.channel} "
-                           "message: only e-mails can be sent as a test (--send-to)")
     inert = f"{public_url.rstrip('/')}/v1/unsubscribe"
 
     def linked(field: str) -> str | None:
@@ -140,3 +140,19 @@ def test_email(shown: Preview, to: str, public_url: str) -> EmailJob:
 
     key = f"test.{uuid.uuid4().hex}"
     return EmailJob(key, to, linked("subject") or "", linked("text"), linked("html"), inert)
+
+
+def test_pushes(shown: Preview, browsers: Sequence[tuple[str, str, str]]) -> list[PushJob]:
+    """The previewed push as a test to each browser (`endpoint`, `p256dh`, `auth`): what a
+    send pushes, but with no token, so that the service worker reports neither its showing
+    nor a click (there is no send to count them for)."""
+    from channels.webpush import PushJob, payload, topic  # pywebpush: only when pushing
+
+    jobs = []
+    for endpoint, p256dh, auth in browsers:
+        key = f"test.{uuid.uuid4().hex}"
+        tag = topic(shown.fields.get("topic"), key)
+        jobs.append(PushJob(key, endpoint, p256dh, auth, payload(shown.fields, tag, ""),
+                            int(shown.fields.get("ttl") or 0),
+                            str(shown.fields.get("urgency") or "normal"), tag))
+    return jobs

@@ -34,6 +34,16 @@ def add(connection: Connection, external_id: str, endpoint: str, p256dh: str, au
                                   {"endpoint": endpoint, **values}).scalar_one())
 
 
+def live(connection: Connection, key: int) -> list[tuple[str, str, str]]:
+    """A subscriber's live browsers: (endpoint, p256dh, auth), the oldest first."""
+    return [(row.endpoint, row.p256dh, row.auth) for row in connection.execute(
+        select(PUSH_SUBSCRIPTIONS.c.endpoint, PUSH_SUBSCRIPTIONS.c.p256dh,
+               PUSH_SUBSCRIPTIONS.c.auth)
+        .where(PUSH_SUBSCRIPTIONS.c.subscriber_id == key,
+               PUSH_SUBSCRIPTIONS.c.removed_at.is_(None))
+        .order_by(PUSH_SUBSCRIPTIONS.c.id))]
+
+
 def remove(connection: Connection, endpoint: str, at: datetime, reason: str,
            owner: str | None = None) -> None:
     """Mark a subscription removed (only if it is `owner`'s, when one is named)."""

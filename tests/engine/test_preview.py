@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from dsl.loader import load_paths
 from engine.cli import main
-from tests.channels.peers import SmtpServer
+from engine.clock import VirtualClock
+from engine.events import parse_event
+from engine.processor import Engine
+from engine.store import push_subscriptions
+from engine.store.database import open_database
+from tests.channels.peers import PushService, SmtpServer
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = str(ROOT / "workflows")
@@ -126,7 +132,7 @@ NEWS = (
     '  html "<p>Hi {{ subscriber.first_name }}: <a href=\\"https://shop.example/new\\">new</a>'
     ' <a href=\\"{{ unsubscribe_url }}\\">stop</a></p>"\n'
     "}\n"
-    'message hi push { title "Hi" }\n')
+    'message ping webhook { url "https://crm.example/hook" }\n')
 
 
 def _relay(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str) -> Path:
@@ -185,15 +191,86 @@ def test_a_test_email_that_does_not_go_says_why(
                                   f"sent; 127.0.0.1:{server.port} refused it: 550 5.1.1 no "
                                   "such user\n")
         assert server.messages == []
-        code, _, err = run(str(flow), "--message", "hi", "--send-to", "me@shop.example")
-        assert (code, err) == (1, "nurture: message 'hi' is a push message: only e-mails can "
-                                  "be sent as a test (--send-to)\n")
-        code, _, err = run(str(flow), "--message", "news", "--send-to", "me")
-        assert code == 2 and "'me' is not an e-mail address" in err
+        code, _, err = run(str(flow), "--message", "ping", "--send-to", "me@shop.example")
+        assert (code, err) == (1, "nurture: message 'ping' is a webhook message: only e-mails "
+                                  "and pushes can be sent as a test (--send-to)\n")
+        code, _, err = run(str(flow), "--message", "news", "--attribute", "first_name=Ann",
+                           "--send-to", "me")
+        assert code == 2 and "'me' is not an e-mail address (the message is an e-mail)" in err
         monkeypatch.delenv("NURTURE_SMTP_URL")
-        code, _, err = run(str(flow), "--message", "news", "--send-to", "me@shop.example")
+        code, _, err = run(str(flow), "--message", "news", "--attribute", "first_name=Ann",
+                           "--send-to", "me@shop.example")
         assert (code, err) == (2, "nurture: --send-to needs NURTURE_SMTP_URL, the relay to "
                                   "send through\n")
         assert server.messages == []
     finally:
         server.stop()
+
+
+OFFER = """\
+workflow w {
+  stage a { on enter: send push offer with percent = 10 }
+}
+message offer push {
+  title "{{ percent }}% off for {{ subscriber.first_name | default('you') }}"
+  body "Today only"
+  url "https://shop.example/offer"
+  ttl 2 days
+  urgency high
+}
+"""
+
+
+def test_a_push_is_sent_as_a_test_to_each_browser_of_a_subscriber_who_consented(
+        tmp_path: Path, database_url: str, push_service: PushService, ca_file: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # real time: the push sender's timers run on asyncio's clock, which freezegun would stop
+    monkeypatch.chdir(tmp_path)
+    Path("w.flow").write_text(OFFER, encoding="utf-8")
+    monkeypatch.setenv("SSL_CERT_FILE", ca_file)  # the local push service's throw-away CA
+    monkeypatch.setenv("NURTURE_PUSH_ALLOW_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("NURTURE_VAPID_SUBJECT", "mailto:ops@shop.example")
+    assert CliRunner().invoke(main, ["keys"]).exit_code == 0
+    catalog = load_paths(["w.flow"]).catalog
+    assert catalog is not None
+    database = open_database(database_url)
+    now = datetime.now(UTC)
+    joined = [
+        {"subscriber": "me", "type": "subscribed",
+         "properties": {"channels": ["push"], "attributes": {"first_name": "Ann"}}},
+        {"subscriber": "mail_only", "type": "subscribed",
+         "properties": {"channels": ["email"], "email": "m@example.com"}},
+        {"subscriber": "no_browser", "type": "subscribed", "properties": {"channels": ["push"]}}]
+    Engine(catalog, database, clock=VirtualClock(now)).ingest(
+        [parse_event(raw, seq, now) for seq, raw in enumerate(joined)])
+    with database.transaction() as connection:
+        for who, name in (("me", "phone"), ("me", "laptop"), ("mail_only", "tablet")):
+            browser = push_service.browser(name)
+            push_subscriptions.add(connection, who, push_service.endpoint(name),
+                                   browser.p256dh, browser.auth_secret, now)
+    database.dispose()
+    code, out, err = run("w.flow", "--message", "offer", "--subscriber", "me", "--db",
+                         database_url, "--send-to", "me")
+    assert code == 0, err
+    assert out.splitlines()[1] == "title: 10% off for Ann"
+    assert err.splitlines() == [
+        f"pushed to me's browser at {push_service.origin} as a test (the push service "
+        "answered 201)"] * 2
+    assert [(r.browser, r.payload["title"], r.payload["url"], r.payload["token"],
+             r.headers["TTL"], r.headers["Urgency"], r.sender) for r in push_service.received
+            ] == [(name, "10% off for Ann", "https://shop.example/offer", "", "172800",
+                   "high", "mailto:ops@shop.example") for name in ("phone", "laptop")]
+    push_service.answer("laptop", 410)  # the browser unsubscribed
+    code, _, err = run("w.flow", "--message", "offer", "--db", database_url, "--send-to", "me")
+    assert code == 1
+    assert err.splitlines()[1].startswith(
+        f"nurture: the test push to me's browser at {push_service.origin} was not sent: the "
+        "push service answered 410")
+    for who, said in (("mail_only", "mail_only has not consented to push: a test goes only "
+                                    "where a send could"),
+                      ("no_browser", "no_browser has no live browser to push to (subscribe "
+                                     "one on the site first)")):
+        code, _, err = run("w.flow", "--message", "offer", "--db", database_url,
+                           "--send-to", who)
+        assert (code, err) == (2, f"nurture: {said}\n")
+    assert len(push_service.received) == 3  # the phone, once more
