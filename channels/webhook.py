@@ -2,8 +2,9 @@
 
 Headers: `X-Nurture-Timestamp` (Unix seconds), `X-Nurture-Signature` (`sha256=` and the hex
 HMAC-SHA256 of `TIMESTAMP.BODY` with the webhook secret) and `X-Nurture-Delivery` (the same for
-every retry of one delivery, so a receiver can drop repeats). A receiver checks the signature
-and refuses old timestamps. 2xx is delivered; 429, 5xx and timeouts are retried; redirects are
+every retry of one delivery, so a receiver can drop repeats); a test sent by hand (`nurture
+preview --send-to`) also has `X-Nurture-Test: 1`. A receiver checks the signature and refuses
+old timestamps. 2xx is delivered; 429, 5xx and timeouts are retried; redirects are
 not followed. This machine's own addresses and the cloud's metadata address are not reached
 (`channels.endpoints.WebhookAddressPolicy`).
 """
@@ -33,6 +34,8 @@ class WebhookJob:
     key: str
     url: str
     body: bytes
+    test: bool = False
+    """Sent by hand to try the receiver (`X-Nurture-Test: 1`), for no subscriber's step."""
 
 
 class RefusedAddress(OSError):
@@ -89,6 +92,8 @@ class WebhookSender:
                    "X-Nurture-Delivery": job.key,
                    "X-Nurture-Timestamp": str(stamp),
                    "X-Nurture-Signature": webhook_signature(self.secret, stamp, job.body)}
+        if job.test:
+            headers["X-Nurture-Test"] = "1"
         if self.previous is not None:
             headers["X-Nurture-Signature-Previous"] = webhook_signature(self.previous, stamp,
                                                                         job.body)

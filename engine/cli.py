@@ -16,6 +16,7 @@ from decimal import Decimal
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -253,11 +254,11 @@ def graph(file: str, output_format: str, workflow_name: str | None) -> None:
                    "scores, tags); the options above change it.")
 @click.option("--db", default=None, help="With --subscriber: SQLAlchemy URL (NURTURE_DB).")
 @click.option("--json", "as_json", is_flag=True, help="The rendered fields as one JSON object.")
-@click.option("--send-to", "send_to", default=None, metavar="ADDRESS|SUBSCRIBER",
+@click.option("--send-to", "send_to", default=None, metavar="ADDRESS|SUBSCRIBER|URL",
               help="Also send the message, as rendered, as a test: an e-mail to this address "
                    "through NURTURE_SMTP_URL, a push to this subscriber's browsers (with "
-                   "--db). Links are not tracked, and an e-mail's unsubscribe link "
-                   "unsubscribes nobody.")
+                   "--db), a webhook to this URL. Links are not tracked, and an e-mail's "
+                   "unsubscribe link unsubscribes nobody.")
 @reports_bugs
 def preview(paths: tuple[str, ...], name: str, channel: str | None,
             attributes: tuple[str, ...], scores: tuple[str, ...], tags: tuple[str, ...],
@@ -306,7 +307,6 @@ def _test_send(shown: Any, to: str, db: str | None) -> Callable[[], None]:
     command line or the settings lack): a function that sends it and says how it went on
     the standard error, so that the preview printed (`--json` too) stays as it is."""
     from engine.events import is_email_address
-    from engine.preview import PreviewError
 
     settings = _settings(db=db)
     channel = shown.variant.channel
@@ -321,8 +321,43 @@ def _test_send(shown: Any, to: str, db: str | None) -> Callable[[], None]:
         return lambda: _send_test_email(shown, to, settings)
     if channel == "push":
         return _test_push(shown, to, settings)
-    raise PreviewError(f"message '{shown.variant.name}' is a {channel} message: only e-mails "
-                       "and pushes can be sent as a test (--send-to)")
+    parts = urlsplit(to)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{to!r} is not an http(s) URL (the message is a webhook)",
+                                 param_hint="--send-to")
+    return lambda: _send_test_webhook(shown, to, settings)
+
+
+def _send_test_webhook(shown: Any, url: str, settings: Any) -> None:
+    import asyncio
+
+    from channels.endpoints import WebhookAddressPolicy
+    from channels.webhook import WebhookSender
+    from engine.preview import test_webhook
+
+    earlier = settings.earlier_secrets()
+    job = test_webhook(shown, url)
+
+    async def send() -> Any:
+        sender = WebhookSender(settings.signing_secret(create=True),
+                               previous=earlier[0] if earlier else None,
+                               policy=WebhookAddressPolicy.from_hosts(
+                                   settings.webhook_allow_hosts))
+        try:
+            return await sender.send(job)
+        finally:
+            await sender.close()
+
+    outcome = asyncio.run(send())
+    said = (f"{outcome.status}{': ' + outcome.detail if outcome.detail else ''}"
+            if outcome.status is not None else outcome.detail)
+    if outcome.kind == "delivered":
+        click.echo(printable(f"posted to {url} as a test (the receiver answered {said})"),
+                   err=True)
+        return
+    click.echo(printable(f"nurture: the test webhook to {url} was not sent: "
+                         f"{'the receiver answered ' if outcome.status else ''}{said}"), err=True)
+    sys.exit(1)
 
 
 def _send_test_email(shown: Any, to: str, settings: Any) -> None:
@@ -413,8 +448,6 @@ def _test_push(shown: Any, subscriber: str, settings: Any) -> Callable[[], None]
 
 def _origin(endpoint: str) -> str:
     """A push endpoint's service, without the browser's own path (a capability)."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(endpoint)
     return f"{parts.scheme}://{parts.netloc}"
 

@@ -14,18 +14,17 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from channels.email import EmailJob
 from channels.render import choose_variant, render_message
+from channels.webhook import WebhookJob
+from channels.webpush import PushJob, payload, topic
 from dsl import model as m
 from dsl.diagnostics import did_you_mean
 from dsl.errors import RenderError
 from dsl.templates import UNSUBSCRIBE_URL
 from engine.sending import message_variables
-
-if TYPE_CHECKING:
-    from channels.webpush import PushJob
 
 
 class PreviewError(ValueError):
@@ -49,6 +48,8 @@ class Preview:
     sender: tuple[str, str] | None
     """`(workflow, stage)` of the first step that sends the message, if one does."""
     fields: dict[str, Any]
+    subscriber: str = "preview"
+    """Whose it is: the stored subscriber's id, else `preview` (as the templates saw it)."""
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -113,7 +114,8 @@ def preview(catalog: m.Catalog, name: str, channel: str | None = None,
                            f"subscriber: {problem.message} (a send would be skipped as "
                            "render_error)") from None
     return Preview(variant, (sender[0].name, sender[1]) if sender else None,
-                   {key: value for key, value in rendered.fields.items() if value is not None})
+                   {key: value for key, value in rendered.fields.items() if value is not None},
+                   stored.id if stored else "preview")
 
 
 def _first_sender(catalog: m.Catalog, name: str,
@@ -146,8 +148,6 @@ def test_pushes(shown: Preview, browsers: Sequence[tuple[str, str, str]]) -> lis
     """The previewed push as a test to each browser (`endpoint`, `p256dh`, `auth`): what a
     send pushes, but with no token, so that the service worker reports neither its showing
     nor a click (there is no send to count them for)."""
-    from channels.webpush import PushJob, payload, topic  # pywebpush: only when pushing
-
     jobs = []
     for endpoint, p256dh, auth in browsers:
         key = f"test.{uuid.uuid4().hex}"
@@ -156,3 +156,16 @@ def test_pushes(shown: Preview, browsers: Sequence[tuple[str, str, str]]) -> lis
                             int(shown.fields.get("ttl") or 0),
                             str(shown.fields.get("urgency") or "normal"), tag))
     return jobs
+
+
+def test_webhook(shown: Preview, url: str) -> WebhookJob:
+    """The previewed webhook as a test to `url`: its body as a send renders it (or, with
+    none, what the dispatcher sends then), signed as every webhook is, and marked
+    `X-Nurture-Test: 1` with a delivery key of its own, so that the receiver can tell it
+    from a lead."""
+    body = shown.fields.get("body")
+    if body is None:  # as `engine.dispatcher` sends a webhook without a body
+        body = json.dumps({"subscriber": shown.subscriber,
+                           "workflow": shown.sender[0] if shown.sender else "preview",
+                           "message": shown.variant.name})
+    return WebhookJob(f"test.{uuid.uuid4().hex}", url, str(body).encode(), test=True)

@@ -16,7 +16,7 @@ from engine.events import parse_event
 from engine.processor import Engine
 from engine.store import push_subscriptions
 from engine.store.database import open_database
-from tests.channels.peers import PushService, SmtpServer
+from tests.channels.peers import PushService, SmtpServer, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = str(ROOT / "workflows")
@@ -192,8 +192,8 @@ def test_a_test_email_that_does_not_go_says_why(
                                   "such user\n")
         assert server.messages == []
         code, _, err = run(str(flow), "--message", "ping", "--send-to", "me@shop.example")
-        assert (code, err) == (1, "nurture: message 'ping' is a webhook message: only e-mails "
-                                  "and pushes can be sent as a test (--send-to)\n")
+        assert code == 2  # a webhook goes to a URL
+        assert "'me@shop.example' is not an http(s) URL (the message is a webhook)" in err
         code, _, err = run(str(flow), "--message", "news", "--attribute", "first_name=Ann",
                            "--send-to", "me")
         assert code == 2 and "'me' is not an e-mail address (the message is an e-mail)" in err
@@ -274,3 +274,46 @@ def test_a_push_is_sent_as_a_test_to_each_browser_of_a_subscriber_who_consented(
                            "--send-to", who)
         assert (code, err) == (2, f"nurture: {said}\n")
     assert len(push_service.received) == 3  # the phone, once more
+
+
+def test_a_webhook_is_posted_as_a_test_signed_and_marked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "a-secret-of-32-characters-or-so!"
+    receiver = WebhookReceiver(secret.encode())
+    try:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("NURTURE_SECRET", secret)
+        monkeypatch.setenv("NURTURE_WEBHOOK_ALLOW_HOSTS", "127.0.0.1")
+        Path("w.flow").write_text(
+            'workflow w {\n  stage a {\n    on enter: send webhook lead\n'
+            '    on enter: send webhook plain\n  }\n}\n'
+            'message lead webhook {\n  url "https://crm.example/hook"\n'
+            '  body "{\\"lead\\": \\"{{ subscriber.id }}\\", \\"role\\": '
+            '\\"{{ subscriber.role }}\\"}"\n}\n'
+            'message plain webhook { url "https://crm.example/other" }\n', encoding="utf-8")
+        code, out, err = run("w.flow", "--message", "lead", "--attribute", "role=cto",
+                             "--send-to", receiver.url)
+        assert code == 0, err
+        assert 'body: {"lead": "preview", "role": "cto"}' in out.splitlines()
+        assert err == f"posted to {receiver.url} as a test (the receiver answered 200: ok)\n"
+        code, _, err = run("w.flow", "--message", "plain", "--send-to", receiver.url)
+        assert code == 0, err
+        [(lead, lead_body, lead_valid), (plain, plain_body, plain_valid)] = receiver.received
+        assert json.loads(lead_body) == {"lead": "preview", "role": "cto"}
+        assert json.loads(plain_body) == {"subscriber": "preview", "workflow": "w",
+                                          "message": "plain"}  # as a send without a body
+        assert lead_valid and plain_valid  # signed with the service's secret
+        assert lead["X-Nurture-Test"] == plain["X-Nurture-Test"] == "1"
+        assert lead["X-Nurture-Delivery"] != plain["X-Nurture-Delivery"]
+        receiver.answers.append(422)
+        code, _, err = run("w.flow", "--message", "plain", "--send-to", receiver.url)
+        assert (code, err) == (1, f"nurture: the test webhook to {receiver.url} was not sent: "
+                                  "the receiver answered 422: ok\n")
+        code, _, err = run("w.flow", "--message", "plain", "--send-to", "crm.example/hook")
+        assert code == 2 and "is not an http(s) URL (the message is a webhook)" in err
+        monkeypatch.delenv("NURTURE_WEBHOOK_ALLOW_HOSTS")  # this machine: refused, as sends
+        code, _, err = run("w.flow", "--message", "plain", "--send-to", receiver.url)
+        assert code == 1 and "was not sent: refused: " in err
+        assert len(receiver.received) == 3
+    finally:
+        receiver.stop()
