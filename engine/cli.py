@@ -1073,11 +1073,13 @@ def waiting(workflow_names: tuple[str, ...], only_stages: tuple[str, ...], as_js
               help="An attribute to show (repeatable): `email`, `company`...")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per subscriber (JSON lines), written as they are read.")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="CSV with a header row, for a spreadsheet, written as they are read.")
 @click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
 @click.option("--workflows", default=None, help="Folder of .flow files (NURTURE_WORKFLOWS).")
 @reports_bugs
 def leads(workflow_name: str, only_stages: tuple[str, ...], score: str | None, limit: int,
-          attributes: tuple[str, ...], as_json: bool, db: str | None,
+          attributes: tuple[str, ...], as_json: bool, as_csv: bool, db: str | None,
           workflows: str | None) -> None:
     """A workflow's subscribers, highest score first: their stage and since when, the
     workflow's scores, their tags, and the attributes asked for (the list a sales team
@@ -1087,6 +1089,8 @@ def leads(workflow_name: str, only_stages: tuple[str, ...], score: str | None, l
     from engine.leads import (
         UnknownScore,
         count,
+        csv_header,
+        csv_row,
         heading,
         lead_json,
         lead_lines,
@@ -1096,6 +1100,8 @@ def leads(workflow_name: str, only_stages: tuple[str, ...], score: str | None, l
     from engine.store.database import open_database
     from engine.waiting import UnknownStage
 
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv: choose one")
     settings = _settings(db=db, workflows=workflows)
     catalog, [name] = _workflows_named(settings.workflows, (workflow_name,))
     workflow = next(w for w in catalog.workflows if w.name == name)
@@ -1112,6 +1118,14 @@ def leads(workflow_name: str, only_stages: tuple[str, ...], score: str | None, l
                 write = sys.stdout.write
                 for lead in found:
                     write(orjson.dumps(lead_json(asked, lead)).decode() + "\n")
+                return
+            if as_csv:
+                import csv
+
+                table = csv.writer(sys.stdout, lineterminator="\n")
+                table.writerow(csv_header(asked))
+                for lead in found:
+                    table.writerow(csv_row(asked, lead))
                 return
             total = count(connection, asked)
             listed = list(found)

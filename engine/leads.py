@@ -133,3 +133,33 @@ def lead_json(asked: Ranking, lead: Lead) -> dict[str, Any]:
             "stage_entered_at": f"{lead.stage_entered_at:%Y-%m-%dT%H:%M:%SZ}",
             "scores": {name: json_number(value) for name, value in lead.scores.items()},
             "tags": list(lead.tags), "attributes": lead.attributes}
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula (`=HYPERLINK(…)` in a first name)."""
+
+
+def csv_header(asked: Ranking) -> list[str]:
+    return ["subscriber", "stage", "stage_entered_at",
+            *(score.name for score in asked.workflow.scores), "tags", *asked.attributes]
+
+
+def csv_row(asked: Ranking, lead: Lead) -> list[str]:
+    """A lead as a spreadsheet row. Text that subscribers gave (ids, attributes, tags) is
+    defused: a cell beginning as a formula begins with `'` instead, which spreadsheets show
+    as text (OWASP's advice on CSV injection); numbers nurture wrote are left as they are."""
+    return [_text_cell(lead.subscriber), lead.stage,
+            f"{lead.stage_entered_at:%Y-%m-%dT%H:%M:%SZ}",
+            *(str(json_number(lead.scores[score.name])) for score in asked.workflow.scores),
+            _text_cell(", ".join(lead.tags)),
+            *(_text_cell(_csv_value(lead.attributes.get(name))) for name in asked.attributes)]
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json_value(value)
+
+
+def _text_cell(text: str) -> str:
+    return "'" + text if text.startswith(FORMULA_STARTS) else text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Callable
 from decimal import Decimal
@@ -147,3 +149,25 @@ def test_a_misspelt_score_stage_or_workflow_is_refused_with_the_name_meant(
         2, "", "nurture: workflow 'w' has no stage 'secnd'; did you mean 'second'?\n")
     code, _, err = _leads(database_url, "ww")
     assert code == 2 and "did you mean 'w'?" in err
+
+
+def test_leads_as_csv_for_a_spreadsheet_with_formulas_defused(
+        flow: Callable[..., FlowTest], database_url: str) -> None:
+    run = flow(FLOW)
+    _journeys(run)
+    run.event("ann", "attributes", first_name='=HYPERLINK("https://evil.example","Ann")')
+    run.event("eve", "attributes", first_name="Eve, Jr.", vip=True)
+    code, out, err = _leads(database_url, "w", "--limit", "3", "--attribute", "first_name",
+                            "--attribute", "vip", "--csv")
+    assert (code, err) == (0, "")
+    assert out.split("\n") == [
+        "subscriber,stage,stage_entered_at,heat,fit,tags,first_name,vip",
+        "ann,first,2026-01-05T09:00:00Z,15,10,,"
+        "\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"Ann\"\")\",",
+        'eve,second,2026-01-05T09:09:00Z,10,0,vip,"Eve, Jr.",true',
+        "bo,first,2026-01-05T09:01:00Z,7.5,0,,,",
+        ""]
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[1][6] == "'=HYPERLINK(\"https://evil.example\",\"Ann\")"  # shown as text
+    code, _, err = _leads(database_url, "w", "--csv", "--json")
+    assert code == 2 and "--json and --csv: choose one" in err
