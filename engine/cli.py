@@ -11,7 +11,8 @@ import os
 import socket
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from functools import wraps
 from pathlib import Path
@@ -389,19 +390,10 @@ def _test_push(shown: Any, subscriber: str, settings: Any) -> Callable[[], None]
     from engine.config import ConfigError
     from engine.preview import test_pushes
     from engine.store import push_subscriptions, queries
-    from engine.store.database import open_database
 
-    database = open_database(settings.db, existing=True)
-    try:
-        with database.reading() as connection:
-            key = queries.subscriber_key(connection, subscriber)
-            if key is None:
-                _no_such_subscribers(connection, [subscriber])
-            assert key is not None
-            consented = queries.consent_now(queries.consents(connection, key)).get("push")
-            browsers = push_subscriptions.live(connection, key)
-    finally:
-        database.dispose()
+    with _reading_subscriber(settings.db, subscriber) as (connection, key):
+        consented = queries.consent_now(queries.consents(connection, key)).get("push")
+        browsers = push_subscriptions.live(connection, key)
     if not consented:
         click.echo(printable(f"nurture: {subscriber} has not consented to push: a test goes "
                              "only where a send could"), err=True)
@@ -456,17 +448,27 @@ def _stored(subscriber: str, db: str | None) -> Any:
     """The subscriber as the database has them; exit 2 if it does not."""
     from engine.preview import Stored
     from engine.store import queries
+
+    with _reading_subscriber(_settings(db=db).db, subscriber) as (connection, key):
+        return Stored(subscriber, queries.attributes(connection, key),
+                      queries.scores(connection, key), queries.tags(connection, key))
+
+
+@contextmanager
+def _reading_subscriber(url: str, subscriber: str) -> Iterator[tuple[Any, int]]:
+    """A read-only snapshot of the database and the subscriber's key in it; exit 2, naming
+    the id probably meant, if they are not there."""
+    from engine.store import queries
     from engine.store.database import open_database
 
-    database = open_database(_settings(db=db).db, existing=True)
+    database = open_database(url, existing=True)
     try:
         with database.reading() as connection:
             key = queries.subscriber_key(connection, subscriber)
             if key is None:
                 _no_such_subscribers(connection, [subscriber])
             assert key is not None
-            return Stored(subscriber, queries.attributes(connection, key),
-                          queries.scores(connection, key), queries.tags(connection, key))
+            yield connection, key
     finally:
         database.dispose()
 
