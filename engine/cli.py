@@ -1069,6 +1069,9 @@ def waiting(workflow_names: tuple[str, ...], only_stages: tuple[str, ...], as_js
               help="Only those in this stage (repeatable). Default: every stage.")
 @click.option("--by", "score", default=None, metavar="SCORE",
               help="The score to rank by. Default: the first the workflow declares.")
+@click.option("--since", "since_text", default=None, metavar="T",
+              help="Only those who entered their stage since then: a time (2026-03-02, "
+                   "2026-03-02T09:00:00Z) or a span back from now (1 day).")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
               help="How many to list; 0: everyone.")
 @click.option("--attribute", "attributes", multiple=True, metavar="NAME",
@@ -1080,9 +1083,9 @@ def waiting(workflow_names: tuple[str, ...], only_stages: tuple[str, ...], as_js
 @click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
 @click.option("--workflows", default=None, help="Folder of .flow files (NURTURE_WORKFLOWS).")
 @reports_bugs
-def leads(workflow_name: str, only_stages: tuple[str, ...], score: str | None, limit: int,
-          attributes: tuple[str, ...], as_json: bool, as_csv: bool, db: str | None,
-          workflows: str | None) -> None:
+def leads(workflow_name: str, only_stages: tuple[str, ...], score: str | None,
+          since_text: str | None, limit: int, attributes: tuple[str, ...], as_json: bool,
+          as_csv: bool, db: str | None, workflows: str | None) -> None:
     """A workflow's subscribers, highest score first: their stage and since when, the
     workflow's scores, their tags, and the attributes asked for (the list a sales team
     follows up). Read-only; safe while the service runs."""
@@ -1104,6 +1107,7 @@ def leads(workflow_name: str, only_stages: tuple[str, ...], score: str | None, l
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv: choose one")
+    since = _since_option(since_text)
     settings = _settings(db=db, workflows=workflows)
     catalog, [name] = _workflows_named(settings.workflows, (workflow_name,))
     workflow = next(w for w in catalog.workflows if w.name == name)
@@ -1111,7 +1115,7 @@ def leads(workflow_name: str, only_stages: tuple[str, ...], score: str | None, l
     try:
         with database.reading() as connection:
             try:
-                asked = ranking(connection, workflow, only_stages, score, attributes)
+                asked = ranking(connection, workflow, only_stages, score, attributes, since)
             except (UnknownScore, UnknownStage) as problem:
                 click.echo(f"nurture: {problem}", err=True)
                 sys.exit(2)

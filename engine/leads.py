@@ -40,6 +40,8 @@ class Ranking:
     by: str | None
     """None when the workflow declares no score: the latest to enter their stage first."""
     attributes: tuple[str, ...] = ()
+    since: datetime | None = None
+    """Only those who entered their stage then or later (the new leads of a day)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ class Lead:
 
 
 def ranking(connection: Any, workflow: m.Workflow, stages: Sequence[str] = (),
-            by: str | None = None, attributes: Sequence[str] = ()) -> Ranking:
+            by: str | None = None, attributes: Sequence[str] = (),
+            since: datetime | None = None) -> Ranking:
     """The ranking asked for, checked: `by` defaults to the first score the workflow
     declares; a stage must be declared or have someone in it (an edit may have removed it)."""
     declared = [score.name for score in workflow.scores]
@@ -71,11 +74,11 @@ def ranking(connection: Any, workflow: m.Workflow, stages: Sequence[str] = (),
                                f"{did_you_mean(stage, known + in_use)}")
     return Ranking(workflow, tuple(dict.fromkeys(stages)),
                    by if by is not None else (declared[0] if declared else None),
-                   tuple(dict.fromkeys(attributes)))
+                   tuple(dict.fromkeys(attributes)), since)
 
 
 def count(connection: Any, asked: Ranking) -> int:
-    return store.count(connection, asked.workflow.name, asked.stages)
+    return store.count(connection, asked.workflow.name, asked.stages, asked.since)
 
 
 def leads(connection: Any, asked: Ranking, limit: int | None,
@@ -84,7 +87,7 @@ def leads(connection: Any, asked: Ranking, limit: int | None,
     a page at a time)."""
     names = [score.name for score in asked.workflow.scores]
     for row in store.ranked(connection, asked.workflow.name, asked.stages, asked.by, limit,
-                            offset):
+                            offset, asked.since):
         yield Lead(row.external_id, row.stage, row.stage_entered_at,
                    {name: row.scores.get(name, Decimal(0)) for name in names},
                    tuple(sorted(row.tags)),
@@ -97,6 +100,8 @@ def leads(connection: Any, asked: Ranking, limit: int | None,
 
 def heading(asked: Ranking, total: int, shown: int) -> str:
     where = (f"in {', '.join(asked.stages)}" if asked.stages else "in it")
+    if asked.since is not None:
+        where += f" who entered their stage since {asked.since:%Y-%m-%d %H:%M:%S} UTC"
     if total == 0:
         return f"workflow {asked.workflow.name}: nobody {where}"
     people = f"{total:,} {where}"

@@ -113,15 +113,22 @@ def ranked_leads(
         attribute: Annotated[list[str] | None, Query(
             description="Attributes to include (repeatable): `email`, `company`... Default: "
                         "none.")] = None,
+        since: Annotated[str | None, Query(
+            max_length=64,
+            description="Only those who entered their stage since then: a time "
+                        "(`2026-03-02`, `2026-03-02T09:00:00Z`) or a span back from now "
+                        "(`1 day`).")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+    start = since_parameter(since, runtime.clock.now())
     loaded = {w.name: w for w in runtime.catalog.workflows}
     if workflow not in loaded:
         raise field_error(404, "workflow", f"no workflow {workflow!r}"
                                            f"{did_you_mean(workflow, loaded)}")
     with runtime.database.reading() as connection:
         try:
-            asked = ranking(connection, loaded[workflow], stage or (), by, attribute or ())
+            asked = ranking(connection, loaded[workflow], stage or (), by, attribute or (),
+                            start)
         except UnknownStage as problem:
             raise field_error(404, "stage", str(problem)) from None
         except UnknownScore as problem:
@@ -129,5 +136,5 @@ def ranked_leads(
         total = count(connection, asked)
         page = [lead_json(asked, lead) for lead in leads(connection, asked, limit, offset)]
     return JSONResponse(plain({"workflow": workflow, "stages": list(asked.stages),
-                               "by": asked.by, "total": total, "offset": offset,
-                               "leads": page}))
+                               "by": asked.by, "since": start, "total": total,
+                               "offset": offset, "leads": page}))

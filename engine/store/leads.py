@@ -34,22 +34,27 @@ class RankedRow:
     tags: frozenset[str]
 
 
-def count(connection: Connection, workflow: str, stages: Sequence[str]) -> int:
-    """How many are enrolled in the workflow now (in these stages, when any are given)."""
-    query = select(func.count()).select_from(ENROLMENTS).where(*_enrolled(workflow, stages))
+def count(connection: Connection, workflow: str, stages: Sequence[str],
+          since: datetime | None = None) -> int:
+    """How many are enrolled in the workflow now (in these stages, when any are given;
+    having entered their stage at or after `since`, when given)."""
+    query = (select(func.count()).select_from(ENROLMENTS)
+             .where(*_enrolled(workflow, stages, since)))
     return int(connection.execute(query).scalar_one())
 
 
 def ranked(connection: Connection, workflow: str, stages: Sequence[str], by: str | None,
-           limit: int | None, offset: int = 0, page: int = 1000) -> Iterator[RankedRow]:
-    """The workflow's active enrolments (in these stages, when any are given), highest `by`
-    score first (a subscriber without one has 0), then by id; with no score, the latest to
-    enter their stage first. `limit` None: everyone, read `page` rows at a time."""
+           limit: int | None, offset: int = 0, since: datetime | None = None,
+           page: int = 1000) -> Iterator[RankedRow]:
+    """The workflow's active enrolments (in these stages, when any are given; that entered
+    their stage at or after `since`, when given), highest `by` score first (a subscriber
+    without one has 0), then by id; with no score, the latest to enter their stage first.
+    `limit` None: everyone, read `page` rows at a time."""
     order: list[Any]
     query = (select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.external_id, SUBSCRIBERS.c.attributes,
                     ENROLMENTS.c.stage, ENROLMENTS.c.stage_entered_at)
              .join(SUBSCRIBERS, SUBSCRIBERS.c.id == ENROLMENTS.c.subscriber_id)
-             .where(*_enrolled(workflow, stages)))
+             .where(*_enrolled(workflow, stages, since)))
     if by is not None:
         query = query.outerjoin(SCORES, and_(SCORES.c.subscriber_id == ENROLMENTS.c.subscriber_id,
                                              SCORES.c.workflow == workflow,
@@ -65,10 +70,12 @@ def ranked(connection: Connection, workflow: str, stages: Sequence[str], by: str
         yield from _completed(connection, workflow, rows)
 
 
-def _enrolled(workflow: str, stages: Sequence[str]) -> list[Any]:
+def _enrolled(workflow: str, stages: Sequence[str], since: datetime | None) -> list[Any]:
     conditions = [ENROLMENTS.c.workflow == workflow, ENROLMENTS.c.ended_at.is_(None)]
     if stages:
         conditions.append(ENROLMENTS.c.stage.in_(list(stages)))
+    if since is not None:
+        conditions.append(ENROLMENTS.c.stage_entered_at >= since)
     return conditions
 
 

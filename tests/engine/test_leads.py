@@ -171,3 +171,19 @@ def test_leads_as_csv_for_a_spreadsheet_with_formulas_defused(
     assert rows[1][6] == "'=HYPERLINK(\"https://evil.example\",\"Ann\")"  # shown as text
     code, _, err = _leads(database_url, "w", "--csv", "--json")
     assert code == 2 and "--json and --csv: choose one" in err
+
+
+def test_the_new_leads_since_a_time(flow: Callable[..., FlowTest], database_url: str) -> None:
+    run = flow(FLOW)
+    _journeys(run)  # entered their stage: ann 09:00 ... hal 09:07, eve (second) 09:09
+    code, out, err = _leads(database_url, "w", "--since", "2026-01-05T09:05:00Z")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "workflow w: 3 in it who entered their stage since 2026-01-05 09:05:00 UTC; all of "
+        "them, highest heat first",
+        "  subscriber  stage   in the stage since       heat  fit  tags",
+        "  eve         second  2026-01-05 09:09:00 UTC    10    0  vip",
+        "  hal         first   2026-01-05 09:07:00 UTC   7.5    0  -",
+        "  gus         first   2026-01-05 09:06:00 UTC     0    0  -"]
+    code, _, err = _leads(database_url, "w", "--since", "soon")
+    assert code == 2 and "--since" in err

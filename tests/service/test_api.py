@@ -714,7 +714,8 @@ def test_the_leads_of_a_workflow_a_page_at_a_time(api: Api) -> None:
                             headers=AUTH)
     assert answer.status_code == 200
     assert answer.json() == {
-        "workflow": "shop", "stages": [], "by": "engagement", "total": 3, "offset": 0,
+        "workflow": "shop", "stages": [], "by": "engagement", "since": None, "total": 3,
+        "offset": 0,
         "leads": [
             {"subscriber": "cy", "workflow": "shop", "stage": "hot",
              "stage_entered_at": "2026-03-02T08:40:00Z", "scores": {"engagement": 30},
@@ -727,6 +728,12 @@ def test_the_leads_of_a_workflow_a_page_at_a_time(api: Api) -> None:
                           headers=AUTH).json()
     assert [(lead["subscriber"], lead["attributes"]) for lead in rest["leads"]] == [
         ("bob", {})]  # no attribute asked for, none given
+    recent = api.client.get("/v1/workflows/shop/leads", params={"since": "25 minutes"},
+                            headers=AUTH).json()  # the clock reads 09:00: since 08:35
+    assert (recent["since"], recent["total"], [lead["subscriber"] for lead in recent["leads"]]
+            ) == ("2026-03-02T08:35:00Z", 1, ["cy"])  # who entered `hot` at 08:40
+    assert api.client.get("/v1/workflows/shop/leads", params={"since": "soon"},
+                          headers=AUTH).json()["errors"][0]["field"] == "since"
     browsing = api.client.get("/v1/workflows/shop/leads", params={"stage": "browsing"},
                               headers=AUTH).json()
     assert (browsing["total"], [lead["subscriber"] for lead in browsing["leads"]]) == (
