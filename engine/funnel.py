@@ -169,18 +169,27 @@ def _pending(line: MessageCounts) -> str:
 
 
 RESPONSE_WORDS = {"email_open": "opened", "push_received": "shown", "email_click": "clicked",
-                  "push_click": "clicked"}
+                  "push_click": "clicked", "email_bounced": "bounced"}
 """The tracking events as a marketer says them, in the order a reader follows them."""
 
 
 def _came_back(line: MessageCounts) -> str:
-    """`opened 412 (41%), clicked 57 (5.7%)`: sends followed by each kind of tracking event,
-    as a share of the deliveries (the usual open and click rates)."""
+    """`opened 412 (41%), clicked 57 (5.7%), bounced 3 (0.3% of sent)`: sends followed by
+    each kind of event, as a share of the deliveries (the usual open and click rates); a
+    bounce, which is not delivered, as a share of the sends (the usual bounce rate)."""
     delivered = line.dispatches.get("delivered", 0)
-    return ", ".join(
-        f"{word} {line.responses[kind]:,}"
-        + (f" ({_rate(line.responses[kind], delivered)})" if delivered else "")
-        for kind, word in RESPONSE_WORDS.items() if kind in line.responses) or "-"
+    shown = []
+    for kind, word in RESPONSE_WORDS.items():
+        if kind not in line.responses:
+            continue
+        count = line.responses[kind]
+        if kind == "email_bounced":
+            shown.append(f"{word} {count:,}"
+                         + (f" ({_rate(count, line.sent)} of sent)" if line.sent else ""))
+        else:
+            shown.append(f"{word} {count:,}"
+                         + (f" ({_rate(count, delivered)})" if delivered else ""))
+    return ", ".join(shown) or "-"
 
 
 def _rate(part: int, whole: int) -> str:

@@ -34,8 +34,10 @@ from sqlalchemy import cast as cast_as
 
 from engine.store.states import DELIVERIES, DISPATCHES, ENROLMENTS, EVENTS, VISITS
 
-RESPONSES = ("email_open", "email_click", "push_received", "push_click")
-"""The events the tracking links bring back (`engine.api.tracking`)."""
+RESPONSES = ("email_open", "email_click", "push_received", "push_click", "email_bounced")
+"""The events that name a send as theirs (`delivery`): those the tracking links bring back
+(`engine.api.tracking`), and the bounces that the dispatcher reports when the relay refuses
+an address (or that a site reports from the bounce it received)."""
 
 
 @dataclass(slots=True)
@@ -54,9 +56,9 @@ class MessageCounts:
     `failed`, `gone`, `expired`, `cancelled` (a push goes to each live browser of the
     subscriber, so there may be more dispatches than sends)."""
     responses: dict[str, int] = field(default_factory=dict)
-    """Sends that came back, by the tracking event they brought: `email_open`, `email_click`,
-    `push_received`, `push_click` (each send counted once per kind, however often its
-    links were followed)."""
+    """Sends that came back, by the event that names them: `email_open`, `email_click`,
+    `push_received`, `push_click`, `email_bounced` (each send counted once per kind,
+    however often its links were followed)."""
 
 
 @dataclass(slots=True)

@@ -126,3 +126,30 @@ def test_the_funnel_counts_sends_opened_shown_and_clicked(
         "opened 2 (50%), clicked 1 (25%)",
         "  hot       offer    push        1          1        0  -              -        "
         "shown 1 (100%), clicked 1 (100%)"]
+
+
+def test_the_funnel_counts_the_emails_that_bounced(
+        shop: tuple[Runtime, TestClient, Dispatcher], smtp_server: SmtpServer,
+        tmp_path: Path, database_url: str) -> None:
+    """An address the relay refuses (a hard bounce) is an `email_bounced` event naming its
+    send, which the report counts as bounced, as a share of the sends (the later e-mails to
+    that address are `no_address` skips: tests/channels/test_email_webhook.py)."""
+    runtime, client, dispatcher = shop
+    dispatcher.on_bounce = runtime.ingest  # as `nurture serve` and `worker` do
+    smtp_server.handler_answer = (
+        lambda to: "550 5.1.1 no such mailbox" if to.startswith("eve@") else None)
+    assert client.post("/v1/events", headers=AUTH, json={"events": [
+        {"subscriber": who, "type": "subscribed",
+         "properties": {"channels": ["email"], "email": f"{who}@example.com"}}
+        for who in ("ann", "bob", "cy", "eve")]}).status_code == 200
+    assert _drain(dispatcher) == {"delivered": 3, "failed": 1}
+    report = client.get("/v1/workflows/shop/funnel", headers=AUTH).json()
+    [welcome] = report["messages"]
+    assert (welcome["sent"], welcome["dispatches"], welcome["responses"]) == (
+        4, {"delivered": 3, "failed": 1}, {"email_bounced": 1})
+    result = CliRunner().invoke(main, ["funnel", "--db", database_url,
+                                       "--workflows", str(tmp_path / "workflows")])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == (
+        "  browsing  welcome  email       4          3        0  failed 1       -        "
+        "bounced 1 (25% of sent)")
