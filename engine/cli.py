@@ -1317,6 +1317,63 @@ def prune(period_text: str | None, dry_run: bool, db: str | None) -> None:
                f"{before:%Y-%m-%dT%H:%M:%SZ}{held}", err=True)
 
 
+@main.command("copy")
+@click.argument("target_url", metavar="TO")
+@click.option("--db", default=None, help="The database to copy (default: NURTURE_DB).")
+@reports_bugs
+def copy_database_command(target_url: str, db: str | None) -> None:
+    """Copy the database into the empty database TO, every row as it is: from SQLite to
+    PostgreSQL when one process is no longer enough (TO is created or migrated first).
+
+    Stop the service first: what it writes after the copy began would not be in it. The
+    copy is one transaction of TO: one that fails leaves TO empty. The keys (`.nurture/`)
+    are files: carry them along."""
+    import time
+
+    from sqlalchemy import make_url
+
+    from engine.scheduler_lock import scheduler_holder
+    from engine.store import backup as copies
+    from engine.store.copying import CopyRefused, copy_database
+    from engine.store.database import open_database
+
+    settings = _settings(db=db)
+    shown = {url: make_url(url).render_as_string(hide_password=True)
+             for url in (settings.db, target_url)}
+    if make_url(settings.db) == make_url(target_url):
+        raise click.UsageError(f"{shown[target_url]} is the database to copy: name another")
+    file = copies.sqlite_path(settings.db)
+    running = scheduler_holder(str(file)) if file is not None else None
+    if running is not None:
+        raise click.UsageError(
+            f"a nurture process{f' (pid {running})' if running else ''} runs on {file}: "
+            "stop it first (`systemctl stop nurture`); what it writes after the copy began "
+            "would not be in the copy")
+    source = open_database(settings.db, existing=True)
+    target = open_database(target_url)
+    began = time.perf_counter()
+
+    def progress(table: str, rows: int) -> None:
+        if rows % 100_000 == 0:
+            click.echo(f"  {table}: {rows:,} rows ...", err=True)
+
+    try:
+        copied = copy_database(source, target, progress=progress)
+    except CopyRefused as problem:
+        click.echo(f"nurture: {shown[target_url]}: {problem}; nothing was copied", err=True)
+        sys.exit(2)
+    finally:
+        source.dispose()
+        target.dispose()
+    total = sum(table.rows for table in copied)
+    for table in copied:
+        click.echo(f"  {table.name:<20} {table.rows:>12,}")
+    click.echo(f"copied {total:,} rows from {shown[settings.db]} to {shown[target_url]} in "
+               f"{time.perf_counter() - began:.1f} s; point NURTURE_DB at it, and give its "
+               "processes the same keys (.nurture/, or NURTURE_SECRET and the VAPID key)",
+               err=True)
+
+
 @main.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--keys-only", is_flag=True,
