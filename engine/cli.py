@@ -1330,17 +1330,14 @@ def copy_database_command(target_url: str, db: str | None) -> None:
     are files: carry them along."""
     import time
 
-    from sqlalchemy import make_url
-
     from engine.scheduler_lock import scheduler_holder
     from engine.store import backup as copies
-    from engine.store.copying import CopyRefused, copy_database
-    from engine.store.database import open_database
+    from engine.store.copying import CopyRefused, copy_database, same_database
+    from engine.store.database import open_database, printable_url
 
     settings = _settings(db=db)
-    shown = {url: make_url(url).render_as_string(hide_password=True)
-             for url in (settings.db, target_url)}
-    if make_url(settings.db) == make_url(target_url):
+    shown = {url: printable_url(url) for url in (settings.db, target_url)}
+    if same_database(settings.db, target_url):
         raise click.UsageError(f"{shown[target_url]} is the database to copy: name another")
     file = copies.sqlite_path(settings.db)
     running = scheduler_holder(str(file)) if file is not None else None

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, literal, select, text
+from sqlalchemy import Connection, Table, func, insert, literal, make_url, select, text
+from sqlalchemy.exc import ArgumentError
 
 from engine.store.database import Database
 from engine.store.tables import metadata
@@ -81,6 +82,15 @@ def _move_sequence_past(writing: Connection, table: Table) -> None:
     writing.execute(text("SELECT setval(:sequence, :value, :called)"),
                     {"sequence": sequence, "value": largest or 1,
                      "called": largest is not None})
+
+
+def same_database(first: str, second: str) -> bool:
+    """Whether two URLs name the same database, as far as they say (not two names of one
+    host, nor two paths of one file); an unreadable URL is nobody's (opening it says why)."""
+    try:
+        return make_url(first) == make_url(second)
+    except ArgumentError:
+        return False
 
 
 def counts(database: Database) -> dict[str, int]:

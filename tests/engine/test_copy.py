@@ -137,6 +137,9 @@ def test_a_copy_goes_only_into_an_empty_database(
     occupied.dispose()
     same = CliRunner().invoke(main, ["copy", source_url, "--db", source_url])
     assert same.exit_code == 2 and "is the database to copy: name another" in same.stderr
+    unreadable = CliRunner().invoke(main, ["copy", "db.internal/nurture", "--db", source_url])
+    assert unreadable.exit_code == 2
+    assert unreadable.stderr.startswith("nurture: the database URL is not one nurture can read")
     lock = scheduler_lock(str(tmp_path / "source.db"))
     with lock.open("w") as handle:  # as `nurture serve` holds it while it runs
         handle.write("4242")
