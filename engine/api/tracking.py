@@ -108,9 +108,18 @@ Token = Annotated[str, Query(max_length=1000)]
 
 
 @router.get("/v1/unsubscribe", response_class=HTMLResponse,
-            summary="The page behind an unsubscribe link (a button: GETs never unsubscribe)")
-def unsubscribe_page(request: Request, token: Token, runtime: Current) -> HTMLResponse:
-    event = _unsubscribe(runtime, token)
+            summary="The page behind an unsubscribe link (a button: GETs never unsubscribe)",
+            responses={400: {"description": "No token: a page saying the link is cut short"},
+                       403: {"description": "A token that is not ours: a page saying so"}})
+def unsubscribe_page(request: Request, runtime: Current,
+                     token: Annotated[str | None, Query(max_length=1000)] = None
+                     ) -> HTMLResponse:
+    if token is None:  # a link cut short (or a test e-mail's, which has none)
+        return _broken_link(request, 400)
+    try:
+        event = unsubscribe_event(runtime.signer, token, runtime.clock.now())
+    except BadToken:  # a person followed it: a page in their language, not JSON
+        return _broken_link(request, 403)
     channel = event.properties["channels"][0]
     reader = _reader(runtime, event.subscriber, request, channel)
     words = reader.words
@@ -163,6 +172,13 @@ def _unsubscribe(runtime: Runtime, token: str) -> Event:
         return unsubscribe_event(runtime.signer, token, runtime.clock.now())
     except BadToken as problem:
         raise field_error(403, "token", str(problem)) from None
+
+
+def _broken_link(request: Request, status: int) -> HTMLResponse:
+    words = words_for(request.headers.get("accept-language"))
+    page = _page(words.lang, words.broken_title, f"<p>{escape(words.broken)}</p>")
+    page.status_code = status
+    return page
 
 
 PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "

@@ -105,6 +105,19 @@ def test_unsubscribe_a_page_with_a_button_then_one_click(api: Api) -> None:
     body = api.client.get("/v1/subscribers/ann", headers=AUTH).json()
     assert body["consent"] == {"push": True, "email": False}
     assert api.client.post("/v1/unsubscribe", params={"token": token + "x"}).status_code == 403
+    # a link cut short or altered, followed by a person: a page in their language, not JSON
+    unsubscribed = events_of(api, "unsubscribed")
+    for params, status in (({"token": token[:-9]}, 403), ({}, 400)):
+        broken = api.client.get("/v1/unsubscribe", params=params,
+                                headers={"Accept-Language": "pl-PL,pl;q=0.9,en;q=0.5"})
+        assert broken.status_code == status
+        assert broken.headers["content-type"].startswith("text/html")
+        assert "<html lang='pl'>" in broken.text
+        assert ("<h1>Nieprawidłowy link</h1><p>Ten link do wypisania się jest niepełny lub "
+                "został zmieniony. Otwórz go ponownie z wiadomości, w całości.</p>"
+                ) in broken.text
+        assert broken.headers["x-frame-options"] == "DENY"
+    assert events_of(api, "unsubscribed") == unsubscribed  # nothing more
     # Opened again (or after the mail client's one-click): it says it is done, no button.
     # The push link still asks: that channel was not left.
     again = api.client.get("/v1/unsubscribe", params={"token": token})
