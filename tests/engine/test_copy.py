@@ -148,3 +148,17 @@ def test_a_copy_goes_only_into_an_empty_database(
         running = CliRunner().invoke(main, ["copy", new_database_url(), "--db", source_url])
     assert running.exit_code == 2
     assert "a nurture process (pid 4242) runs on" in running.stderr
+
+
+def test_a_postgresql_database_copies_into_sqlite(
+        tmp_path: Path, pg_database_url_factory: Callable[[], str]) -> None:
+    """The other way: production's PostgreSQL into a SQLite file to try something on."""
+    source_url = pg_database_url_factory()
+    source = _source(source_url)
+    target_url = f"sqlite:///{tmp_path / 'copy.db'}"
+    result = CliRunner().invoke(main, ["copy", target_url, "--db", source_url])
+    assert result.exit_code == 0, result.output
+    target = open_database(target_url)
+    assert _rows(target) == _rows(source)
+    source.dispose()
+    target.dispose()
