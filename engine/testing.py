@@ -267,14 +267,18 @@ class FlowTest:
                                 () if stage is None else (stage,))
 
     def leads(self, workflow: str | None = None, stage: str | None = None,
-              by: str | None = None, limit: int | None = None) -> list[Lead]:
-        """The subscribers of the workflow (or of one stage), highest `by` score first (the
-        first score declared when not given), as `nurture leads` lists them (`.subscriber`,
-        `.stage`, `.scores["engagement"]`, `.tags`)."""
+              by: str | None = None, limit: int | None = None,
+              since: str | datetime | None = None) -> list[Lead]:
+        """The subscribers of the workflow (or of one stage; who entered their stage at or
+        after `since`, when given), highest `by` score first (the first score declared when
+        not given), as `nurture leads` lists them (`.subscriber`, `.stage`,
+        `.scores["engagement"]`, `.tags`)."""
         catalog = {w.name: w for w in self.catalog.workflows}
         name = self._workflow(workflow)
+        start = parse_instant(since, "since") if isinstance(since, str) else since
         with self.database.reading() as connection:
-            asked = ranking(connection, catalog[name], () if stage is None else (stage,), by)
+            asked = ranking(connection, catalog[name], () if stage is None else (stage,), by,
+                            since=start)
             return list(leads(connection, asked, limit))
 
     def ledger(self, subscriber: str, name: str | None = None,

@@ -130,3 +130,7 @@ def test_the_hottest_leads_come_first_for_sales(nurture):
     assert [lead.subscriber for lead in shop.leads()] == ["bob", "cy", "ann"]
     assert [lead.subscriber for lead in shop.leads(stage="interest")] == ["bob"]
     assert shop.leads(limit=1)[0].scores == {"engagement": 30, "fit": 0}
+    shop.advance(hours=2)
+    shop.event("cy", "page_view", url="https://shop.example/diamonds")  # interest, 2 h later
+    assert [lead.subscriber for lead in shop.leads(stage="interest",
+                                                  since="2026-03-02T10:00:00Z")] == ["cy"]
