@@ -1143,6 +1143,30 @@ def leads(workflow_name: str, only_stages: tuple[str, ...], score: str | None,
 
 
 @main.command()
+@click.argument("address", metavar="EMAIL")
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@reports_bugs
+def find(address: str, db: str | None) -> None:
+    """The subscribers whose e-mail address is EMAIL (letter case aside), one id a line: for
+    a person's request about their data, who knows their address, not the site's id for
+    them. Exit 1 when nobody has it. Read-only; safe while the service runs."""
+    from engine.store import queries
+    from engine.store.database import open_database
+
+    database = open_database(_settings(db=db).db, existing=True)
+    try:
+        with database.reading() as connection:
+            found = queries.ids_with_email(connection, address)
+    finally:
+        database.dispose()
+    if not found:
+        click.echo(printable(f"nurture: nobody has the e-mail address {address!r}"), err=True)
+        sys.exit(1)
+    for subscriber in found:
+        click.echo(printable(subscriber))
+
+
+@main.command()
 @click.argument("subscribers", nargs=-1, required=True, metavar="SUBSCRIBER...")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per subscriber, a line each.")

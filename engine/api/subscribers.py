@@ -98,6 +98,18 @@ def _export_of_id_ending_in(request: Request, subscriber_id: str,
     return export(subscriber_id, runtime, int(text))
 
 
+@router.get("/v1/subscribers", summary="The subscribers with an e-mail address (letter case "
+                                       "aside): for a person's request about their data, who "
+                                       "knows their address, not the site's id for them")
+def with_email(runtime: Authorised,
+               email: Annotated[str, Query(min_length=3, max_length=254,
+                                           description="The address, as the person gives it")]
+               ) -> JSONResponse:
+    with runtime.database.reading() as connection:
+        found = queries.ids_with_email(connection, email)
+    return JSONResponse({"email": email, "subscribers": found})
+
+
 @router.get("/v1/subscribers/{subscriber_id:path}", summary="Everything about a subscriber",
             responses={404: {"description": "No such subscriber"}})
 def export(subscriber_id: SubscriberId, runtime: Authorised,

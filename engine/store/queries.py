@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, String, func, literal, select
 
 from engine.store.states import (
     CONSENTS,
@@ -78,6 +78,18 @@ def ids_like(connection: Connection, external_id: str, limit: int = 200) -> list
                        SUBSCRIBERS.c.external_id < prefix + "\U0010ffff")
                 .order_by(SUBSCRIBERS.c.external_id).limit(limit)).scalars().all()
     return found
+
+
+def ids_with_email(connection: Connection, address: str, limit: int = 100) -> list[str]:
+    """The subscribers whose `email` attribute is this address, letter case aside (as each
+    database lowers letters: SQLite only ASCII ones): for a person's request about their
+    data, who knows their address and not the site's id for them. A scan of the subscribers
+    (no attribute has an index): for someone asking, not for a hot path."""
+    email = SUBSCRIBERS.c.attributes["email"].as_string()
+    return list(connection.execute(
+        select(SUBSCRIBERS.c.external_id)
+        .where(func.lower(email) == func.lower(literal(address, String)))
+        .order_by(SUBSCRIBERS.c.external_id).limit(limit)).scalars())
 
 
 def attributes(connection: Connection, key: int) -> dict[str, Any]:

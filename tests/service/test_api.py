@@ -755,6 +755,20 @@ def test_the_leads_of_a_workflow_a_page_at_a_time(api: Api) -> None:
         404, "workflow: no workflow 'shopp'; did you mean 'shop'?")
 
 
+def test_the_subscribers_with_an_email_address(api: Api) -> None:
+    """`GET /v1/subscribers?email=`: for a person's request about their data."""
+    api.post_events(SUBSCRIBED)  # ann@example.com
+    found = api.client.get("/v1/subscribers", params={"email": "ANN@example.com"},
+                           headers=AUTH)
+    assert found.json() == {"email": "ANN@example.com", "subscribers": ["ann"]}
+    assert api.client.get("/v1/subscribers", params={"email": "bo@example.com"},
+                          headers=AUTH).json()["subscribers"] == []
+    assert api.client.get("/v1/subscribers", params={"email": "ann@example.com"}
+                          ).status_code == 401
+    missing = api.client.get("/v1/subscribers", headers=AUTH)
+    assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "query.email"
+
+
 def test_the_timeline_of_a_subscriber(api: Api) -> None:
     """`GET /v1/subscribers/{id}/timeline`: the simulator's records, read from the database
     (ids with slashes included); `latest` keeps the last records and says it did."""
