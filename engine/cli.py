@@ -1168,6 +1168,47 @@ def find(address: str, db: str | None) -> None:
 
 @main.command()
 @click.argument("subscribers", nargs=-1, required=True, metavar="SUBSCRIBER...")
+@click.option("--yes", is_flag=True, help="Do not ask first (for scripts).")
+@click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
+@reports_bugs
+def erase(subscribers: tuple[str, ...], yes: bool, db: str | None) -> None:
+    """Erase these subscribers (a data-protection request), as `DELETE /v1/subscribers/{id}`
+    does: everything about them goes; a keyed hash of each id stays, so that their old
+    events are refused if they come again. Safe while the service runs.
+
+    `nurture find ann@example.com | xargs nurture erase --yes` erases whoever has an address."""
+    from channels.tokens import Signer
+    from engine.clock import SystemClock
+    from engine.store import queries
+    from engine.store import subscribers as store
+    from engine.store.database import open_database
+
+    settings = _settings(db=db)
+    signer = Signer(settings.signing_secret(create=True), settings.earlier_secrets(),
+                    settings.retired_secrets())
+    database = open_database(settings.db, existing=True)
+    try:
+        with database.reading() as connection:
+            unknown = [who for who in dict.fromkeys(subscribers)
+                       if queries.subscriber_key(connection, who) is None]
+            _no_such_subscribers(connection, unknown)
+        named = list(dict.fromkeys(subscribers))
+        if not yes and not click.confirm(
+                printable(f"erase {', '.join(named)}: everything about them, for good?"),
+                err=True):
+            click.echo("nurture: nothing was erased", err=True)
+            sys.exit(1)
+        for who in named:
+            with database.transaction() as connection:
+                store.erase(connection, who, SystemClock().now(),
+                            signer.fingerprint("erased", who))
+            click.echo(printable(f"erased {who}"), err=True)
+    finally:
+        database.dispose()
+
+
+@main.command()
+@click.argument("subscribers", nargs=-1, required=True, metavar="SUBSCRIBER...")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per subscriber, a line each.")
 @click.option("--db", default=None, help="SQLAlchemy URL (default: NURTURE_DB).")
