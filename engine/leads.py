@@ -67,11 +67,13 @@ def ranking(connection: Any, workflow: m.Workflow, stages: Sequence[str] = (),
                            f"{did_you_mean(by, declared)}" if declared else
                            f"workflow {workflow.name!r} declares no score to rank by")
     known = [stage.name for stage in workflow.stages]
-    in_use = states.stages_in_use(connection, workflow.name)
-    for stage in stages:
-        if stage not in known and stage not in in_use:
-            raise UnknownStage(f"workflow {workflow.name!r} has no stage {stage!r}"
-                               f"{did_you_mean(stage, known + in_use)}")
+    undeclared = [stage for stage in stages if stage not in known]
+    if undeclared:  # (finding the stages in use reads every enrolment of the workflow)
+        in_use = states.stages_in_use(connection, workflow.name)
+        for stage in undeclared:
+            if stage not in in_use:
+                raise UnknownStage(f"workflow {workflow.name!r} has no stage {stage!r}"
+                                   f"{did_you_mean(stage, known + in_use)}")
     return Ranking(workflow, tuple(dict.fromkeys(stages)),
                    by if by is not None else (declared[0] if declared else None),
                    tuple(dict.fromkeys(attributes)), since)
