@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -187,3 +188,17 @@ def test_the_new_leads_since_a_time(flow: Callable[..., FlowTest], database_url:
         "  gus         first   2026-01-05 09:06:00 UTC     0    0  -"]
     code, _, err = _leads(database_url, "w", "--since", "soon")
     assert code == 2 and "--since" in err
+
+
+def test_a_stage_an_edit_removed_still_lists_who_is_in_it(
+        flow: Callable[..., FlowTest], database_url: str) -> None:
+    run = flow(FLOW)
+    _journeys(run)
+    edited = Path("w.flow").read_text(encoding="utf-8").replace(
+        "    go to second on buy\n", "").replace("  stage second { }\n", "")
+    Path("w.flow").write_text(edited, encoding="utf-8")
+    code, out, err = _leads(database_url, "w", "--stage", "second")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[2].split()[:2] == ["eve", "second"]
+    code, _, err = _leads(database_url, "w", "--stage", "secnd")
+    assert code == 2 and "did you mean 'second'?" in err  # found among the stages in use
