@@ -17,7 +17,6 @@ from decimal import Decimal
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 import click
 
@@ -271,6 +270,7 @@ def preview(paths: tuple[str, ...], name: str, channel: str | None,
 
     from engine.preview import PreviewError, parse_assignment
     from engine.preview import preview as render_preview
+    from engine.test_sends import NotSendable, prepare
 
     result = load_paths(paths)
     if result.catalog is None:
@@ -283,10 +283,13 @@ def preview(paths: tuple[str, ...], name: str, channel: str | None,
             scores={key: _number(key, value) for key, value in map(parse_assignment, scores)},
             tags=tags, params=dict(parse_assignment(text) for text in params),
             stored=None if subscriber is None else _stored(subscriber, db))
-        send = None if send_to is None else _test_send(shown, send_to, db)
+        send = None if send_to is None else prepare(shown, send_to, _settings(db=db))
     except PreviewError as problem:
         click.echo(printable(f"nurture: {problem}"), err=True)
         sys.exit(1)
+    except NotSendable as problem:
+        click.echo(printable(f"nurture: {problem}"), err=True)
+        sys.exit(2)
     if as_json:
         click.echo(orjson.dumps(shown.fields).decode())
     else:
@@ -300,148 +303,12 @@ def preview(paths: tuple[str, ...], name: str, channel: str | None,
             click.echo(printable(f"{field}: {text}") if "\n" not in text else
                        f"{field}:\n" + "\n".join(printable(line) for line in text.split("\n")))
     if send is not None:
-        send()
-
-
-def _test_send(shown: Any, to: str, db: str | None) -> Callable[[], None]:
-    """What `--send-to` sends, checked before anything is printed (exit 2 for what the
-    command line or the settings lack): a function that sends it and says how it went on
-    the standard error, so that the preview printed (`--json` too) stays as it is."""
-    from engine.events import is_email_address
-
-    settings = _settings(db=db)
-    channel = shown.variant.channel
-    if channel == "email":
-        if not is_email_address(to):
-            raise click.BadParameter(f"{to!r} is not an e-mail address (the message is an "
-                                     "e-mail)", param_hint="--send-to")
-        if not settings.smtp_url:
-            click.echo("nurture: --send-to needs NURTURE_SMTP_URL, the relay to send through",
-                       err=True)
-            sys.exit(2)
-        return lambda: _send_test_email(shown, to, settings)
-    if channel == "push":
-        return _test_push(shown, to, settings)
-    parts = urlsplit(to)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter(f"{to!r} is not an http(s) URL (the message is a webhook)",
-                                 param_hint="--send-to")
-    return lambda: _send_test_webhook(shown, to, settings)
-
-
-def _send_test_webhook(shown: Any, url: str, settings: Any) -> None:
-    import asyncio
-
-    from channels.endpoints import WebhookAddressPolicy
-    from channels.webhook import WebhookSender
-    from engine.preview import test_webhook
-
-    earlier = settings.earlier_secrets()
-    job = test_webhook(shown, url)
-
-    async def send() -> Any:
-        sender = WebhookSender(settings.signing_secret(create=True),
-                               previous=earlier[0] if earlier else None,
-                               policy=WebhookAddressPolicy.from_hosts(
-                                   settings.webhook_allow_hosts))
-        try:
-            return await sender.send(job)
-        finally:
-            await sender.close()
-
-    outcome = asyncio.run(send())
-    said = (f"{outcome.status}{': ' + outcome.detail if outcome.detail else ''}"
-            if outcome.status is not None else outcome.detail)
-    if outcome.kind == "delivered":
-        click.echo(printable(f"posted to {url} as a test (the receiver answered {said})"),
-                   err=True)
-        return
-    click.echo(printable(f"nurture: the test webhook to {url} was not sent: "
-                         f"{'the receiver answered ' if outcome.status else ''}{said}"), err=True)
-    sys.exit(1)
-
-
-def _send_test_email(shown: Any, to: str, settings: Any) -> None:
-    from channels.email import SmtpSender
-    from engine.preview import test_email
-
-    relay = SmtpSender(settings.smtp_url, settings.email_from, timeout=20)
-    [outcome] = relay.send_all([test_email(shown, to, settings.public_url)])
-    where = f"{relay.relay.host}:{relay.relay.port}"
-    if outcome.kind == "delivered":
-        click.echo(printable(f"sent to {to} through {where} as a test ({outcome.status} "
-                             f"{outcome.detail})"), err=True)
-        return
-    reason = (f"{where} refused it: {outcome.status} {outcome.detail}"
-              if outcome.status is not None else f"{where} could not be reached or failed: "
-                                                 f"{outcome.detail}")
-    click.echo(printable(f"nurture: the test e-mail to {to} was not sent; {reason}"), err=True)
-    sys.exit(1)
-
-
-def _test_push(shown: Any, subscriber: str, settings: Any) -> Callable[[], None]:
-    """A test push goes only where a real one could: to a subscriber who consented to push,
-    at each of their live browsers (the marketer's own, subscribed on the site)."""
-    import asyncio
-
-    from channels.endpoints import PushEndpointPolicy
-    from channels.webpush import WebPushSender
-    from engine.clock import SystemClock
-    from engine.config import ConfigError
-    from engine.preview import test_pushes
-    from engine.store import push_subscriptions, queries
-
-    with _reading_subscriber(settings.db, subscriber) as (connection, key):
-        consented = queries.consent_now(queries.consents(connection, key)).get("push")
-        browsers = push_subscriptions.live(connection, key)
-    if not consented:
-        click.echo(printable(f"nurture: {subscriber} has not consented to push: a test goes "
-                             "only where a send could"), err=True)
-        sys.exit(2)
-    if not browsers:
-        click.echo(printable(f"nurture: {subscriber} has no live browser to push to "
-                             "(subscribe one on the site first)"), err=True)
-        sys.exit(2)
-    try:
-        vapid = settings.vapid_key()
-    except ConfigError as problem:
-        click.echo(printable(f"nurture: {problem}"), err=True)
-        sys.exit(2)
-    jobs = test_pushes(shown, browsers)
-
-    async def send_all() -> list[Any]:
-        sender = WebPushSender(vapid, settings.vapid_subject,
-                               PushEndpointPolicy.from_hosts(settings.push_allow_hosts),
-                               SystemClock().now)
-        try:
-            return [await sender.send(job) for job in jobs]
-        finally:
-            await sender.close()
-
-    def send() -> None:
-        failed = 0
-        for job, outcome in zip(jobs, asyncio.run(send_all()), strict=True):
-            said = (f"the push service answered {outcome.status}"
-                    f"{': ' + outcome.detail if outcome.detail else ''}"
-                    if outcome.status is not None else outcome.detail)
-            if outcome.kind == "delivered":
-                click.echo(printable(f"pushed to {subscriber}'s browser at "
-                                     f"{_origin(job.endpoint)} as a test ({said})"), err=True)
-            else:
-                failed += 1
-                click.echo(printable(f"nurture: the test push to {subscriber}'s browser at "
-                                     f"{_origin(job.endpoint)} was not sent: {said}"),
-                           err=True)
-        if failed:
+        answers = send()  # said on the standard error: the preview printed stays as it is
+        for answer in answers:
+            click.echo(printable(answer.text if answer.delivered
+                                 else f"nurture: {answer.text}"), err=True)
+        if not all(answer.delivered for answer in answers):
             sys.exit(1)
-
-    return send
-
-
-def _origin(endpoint: str) -> str:
-    """A push endpoint's service, without the browser's own path (a capability)."""
-    parts = urlsplit(endpoint)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _stored(subscriber: str, db: str | None) -> Any:
