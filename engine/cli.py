@@ -270,7 +270,7 @@ def preview(paths: tuple[str, ...], name: str, channel: str | None,
 
     from engine.preview import PreviewError, parse_assignment
     from engine.preview import preview as render_preview
-    from engine.test_sends import NotSendable, prepare
+    from engine.sending_tests import NotSendable, prepare
 
     result = load_paths(paths)
     if result.catalog is None:

@@ -127,7 +127,7 @@ def _first_sender(catalog: m.Catalog, name: str,
     return None
 
 
-def test_email(shown: Preview, to: str, public_url: str) -> EmailJob:
+def email_for_test(shown: Preview, to: str, public_url: str) -> EmailJob:
     """The previewed e-mail as a test to `to` (`nurture preview --send-to`), to see it in
     real mail clients before anybody gets it. It is the e-mail a send makes, but for what
     belongs to a real send: its links are not tracked and it has no open pixel (there is no
@@ -144,7 +144,7 @@ def test_email(shown: Preview, to: str, public_url: str) -> EmailJob:
     return EmailJob(key, to, linked("subject") or "", linked("text"), linked("html"), inert)
 
 
-def test_pushes(shown: Preview, browsers: Sequence[tuple[str, str, str]]) -> list[PushJob]:
+def pushes_for_test(shown: Preview, browsers: Sequence[tuple[str, str, str]]) -> list[PushJob]:
     """The previewed push as a test to each browser (`endpoint`, `p256dh`, `auth`): what a
     send pushes, but with no token, so that the service worker reports neither its showing
     nor a click (there is no send to count them for)."""
@@ -158,7 +158,7 @@ def test_pushes(shown: Preview, browsers: Sequence[tuple[str, str, str]]) -> lis
     return jobs
 
 
-def test_webhook(shown: Preview, url: str) -> WebhookJob:
+def webhook_for_test(shown: Preview, url: str) -> WebhookJob:
     """The previewed webhook as a test to `url`: its body as a send renders it (or, with
     none, what the dispatcher sends then), signed as every webhook is, and marked
     `X-Nurture-Test: 1` with a delivery key of its own, so that the receiver can tell it

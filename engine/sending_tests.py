@@ -26,7 +26,7 @@ from dsl.diagnostics import did_you_mean
 from engine.clock import SystemClock
 from engine.config import ConfigError, Settings
 from engine.events import is_email_address
-from engine.preview import Preview, test_email, test_pushes, test_webhook
+from engine.preview import Preview, email_for_test, pushes_for_test, webhook_for_test
 from engine.store import push_subscriptions, queries
 from engine.store.database import open_database
 
@@ -69,7 +69,7 @@ def prepare(shown: Preview, to: str, settings: Settings) -> Send:
 def _email(shown: Preview, to: str, settings: Settings) -> Answer:
     assert settings.smtp_url is not None
     relay = SmtpSender(settings.smtp_url, settings.email_from, timeout=20)
-    [outcome] = relay.send_all([test_email(shown, to, settings.public_url)])
+    [outcome] = relay.send_all([email_for_test(shown, to, settings.public_url)])
     where = f"{relay.relay.host}:{relay.relay.port}"
     if outcome.kind == "delivered":
         return Answer(True, f"sent to {to} through {where} as a test ({outcome.status} "
@@ -104,7 +104,7 @@ def _pushes(shown: Preview, subscriber: str, settings: Settings) -> Send:
         vapid = settings.vapid_key()
     except ConfigError as problem:
         raise NotSendable(str(problem)) from None
-    jobs = test_pushes(shown, browsers)
+    jobs = pushes_for_test(shown, browsers)
 
     async def send_all() -> list[Outcome]:
         sender = WebPushSender(vapid, settings.vapid_subject,
@@ -134,7 +134,7 @@ def _pushed(subscriber: str, job: PushJob, outcome: Outcome) -> Answer:
 
 def _webhook(shown: Preview, url: str, settings: Settings) -> Answer:
     earlier = settings.earlier_secrets()
-    job = test_webhook(shown, url)
+    job = webhook_for_test(shown, url)
 
     async def send() -> Any:
         sender = WebhookSender(settings.signing_secret(create=True),
