@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
+from dsl import model as m
 from dsl.diagnostics import did_you_mean
 from engine.api.auth import Authorised
 from engine.api.errors import field_error
@@ -17,6 +18,7 @@ from engine.encoding import plain
 from engine.funnel import as_json
 from engine.leads import UnknownScore, count, lead_json, leads, ranking
 from engine.rules_report import read_rules, rules_json
+from engine.runtime import Runtime
 from engine.store import funnel as store
 from engine.waiting import UnknownStage, read_waiting, waiting_json
 
@@ -86,12 +88,9 @@ def rules(workflow: Annotated[str, Path(min_length=1, max_length=100)], runtime:
                           "or a span back from now (`7 days`). Default: all time.")] = None
           ) -> JSONResponse:
     start = since_parameter(since, runtime.clock.now())
-    loaded = {w.name: w for w in runtime.catalog.workflows}
-    if workflow not in loaded:
-        raise field_error(404, "workflow", f"no workflow {workflow!r}"
-                                           f"{did_you_mean(workflow, loaded)}")
+    declared = _loaded(runtime, workflow)
     with runtime.database.reading() as connection:
-        report = read_rules(connection, loaded[workflow], start)
+        report = read_rules(connection, declared, start)
     return JSONResponse(plain(rules_json(report)))
 
 
@@ -121,13 +120,10 @@ def ranked_leads(
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
     start = since_parameter(since, runtime.clock.now())
-    loaded = {w.name: w for w in runtime.catalog.workflows}
-    if workflow not in loaded:
-        raise field_error(404, "workflow", f"no workflow {workflow!r}"
-                                           f"{did_you_mean(workflow, loaded)}")
+    declared = _loaded(runtime, workflow)
     with runtime.database.reading() as connection:
         try:
-            asked = ranking(connection, loaded[workflow], stage or (), by, attribute or (),
+            asked = ranking(connection, declared, stage or (), by, attribute or (),
                             start)
         except UnknownStage as problem:
             raise field_error(404, "stage", str(problem)) from None
@@ -138,3 +134,12 @@ def ranked_leads(
     return JSONResponse(plain({"workflow": workflow, "stages": list(asked.stages),
                                "by": asked.by, "since": start, "total": total,
                                "offset": offset, "leads": page}))
+
+
+def _loaded(runtime: Runtime, workflow: str) -> m.Workflow:
+    """The workflow the files declare by that name, else a 404 naming the one meant."""
+    loaded = {w.name: w for w in runtime.catalog.workflows}
+    if workflow not in loaded:
+        raise field_error(404, "workflow", f"no workflow {workflow!r}"
+                                           f"{did_you_mean(workflow, loaded)}")
+    return loaded[workflow]
