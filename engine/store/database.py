@@ -126,8 +126,11 @@ class Database:
         with _translated(), self.engine.connect() as connection:
             connection.execution_options(**{READING: True})
             with connection.begin() as transaction:
-                if self.dialect == "postgresql":
-                    connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+                if self.dialect == "postgresql":  # one snapshot for all its statements, as
+                    # SQLite's read of the log is (READ COMMITTED would take one per statement:
+                    # a report's counts, or a copy's tables, from different moments)
+                    connection.exec_driver_sql(
+                        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 yield connection
                 transaction.rollback()
 

@@ -15,7 +15,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, insert, inspect, select, text
+from sqlalchemy import create_engine, event, func, insert, inspect, select, text
 
 from dsl.loader import load_text
 from engine.clock import VirtualClock
@@ -200,6 +200,27 @@ def test_instants_and_decimals_round_trip_exactly(database: Database) -> None:
             "INSERT INTO scores VALUES (1, 'w', 's', '21.870000000000000000000000001', '{}', '[]')")
         total = connection.execute(text("SELECT total FROM scores")).scalar()
     assert Decimal(total) == Decimal("21.870000000000000000000000001")
+
+
+def test_a_reading_sees_one_snapshot_however_many_statements_it_runs(
+        database: Database) -> None:
+    """A report's counts, or a copy's tables, from one moment: a row written while the
+    reading goes on is not seen by its later statements (on PostgreSQL, REPEATABLE READ; on
+    SQLite, the read of the write-ahead log)."""
+    def add(external_id: str) -> None:
+        with database.transaction() as connection:
+            connection.execute(insert(SUBSCRIBERS), {
+                "external_id": external_id, "attributes": {}, "version": 0,
+                "created_at": datetime(2026, 3, 2, tzinfo=UTC), "event_count": 0})
+
+    add("a")
+    with database.reading() as reading:
+        count = select(func.count()).select_from(SUBSCRIBERS)
+        assert reading.execute(count).scalar_one() == 1
+        add("b")  # committed by another connection meanwhile
+        assert reading.execute(count).scalar_one() == 1
+    with database.reading() as reading:
+        assert reading.execute(count).scalar_one() == 2
 
 
 def test_naive_datetimes_are_refused(database: Database) -> None:
