@@ -22,7 +22,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import make_url
+from engine.store.database import read_url
 
 
 class BackupError(RuntimeError):
@@ -39,7 +39,7 @@ class Copied:
 
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL; None for another database (or SQLite in memory)."""
-    parsed = make_url(url)
+    parsed = read_url(url)
     file = parsed.database
     if parsed.get_backend_name() != "sqlite" or not file or file == ":memory:":
         return None

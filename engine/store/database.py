@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
@@ -152,6 +152,17 @@ class Database:
         return os.path.abspath(url.database)
 
 
+def read_url(url: str) -> URL:
+    """A database URL as SQLAlchemy reads it; one it cannot read is the operator's setting
+    (`DatabaseUnavailable`, one line), not an internal error."""
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise DatabaseUnavailable(
+            "the database URL is not one nurture can read; it looks like "
+            "sqlite:///nurture.db or postgresql+psycopg://user@host/database") from None
+
+
 def open_database(url: str, *, migrate: bool = True, durable: bool = True,
                   cache_mib: int = 64, existing: bool = False) -> Database:
     """Connect to `url` and bring its schema to the latest migration.
@@ -165,12 +176,7 @@ def open_database(url: str, *, migrate: bool = True, durable: bool = True,
     `existing` (a report): a SQLite file that is not there is an error, not a new database
     (a mistyped path would otherwise report an empty funnel and leave a file behind).
     """
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise DatabaseUnavailable(
-            "the database URL is not one nurture can read; it looks like "
-            "sqlite:///nurture.db or postgresql+psycopg://user@host/database") from None
+    parsed = read_url(url)
     shown = parsed.render_as_string(hide_password=True)
     path = parsed.database or ""
     if existing and parsed.get_backend_name() == "sqlite" and path not in ("", ":memory:") \

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -162,3 +163,14 @@ def test_a_postgresql_database_copies_into_sqlite(
     assert _rows(target) == _rows(source)
     source.dispose()
     target.dispose()
+
+
+@pytest.mark.parametrize("command", [["copy", "sqlite:///elsewhere.db"], ["backup", "bk"],
+                                     ["restore", "."]])
+def test_an_unreadable_database_url_is_one_line_not_an_internal_error(
+        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # (before the fix, each was exit 70 with a traceback)
+    result = CliRunner().invoke(main, [*command, "--db", "db.internal/nurture"])
+    assert (result.exit_code, result.stderr) == (
+        2, "nurture: the database URL is not one nurture can read; it looks like "
+           "sqlite:///nurture.db or postgresql+psycopg://user@host/database\n")
