@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,12 @@ class WebhookJob:
     body: bytes
     test: bool = False
     """Sent by hand to try the receiver (`X-Nurture-Test: 1`), for no subscriber's step."""
+
+
+def default_body(subscriber: str, workflow: str, message: str) -> str:
+    """What a webhook message without a `body` posts: who, from which workflow, which
+    message."""
+    return json.dumps({"subscriber": subscriber, "workflow": workflow, "message": message})
 
 
 class RefusedAddress(OSError):

@@ -44,7 +44,7 @@ from channels.base import Outcome
 from channels.email import EmailJob, SmtpSender, address_refused
 from channels.endpoints import PushEndpointPolicy, WebhookAddressPolicy
 from channels.tokens import Signer
-from channels.webhook import WebhookJob, WebhookSender
+from channels.webhook import WebhookJob, WebhookSender, default_body
 from channels.webpush import PushJob, WebPushSender, payload, topic
 from dsl.templates import UNSUBSCRIBE_URL
 from engine.clock import Clock, SystemClock
@@ -361,8 +361,8 @@ class Dispatcher:
                           str(content.get("urgency") or "normal"), tag)
             return [(item, await self.push.send(job, self.clock.now()))]
         assert self.webhook is not None and item.address
-        body = item.content.get("body") or json.dumps(
-            {"subscriber": item.subscriber, "workflow": item.workflow, "message": item.message})
+        body = item.content.get("body") or default_body(item.subscriber, item.workflow,
+                                                        item.message)
         outcome = await self.webhook.send(
             WebhookJob(item.delivery_key, item.address, body.encode()), self.clock.now())
         return [(item, outcome)]

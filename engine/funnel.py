@@ -180,15 +180,10 @@ def _came_back(line: MessageCounts) -> str:
     delivered = line.dispatches.get("delivered", 0)
     shown = []
     for kind, word in RESPONSE_WORDS.items():
-        if kind not in line.responses:
-            continue
-        count = line.responses[kind]
-        if kind == "email_bounced":
-            shown.append(f"{word} {count:,}"
-                         + (f" ({_rate(count, line.sent)} of sent)" if line.sent else ""))
-        else:
-            shown.append(f"{word} {count:,}"
-                         + (f" ({_rate(count, delivered)})" if delivered else ""))
+        if kind in line.responses:
+            count = line.responses[kind]
+            whole, of = (line.sent, " of sent") if kind == "email_bounced" else (delivered, "")
+            shown.append(f"{word} {count:,}" + (f" ({_rate(count, whole)}{of})" if whole else ""))
     return ", ".join(shown) or "-"
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from channels.email import EmailJob
 from channels.render import choose_variant, render_message
-from channels.webhook import WebhookJob
+from channels.webhook import WebhookJob, default_body
 from channels.webpush import PushJob, payload, topic
 from dsl import model as m
 from dsl.diagnostics import did_you_mean
@@ -140,8 +140,7 @@ def email_for_test(shown: Preview, to: str, public_url: str) -> EmailJob:
         value = shown.fields.get(field)
         return None if value is None else str(value).replace(UNSUBSCRIBE_URL, inert)
 
-    key = f"test.{uuid.uuid4().hex}"
-    return EmailJob(key, to, linked("subject") or "", linked("text"), linked("html"), inert)
+    return EmailJob(_test_key(), to, linked("subject") or "", linked("text"), linked("html"), inert)
 
 
 def pushes_for_test(shown: Preview, browsers: Sequence[tuple[str, str, str]]) -> list[PushJob]:
@@ -150,7 +149,7 @@ def pushes_for_test(shown: Preview, browsers: Sequence[tuple[str, str, str]]) ->
     nor a click (there is no send to count them for)."""
     jobs = []
     for endpoint, p256dh, auth in browsers:
-        key = f"test.{uuid.uuid4().hex}"
+        key = _test_key()
         tag = topic(shown.fields.get("topic"), key)
         jobs.append(PushJob(key, endpoint, p256dh, auth, payload(shown.fields, tag, ""),
                             int(shown.fields.get("ttl") or 0),
@@ -164,8 +163,13 @@ def webhook_for_test(shown: Preview, url: str) -> WebhookJob:
     `X-Nurture-Test: 1` with a delivery key of its own, so that the receiver can tell it
     from a lead."""
     body = shown.fields.get("body")
-    if body is None:  # as `engine.dispatcher` sends a webhook without a body
-        body = json.dumps({"subscriber": shown.subscriber,
-                           "workflow": shown.sender[0] if shown.sender else "preview",
-                           "message": shown.variant.name})
-    return WebhookJob(f"test.{uuid.uuid4().hex}", url, str(body).encode(), test=True)
+    if body is None:  # as a send without a body
+        body = default_body(shown.subscriber, shown.sender[0] if shown.sender else "preview",
+                            shown.variant.name)
+    return WebhookJob(_test_key(), url, str(body).encode(), test=True)
+
+
+def _test_key() -> str:
+    """A test's own delivery key (Message-ID, push topic): a mail service or a browser
+    shows every test rather than taking one for another."""
+    return f"test.{uuid.uuid4().hex}"

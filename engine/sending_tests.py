@@ -122,10 +122,15 @@ def _pushes(shown: Preview, subscriber: str, settings: Settings) -> Send:
     return send
 
 
+def _answered(peer: str, outcome: Outcome) -> str:
+    """`the push service answered 410: …`, or why nothing answered (`refused: …`)."""
+    if outcome.status is None:
+        return outcome.detail
+    return f"the {peer} answered {outcome.status}{': ' + outcome.detail if outcome.detail else ''}"
+
+
 def _pushed(subscriber: str, job: PushJob, outcome: Outcome) -> Answer:
-    said = (f"the push service answered {outcome.status}"
-            f"{': ' + outcome.detail if outcome.detail else ''}"
-            if outcome.status is not None else outcome.detail)
+    said = _answered("push service", outcome)
     browser = f"{subscriber}'s browser at {_origin(job.endpoint)}"
     if outcome.kind == "delivered":
         return Answer(True, f"pushed to {browser} as a test ({said})")
@@ -147,12 +152,10 @@ def _webhook(shown: Preview, url: str, settings: Settings) -> Answer:
             await sender.close()
 
     outcome = asyncio.run(send())
-    said = (f"{outcome.status}{': ' + outcome.detail if outcome.detail else ''}"
-            if outcome.status is not None else outcome.detail)
+    said = _answered("receiver", outcome)
     if outcome.kind == "delivered":
-        return Answer(True, f"posted to {url} as a test (the receiver answered {said})")
-    return Answer(False, f"the test webhook to {url} was not sent: "
-                         f"{'the receiver answered ' if outcome.status else ''}{said}")
+        return Answer(True, f"posted to {url} as a test ({said})")
+    return Answer(False, f"the test webhook to {url} was not sent: {said}")
 
 
 def _origin(endpoint: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Float, and_, func, select
 from sqlalchemy import cast as cast_as
 
-from engine.store.states import ENROLMENTS, SCORES, SUBSCRIBERS, TAGS, among
+from engine.store.states import ENROLMENTS, SCORES, SUBSCRIBERS, tags_of, workflow_totals
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,16 +83,8 @@ def _completed(connection: Connection, workflow: str,
                rows: Sequence[Any]) -> Iterator[RankedRow]:
     """The page's rows with their scores and tags (two reads for the page)."""
     ids = [row.id for row in rows]
-    scores: dict[int, dict[str, Decimal]] = {}
-    for score in connection.execute(
-            select(SCORES.c.subscriber_id, SCORES.c.score, SCORES.c.total)
-            .where(among(connection, SCORES.c.subscriber_id, ids),
-                   SCORES.c.workflow == workflow)):
-        scores.setdefault(score.subscriber_id, {})[score.score] = score.total
-    tags: dict[int, set[str]] = {}
-    for tag in connection.execute(select(TAGS.c.subscriber_id, TAGS.c.tag)
-                                  .where(among(connection, TAGS.c.subscriber_id, ids))):
-        tags.setdefault(tag.subscriber_id, set()).add(tag.tag)
+    scores = workflow_totals(connection, workflow, ids)
+    tags = tags_of(connection, ids)
     for row in rows:
         yield RankedRow(row.id, row.external_id, row.attributes, row.stage,
                         row.stage_entered_at, scores.get(row.id, {}),

@@ -170,15 +170,34 @@ def stage_pages(connection: Connection, workflow: str, stage: str,
                 .where(among(connection, SUBSCRIBERS.c.id, ids))):
             members[row.id] = StageMember(row.external_id, row.attributes, row.last_event_at,
                                           entered[row.id])
-        for row in connection.execute(
-                select(SCORES.c.subscriber_id, SCORES.c.score, SCORES.c.total)
-                .where(among(connection, SCORES.c.subscriber_id, ids),
-                       SCORES.c.workflow == workflow)):
-            members[row.subscriber_id].totals[row.score] = row.total
-        for row in connection.execute(select(TAGS.c.subscriber_id, TAGS.c.tag)
-                                      .where(among(connection, TAGS.c.subscriber_id, ids))):
-            members[row.subscriber_id].tags.add(row.tag)
+        totals = workflow_totals(connection, workflow, ids)
+        tags = tags_of(connection, ids)
+        for key, member in members.items():
+            member.totals = totals.get(key, {})
+            member.tags = tags.get(key, set())
         yield [members[i] for i in ids]
+
+
+def workflow_totals(connection: Connection, workflow: str,
+                    ids: Sequence[int]) -> dict[int, dict[str, Decimal]]:
+    """The workflow's score totals of these subscribers (a report's page), by score name;
+    a subscriber without any is not there."""
+    found: dict[int, dict[str, Decimal]] = {}
+    for row in connection.execute(
+            select(SCORES.c.subscriber_id, SCORES.c.score, SCORES.c.total)
+            .where(among(connection, SCORES.c.subscriber_id, ids),
+                   SCORES.c.workflow == workflow)):
+        found.setdefault(row.subscriber_id, {})[row.score] = row.total
+    return found
+
+
+def tags_of(connection: Connection, ids: Sequence[int]) -> dict[int, set[str]]:
+    """These subscribers' tags (a report's page); a subscriber without any is not there."""
+    found: dict[int, set[str]] = {}
+    for row in connection.execute(select(TAGS.c.subscriber_id, TAGS.c.tag)
+                                  .where(among(connection, TAGS.c.subscriber_id, ids))):
+        found.setdefault(row.subscriber_id, set()).add(row.tag)
+    return found
 
 
 def stages_in_use(connection: Connection, workflow: str) -> list[str]:
